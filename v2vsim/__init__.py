@@ -1,0 +1,19 @@
+"""v2vsim: discrete-event simulation of the vein-to-vein logistics of autologous CAR-T therapy.
+
+>>> import v2vsim
+>>> sc = v2vsim.load_scenario("scenarios/local.yaml")          # doctest: +SKIP
+>>> res = v2vsim.simulate(sc, replications=200, seed=1)         # doctest: +SKIP
+>>> res.summary()                                               # doctest: +SKIP
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .runner import Results, simulate
+from .scenario import Scenario, ScenarioError, load_scenario
+
+try:
+    __version__ = version("v2vsim")
+except PackageNotFoundError:  # running from a checkout without installing
+    __version__ = "0.0.0+checkout"
+
+__all__ = ["Results", "Scenario", "ScenarioError", "load_scenario", "simulate", "__version__"]

@@ -1,0 +1,375 @@
+"""Distribution specs (pydantic) and their samplers.
+
+Every distribution is sampled by inversion: a uniform from a named stream goes through the
+inverse CDF. With common random numbers this keeps patient *i* at the same quantile of a
+step's duration in two scenarios even when the two scenarios use different distributions
+(strong synchronisation), and it makes sampling a vectorised operation on blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from scipy import special, stats
+
+__all__ = [
+    "Distribution",
+    "DistributionSpec",
+    "Fixed",
+    "Uniform",
+    "Triangular",
+    "Exponential",
+    "Lognormal",
+    "Gamma",
+    "Weibull",
+    "Empirical",
+    "Never",
+    "DIST_NAMES",
+]
+
+_Z90 = float(stats.norm.ppf(0.9))
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Inverse CDF applied to uniforms in (0, 1)."""
+        raise NotImplementedError
+
+    def mean(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sample(self, gen: np.random.Generator, size: int) -> np.ndarray:
+        """Draw ``size`` values from ``gen`` by inversion."""
+        return self.ppf(gen.random(size))
+
+    def to_yaml(self) -> Any:
+        """The fully resolved form written to ``scenario.yaml``."""
+        return self.model_dump(exclude_none=True)
+
+    @property
+    def is_never(self) -> bool:
+        return False
+
+
+class Fixed(_Spec):
+    """A fixed value: ``5`` or ``{dist: fixed, value: 5}``."""
+
+    dist: Literal["fixed"] = "fixed"
+    value: NonNegative
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(u), self.value, dtype=float)
+
+    def mean(self) -> float:
+        return self.value
+
+
+class Never(_Spec):
+    """The event never happens (clocks only)."""
+
+    dist: Literal["never"] = "never"
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(u), math.inf)
+
+    def mean(self) -> float:
+        return math.inf
+
+    def to_yaml(self) -> Any:
+        return "never"
+
+    @property
+    def is_never(self) -> bool:
+        return True
+
+
+class Uniform(_Spec):
+    dist: Literal["uniform"]
+    low: NonNegative
+    high: NonNegative
+
+    @model_validator(mode="after")
+    def _check(self) -> "Uniform":
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) must not exceed high ({self.high:g})")
+        return self
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return self.low + (self.high - self.low) * np.asarray(u, dtype=float)
+
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+
+class Triangular(_Spec):
+    dist: Literal["triangular"]
+    low: NonNegative
+    mode: NonNegative
+    high: NonNegative
+
+    @model_validator(mode="after")
+    def _check(self) -> "Triangular":
+        if not self.low <= self.mode <= self.high:
+            raise ValueError(
+                f"need low <= mode <= high, got {self.low:g}, {self.mode:g}, {self.high:g}"
+            )
+        return self
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=float)
+        a, c, b = self.low, self.mode, self.high
+        if b == a:
+            return np.full(u.shape, a)
+        fc = (c - a) / (b - a)
+        left = a + np.sqrt(u * (b - a) * (c - a))
+        right = b - np.sqrt((1 - u) * (b - a) * (b - c))
+        return np.where(u < fc, left, right)
+
+    def mean(self) -> float:
+        return (self.low + self.mode + self.high) / 3
+
+
+class Exponential(_Spec):
+    """``{dist: exponential, mean: 30}`` or ``{dist: exponential, median: 21}``."""
+
+    dist: Literal["exponential"]
+    mean_: Positive | None = Field(default=None, alias="mean")
+    median: Positive | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Exponential":
+        if (self.mean_ is None) == (self.median is None):
+            raise ValueError("give exactly one of mean, median")
+        return self
+
+    @property
+    def scale(self) -> float:
+        return self.mean_ if self.mean_ is not None else self.median / math.log(2)
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return -self.scale * np.log1p(-np.asarray(u, dtype=float))
+
+    def mean(self) -> float:
+        return self.scale
+
+    def to_yaml(self) -> Any:
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+
+class Lognormal(_Spec):
+    """``{median, p90}`` or ``{mean, sd}``."""
+
+    dist: Literal["lognormal"]
+    median: Positive | None = None
+    p90: Positive | None = None
+    mean_: Positive | None = Field(default=None, alias="mean")
+    sd: Positive | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Lognormal":
+        pair_q = self.median is not None or self.p90 is not None
+        pair_m = self.mean_ is not None or self.sd is not None
+        if pair_q == pair_m:
+            raise ValueError("give either median and p90, or mean and sd")
+        if pair_q:
+            if self.median is None or self.p90 is None:
+                raise ValueError("give both median and p90")
+            if self.p90 <= self.median:
+                raise ValueError(f"p90 ({self.p90:g}) must exceed median ({self.median:g})")
+        elif self.mean_ is None or self.sd is None:
+            raise ValueError("give both mean and sd")
+        return self
+
+    @property
+    def mu_sigma(self) -> tuple[float, float]:
+        if self.median is not None:
+            sigma = (math.log(self.p90) - math.log(self.median)) / _Z90
+            return math.log(self.median), sigma
+        sigma2 = math.log1p((self.sd / self.mean_) ** 2)
+        return math.log(self.mean_) - sigma2 / 2, math.sqrt(sigma2)
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        mu, sigma = self.mu_sigma
+        return np.exp(mu + sigma * special.ndtri(np.asarray(u, dtype=float)))
+
+    def mean(self) -> float:
+        mu, sigma = self.mu_sigma
+        return math.exp(mu + sigma**2 / 2)
+
+    def to_yaml(self) -> Any:
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+
+class Gamma(_Spec):
+    dist: Literal["gamma"]
+    mean_: Positive = Field(alias="mean")
+    sd: Positive
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def shape(self) -> float:
+        return (self.mean_ / self.sd) ** 2
+
+    @property
+    def scale(self) -> float:
+        return self.sd**2 / self.mean_
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return self.scale * special.gammaincinv(self.shape, np.asarray(u, dtype=float))
+
+    def mean(self) -> float:
+        return self.mean_
+
+    def to_yaml(self) -> Any:
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+
+class Weibull(_Spec):
+    """``{shape, scale}`` or ``{shape, median}``."""
+
+    dist: Literal["weibull"]
+    shape: Positive
+    scale_: Positive | None = Field(default=None, alias="scale")
+    median: Positive | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Weibull":
+        if (self.scale_ is None) == (self.median is None):
+            raise ValueError("give exactly one of scale, median")
+        return self
+
+    @property
+    def scale(self) -> float:
+        if self.scale_ is not None:
+            return self.scale_
+        return self.median / math.log(2) ** (1 / self.shape)
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return self.scale * (-np.log1p(-np.asarray(u, dtype=float))) ** (1 / self.shape)
+
+    def mean(self) -> float:
+        return self.scale * math.gamma(1 + 1 / self.shape)
+
+    def to_yaml(self) -> Any:
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+
+class Empirical(_Spec):
+    """Resampling of observed values, optionally weighted."""
+
+    dist: Literal["empirical"]
+    values: list[NonNegative] = Field(min_length=1)
+    weights: list[NonNegative] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Empirical":
+        if self.weights is not None:
+            if len(self.weights) != len(self.values):
+                raise ValueError(
+                    f"weights has {len(self.weights)} entries but values has {len(self.values)}"
+                )
+            if not sum(self.weights) > 0:
+                raise ValueError("weights must sum to a positive number")
+        return self
+
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(self.values, dtype=float)
+        weights = np.ones_like(values) if self.weights is None else np.asarray(self.weights)
+        # Sorting makes the inverse CDF monotone, so common random numbers stay aligned.
+        order = np.argsort(values, kind="stable")
+        cum = np.cumsum(weights[order])
+        return values[order], cum / cum[-1]
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        values, cum = self._table()
+        idx = np.searchsorted(cum, np.asarray(u, dtype=float), side="right")
+        return values[np.minimum(idx, values.size - 1)]
+
+    def mean(self) -> float:
+        values, cum = self._table()
+        probs = np.diff(np.concatenate(([0.0], cum)))
+        return float(values @ probs)
+
+
+DIST_NAMES = ("fixed", "uniform", "triangular", "exponential", "lognormal", "gamma", "weibull",
+              "empirical")
+
+
+def _tag(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return "number"
+    if value == "never":
+        return "never"
+    if isinstance(value, dict):
+        dist = value.get("dist")
+        return dist if dist in DIST_NAMES else None
+    if isinstance(value, _Spec):
+        return "never" if isinstance(value, Never) else value.dist
+    return None
+
+
+class _Number(_Spec):
+    """A bare number is a fixed value."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(
+            lambda v: Fixed(value=v),
+            core_schema.float_schema(ge=0, allow_inf_nan=False),
+        )
+
+
+class _NeverWord(_Spec):
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(
+            lambda v: Never(), core_schema.literal_schema(["never"])
+        )
+
+
+Distribution = Annotated[
+    Union[
+        Annotated[_Number, Tag("number")],
+        Annotated[_NeverWord, Tag("never")],
+        Annotated[Fixed, Tag("fixed")],
+        Annotated[Uniform, Tag("uniform")],
+        Annotated[Triangular, Tag("triangular")],
+        Annotated[Exponential, Tag("exponential")],
+        Annotated[Lognormal, Tag("lognormal")],
+        Annotated[Gamma, Tag("gamma")],
+        Annotated[Weibull, Tag("weibull")],
+        Annotated[Empirical, Tag("empirical")],
+    ],
+    Discriminator(
+        _tag,
+        custom_error_type="distribution",
+        custom_error_message=(
+            "expected a number or {dist: fixed|uniform|triangular|exponential|lognormal|gamma|"
+            "weibull|empirical, ...}"
+        ),
+    ),
+]
+"""Any distribution form of the scenario contract (``never`` included; fields that must not
+accept ``never`` check it themselves)."""
+
+DistributionSpec = _Spec

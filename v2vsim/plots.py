@@ -1,0 +1,959 @@
+"""Figures of simulation results: DataFrames in, matplotlib Figures out.
+
+This module reads the result frames (``patients``, ``site_days``, ``events``) and never imports the
+model, so it can run on saved results, in notebooks and in worker processes. Figures are built
+from :class:`matplotlib.figure.Figure` directly rather than through ``pyplot``: there is no global
+figure registry to leak memory or to clash between threads, and no display backend is needed.
+
+Every figure uses one house style (:data:`STYLE`, applied with :func:`house_style`), the
+Okabe–Ito colour-blind-safe palette, a fixed colour per outcome (:data:`OUTCOME_COLORS`) and an
+optional footer line supplied by the caller (see :func:`footer_text`). The helpers
+:func:`new_figure`, :func:`draw_band` and :func:`scenario_colors` are public so that comparison
+figures between scenarios look the same as the single-scenario ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from cycler import cycler
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+__all__ = [
+    "FUNNEL_STAGES",
+    "KIND_COLORS",
+    "OKABE_ITO",
+    "OUTCOMES",
+    "OUTCOME_COLORS",
+    "OUTCOME_LABELS",
+    "STYLE",
+    "add_footer",
+    "attrition_funnel_figure",
+    "cumulative_incidence",
+    "cumulative_incidence_figure",
+    "draw_band",
+    "footer_text",
+    "funnel_counts",
+    "funnel_losses",
+    "house_style",
+    "journey_figure",
+    "kind_color",
+    "new_figure",
+    "outcome_color",
+    "outcome_label",
+    "run_figures",
+    "save_figure",
+    "scenario_colors",
+    "site_timeline_figure",
+    "vein_to_vein_figure",
+]
+
+# --------------------------------------------------------------------------------------------
+# House style
+# --------------------------------------------------------------------------------------------
+
+#: The eight Okabe–Ito colours (Okabe & Ito 2008, "Color Universal Design"), safe for the common
+#: forms of colour-vision deficiency and in greyscale print when paired with line styles.
+OKABE_ITO: Final[Mapping[str, str]] = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+}
+
+# Scenario order: strongest contrasts first; yellow last because it is faint on white.
+_SCENARIO_ORDER: Final[tuple[str, ...]] = (
+    OKABE_ITO["blue"],
+    OKABE_ITO["orange"],
+    OKABE_ITO["bluish_green"],
+    OKABE_ITO["vermillion"],
+    OKABE_ITO["reddish_purple"],
+    OKABE_ITO["sky_blue"],
+    OKABE_ITO["black"],
+    OKABE_ITO["yellow"],
+)
+
+#: Every outcome a patient can end with, in the order used in legends and tables.
+OUTCOMES: Final[tuple[str, ...]] = (
+    "infused",
+    "died",
+    "ineligible",
+    "screen_failed",
+    "collection_failed",
+    "lost_in_transit",
+    "manufacturing_failed",
+    "out_of_specification",
+    "product_expired",
+    "step_failed",
+    "unresolved",
+)
+
+#: One fixed colour per outcome, identical in every figure. Okabe–Ito has eight colours for
+#: eleven outcomes, so the three rarest/least specific use a dark wine (from Paul Tol's
+#: colour-blind-safe "muted" scheme) and greys; "unresolved" is the palest because it is not an
+#: outcome but the end of the run.
+OUTCOME_COLORS: Final[Mapping[str, str]] = {
+    "infused": OKABE_ITO["bluish_green"],
+    "died": OKABE_ITO["vermillion"],
+    "ineligible": OKABE_ITO["orange"],
+    "screen_failed": OKABE_ITO["yellow"],
+    "collection_failed": OKABE_ITO["reddish_purple"],
+    "lost_in_transit": OKABE_ITO["black"],
+    "manufacturing_failed": OKABE_ITO["blue"],
+    "out_of_specification": OKABE_ITO["sky_blue"],
+    "product_expired": "#882255",
+    "step_failed": "#999999",
+    "unresolved": "#D4D4D4",
+}
+
+#: Human-readable outcome names for legends.
+OUTCOME_LABELS: Final[Mapping[str, str]] = {
+    "infused": "Infused",
+    "died": "Died",
+    "ineligible": "Became ineligible",
+    "screen_failed": "Failed screening",
+    "collection_failed": "Collection failed",
+    "lost_in_transit": "Lost in transit",
+    "manufacturing_failed": "Manufacturing failed",
+    "out_of_specification": "Out of specification",
+    "product_expired": "Product expired",
+    "step_failed": "Step failed",
+    "unresolved": "Unresolved at end of run",
+}
+
+#: One colour per step kind for journey swimlanes.
+KIND_COLORS: Final[Mapping[str, str]] = {
+    "screen": "#8C8C8C",
+    "apheresis": OKABE_ITO["reddish_purple"],
+    "cryopreserve": OKABE_ITO["sky_blue"],
+    "transport": OKABE_ITO["yellow"],
+    "manufacture": OKABE_ITO["blue"],
+    "release": OKABE_ITO["orange"],
+    "conditioning": OKABE_ITO["vermillion"],
+    "delay": "#4D4D4D",
+    "infusion": OKABE_ITO["bluish_green"],
+}
+
+_OTHER_LOSSES_COLOR: Final = "#4D4D4D"
+_NEUTRAL_COLOR: Final = "#56606B"  # bars that are "patients", not a cause
+_FOOTER_COLOR: Final = "#555555"
+_FOOTER_HEIGHT_INCHES: Final = 0.32
+
+#: Matplotlib rc settings of the house style; apply with :func:`house_style`. Sizes are chosen to
+#: stay readable when a 12-inch-wide figure is shown on a slide.
+STYLE: Final[dict[str, Any]] = {
+    "font.size": 12.5,
+    "axes.titlesize": 14,
+    "axes.titlelocation": "left",
+    "axes.titlepad": 8.0,
+    "axes.labelsize": 12.5,
+    "xtick.labelsize": 11.5,
+    "ytick.labelsize": 11.5,
+    "legend.fontsize": 11.5,
+    "legend.title_fontsize": 12,
+    "legend.frameon": False,
+    "figure.titlesize": 16,
+    "figure.titleweight": "bold",
+    "axes.prop_cycle": cycler(color=list(_SCENARIO_ORDER)),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.edgecolor": "#333333",
+    "axes.linewidth": 0.9,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#E3E3E3",
+    "grid.linewidth": 0.8,
+    "lines.linewidth": 2.0,
+    "patch.linewidth": 0.6,
+    "hatch.linewidth": 0.8,
+    "figure.facecolor": "white",
+    "figure.constrained_layout.use": True,
+    "savefig.facecolor": "white",
+    "savefig.dpi": 200,
+    # Fixed SVG ids so that the same figure gives the same bytes (hashable in a manifest).
+    "svg.hashsalt": "v2vsim",
+}
+
+
+@contextlib.contextmanager
+def house_style() -> Iterator[None]:
+    """Apply :data:`STYLE` for the duration of a ``with`` block.
+
+    Font sizes and grids are fixed when artists are created, so build the whole figure inside
+    the block; saving needs only :func:`save_figure`.
+    """
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def scenario_colors(n: int) -> list[str]:
+    """``n`` distinct colours for scenarios in comparison figures (Okabe–Ito order).
+
+    Beyond eight scenarios the colours repeat; pair them with line styles in that case.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return [_SCENARIO_ORDER[i % len(_SCENARIO_ORDER)] for i in range(n)]
+
+
+def outcome_color(outcome: str) -> str:
+    """The fixed colour of an outcome; unknown outcomes get neutral grey."""
+    return OUTCOME_COLORS.get(outcome, "#999999")
+
+
+def outcome_label(outcome: str) -> str:
+    """Legend text for an outcome ("manufacturing_failed" -> "Manufacturing failed")."""
+    return OUTCOME_LABELS.get(outcome, outcome.replace("_", " ").capitalize())
+
+
+def kind_color(kind: str) -> str:
+    """The fixed colour of a step kind; unknown kinds get neutral grey."""
+    return KIND_COLORS.get(kind, "#BBBBBB")
+
+
+def footer_text(
+    scenario: str | None = None,
+    replications: int | None = None,
+    seed: int | None = None,
+    extra: Iterable[str] = (),
+) -> str:
+    """Build the conventional footer, e.g. ``"Scenario: base · 200 replications · seed 1"``."""
+    parts: list[str] = []
+    if scenario is not None:
+        parts.append(f"Scenario: {scenario}")
+    if replications is not None:
+        parts.append(f"{replications:,} replication{'s' if replications != 1 else ''}")
+    if seed is not None:
+        parts.append(f"seed {seed}")
+    parts.extend(extra)
+    return " · ".join(parts)
+
+
+def add_footer(fig: Figure, footer: str) -> None:
+    """Write ``footer`` in small grey text along the bottom edge of ``fig``.
+
+    The constrained-layout area is shrunk so that axes, tick labels and legends never overlap
+    the footer.
+    """
+    if not footer:
+        return
+    frac = _FOOTER_HEIGHT_INCHES / fig.get_figheight()
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        engine.set(rect=(0.0, frac, 1.0, 1.0 - frac))
+    fig.text(
+        0.008, frac / 2, footer, ha="left", va="center", fontsize=10, color=_FOOTER_COLOR
+    )
+
+
+def new_figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    figsize: tuple[float, float],
+    title: str = "",
+    footer: str = "",
+    **subplots_kw: Any,
+) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout Figure with a 2-D array of axes, a title and a footer.
+
+    Call inside :func:`house_style` so that the axes pick up the house fonts and grid.
+    """
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **subplots_kw)
+    if title:
+        fig.suptitle(title, x=0.008, ha="left")
+    add_footer(fig, footer)
+    return fig, axes
+
+
+def draw_band(
+    ax: Axes,
+    x: np.ndarray,
+    low: np.ndarray,
+    mid: np.ndarray,
+    high: np.ndarray,
+    *,
+    color: str,
+    label: str | None = None,
+    band_label: str | None = None,
+    **line_kw: Any,
+) -> None:
+    """Draw a median line with a translucent interval band (the house look for uncertainty)."""
+    ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0, label=band_label)
+    ax.plot(x, mid, color=color, label=label, **line_kw)
+
+
+def _empty_message(ax: Axes, message: str) -> None:
+    """Show ``message`` in place of a plot, so a figure is still produced from empty data."""
+    ax.text(
+        0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color=_FOOTER_COLOR
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def _fmt_count(x: float) -> str:
+    """Counts per replication: integers when exact (one replication), else one decimal."""
+    if math.isfinite(x) and abs(x - round(x)) < 1e-9:
+        return f"{round(x):,}"
+    return f"{x:,.1f}"
+
+
+def _n_replications(frame: pd.DataFrame) -> int:
+    return int(frame["replication"].nunique()) if len(frame) else 0
+
+
+def _ordered_outcomes(values: Iterable[str]) -> list[str]:
+    """Known outcomes in house order, then any unknown ones alphabetically."""
+    present = set(values)
+    return [o for o in OUTCOMES if o in present] + sorted(present - set(OUTCOMES))
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Vein-to-vein time
+# --------------------------------------------------------------------------------------------
+
+
+def _histogram_panel(ax: Axes, values: np.ndarray, title: str, xlabel: str) -> None:
+    """1-day-bin histogram of ``values`` (in % of values) with annotated median and P90."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Share of infused patients (%)")
+    if values.size == 0:
+        _empty_message(ax, "No infused patients")
+        return
+    ax.set_title(f"n = {values.size:,}", loc="right", fontsize=11.5, color=_FOOTER_COLOR)
+    lo = math.floor(values.min())
+    hi = math.floor(values.max()) + 1
+    edges = np.arange(lo, hi + 1, dtype=float)
+    counts, _ = np.histogram(values, bins=edges)
+    share = 100.0 * counts / values.size
+    ax.bar(
+        edges[:-1], share, width=1.0, align="edge", color=outcome_color("infused"),
+        edgecolor="white", linewidth=0.3 if edges.size < 150 else 0.0,
+    )
+    # Headroom so the line labels sit above the tallest bar.
+    ax.set_ylim(0, share.max() * 1.32)
+    ax.set_xlim(min(0.0, lo), hi + 1)
+    median, p90 = np.percentile(values, [50, 90])
+    for value, name, style, side in ((median, "Median", "-", "right"), (p90, "P90", "--", "left")):
+        ax.axvline(value, color="black", linestyle=style, linewidth=1.6)
+        # Median text left of its line and P90 text right of its line: they can never overlap.
+        offset = -4 if side == "right" else 4
+        ax.annotate(
+            f"{name}\n{value:.1f} days",
+            xy=(value, 0.98), xycoords=("data", "axes fraction"),
+            xytext=(offset, 0), textcoords="offset points",
+            ha=side, va="top", fontsize=11.5,
+        )
+
+
+def vein_to_vein_figure(
+    patients: pd.DataFrame, scenario_name: str, *, footer: str = ""
+) -> Figure:
+    """Distribution of vein-to-vein and referral-to-infusion days among infused patients.
+
+    Patients from all replications are pooled; bars are 1-day bins as a share of infused
+    patients; median and 90th percentile are marked.
+    """
+    with house_style():
+        fig, axes = new_figure(
+            1, 2, figsize=(13, 5.2), title=f"Time to infusion — {scenario_name}", footer=footer
+        )
+        infused = patients[patients["outcome"] == "infused"]
+        for ax, column, title, xlabel in (
+            (axes[0, 0], "vein_to_vein_days", "Apheresis → infusion (vein-to-vein)",
+             "Vein-to-vein time (days)"),
+            (axes[0, 1], "referral_to_infusion_days", "Referral → infusion",
+             "Referral to infusion (days)"),
+        ):
+            values = infused[column].dropna().to_numpy(dtype=float)
+            _histogram_panel(ax, values, title, xlabel)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Attrition funnel
+# --------------------------------------------------------------------------------------------
+
+#: Stages of the attrition funnel, in order.
+FUNNEL_STAGES: Final[tuple[str, ...]] = (
+    "referred",
+    "apheresed",
+    "manufactured",
+    "released",
+    "infused",
+)
+
+_STAGE_LABELS: Final[Mapping[str, str]] = {
+    "referred": "Referred",
+    "apheresed": "Apheresed",
+    "manufactured": "Manufactured",
+    "released": "Released",
+    "infused": "Infused",
+}
+
+
+def _deepest_stage(patients: pd.DataFrame) -> np.ndarray:
+    """Index into FUNNEL_STAGES of the last stage each patient reached.
+
+    apheresed = apheresis_day known; manufactured = manufacture started and the outcome is not
+    manufacturing_failed (a patient who died during manufacturing counts as manufactured);
+    released = release_day known; infused = outcome "infused". A patient counts as reaching a
+    stage if they reached it or any later one, so the funnel never widens even if a pathway
+    skips a step (e.g. no recorded release).
+    """
+    infused = (patients["outcome"] == "infused").to_numpy()
+    released = patients["release_day"].notna().to_numpy() | infused
+    manufactured = (
+        patients["manufacture_start_day"].notna()
+        & (patients["outcome"] != "manufacturing_failed")
+    ).to_numpy() | released
+    apheresed = patients["apheresis_day"].notna().to_numpy() | manufactured
+    return (
+        apheresed.astype(int) + manufactured.astype(int) + released.astype(int) + infused
+    ).astype(int)
+
+
+def funnel_counts(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients reaching each funnel stage, as the mean per replication.
+
+    Returns a frame indexed by stage (:data:`FUNNEL_STAGES`) with columns ``patients`` (mean
+    number per replication), ``percent_of_referred`` and ``lost_after`` (mean number who
+    reached this stage but not the next). Stage definitions: see ``_deepest_stage``.
+    """
+    n_reps = _n_replications(patients)
+    deepest = _deepest_stage(patients)
+    reached = np.array(
+        [(deepest >= k).sum() for k in range(len(FUNNEL_STAGES))], dtype=float
+    )
+    mean = reached / n_reps if n_reps else np.zeros(len(FUNNEL_STAGES))
+    percent = 100.0 * mean / mean[0] if mean[0] > 0 else np.full(len(FUNNEL_STAGES), np.nan)
+    lost = mean - np.append(mean[1:], mean[-1])
+    return pd.DataFrame(
+        {"patients": mean, "percent_of_referred": percent, "lost_after": lost},
+        index=pd.Index(FUNNEL_STAGES, name="stage"),
+    )
+
+
+def funnel_losses(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients lost after each funnel stage, by outcome, as the mean per replication.
+
+    Rows are the last stage reached (all stages but "infused"), columns are the outcomes that
+    occur (house order), values are mean patients per replication. Row sums equal
+    ``funnel_counts(patients)["lost_after"]``; unresolved patients appear as "unresolved".
+    """
+    stages = list(FUNNEL_STAGES[:-1])
+    n_reps = _n_replications(patients)
+    deepest = _deepest_stage(patients)
+    lost = pd.DataFrame(
+        {
+            "stage": np.asarray(FUNNEL_STAGES, dtype=object)[deepest],
+            "outcome": patients["outcome"].astype(str).to_numpy(),
+        }
+    )
+    lost = lost[deepest < len(FUNNEL_STAGES) - 1]
+    counts = lost.groupby(["stage", "outcome"]).size().unstack("outcome", fill_value=0)
+    columns = _ordered_outcomes(counts.columns)
+    counts = counts.reindex(index=stages, columns=columns, fill_value=0).astype(float)
+    if n_reps:
+        counts = counts / n_reps
+    counts.index.name = "stage"
+    counts.columns.name = "outcome"
+    return counts
+
+
+def attrition_funnel_figure(
+    patients: pd.DataFrame, scenario_name: str, *, footer: str = ""
+) -> Figure:
+    """Attrition funnel: patients reaching each stage and, beside each bar, who was lost why.
+
+    Each row's total length equals the previous stage: the solid bar is the patients who
+    reached the stage, the coloured segments the patients lost on the way, by outcome.
+    """
+    counts = funnel_counts(patients)
+    losses = funnel_losses(patients)
+    n_reps = _n_replications(patients)
+    with house_style():
+        fig, axes = new_figure(
+            1, 1, figsize=(13, 5.6), title=f"Attrition from referral to infusion — {scenario_name}",
+            footer=footer,
+        )
+        ax = axes[0, 0]
+        ax.set_title("Patients reaching each stage, and losses on the way by cause")
+        if n_reps == 0:
+            _empty_message(ax, "No patients")
+            return fig
+        referred = float(counts["patients"].iloc[0])
+        y = np.arange(len(FUNNEL_STAGES))
+        reached = counts["patients"].to_numpy()
+        colours = [_NEUTRAL_COLOR] * (len(FUNNEL_STAGES) - 1) + [outcome_color("infused")]
+        ax.barh(y, reached, height=0.62, color=colours, edgecolor="white", linewidth=1.0)
+        # Losses between stage k-1 and k are drawn on row k, after the patients who got through.
+        causes_seen: list[str] = []
+        for k in range(1, len(FUNNEL_STAGES)):
+            left = reached[k]
+            for cause, value in losses.iloc[k - 1].items():
+                if value <= 0:
+                    continue
+                ax.barh(
+                    y[k], value, left=left, height=0.62, color=outcome_color(str(cause)),
+                    edgecolor="white", linewidth=1.0,
+                )
+                left += value
+                if cause not in causes_seen:
+                    causes_seen.append(str(cause))
+        pad = 0.008 * referred
+        for k, stage in enumerate(FUNNEL_STAGES):
+            label = f"{_fmt_count(reached[k])} ({counts['percent_of_referred'].iloc[k]:.0f}%)"
+            lost = float(losses.iloc[k - 1].sum()) if k > 0 else 0.0
+            lost_text = f"−{_fmt_count(lost)} lost" if lost > 0 else ""
+            if reached[k] >= 0.22 * referred:
+                ax.text(reached[k] - pad, y[k], label, ha="right", va="center", color="white",
+                        fontweight="bold")
+                end_text = lost_text
+            else:
+                end_text = "   ".join(t for t in (label, lost_text) if t)
+            if end_text:
+                row_end = reached[k] + lost
+                ax.text(row_end + pad, y[k], end_text, ha="left", va="center",
+                        color="#333333")
+        ax.set_yticks(y, [_STAGE_LABELS[s] for s in FUNNEL_STAGES])
+        ax.invert_yaxis()
+        ax.set_xlim(0, referred * 1.2)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel(
+            "Patients per replication (mean)" if n_reps > 1 else "Patients (one replication)"
+        )
+        handles = [Patch(color=outcome_color(c), label=outcome_label(c)) for c in causes_seen]
+        if handles:
+            fig.legend(handles=handles, loc="outside right upper", title="Lost because")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Cumulative incidence of outcomes
+# --------------------------------------------------------------------------------------------
+
+
+def cumulative_incidence(
+    patients: pd.DataFrame,
+    days: Sequence[float] | np.ndarray,
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """Share of referred patients with each outcome by each day since referral, per replication.
+
+    ``t = outcome_day - referral_day``; the share for a group at day ``d`` is the number of the
+    replication's patients with an outcome in the group and ``t <= d``, divided by all patients
+    referred in that replication. Every patient has one outcome, so this is the empirical
+    cumulative incidence under competing risks; unresolved patients (no outcome day) stay in
+    the denominator and are never counted. ``groups`` maps a group name to outcomes; by default
+    each outcome that occurs (except "unresolved") is its own group.
+
+    Returns a long frame with columns ``replication``, ``outcome`` (group name), ``day`` and
+    ``share`` (0–1).
+    """
+    days_arr = np.asarray(days, dtype=float)
+    if groups is None:
+        groups = {
+            o: [o] for o in _ordered_outcomes(patients["outcome"].astype(str)) if o != "unresolved"
+        }
+    elapsed = (patients["outcome_day"] - patients["referral_day"]).to_numpy(dtype=float)
+    outcome = patients["outcome"].astype(str).to_numpy()
+    replication = patients["replication"].to_numpy()
+    reps: list[np.ndarray] = []
+    names: list[np.ndarray] = []
+    day_cols: list[np.ndarray] = []
+    shares: list[np.ndarray] = []
+    for rep in np.unique(replication):
+        in_rep = replication == rep
+        n = int(in_rep.sum())
+        for name, members in groups.items():
+            t = elapsed[in_rep & np.isin(outcome, list(members))]
+            t = np.sort(t[~np.isnan(t)])
+            shares.append(np.searchsorted(t, days_arr, side="right") / n)
+            reps.append(np.full(days_arr.size, rep))
+            names.append(np.full(days_arr.size, name, dtype=object))
+            day_cols.append(days_arr)
+    if not shares:
+        return pd.DataFrame(
+            {
+                "replication": pd.Series(dtype="int64"),
+                "outcome": pd.Series(dtype=object),
+                "day": pd.Series(dtype=float),
+                "share": pd.Series(dtype=float),
+            }
+        )
+    return pd.DataFrame(
+        {
+            "replication": np.concatenate(reps),
+            "outcome": np.concatenate(names),
+            "day": np.concatenate(day_cols),
+            "share": np.concatenate(shares),
+        }
+    )
+
+
+def _incidence_groups(patients: pd.DataFrame) -> dict[str, list[str]]:
+    """infused, died, ineligible separately; every other loss combined (legend names them)."""
+    present = _ordered_outcomes(patients["outcome"].astype(str))
+    groups: dict[str, list[str]] = {}
+    for main in ("infused", "died", "ineligible"):
+        if main in present:
+            groups[main] = [main]
+    other = [o for o in present if o not in groups and o != "unresolved"]
+    if other:
+        groups["other_losses"] = other
+    return groups
+
+
+def cumulative_incidence_figure(
+    patients: pd.DataFrame,
+    scenario_name: str,
+    max_day: float | None = None,
+    *,
+    footer: str = "",
+) -> Figure:
+    """Cumulative incidence of infusion, death, ineligibility and other losses since referral.
+
+    Lines are the median across replications of each replication's cumulative share; bands
+    span the 2.5th–97.5th percentiles across replications.
+    """
+    groups = _incidence_groups(patients)
+    n_reps = _n_replications(patients)
+    elapsed = (patients["outcome_day"] - patients["referral_day"]).dropna()
+    if max_day is None:
+        max_day = float(math.ceil(elapsed.max())) if len(elapsed) else 1.0
+    days = np.arange(0.0, max(max_day, 1.0) + 1.0)
+    incidence = cumulative_incidence(patients, days, groups)
+    with house_style():
+        fig, axes = new_figure(
+            1, 1, figsize=(12, 6), title=f"Outcomes over time since referral — {scenario_name}",
+            footer=footer,
+        )
+        ax = axes[0, 0]
+        ax.set_title(
+            "Cumulative share of referred patients by outcome"
+            + (" (median and 95% range across replications)" if n_reps > 1 else "")
+        )
+        ax.set_xlabel("Days since referral")
+        ax.set_ylabel("Share of referred patients (%)")
+        if incidence.empty:
+            _empty_message(ax, "No patients with an outcome")
+            return fig
+        for name, members in groups.items():
+            wide = (
+                incidence[incidence["outcome"] == name]
+                .pivot(index="day", columns="replication", values="share")
+                .to_numpy()
+            )
+            low, mid, high = 100.0 * np.percentile(wide, [2.5, 50.0, 97.5], axis=1)
+            if name == "other_losses":
+                colour = _OTHER_LOSSES_COLOR
+                names = ", ".join(outcome_label(m).lower() for m in members)
+                label = f"Other losses: {names}" if len(members) <= 2 else (
+                    f"Other losses ({len(members)} causes)"
+                )
+            else:
+                colour = outcome_color(name)
+                label = outcome_label(name)
+            label += f"\n{mid[-1]:.0f}% by day {days[-1]:.0f}"
+            draw_band(ax, days, low, mid, high, color=colour, label=label, drawstyle="steps-post")
+        unresolved = float((patients["outcome"] == "unresolved").mean() * 100.0)
+        handles, labels = ax.get_legend_handles_labels()
+        if unresolved > 0:
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(f"Unresolved at end of run: {unresolved:.1f}% (not shown)")
+        ax.set_xlim(0, days[-1])
+        ax.set_ylim(0, 100)
+        fig.legend(handles, labels, loc="outside right upper")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Site utilisation over time
+# --------------------------------------------------------------------------------------------
+
+
+def _site_quantiles(
+    frame: pd.DataFrame, column: str, smooth_days: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Days and the 2.5/50/97.5 percentiles across replications of a smoothed daily series."""
+    wide = frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")
+    wide = wide.sort_index()
+    if smooth_days > 1:
+        # Centred so the smoothed curve is not shifted later in time.
+        wide = wide.rolling(smooth_days, center=True, min_periods=1).mean()
+    values = wide.to_numpy(dtype=float)
+    low, mid, high = np.nanpercentile(values, [2.5, 50.0, 97.5], axis=1)
+    return wide.index.to_numpy(dtype=float), low, mid, high
+
+
+def site_timeline_figure(
+    site_days: pd.DataFrame,
+    scenario_name: str,
+    *,
+    smooth_days: int = 7,
+    footer: str = "",
+) -> Figure:
+    """Per site, slots in use against capacity and the queue of waiting patients over time.
+
+    Curves are the median across replications of a ``smooth_days``-day centred rolling mean
+    (1 = no smoothing), with the 2.5th–97.5th percentile band; capacity is not smoothed.
+    """
+    data = site_days.dropna(subset=["in_use", "queue"])
+    sites = list(pd.unique(site_days["site"].astype(str))) if len(site_days) else []
+    n_reps = _n_replications(site_days)
+    n_rows = max(len(sites), 1)
+    with house_style():
+        fig, axes = new_figure(
+            n_rows, 2, figsize=(13, 1.4 + 2.7 * n_rows), sharex=True,
+            title=f"Manufacturing sites — {scenario_name}", footer=footer,
+        )
+        if not sites:
+            for ax in axes[0]:
+                _empty_message(ax, "No site data")
+            return fig
+        smooth_note = f", {smooth_days}-day rolling mean" if smooth_days > 1 else ""
+        spread = "Middle 95% of replications" if n_reps > 1 else None
+        colour_use, colour_queue = OKABE_ITO["blue"], OKABE_ITO["vermillion"]
+        for row, site in enumerate(sites):
+            ax_use, ax_queue = axes[row]
+            frame = data[data["site"].astype(str) == site]
+            capacity = (
+                site_days[site_days["site"].astype(str) == site]
+                .groupby("day")["slots"].median().sort_index()
+            )
+            ax_use.set_title(f"{site}: manufacturing slots in use")
+            ax_queue.set_title(f"{site}: patients waiting for a slot")
+            ax_use.set_ylabel("Slots")
+            ax_queue.set_ylabel("Patients")
+            top_use = float(capacity.max()) if len(capacity) else 0.0
+            top_queue = 0.0
+            if len(frame):
+                x, low, mid, high = _site_quantiles(frame, "in_use", smooth_days)
+                draw_band(ax_use, x, low, mid, high, color=colour_use,
+                          label=f"Median across replications{smooth_note}", band_label=spread)
+                top_use = max(top_use, float(np.nanmax(high)))
+                x, low, mid, high = _site_quantiles(frame, "queue", smooth_days)
+                draw_band(ax_queue, x, low, mid, high, color=colour_queue,
+                          label=f"Median across replications{smooth_note}", band_label=spread)
+                top_queue = float(np.nanmax(high))
+            if len(capacity):
+                ax_use.plot(capacity.index.to_numpy(dtype=float), capacity.to_numpy(dtype=float),
+                            color="black", linestyle="--", linewidth=1.5,
+                            drawstyle="steps-post", label="Capacity (slots)")
+            ax_use.set_ylim(0, max(top_use, 1.0) * 1.12)
+            ax_queue.set_ylim(0, max(top_queue, 1.0) * 1.12)
+            if row == 0:
+                # One legend per panel type is enough: the same encodings repeat on every row.
+                ax_use.legend(loc="lower right", fontsize=10.5)
+                ax_queue.legend(loc="upper right", fontsize=10.5)
+        for ax in axes[-1]:
+            ax.set_xlabel("Simulation day")
+        first_day = float(site_days["day"].min())
+        last_day = float(site_days["day"].max()) + 1.0
+        axes[0, 0].set_xlim(first_day, last_day)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Patient journeys
+# --------------------------------------------------------------------------------------------
+
+_END_MARKERS: Final[Mapping[str, str]] = {
+    "infused": r"$\checkmark$",
+    "died": "X",
+    "ineligible": "D",
+    "unresolved": ">",
+}
+_STEP_STATUSES: Final = frozenset({"done", "failed"})
+
+
+def _final_outcome(last: pd.Series) -> str:
+    """What the patient's last traced event says about how the journey ended."""
+    status = str(last["status"])
+    if status == "done":
+        return "infused" if str(last["kind"]) == "infusion" else "unresolved"
+    if status == "failed":
+        return "step_failed"
+    return status
+
+
+def journey_figure(
+    events: pd.DataFrame,
+    scenario_name: str,
+    max_patients: int = 25,
+    *,
+    footer: str = "",
+) -> Figure:
+    """Swimlanes of individual patient journeys: steps, waits before steps and how each ended.
+
+    One lane per patient (the first ``max_patients`` by referral day); bars are steps coloured
+    by kind, hatched bars are waits (ready to start), failed attempts end with a small x and
+    each journey ends with a marker for its outcome. Only the first replication in ``events``
+    is drawn.
+    """
+    frame = events
+    replications = sorted(pd.unique(events["replication"])) if len(events) else []
+    if len(replications) > 1:
+        frame = events[events["replication"] == replications[0]]
+    first_ready = frame.groupby("patient")["ready_day"].min().sort_values(kind="stable")
+    patients = list(first_ready.index[:max_patients])
+    n_lanes = max(len(patients), 1)
+    with house_style():
+        fig, axes = new_figure(
+            1, 1, figsize=(13, 1.9 + 0.36 * n_lanes),
+            title=f"Patient journeys — {scenario_name}", footer=footer,
+        )
+        ax = axes[0, 0]
+        subtitle = f"{len(patients)} of {len(first_ready)} traced patients"
+        if replications:
+            subtitle += f", replication {replications[0]}"
+        ax.set_title(subtitle)
+        ax.set_xlabel("Day")
+        if not patients:
+            _empty_message(ax, "No traced patients")
+            return fig
+        lanes = frame[frame["patient"].isin(patients)]
+        span = float(np.nanmax(lanes[["ready_day", "start_day", "end_day"]].to_numpy()) -
+                     np.nanmin(lanes[["ready_day", "start_day", "end_day"]].to_numpy()))
+        # Instantaneous steps (an infusion) would be invisible; give them a sliver of width.
+        min_width = max(span, 1.0) * 0.003
+        kinds_seen: list[str] = []
+        outcomes_seen: list[str] = []
+        any_wait = any_failed = False
+        labels: list[str] = []
+        for lane, patient in enumerate(patients):
+            trace = lanes[lanes["patient"] == patient].sort_values(
+                ["ready_day", "end_day"], kind="stable"
+            )
+            labels.append(f"Patient {patient} ({trace['cohort'].iloc[0]})")
+            for _, ev in trace.iterrows():
+                ready, start, end = ev["ready_day"], ev["start_day"], ev["end_day"]
+                # A patient who left while waiting has no start: the wait runs to the end.
+                wait_end = start if pd.notna(start) else end
+                if pd.notna(ready) and pd.notna(wait_end) and wait_end > ready:
+                    ax.barh(lane, wait_end - ready, left=ready, height=0.5, color="white",
+                            edgecolor="#9A9A9A", hatch="////", linewidth=0.6)
+                    any_wait = True
+                if pd.notna(start) and pd.notna(end):
+                    kind = str(ev["kind"])
+                    ax.barh(lane, max(end - start, min_width), left=start, height=0.6,
+                            color=kind_color(kind), edgecolor="white", linewidth=0.4)
+                    if kind not in kinds_seen:
+                        kinds_seen.append(kind)
+                if str(ev["status"]) == "failed" and pd.notna(end):
+                    ax.plot(end, lane, marker="x", color="black", markersize=7,
+                            markeredgewidth=1.8, linestyle="none")
+                    any_failed = True
+            last = trace.sort_values("end_day", kind="stable").iloc[-1]
+            outcome = _final_outcome(last)
+            if outcome not in outcomes_seen:
+                outcomes_seen.append(outcome)
+            end_x = last["end_day"] if pd.notna(last["end_day"]) else last["ready_day"]
+            ax.plot(end_x + max(span, 1.0) * 0.012, lane, marker=_END_MARKERS.get(outcome, "s"),
+                    color=outcome_color(outcome), markersize=11, linestyle="none",
+                    markeredgecolor="black" if outcome not in ("infused",) else None,
+                    markeredgewidth=0.6)
+        ax.set_yticks(range(len(patients)), labels)
+        ax.set_ylim(len(patients) - 0.4, -0.6)
+        ax.grid(axis="y", visible=False)
+        order = {k: i for i, k in enumerate(KIND_COLORS)}
+        kinds_seen.sort(key=lambda k: order.get(k, len(order)))
+        handles: list[Any] = [
+            Patch(color=kind_color(k), label=k.replace("_", " ").capitalize()) for k in kinds_seen
+        ]
+        if any_wait:
+            handles.append(Patch(facecolor="white", edgecolor="#9A9A9A", hatch="////",
+                                 label="Waiting"))
+        if any_failed:
+            handles.append(Line2D([], [], marker="x", color="black", linestyle="none",
+                                  markersize=7, markeredgewidth=1.8, label="Attempt failed"))
+        for outcome in _ordered_outcomes(outcomes_seen):
+            label = "Still in progress" if outcome == "unresolved" else outcome_label(outcome)
+            handles.append(Line2D([], [], marker=_END_MARKERS.get(outcome, "s"),
+                                  color=outcome_color(outcome), linestyle="none", markersize=10,
+                                  markeredgecolor="black" if outcome != "infused" else None,
+                                  markeredgewidth=0.6, label=label))
+        fig.legend(handles=handles, loc="outside right upper", title="Step / end")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Saving
+# --------------------------------------------------------------------------------------------
+
+
+def save_figure(
+    fig: Figure,
+    out_dir: Path,
+    stem: str,
+    formats: Sequence[str] = ("png", "svg"),
+    dpi: int = 200,
+) -> list[Path]:
+    """Write ``fig`` as ``out_dir/stem.<format>`` for each format; returns the paths.
+
+    The figure is left open (the caller may save it again); :func:`run_figures` clears it.
+    Metadata dates are omitted so that the same figure gives the same file.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    with house_style():
+        for fmt in formats:
+            path = out_dir / f"{stem}.{fmt}"
+            metadata: dict[str, Any] | None = {"Date": None} if fmt in ("svg", "pdf") else None
+            fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
+            paths.append(path)
+    return paths
+
+
+def run_figures(
+    patients: pd.DataFrame,
+    site_days: pd.DataFrame,
+    events: pd.DataFrame,
+    scenario_name: str,
+    out_dir: Path,
+    footer: str = "",
+) -> list[Path]:
+    """Draw and save all standard figures of one scenario (PNG at 200 dpi and SVG).
+
+    Writes ``vein_to_vein``, ``attrition_funnel``, ``cumulative_incidence``,
+    ``site_utilisation`` and ``journey``; returns the written paths.
+    """
+    builders = (
+        ("vein_to_vein", lambda: vein_to_vein_figure(patients, scenario_name, footer=footer)),
+        ("attrition_funnel",
+         lambda: attrition_funnel_figure(patients, scenario_name, footer=footer)),
+        ("cumulative_incidence",
+         lambda: cumulative_incidence_figure(patients, scenario_name, footer=footer)),
+        ("site_utilisation",
+         lambda: site_timeline_figure(site_days, scenario_name, footer=footer)),
+        ("journey", lambda: journey_figure(events, scenario_name, footer=footer)),
+    )
+    paths: list[Path] = []
+    for stem, build in builders:
+        fig = build()
+        paths.extend(save_figure(fig, out_dir, stem))
+        # Figures made without pyplot are freed once unreferenced; clearing releases the
+        # artists now, which matters when many scenarios are drawn in one process.
+        fig.clear()
+    return paths
