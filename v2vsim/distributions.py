@@ -12,7 +12,7 @@ import math
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 from scipy import special, stats
 
 __all__ = [
@@ -28,11 +28,21 @@ __all__ = [
     "Empirical",
     "Never",
     "DIST_NAMES",
+    "no_bool",
 ]
 
 _Z90 = float(stats.norm.ppf(0.9))
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def no_bool(value: Any) -> Any:
+    """Refuse YAML ``true``/``false`` where a number is expected (pydantic reads them as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {str(value).lower()}")
+    return value
+
+
+Positive = Annotated[float, BeforeValidator(no_bool), Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, BeforeValidator(no_bool), Field(ge=0, allow_inf_nan=False)]
 
 
 class _Spec(BaseModel):
@@ -143,7 +153,7 @@ class Exponential(_Spec):
     mean_: Positive | None = Field(default=None, alias="mean")
     median: Positive | None = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="after")
     def _check(self) -> "Exponential":
@@ -174,7 +184,7 @@ class Lognormal(_Spec):
     mean_: Positive | None = Field(default=None, alias="mean")
     sd: Positive | None = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="after")
     def _check(self) -> "Lognormal":
@@ -216,7 +226,7 @@ class Gamma(_Spec):
     mean_: Positive = Field(alias="mean")
     sd: Positive
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @property
     def shape(self) -> float:
@@ -244,7 +254,7 @@ class Weibull(_Spec):
     scale_: Positive | None = Field(default=None, alias="scale")
     median: Positive | None = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="after")
     def _check(self) -> "Weibull":

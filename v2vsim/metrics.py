@@ -151,3 +151,84 @@ def daily_site_profile(log: np.ndarray, slots: float, end_day: float) -> pd.Data
         cum = np.where(seen, at_change[kk] + values[kk] * (edges - times[kk]), 0.0)
         out[name] = np.diff(cum)
     return pd.DataFrame(out)
+
+
+#: Human labels for metrics: (label, unit). Units: "%" for fractions shown as percentages,
+#: "days", "count" (per replication), "currency".
+METRIC_LABELS: dict[str, tuple[str, str]] = {
+    "referred": ("Referred patients", "count"),
+    "infused": ("Infused patients", "count"),
+    "infused_fraction": ("Infused (% of referred)", "%"),
+    "died": ("Died before infusion", "count"),
+    "ineligible": ("Became ineligible", "count"),
+    "screen_failed": ("Failed screening", "count"),
+    "collection_failed": ("Collection failed", "count"),
+    "lost_in_transit": ("Lost in transit", "count"),
+    "manufacturing_failed": ("Manufacturing failed", "count"),
+    "out_of_specification": ("Out of specification", "count"),
+    "product_expired": ("Product expired", "count"),
+    "step_failed": ("Other step failed", "count"),
+    "unresolved": ("Unresolved at end of run", "count"),
+    "vein_to_vein_median": ("Vein-to-vein, median", "days"),
+    "vein_to_vein_mean": ("Vein-to-vein, mean", "days"),
+    "vein_to_vein_p90": ("Vein-to-vein, 90th percentile", "days"),
+    "referral_to_infusion_median": ("Referral to infusion, median", "days"),
+    "referral_to_infusion_mean": ("Referral to infusion, mean", "days"),
+    "queue_wait_mean": ("Queue wait per patient, mean", "days"),
+    "responders": ("Responders", "count"),
+    "icu_admissions": ("ICU admissions", "count"),
+    "cost_total": ("Total cost", "currency"),
+    "cost_per_infused": ("Cost per infused patient", "currency"),
+    "cost_per_referred": ("Cost per referred patient", "currency"),
+    "end_day": ("Run length", "days"),
+}
+
+#: Loss causes in the order they are shown.
+LOSS_CAUSES = tuple(c for c in OUTCOME_COLUMNS if c != "infused")
+
+
+def metric_label(metric: str, currency: str = "") -> tuple[str, str]:
+    """Label and unit of a metric, including ``utilization_<site>``."""
+    if metric.startswith("utilization_"):
+        return f"Utilisation of {metric[len('utilization_'):]}", "%"
+    label, unit = METRIC_LABELS.get(metric, (metric.replace("_", " ").capitalize(), ""))
+    return label, (currency if unit == "currency" else unit)
+
+
+def format_value(value: float, unit: str) -> str:
+    """A value for tables: percentages, days with one decimal, money without decimals."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    if unit == "%":
+        return f"{100 * value:.1f}%"
+    if unit == "days":
+        return f"{value:.1f}"
+    if unit == "count":
+        return f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    return f"{value:,.0f}"
+
+
+def headline_rows(summary: pd.DataFrame, currency: str = "") -> list[tuple[str, str, str, str]]:
+    """Rows ``(metric, label, mean, 95% CI)`` for the terminal summary of a run."""
+    by_metric = summary.set_index("metric")
+    order = ["referred", "infused_fraction"]
+    # Death and ineligibility always; other causes when they happen.
+    order += [c for c in LOSS_CAUSES if c in by_metric.index
+              and (c in ("died", "ineligible") or by_metric.loc[c, "mean"] > 0)]
+    order += ["vein_to_vein_median", "vein_to_vein_p90", "referral_to_infusion_median",
+              "queue_wait_mean"]
+    order += [m for m in by_metric.index if m.startswith("utilization_")]
+    order += ["cost_per_infused", "cost_per_referred"]
+    rows = []
+    for metric in order:
+        if metric not in by_metric.index:
+            continue
+        label, unit = metric_label(metric, currency)
+        if unit and unit not in ("%", "count"):
+            label = f"{label} ({unit})"
+        elif unit == "count":
+            label = f"{label} (per replication)"
+        row = by_metric.loc[metric]
+        ci = f"{format_value(row['ci_low'], unit)} – {format_value(row['ci_high'], unit)}"
+        rows.append((metric, label, format_value(row["mean"], unit), ci))
+    return rows

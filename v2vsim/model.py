@@ -214,6 +214,9 @@ class _Sim:
         self.outcome = np.full(n, _UNRESOLVED, dtype=np.int8)
         self.outcome_step = np.full(n, -1, dtype=np.int16)
         self.queue_wait = np.zeros(n)
+        # Start of the wait a patient is in now (NaN when not waiting): an unresolved patient's
+        # wait so far is counted up to the stop.
+        self.waiting_since = np.full(n, nan)
         self.attempts = np.zeros(n, dtype=np.int16)
         self.cost = np.zeros(n)
         self.responded = np.full(n, nan)
@@ -318,6 +321,7 @@ class _Sim:
         while j < n_steps:
             step = steps[j]
             ready = env.now
+            self.waiting_since[i] = ready
             # 1. slots this step (or a later step reserved from here) needs
             for target in step.acquire:
                 if target.index in held:
@@ -335,6 +339,7 @@ class _Sim:
                             if self.record_timeline:
                                 self._log_site(k)
                             outcome = clock_outcome
+                            wait += env.now - ready
                             if trace is not None:
                                 trace.append((i, step.name, step.kind, visits[j] + 1, ready,
                                               env.now, env.now, OUTCOMES[outcome]))
@@ -351,10 +356,12 @@ class _Sim:
             if step.start_days is not None:
                 start = self._next_start(env.now, step.start_days)
                 if start > env.now:
-                    if start >= deadline:
+                    # No clock and no allowed weekday (start = inf): wait forever (unresolved).
+                    if start >= deadline and deadline < math.inf:
                         if deadline < math.inf:
                             yield env.timeout(deadline - env.now)
                         outcome = clock_outcome
+                        wait += env.now - ready
                         if trace is not None:
                             trace.append((i, step.name, step.kind, visits[j] + 1, ready,
                                           env.now, env.now, OUTCOMES[outcome]))
@@ -362,14 +369,18 @@ class _Sim:
                     yield env.timeout(start - env.now)
             now = env.now
             wait += now - ready
+            self.queue_wait[i] = wait
+            self.waiting_since[i] = math.nan
             # 3. the step itself
             visits[j] += 1
             attempt = visits[j]
             cost += step.cost
+            self.cost[i] = cost  # kept current so an unresolved patient's costs are counted
             if step.is_apheresis and math.isnan(self.apheresis_day[i]):
                 self.apheresis_day[i] = now
             if step.is_manufacture:
                 attempts += 1
+                self.attempts[i] = attempts
                 if math.isnan(self.manufacture_start_day[i]):
                     self.manufacture_start_day[i] = now
             if step.fixed_duration is not None:
@@ -450,6 +461,7 @@ class _Sim:
             end_day = stop
             # For unresolved patients report how far they got and their wait so far.
             self.outcome_day[unresolved] = math.nan
+            self.queue_wait[unresolved] += np.nan_to_num(stop - self.waiting_since[unresolved])
         else:
             end_day = max(sc.horizon_days, float(np.nanmax(self.outcome_day)) if n else 0.0)
         # Slots still held at the stop count as busy until the stop.

@@ -12,6 +12,7 @@ import datetime as dt
 import difflib
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from .distributions import DIST_NAMES, Distribution, DistributionSpec, Fixed, Never
+from . import distributions as _dists
+from .distributions import DIST_NAMES, Distribution, DistributionSpec, Fixed, Never, no_bool
 
 __all__ = [
     "Scenario",
@@ -68,8 +73,11 @@ OUTCOME_BY_KIND = {
 #: Largest YAML document accepted, in bytes (a scenario is a few kilobytes).
 MAX_FILE_BYTES = 2_000_000
 
-Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# YAML `true`/`false` are never numbers here (pydantic would read them as 1 and 0).
+NoBool = BeforeValidator(no_bool)
+Probability = Annotated[float, NoBool, Field(ge=0, le=1, allow_inf_nan=False)]
+NonNegative = Annotated[float, NoBool, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, NoBool, Field(gt=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -85,7 +93,7 @@ def _not_never(value: DistributionSpec) -> DistributionSpec:
 
 class OnFailure(_Model):
     retry_from: Name
-    max_attempts: int = Field(ge=1, le=1000)
+    max_attempts: Annotated[int, NoBool, Field(ge=1, le=1000)]
 
 
 class Step(_Model):
@@ -98,17 +106,27 @@ class Step(_Model):
     failure_probability: Probability = 0.0
     on_failure: OnFailure | None = None
     cost: NonNegative = 0.0
-    shelf_life: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    shelf_life: Positive | None = None
 
     _check_duration = field_validator("duration")(_not_never)
 
-    @model_validator(mode="after")
-    def _check(self) -> "Step":
-        if self.shelf_life is not None and self.kind != "infusion":
-            raise ValueError("shelf_life is only allowed on the infusion step")
-        if self.reserve_from is not None and self.site is None:
-            raise ValueError("reserve_from needs a site")
-        return self
+    # Field validators (not a model validator) so that the error points at the offending key.
+    # Fields are validated in declaration order, so `kind` and `site` are in info.data unless
+    # they were themselves invalid (then that error is reported instead).
+    @field_validator("reserve_from")
+    @classmethod
+    def _reserve_needs_site(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and "site" in info.data and info.data["site"] is None:
+            raise ValueError("reserve_from needs a site on the same step")
+        return value
+
+    @field_validator("shelf_life")
+    @classmethod
+    def _shelf_life_on_infusion(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("kind", "infusion") != "infusion":
+            raise ValueError(f"shelf_life is only allowed on the infusion step, not on a "
+                             f"{info.data['kind']} step")
+        return value
 
 
 class Pathway(_Model):
@@ -124,21 +142,21 @@ class Cohort(_Model):
     name: Name
     share: NonNegative = 1.0
     pathway: Name
-    priority: int = 0
+    priority: Annotated[int, NoBool] = 0
     time_to_death: Distribution = Field(default_factory=Never)
     time_to_ineligible: Distribution = Field(default_factory=Never)
     after_infusion: AfterInfusion = Field(default_factory=AfterInfusion)
 
 
 class Site(_Model):
-    slots: int = Field(ge=1, le=1_000_000)
+    slots: Annotated[int, NoBool, Field(ge=1, le=1_000_000)]
     starts_on: list[Weekday] | None = None
     cost_per_use: NonNegative = 0.0
     fixed_cost_per_year: NonNegative = 0.0
 
 
 class Arrivals(_Model):
-    rate_per_year: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    rate_per_year: Positive | None = None
     interarrival: Distribution | None = None
     schedule: list[NonNegative] | None = None
 
@@ -163,10 +181,10 @@ class Scenario(_Model):
     name: Name
     description: str | None = None
     start_date: dt.date = dt.date(2025, 1, 6)
-    horizon_days: Annotated[float, Field(gt=0, le=36500 * 4, allow_inf_nan=False)]
-    drain_days: Annotated[float, Field(ge=0, le=36500 * 4, allow_inf_nan=False)] = 3650.0
-    replications: int = Field(default=100, ge=1, le=1_000_000)
-    seed: int = Field(default=12345, ge=0, lt=2**63)
+    horizon_days: Annotated[float, NoBool, Field(gt=0, le=36500 * 4, allow_inf_nan=False)]
+    drain_days: Annotated[float, NoBool, Field(ge=0, le=36500 * 4, allow_inf_nan=False)] = 3650.0
+    replications: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] = 100
+    seed: Annotated[int, NoBool, Field(ge=0, lt=2**63)] = 12345
     currency: Name = "USD"
     arrivals: Arrivals
     cohorts: list[Cohort] = Field(min_length=1)
@@ -215,12 +233,58 @@ class ScenarioError(ValueError):
 # --------------------------------------------------------------------------- YAML
 
 
+class _Constructor(RoundTripConstructor):
+    """Round-trip constructor that reports unreadable scalars with their line."""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # e.g. 2025-13-45, a 5000-digit integer
+            value = node.value if isinstance(node.value, str) else ""
+            shown = f" {value[:40]!r}" if value else ""
+            raise ConstructorError(None, None, f"cannot read value{shown}: {exc}",
+                                   node.start_mark) from None
+
+
 def _yaml() -> YAML:
     # Round-trip mode keeps line numbers and comments and builds only plain containers
     # and scalars (no tags resolved to Python objects); duplicate keys raise.
     yaml = YAML(typ="rt", pure=True)
+    yaml.Constructor = _Constructor
     yaml.allow_duplicate_keys = False
     return yaml
+
+
+# Tags a scenario may carry explicitly (`!!str 5`); anything else (`!!python/object:...`,
+# `!custom`) is refused rather than read as plain data.
+_CORE_TAGS = frozenset(
+    "tag:yaml.org,2002:" + t
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "omap", "merge")
+)
+
+
+def _tag_problems(tree: Any) -> list[tuple[list[Any], str]]:
+    """Paths of values carrying a non-core YAML tag."""
+    out: list[tuple[list[Any], str]] = []
+    stack: list[tuple[Any, list[Any]]] = [(tree, [])]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:  # aliases share nodes
+            continue
+        seen.add(id(node))
+        tag = getattr(node, "tag", None)
+        value = getattr(tag, "value", None) if tag is not None else None
+        if isinstance(node, (CommentedMap, CommentedSeq, TaggedScalar)) and value is not None \
+                and value not in _CORE_TAGS:
+            shown = value.replace("tag:yaml.org,2002:", "!!")
+            out.append((path, f"YAML tag '{shown}' is not allowed in a scenario"))
+            continue
+        if isinstance(node, Mapping):
+            stack.extend((v, path + [k]) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, path + [i]) for i, v in enumerate(node))
+    return out
 
 
 def _count_nodes(node: Any, limit: int) -> int:
@@ -256,6 +320,8 @@ def _to_plain(node: Any) -> Any:
         return str(node)
     if isinstance(node, (dt.date, dt.datetime)):
         return node
+    if isinstance(node, TaggedScalar):
+        return str(node.value)
     return str(node)
 
 
@@ -365,6 +431,7 @@ def _known_keys(path: Sequence[Any]) -> list[str]:
 
 
 def _inner_model(ann: Any) -> Any:
+    import types
     import typing
 
     origin = typing.get_origin(ann)
@@ -372,7 +439,7 @@ def _inner_model(ann: Any) -> Any:
         return ann
     if origin in (list, dict):
         return _inner_model(typing.get_args(ann)[-1])
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:
         for arg in typing.get_args(ann):
             model = _inner_model(arg)
             if model is not None:
@@ -382,20 +449,70 @@ def _inner_model(ann: Any) -> Any:
     return None
 
 
+_DIST_MODELS: dict[str, type[BaseModel]] = {
+    "fixed": _dists.Fixed, "uniform": _dists.Uniform, "triangular": _dists.Triangular,
+    "exponential": _dists.Exponential, "lognormal": _dists.Lognormal, "gamma": _dists.Gamma,
+    "weibull": _dists.Weibull, "empirical": _dists.Empirical,
+}
+
+
+def _node_at(raw: Any, path: Sequence[Any]) -> Any:
+    node = raw
+    for key in path:
+        if isinstance(node, Mapping) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node
+
+
+_BOUNDS = {
+    "greater_than": ("gt", "greater than"),
+    "greater_than_equal": ("ge", "at least"),
+    "less_than": ("lt", "less than"),
+    "less_than_equal": ("le", "at most"),
+}
+
+
 def _message(err: Mapping[str, Any], raw: Any, path: list[Any]) -> str:
     kind = err["type"]
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if kind == "extra_forbidden":
-        known = _known_keys(path)
+        parent = _node_at(raw, path[:-1])
+        if isinstance(parent, Mapping) and parent.get("dist") in _DIST_MODELS:
+            model = _DIST_MODELS[parent["dist"]]
+            known = [f.alias or n for n, f in model.model_fields.items() if n != "dist"]
+        else:
+            known = _known_keys(path)
         msg = "unknown key"
         if known:
             close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
             msg += f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(known)})"
     elif kind == "missing":
         msg = "required key is missing"
+    elif kind in ("too_short", "string_too_short") and err.get("ctx", {}).get("min_length") == 1:
+        msg = "must not be empty"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        msg = "must be a mapping of keys to values"
+    elif kind in _BOUNDS and isinstance(err.get("ctx"), Mapping):
+        # pydantic shows large integer bounds as floats (2**63 as 9223372036854776000).
+        ctx_key, words = _BOUNDS[kind]
+        bound = err["ctx"][ctx_key]
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        msg = f"must be {words} {bound!r}"
     msg = msg.replace("Input should be", "must be").replace("Value should be", "must be")
+    if isinstance(err.get("input"), bool) and kind == "value_error":
+        return msg  # the message already says true/false
+    if kind == "literal_error" and isinstance(err.get("input"), str):
+        allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(err["input"], allowed, n=1, cutoff=0.6)
+        if close:
+            return f"{msg} (got {err['input']!r}; did you mean '{close[0]}'?)"
     if kind not in ("missing",) and "input" in err and not isinstance(err["input"], (dict, list)):
         shown = repr(err["input"])
         if len(shown) <= 60 and kind != "extra_forbidden":
@@ -425,7 +542,9 @@ def _reference_problems(raw: Any) -> list[tuple[list[Any], str]]:
             if isinstance(pw, str) and pathways and pw not in pathways:
                 out.append((["cohorts", i, "pathway"], _missing("pathway", pw, pathways)))
         shares = [c.get("share", 1.0) for c in cohorts if isinstance(c, Mapping)]
-        if cohorts and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in shares):
+        # Negative shares are reported on their own key; here only all-zero shares.
+        if cohorts and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0
+                           for s in shares):
             if shares and sum(shares) <= 0:
                 out.append((["cohorts"], "cohort shares sum to zero"))
     for pname, pathway in pathways.items():
@@ -508,6 +627,14 @@ def scenario_from_dict(data: Any, file: str = "<scenario>", tree: Any = None) ->
                                     _message(err, raw, path)))
     for path, msg in _reference_problems(raw):
         problems.append(Problem(file, _line_of(tree, path), _format_path(path), msg))
+    tagged = _tag_problems(tree)
+    if tagged:
+        # The tag is the problem; what pydantic says about the tagged value is noise.
+        prefixes = [_format_path(path) for path, _ in tagged]
+        problems = [p for p in problems if p.message.startswith("unknown key")
+                    or not any(p.path == q or p.path.startswith((q + ".", q + "[")) for q in prefixes)]
+        problems += [Problem(file, _line_of(tree, path), _format_path(path), msg)
+                     for path, msg in tagged]
     if problems:
         # One line per problem, in file order.
         unique = list(dict.fromkeys(problems))
