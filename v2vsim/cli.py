@@ -85,7 +85,7 @@ def summary_table(results: Results, title: str) -> Table:
 
 
 def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, force: bool,
-                  scenario_file: Path | None) -> Path:
+                  scenario_file: Path | None, jobs: int = 1) -> Path:
     """The run's results directory (spec section 5), written atomically."""
 
     def fill(tmp: Path) -> dict:
@@ -96,7 +96,7 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
             footer = (f"{results.scenario.name} · {results.n_replications} replications · "
                       f"seed {results.seed} · v2vsim {__version__}")
             run_figures(results.patients, results.site_days, results.events,
-                        results.scenario.name, tmp / "figures", footer=footer)
+                        results.scenario.name, tmp / "figures", footer=footer, jobs=jobs)
         return manifest_fields(results, ["v2vsim", *sys.argv[1:]], scenario_file)
 
     return write_results_dir(out_dir, fill, force=force)
@@ -149,7 +149,7 @@ def run(
                   "they are reported as 'unresolved'", markup=False)
     try:
         written = write_run_dir(results, target, csv=csv, figures=not no_figures, force=force,
-                                scenario_file=scenario_file)
+                                scenario_file=scenario_file, jobs=workers)
     except OutputError as exc:
         _fail(f"error: {exc}")
         raise

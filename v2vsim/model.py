@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from heapq import heappop, heappush
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -66,6 +67,12 @@ class _Draws:
             self._grow(index + 1)
             return self._values[index]
 
+    def head(self, size: int) -> list[float]:
+        """The values of patients ``0 .. size-1``."""
+        if len(self._values) < size:
+            self._grow(size)
+        return self._values[:size]
+
 
 class _Uniforms:
     """Plain uniforms by patient index (failure and response draws)."""
@@ -82,6 +89,69 @@ class _Uniforms:
         except IndexError:
             self._values = self._stream.extend_to(index + 1).tolist()
             return self._values[index]
+
+    def head(self, size: int) -> list[float]:
+        """The values of patients ``0 .. size-1``."""
+        if len(self._values) < size:
+            self._values = self._stream.extend_to(size).tolist()
+        return self._values[:size]
+
+
+class _SlotPool:
+    """A site's slots: at most ``slots`` held at once, waiters served by (priority, arrival).
+
+    Lighter than ``simpy.PriorityResource``: taking a free slot or handing a slot back costs
+    no event at all; only a patient who has to wait gets an event, which is triggered either
+    by the slot being handed over or by the patient's disease clock (see ``_Sim.patient``).
+    Waiters whose event has already triggered (they died) are skipped when popped.
+    """
+
+    __slots__ = ("slots", "free", "queued", "_heap", "_seq", "log")
+
+    def __init__(self, slots: int, log: array | None) -> None:
+        self.slots = slots
+        self.free = slots
+        self.queued = 0
+        self._heap: list[tuple[int, int, simpy.Event]] = []
+        self._seq = 0
+        self.log = log
+
+    def enqueue(self, priority: int, event: simpy.Event, now: float) -> None:
+        heappush(self._heap, (priority, self._seq, event))
+        self._seq += 1
+        self.queued += 1
+        if self.log is not None:
+            self.log.extend((now, self.slots - self.free, self.queued))
+
+    def left_queue(self, now: float) -> None:
+        """A waiter gave up (its clock rang); its heap entry is skipped later."""
+        self.queued -= 1
+        if self.log is not None:
+            self.log.extend((now, self.slots - self.free, self.queued))
+
+    def take(self, now: float) -> None:
+        self.free -= 1
+        if self.log is not None:
+            self.log.extend((now, self.slots - self.free, self.queued))
+
+    def release(self, now: float) -> None:
+        heap = self._heap
+        while heap:
+            event = heappop(heap)[2]
+            if not event.triggered:
+                # Hand the slot straight to the next waiter: it stays in use.
+                self.queued -= 1
+                event.succeed(_GRANTED)
+                if self.log is not None:
+                    self.log.extend((now, self.slots - self.free, self.queued))
+                return
+        self.free += 1
+        if self.log is not None:
+            self.log.extend((now, self.slots - self.free, self.queued))
+
+
+_GRANTED = "granted"
+_CLOCK = "clock"
 
 
 @dataclass
@@ -105,6 +175,9 @@ class _Step:
     is_release: bool
     durations: list[_Draws] = field(default_factory=list)  # per attempt (visit) number
     failures: list[_Uniforms] = field(default_factory=list)
+    # First-attempt values for every patient as plain lists: the hot path indexes them directly.
+    first_durations: list[float] = field(default_factory=list)
+    first_failures: list[float] = field(default_factory=list)
 
 
 def _weekday_mask(*lists: list[str] | None) -> tuple[bool, ...] | None:
@@ -174,9 +247,10 @@ class _Sim:
         self.record_timeline = record_timeline
 
         self.site_names = list(scenario.sites)
-        self.resources = [simpy.PriorityResource(env, capacity=s.slots) for s in scenario.sites.values()]
-        self.site_busy = [0.0] * len(self.site_names)
         self.site_log = [array("d") for _ in self.site_names]
+        self.pools = [_SlotPool(s.slots, log if record_timeline else None)
+                      for s, log in zip(scenario.sites.values(), self.site_log)]
+        self.site_busy = [0.0] * len(self.site_names)
         site_index = {name: k for k, name in enumerate(self.site_names)}
 
         # Patient attributes drawn up front, vectorised, by patient index.
@@ -184,6 +258,7 @@ class _Sim:
         u_cohort = streams("cohort").extend_to(n)[:n]
         self.cohort_of = np.minimum(np.searchsorted(shares, u_cohort, side="right"),
                                     len(scenario.cohorts) - 1)
+        self.cohort_list: list[int] = self.cohort_of.tolist()
         u_death = streams("clock:death").extend_to(n)[:n]
         u_inel = streams("clock:ineligible").extend_to(n)[:n]
         death = np.full(n, math.inf)
@@ -199,6 +274,12 @@ class _Sim:
         self.u_icu = streams("after:icu").extend_to(n)[:n].tolist()
 
         self.pathways = {name: self._compile(p.steps, site_index) for name, p in scenario.pathways.items()}
+        for steps in self.pathways.values():
+            for step in steps:
+                if step.fixed_duration is None:
+                    step.first_durations = self._durations(step, 1).head(n)
+                if step.failure_probability > 0.0:
+                    step.first_failures = self._failures(step, 1).head(n)
         self.cohort_steps = [self.pathways[c.pathway] for c in scenario.cohorts]
         self.cohort_priority = [c.priority for c in scenario.cohorts]
         self.cohort_response = [c.after_infusion.response_probability for c in scenario.cohorts]
@@ -216,7 +297,7 @@ class _Sim:
         self.queue_wait = np.zeros(n)
         # Start of the wait a patient is in now (NaN when not waiting): an unresolved patient's
         # wait so far is counted up to the stop.
-        self.waiting_since = np.full(n, nan)
+        self.live: dict[int, list[Any]] = {}  # patients in the pathway -> running totals
         self.attempts = np.zeros(n, dtype=np.int16)
         self.cost = np.zeros(n)
         self.responded = np.full(n, nan)
@@ -269,10 +350,6 @@ class _Sim:
 
     # -------------------------------------------------------------- processes
 
-    def _log_site(self, k: int) -> None:
-        res = self.resources[k]
-        self.site_log[k].extend((self.env.now, len(res.users), len(res.queue)))
-
     def _next_start(self, now: float, days: tuple[bool, ...]) -> float:
         day = math.floor(now)
         weekday = (self.start_weekday + day) % 7
@@ -295,8 +372,9 @@ class _Sim:
 
     def patient(self, i: int) -> Iterator[simpy.Event]:
         env = self.env
+        timeout = env.timeout
         referral = env.now
-        cohort = int(self.cohort_of[i])
+        cohort = self.cohort_list[i]
         steps = self.cohort_steps[cohort]
         priority = self.cohort_priority[cohort]
         t_death = referral + self.death[i]
@@ -305,14 +383,17 @@ class _Sim:
             deadline, clock_outcome = t_death, _DIED
         else:
             deadline, clock_outcome = t_inel, _INELIGIBLE
-        trace = self.events if (i < self.trace_patients) else None
-        resources = self.resources
-        held: dict[int, simpy.Event] = {}  # step index -> granted request
-        busy = self.site_busy  # slot-days: -grant time at grant, +release time at release
+        mortal = deadline < math.inf
+        trace = self.events if i < self.trace_patients else None
+        pools = self.pools
+        busy = self.site_busy  # slot-days: minus the time a slot is taken, plus when given back
+        held: dict[int, _SlotPool] = {}  # step index -> pool whose slot is held for it
+        # Running totals, readable by run() if the patient is still here when the run stops:
+        # [queue wait, cost, manufacturing attempts, waiting since (NaN when not waiting)].
+        acc = [0.0, 0.0, 0, math.nan]
+        self.live[i] = acc
         visits = [0] * len(steps)
-        cost = 0.0
-        wait = 0.0
-        attempts = 0
+        first_apheresis = first_manufacture = True
         release_end = math.nan
         outcome = -1
         j = 0
@@ -321,72 +402,69 @@ class _Sim:
         while j < n_steps:
             step = steps[j]
             ready = env.now
-            self.waiting_since[i] = ready
+            acc[3] = ready
             # 1. slots this step (or a later step reserved from here) needs
             for target in step.acquire:
                 if target.index in held:
                     continue
-                k = target.site
-                res = resources[k]
-                req = res.request(priority=priority)
-                if self.record_timeline:
-                    self._log_site(k)
-                if not req.triggered:
-                    if deadline < math.inf:
-                        yield req | env.timeout(deadline - env.now)
-                        if not req.triggered:
-                            req.cancel()
-                            if self.record_timeline:
-                                self._log_site(k)
-                            outcome = clock_outcome
-                            wait += env.now - ready
-                            if trace is not None:
-                                trace.append((i, step.name, step.kind, visits[j] + 1, ready,
-                                              env.now, env.now, OUTCOMES[outcome]))
-                            break
-                    else:
-                        yield req
-                    if self.record_timeline:
-                        self._log_site(k)
-                held[target.index] = req
-                busy[k] -= env.now
-            if outcome >= 0:
-                break
-            # 2. an allowed start day
-            if step.start_days is not None:
-                start = self._next_start(env.now, step.start_days)
-                if start > env.now:
-                    # No clock and no allowed weekday (start = inf): wait forever (unresolved).
-                    if start >= deadline and deadline < math.inf:
-                        if deadline < math.inf:
-                            yield env.timeout(deadline - env.now)
+                pool = pools[target.site]
+                if pool.free > 0:
+                    pool.take(env.now)
+                else:
+                    request = env.event()
+                    pool.enqueue(priority, request, env.now)
+                    if mortal:
+                        ring = timeout(deadline - env.now)
+                        ring.callbacks.append(
+                            lambda _, r=request: None if r.triggered else r.succeed(_CLOCK))
+                    if (yield request) is _CLOCK:
+                        pool.left_queue(env.now)
                         outcome = clock_outcome
-                        wait += env.now - ready
+                        acc[0] += env.now - ready
                         if trace is not None:
                             trace.append((i, step.name, step.kind, visits[j] + 1, ready,
                                           env.now, env.now, OUTCOMES[outcome]))
                         break
-                    yield env.timeout(start - env.now)
+                held[target.index] = pool
+                busy[target.site] -= env.now
+            if outcome >= 0:
+                break
+            # 2. an allowed start day
+            days = step.start_days
+            if days is not None and not days[(self.start_weekday + int(env.now)) % 7]:
+                start = self._next_start(env.now, days)
+                # No clock and no allowed weekday (start = inf): waits forever (unresolved).
+                if start >= deadline and mortal:
+                    yield timeout(deadline - env.now)
+                    outcome = clock_outcome
+                    acc[0] += env.now - ready
+                    if trace is not None:
+                        trace.append((i, step.name, step.kind, visits[j] + 1, ready,
+                                      env.now, env.now, OUTCOMES[outcome]))
+                    break
+                yield timeout(start - env.now)
             now = env.now
-            wait += now - ready
-            self.queue_wait[i] = wait
-            self.waiting_since[i] = math.nan
+            acc[0] += now - ready
+            acc[3] = math.nan
             # 3. the step itself
             visits[j] += 1
             attempt = visits[j]
-            cost += step.cost
-            self.cost[i] = cost  # kept current so an unresolved patient's costs are counted
-            if step.is_apheresis and math.isnan(self.apheresis_day[i]):
-                self.apheresis_day[i] = now
-            if step.is_manufacture:
-                attempts += 1
-                self.attempts[i] = attempts
-                if math.isnan(self.manufacture_start_day[i]):
+            acc[1] += step.cost
+            if step.is_apheresis:
+                if first_apheresis:
+                    first_apheresis = False
+                    self.apheresis_day[i] = now
+            elif step.is_manufacture:
+                acc[2] += 1
+                if first_manufacture:
+                    first_manufacture = False
                     self.manufacture_start_day[i] = now
-            if step.fixed_duration is not None:
-                duration = step.fixed_duration
-            else:
-                duration = self._durations(step, attempt)[i]
+            duration = step.fixed_duration
+            if duration is None:
+                if attempt == 1:
+                    duration = step.first_durations[i]
+                else:
+                    duration = self._durations(step, attempt)[i]
             end = now + duration
             failed = False
             if step.shelf_life is not None and release_end == release_end:
@@ -396,21 +474,20 @@ class _Sim:
                     failed = True
             if end >= deadline:
                 if deadline > now:
-                    yield env.timeout(deadline - now)
+                    yield timeout(deadline - now)
                 if trace is not None:
                     trace.append((i, step.name, step.kind, attempt, ready, now, env.now,
                                   OUTCOMES[clock_outcome]))
                 outcome = clock_outcome
                 break
             if end > now:
-                yield env.timeout(end - now)
+                yield timeout(end - now)
             if step.site >= 0:
-                resources[step.site].release(held.pop(j))
+                held.pop(j).release(env.now)
                 busy[step.site] += env.now
-                if self.record_timeline:
-                    self._log_site(step.site)
             if not failed and step.failure_probability > 0.0:
-                failed = self._failures(step, attempt)[i] < step.failure_probability
+                u = step.first_failures[i] if attempt == 1 else self._failures(step, attempt)[i]
+                failed = u < step.failure_probability
             if trace is not None:
                 status = "failed" if failed else "done"
                 if failed and step.shelf_life is not None:
@@ -429,23 +506,20 @@ class _Sim:
         else:
             outcome = _INFUSED
             self.infusion_day[i] = env.now
-            c = cohort
-            self.responded[i] = 1.0 if self.u_response[i] < self.cohort_response[c] else 0.0
-            self.icu[i] = 1.0 if self.u_icu[i] < self.cohort_icu[c] else 0.0
+            self.responded[i] = 1.0 if self.u_response[i] < self.cohort_response[cohort] else 0.0
+            self.icu[i] = 1.0 if self.u_icu[i] < self.cohort_icu[cohort] else 0.0
 
         # Leaving the pathway (any outcome) frees every held slot at once.
-        for index, req in held.items():
-            site = steps[index].site
-            resources[site].release(req)
-            busy[site] += env.now
-            if self.record_timeline:
-                self._log_site(site)
+        for index, pool in held.items():
+            pool.release(env.now)
+            busy[steps[index].site] += env.now
+        del self.live[i]
         self.outcome[i] = outcome
         self.outcome_step[i] = step.index
         self.outcome_day[i] = env.now
-        self.queue_wait[i] = wait
-        self.attempts[i] = attempts
-        self.cost[i] = cost
+        self.queue_wait[i] = acc[0]
+        self.cost[i] = acc[1]
+        self.attempts[i] = acc[2]
 
     # -------------------------------------------------------------- run
 
@@ -459,14 +533,17 @@ class _Sim:
         unresolved = self.outcome == _UNRESOLVED
         if unresolved.any():
             end_day = stop
-            # For unresolved patients report how far they got and their wait so far.
+            # Unresolved patients: how far they got, their wait so far (up to the stop), costs.
             self.outcome_day[unresolved] = math.nan
-            self.queue_wait[unresolved] += np.nan_to_num(stop - self.waiting_since[unresolved])
+            for i, (wait, cost, attempts, waiting_since) in self.live.items():
+                self.queue_wait[i] = wait + (stop - waiting_since if waiting_since == waiting_since else 0.0)
+                self.cost[i] = cost
+                self.attempts[i] = attempts
         else:
             end_day = max(sc.horizon_days, float(np.nanmax(self.outcome_day)) if n else 0.0)
         # Slots still held at the stop count as busy until the stop.
-        for k, res in enumerate(self.resources):
-            self.site_busy[k] += stop * len(res.users)
+        for k, pool in enumerate(self.pools):
+            self.site_busy[k] += stop * (pool.slots - pool.free)
         cohort_names = [c.name for c in sc.cohorts]
         pathway_of = [c.pathway for c in sc.cohorts]
         step_label = np.array([

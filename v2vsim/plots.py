@@ -8,14 +8,15 @@ figure registry to leak memory or to clash between threads, and no display backe
 Every figure uses one house style (:data:`STYLE`, applied with :func:`house_style`), the
 Okabe–Ito colour-blind-safe palette, a fixed colour per outcome (:data:`OUTCOME_COLORS`) and an
 optional footer line supplied by the caller (see :func:`footer_text`). The helpers
-:func:`new_figure`, :func:`draw_band` and :func:`scenario_colors` are public so that comparison
-figures between scenarios look the same as the single-scenario ones.
+:func:`new_figure`, :func:`draw_band`, :func:`side_legend` and :func:`scenario_colors` are public
+so that comparison figures between scenarios look the same as the single-scenario ones.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import textwrap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -52,6 +53,7 @@ __all__ = [
     "new_figure",
     "outcome_color",
     "outcome_label",
+    "side_legend",
     "run_figures",
     "save_figure",
     "scenario_colors",
@@ -277,7 +279,9 @@ def new_figure(
     fig = Figure(figsize=figsize, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **subplots_kw)
     if title:
-        fig.suptitle(title, x=0.008, ha="left")
+        # Wrap long titles (long scenario names) instead of letting them run off the figure.
+        chars_per_line = max(int(figsize[0] * 7.0), 20)
+        fig.suptitle(textwrap.fill(title, chars_per_line), x=0.008, ha="left")
     add_footer(fig, footer)
     return fig, axes
 
@@ -292,11 +296,37 @@ def draw_band(
     color: str,
     label: str | None = None,
     band_label: str | None = None,
+    steps: bool = False,
     **line_kw: Any,
 ) -> None:
-    """Draw a median line with a translucent interval band (the house look for uncertainty)."""
-    ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0, label=band_label)
-    ax.plot(x, mid, color=color, label=label, **line_kw)
+    """Draw a median line with a translucent interval band (the house look for uncertainty).
+
+    ``steps=True`` draws both as post-steps, for quantities that change at whole days.
+    """
+    ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0, label=band_label,
+                    step="post" if steps else None)
+    ax.plot(x, mid, color=color, label=label, drawstyle="steps-post" if steps else "default",
+            **line_kw)
+
+
+def side_legend(
+    ax: Axes,
+    handles: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+) -> None:
+    """Legend to the right of ``ax``, top-aligned with it: the house place for legends.
+
+    Attached to the axes rather than the figure so constrained layout makes room for it below
+    the figure title (a figure legend would overlap a long title, a bottom one the footer).
+    """
+    kw: dict[str, Any] = {"title": title, "loc": "upper left", "bbox_to_anchor": (1.02, 1.0),
+                          "borderaxespad": 0.0, "alignment": "left"}
+    if labels is None:
+        ax.legend(handles=list(handles), **kw)
+    else:
+        ax.legend(list(handles), list(labels), **kw)
 
 
 def _empty_message(ax: Axes, message: str) -> None:
@@ -314,6 +344,11 @@ def _fmt_count(x: float) -> str:
     if math.isfinite(x) and abs(x - round(x)) < 1e-9:
         return f"{round(x):,}"
     return f"{x:,.1f}"
+
+
+def _fmt_percent(x: float) -> str:
+    """Whole percents, but one decimal below 1% so that rare outcomes do not read as 0%."""
+    return f"{x:.1f}%" if 0 < x < 1 else f"{x:.0f}%"
 
 
 def _n_replications(frame: pd.DataFrame) -> int:
@@ -339,7 +374,9 @@ def _histogram_panel(ax: Axes, values: np.ndarray, title: str, xlabel: str) -> N
     if values.size == 0:
         _empty_message(ax, "No infused patients")
         return
-    ax.set_title(f"n = {values.size:,}", loc="right", fontsize=11.5, color=_FOOTER_COLOR)
+    ax.set_title(
+        f"n = {values.size:,} infused", loc="right", fontsize=11.5, color=_FOOTER_COLOR
+    )
     lo = math.floor(values.min())
     hi = math.floor(values.max()) + 1
     edges = np.arange(lo, hi + 1, dtype=float)
@@ -493,8 +530,8 @@ def attrition_funnel_figure(
     n_reps = _n_replications(patients)
     with house_style():
         fig, axes = new_figure(
-            1, 1, figsize=(13, 5.6), title=f"Attrition from referral to infusion — {scenario_name}",
-            footer=footer,
+            1, 1, figsize=(13, 5.6),
+            title=f"Attrition from referral to infusion — {scenario_name}", footer=footer,
         )
         ax = axes[0, 0]
         ax.set_title("Patients reaching each stage, and losses on the way by cause")
@@ -521,7 +558,7 @@ def attrition_funnel_figure(
                 if cause not in causes_seen:
                     causes_seen.append(str(cause))
         pad = 0.008 * referred
-        for k, stage in enumerate(FUNNEL_STAGES):
+        for k in range(len(FUNNEL_STAGES)):
             label = f"{_fmt_count(reached[k])} ({counts['percent_of_referred'].iloc[k]:.0f}%)"
             lost = float(losses.iloc[k - 1].sum()) if k > 0 else 0.0
             lost_text = f"−{_fmt_count(lost)} lost" if lost > 0 else ""
@@ -542,9 +579,12 @@ def attrition_funnel_figure(
         ax.set_xlabel(
             "Patients per replication (mean)" if n_reps > 1 else "Patients (one replication)"
         )
-        handles = [Patch(color=outcome_color(c), label=outcome_label(c)) for c in causes_seen]
+        handles = [
+            Patch(color=outcome_color(c), label=outcome_label(c))
+            for c in _ordered_outcomes(causes_seen)
+        ]
         if handles:
-            fig.legend(handles=handles, loc="outside right upper", title="Lost because")
+            side_legend(ax, handles, title="Lost because")
     return fig
 
 
@@ -649,10 +689,7 @@ def cumulative_incidence_figure(
             footer=footer,
         )
         ax = axes[0, 0]
-        ax.set_title(
-            "Cumulative share of referred patients by outcome"
-            + (" (median and 95% range across replications)" if n_reps > 1 else "")
-        )
+        ax.set_title("Cumulative share of referred patients by outcome")
         ax.set_xlabel("Days since referral")
         ax.set_ylabel("Share of referred patients (%)")
         if incidence.empty:
@@ -668,22 +705,28 @@ def cumulative_incidence_figure(
             if name == "other_losses":
                 colour = _OTHER_LOSSES_COLOR
                 names = ", ".join(outcome_label(m).lower() for m in members)
-                label = f"Other losses: {names}" if len(members) <= 2 else (
-                    f"Other losses ({len(members)} causes)"
+                # Name the combined causes, wrapped to keep the legend narrow.
+                label = f"Other losses: {_fmt_percent(mid[-1])}\n" + "\n".join(
+                    textwrap.wrap(f"({names})", width=32)
                 )
             else:
                 colour = outcome_color(name)
-                label = outcome_label(name)
-            label += f"\n{mid[-1]:.0f}% by day {days[-1]:.0f}"
-            draw_band(ax, days, low, mid, high, color=colour, label=label, drawstyle="steps-post")
-        unresolved = float((patients["outcome"] == "unresolved").mean() * 100.0)
+                label = f"{outcome_label(name)}: {_fmt_percent(mid[-1])}"
+            draw_band(ax, days, low, mid, high, color=colour, label=label)
         handles, labels = ax.get_legend_handles_labels()
+        if n_reps > 1:
+            handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
+            labels.append("Band: middle 95% of replications")
+        unresolved = float((patients["outcome"] == "unresolved").mean() * 100.0)
         if unresolved > 0:
             handles.append(Line2D([], [], linestyle="none"))
-            labels.append(f"Unresolved at end of run: {unresolved:.1f}% (not shown)")
+            labels.append(f"Unresolved at end of run:\n{unresolved:.1f}% (not shown)")
         ax.set_xlim(0, days[-1])
         ax.set_ylim(0, 100)
-        fig.legend(handles, labels, loc="outside right upper")
+        title = f"Share by day {days[-1]:.0f}"
+        if n_reps > 1:
+            title += "\n(median of replications)"
+        side_legend(ax, handles, labels, title=title)
     return fig
 
 
@@ -725,14 +768,14 @@ def site_timeline_figure(
     with house_style():
         fig, axes = new_figure(
             n_rows, 2, figsize=(13, 1.4 + 2.7 * n_rows), sharex=True,
-            title=f"Manufacturing sites — {scenario_name}", footer=footer,
+            title=f"Manufacturing site use over time — {scenario_name}", footer=footer,
         )
         if not sites:
             for ax in axes[0]:
                 _empty_message(ax, "No site data")
             return fig
-        smooth_note = f", {smooth_days}-day rolling mean" if smooth_days > 1 else ""
-        spread = "Middle 95% of replications" if n_reps > 1 else None
+        smooth_note = f"\n({smooth_days}-day rolling mean)" if smooth_days > 1 else ""
+        spread = "Middle 95% of\nreplications" if n_reps > 1 else None
         colour_use, colour_queue = OKABE_ITO["blue"], OKABE_ITO["vermillion"]
         for row, site in enumerate(sites):
             ax_use, ax_queue = axes[row]
@@ -749,25 +792,29 @@ def site_timeline_figure(
             top_queue = 0.0
             if len(frame):
                 x, low, mid, high = _site_quantiles(frame, "in_use", smooth_days)
-                draw_band(ax_use, x, low, mid, high, color=colour_use,
-                          label=f"Median across replications{smooth_note}", band_label=spread)
+                draw_band(ax_use, x, low, mid, high, color=colour_use)
                 top_use = max(top_use, float(np.nanmax(high)))
                 x, low, mid, high = _site_quantiles(frame, "queue", smooth_days)
-                draw_band(ax_queue, x, low, mid, high, color=colour_queue,
-                          label=f"Median across replications{smooth_note}", band_label=spread)
+                draw_band(ax_queue, x, low, mid, high, color=colour_queue)
                 top_queue = float(np.nanmax(high))
             if len(capacity):
                 ax_use.plot(capacity.index.to_numpy(dtype=float), capacity.to_numpy(dtype=float),
                             color="black", linestyle="--", linewidth=1.5,
-                            drawstyle="steps-post", label="Capacity (slots)")
+                            drawstyle="steps-post")
             ax_use.set_ylim(0, max(top_use, 1.0) * 1.12)
             ax_queue.set_ylim(0, max(top_queue, 1.0) * 1.12)
-            if row == 0:
-                # One legend per panel type is enough: the same encodings repeat on every row.
-                ax_use.legend(loc="lower right", fontsize=10.5)
-                ax_queue.legend(loc="upper right", fontsize=10.5)
         for ax in axes[-1]:
             ax.set_xlabel("Simulation day")
+        # One legend for the figure, in neutral colours: the encodings repeat on every panel
+        # (blue = slots, vermillion = queue) and a legend inside a panel would hide data.
+        handles: list[Any] = [
+            Line2D([], [], color="#333333", label=f"Median across\nreplications{smooth_note}"),
+        ]
+        if spread:
+            handles.append(Patch(color="#999999", alpha=0.35, linewidth=0, label=spread))
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.5,
+                              label="Capacity (slots)"))
+        side_legend(axes[0, -1], handles)
         first_day = float(site_days["day"].min())
         last_day = float(site_days["day"].max()) + 1.0
         axes[0, 0].set_xlim(first_day, last_day)
@@ -784,16 +831,26 @@ _END_MARKERS: Final[Mapping[str, str]] = {
     "ineligible": "D",
     "unresolved": ">",
 }
-_STEP_STATUSES: Final = frozenset({"done", "failed"})
+# The outcome of a journey whose last step failed for good, by step kind (mirrors the model's
+# rule; repeated here because plots must not import the model or the scenario schema).
+_FAILURE_OUTCOME_BY_KIND: Final[Mapping[str, str]] = {
+    "screen": "screen_failed",
+    "apheresis": "collection_failed",
+    "transport": "lost_in_transit",
+    "manufacture": "manufacturing_failed",
+    "release": "out_of_specification",
+    "infusion": "product_expired",
+}
 
 
 def _final_outcome(last: pd.Series) -> str:
     """What the patient's last traced event says about how the journey ended."""
     status = str(last["status"])
+    kind = str(last["kind"])
     if status == "done":
-        return "infused" if str(last["kind"]) == "infusion" else "unresolved"
+        return "infused" if kind == "infusion" else "unresolved"
     if status == "failed":
-        return "step_failed"
+        return _FAILURE_OUTCOME_BY_KIND.get(kind, "step_failed")
     return status
 
 
@@ -802,6 +859,7 @@ def journey_figure(
     scenario_name: str,
     max_patients: int = 25,
     *,
+    relative: bool = False,
     footer: str = "",
 ) -> Figure:
     """Swimlanes of individual patient journeys: steps, waits before steps and how each ended.
@@ -809,13 +867,21 @@ def journey_figure(
     One lane per patient (the first ``max_patients`` by referral day); bars are steps coloured
     by kind, hatched bars are waits (ready to start), failed attempts end with a small x and
     each journey ends with a marker for its outcome. Only the first replication in ``events``
-    is drawn.
+    is drawn. The x axis is the simulation day, which shows patients competing for the same
+    slots; ``relative=True`` starts every lane at its referral instead, to compare journeys.
     """
     frame = events
     replications = sorted(pd.unique(events["replication"])) if len(events) else []
     if len(replications) > 1:
         frame = events[events["replication"] == replications[0]]
     first_ready = frame.groupby("patient")["ready_day"].min().sort_values(kind="stable")
+    if relative and len(frame):
+        # The first step's ready day is the referral day (or later), so lanes start at 0.
+        shift = frame["patient"].map(first_ready).to_numpy(dtype=float)
+        frame = frame.assign(**{
+            column: frame[column].to_numpy(dtype=float) - shift
+            for column in ("ready_day", "start_day", "end_day")
+        })
     patients = list(first_ready.index[:max_patients])
     n_lanes = max(len(patients), 1)
     with house_style():
@@ -828,7 +894,7 @@ def journey_figure(
         if replications:
             subtitle += f", replication {replications[0]}"
         ax.set_title(subtitle)
-        ax.set_xlabel("Day")
+        ax.set_xlabel("Days since referral" if relative else "Day")
         if not patients:
             _empty_message(ax, "No traced patients")
             return fig
@@ -846,7 +912,14 @@ def journey_figure(
                 ["ready_day", "end_day"], kind="stable"
             )
             labels.append(f"Patient {patient} ({trace['cohort'].iloc[0]})")
-            for _, ev in trace.iterrows():
+            # The last event is the latest to end; on ties (an instantaneous infusion right
+            # after conditioning) the one that started later.
+            ends = trace["end_day"].to_numpy(dtype=float)
+            last_index = (
+                trace.index[np.flatnonzero(ends == np.nanmax(ends))[-1]]
+                if np.isfinite(ends).any() else None
+            )
+            for index, ev in trace.iterrows():
                 ready, start, end = ev["ready_day"], ev["start_day"], ev["end_day"]
                 # A patient who left while waiting has no start: the wait runs to the end.
                 wait_end = start if pd.notna(start) else end
@@ -860,11 +933,12 @@ def journey_figure(
                             color=kind_color(kind), edgecolor="white", linewidth=0.4)
                     if kind not in kinds_seen:
                         kinds_seen.append(kind)
-                if str(ev["status"]) == "failed" and pd.notna(end):
+                # The final failure is shown by the end marker instead.
+                if str(ev["status"]) == "failed" and pd.notna(end) and index != last_index:
                     ax.plot(end, lane, marker="x", color="black", markersize=7,
                             markeredgewidth=1.8, linestyle="none")
                     any_failed = True
-            last = trace.sort_values("end_day", kind="stable").iloc[-1]
+            last = trace.loc[last_index] if last_index is not None else trace.iloc[-1]
             outcome = _final_outcome(last)
             if outcome not in outcomes_seen:
                 outcomes_seen.append(outcome)
@@ -893,7 +967,7 @@ def journey_figure(
                                   color=outcome_color(outcome), linestyle="none", markersize=10,
                                   markeredgecolor="black" if outcome != "infused" else None,
                                   markeredgewidth=0.6, label=label))
-        fig.legend(handles=handles, loc="outside right upper", title="Step / end")
+        side_legend(ax, handles, title="Steps and outcomes")
     return fig
 
 
@@ -926,6 +1000,26 @@ def save_figure(
     return paths
 
 
+def _draw_and_save(stem: str, frame: pd.DataFrame, scenario_name: str, out_dir: Path,
+                   footer: str, journey_relative: bool) -> list[Path]:
+    """Build one standard figure, save it and free it (runs in a worker process too)."""
+    if stem == "vein_to_vein":
+        fig = vein_to_vein_figure(frame, scenario_name, footer=footer)
+    elif stem == "attrition_funnel":
+        fig = attrition_funnel_figure(frame, scenario_name, footer=footer)
+    elif stem == "cumulative_incidence":
+        fig = cumulative_incidence_figure(frame, scenario_name, footer=footer)
+    elif stem == "site_utilisation":
+        fig = site_timeline_figure(frame, scenario_name, footer=footer)
+    else:
+        fig = journey_figure(frame, scenario_name, relative=journey_relative, footer=footer)
+    paths = save_figure(fig, out_dir, stem)
+    # Figures made without pyplot are freed once unreferenced; clearing releases the
+    # artists now, which matters when many scenarios are drawn in one process.
+    fig.clear()
+    return paths
+
+
 def run_figures(
     patients: pd.DataFrame,
     site_days: pd.DataFrame,
@@ -933,27 +1027,38 @@ def run_figures(
     scenario_name: str,
     out_dir: Path,
     footer: str = "",
+    *,
+    journey_relative: bool = True,
+    jobs: int = 1,
 ) -> list[Path]:
     """Draw and save all standard figures of one scenario (PNG at 200 dpi and SVG).
 
     Writes ``vein_to_vein``, ``attrition_funnel``, ``cumulative_incidence``,
-    ``site_utilisation`` and ``journey``; returns the written paths.
+    ``site_utilisation`` and ``journey``; returns the written paths. The journey figure is
+    drawn in days since referral by default: traced patients are referred over months or
+    years, so on the simulation-day axis each month-long journey would be a sliver (slot
+    contention over calendar time is what ``site_utilisation`` shows). With ``jobs > 1``
+    the figures are drawn in that many worker processes (same files).
     """
-    builders = (
-        ("vein_to_vein", lambda: vein_to_vein_figure(patients, scenario_name, footer=footer)),
-        ("attrition_funnel",
-         lambda: attrition_funnel_figure(patients, scenario_name, footer=footer)),
-        ("cumulative_incidence",
-         lambda: cumulative_incidence_figure(patients, scenario_name, footer=footer)),
-        ("site_utilisation",
-         lambda: site_timeline_figure(site_days, scenario_name, footer=footer)),
-        ("journey", lambda: journey_figure(events, scenario_name, footer=footer)),
+    work = (
+        ("journey", events),
+        ("vein_to_vein", patients),
+        ("site_utilisation", site_days),
+        ("attrition_funnel", patients),
+        ("cumulative_incidence", patients),
     )
-    paths: list[Path] = []
-    for stem, build in builders:
-        fig = build()
-        paths.extend(save_figure(fig, out_dir, stem))
-        # Figures made without pyplot are freed once unreferenced; clearing releases the
-        # artists now, which matters when many scenarios are drawn in one process.
-        fig.clear()
-    return paths
+    out_dir = Path(out_dir)
+    if jobs <= 1:
+        results = [_draw_and_save(stem, frame, scenario_name, out_dir, footer, journey_relative)
+                   for stem, frame in work]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
+            futures = [pool.submit(_draw_and_save, stem, frame, scenario_name, out_dir, footer,
+                                   journey_relative) for stem, frame in work]
+            results = [f.result() for f in futures]
+    order = ["vein_to_vein", "attrition_funnel", "cumulative_incidence", "site_utilisation",
+             "journey"]
+    return sorted((p for paths in results for p in paths),
+                  key=lambda p: (order.index(p.stem), p.suffix))

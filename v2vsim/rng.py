@@ -16,7 +16,8 @@ import numpy as np
 
 __all__ = ["stream_seed", "UniformStream", "Streams"]
 
-_BLOCK = 1024
+_BLOCK = 256
+_TINY = float(np.finfo(float).tiny)
 
 
 def stream_seed(seed: int, replication: int, purpose: str) -> np.random.SeedSequence:
@@ -43,7 +44,7 @@ class UniformStream:
             fresh = self._gen.random(target - have)
             # random() is in [0, 1); an exact 0 would map to the lower support bound, which
             # is legitimate, but -log(0) style transforms need u > 0.
-            np.maximum(fresh, np.finfo(float).tiny, out=fresh)
+            np.maximum(fresh, _TINY, out=fresh)
             self.values = np.concatenate((self.values, fresh)) if have else fresh
         return self.values
 

@@ -1,0 +1,452 @@
+"""Figures: pure counting functions against hand-worked values, and every figure renders.
+
+The synthetic frames follow the result-frame contract (columns and meanings) without running the
+model: each patient walks a fixed list of steps with random waits, durations, failures and
+death/ineligibility clocks, and the patient row, site days and event trace are all derived from
+that one walk so they agree with each other.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from v2vsim import plots
+
+# (step name, kind, (gamma shape, scale) of the wait before it or None, duration in days,
+#  failure probability, outcome when it fails for good, attempts allowed)
+_STEPS: list[tuple[str, str, tuple[float, float] | None, float, float, str, int]] = [
+    ("screening", "screen", None, 7.0, 0.03, "screen_failed", 1),
+    ("apheresis", "apheresis", (2.0, 3.0), 1.0, 0.03, "collection_failed", 2),
+    ("cryopreservation", "cryopreserve", None, 1.0, 0.0, "", 1),
+    ("ship_to_site", "transport", None, 2.0, 0.01, "lost_in_transit", 1),
+    ("manufacturing", "manufacture", (2.0, 5.0), 17.0, 0.08, "manufacturing_failed", 2),
+    ("release_testing", "release", None, 4.0, 0.03, "out_of_specification", 1),
+    ("ship_to_centre", "transport", None, 2.0, 0.0, "", 1),
+    ("bridging", "delay", None, 3.0, 0.0, "", 1),
+    ("conditioning", "conditioning", (1.0, 2.0), 5.0, 0.01, "product_expired", 1),
+    ("infusion", "infusion", None, 0.0, 0.0, "", 1),
+]
+_COLUMNS = [
+    "replication", "patient", "cohort", "pathway", "referral_day", "apheresis_day",
+    "manufacture_start_day", "release_day", "infusion_day", "outcome", "outcome_step",
+    "outcome_day", "vein_to_vein_days", "referral_to_infusion_days", "queue_wait_days",
+    "manufacturing_attempts", "cost", "responded", "icu",
+]
+
+
+def synthetic_results(
+    seed: int = 1,
+    replications: int = 3,
+    patients_per_replication: int = 40,
+    horizon_days: float = 365.0,
+    sites: tuple[str, ...] = ("Site A", "Site B"),
+    slots: tuple[float, ...] = (6.0, 4.0),
+    death_mean_days: float = 250.0,
+    ineligible_mean_days: float = 600.0,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Deterministic ``patients``, ``site_days`` and ``events`` frames following the contract."""
+    rng = np.random.default_rng(seed)
+    patient_rows: list[dict[str, object]] = []
+    event_rows: list[dict[str, object]] = []
+    n_days = int(horizon_days)
+    in_use = np.zeros((replications, len(sites), n_days))
+    queue = np.zeros((replications, len(sites), n_days))
+
+    def add_interval(target: np.ndarray, rep: int, site: int, a: float, b: float) -> None:
+        # Fraction of each one-day bin covered by [a, b).
+        days = np.arange(n_days, dtype=float)
+        target[rep, site] += np.clip(np.minimum(b, days + 1) - np.maximum(a, days), 0.0, 1.0)
+
+    for rep in range(replications):
+        for patient in range(patients_per_replication):
+            referral = float(rng.uniform(0.0, 0.8 * horizon_days))
+            cohort = str(rng.choice(["DLBCL", "MM"]))
+            site = int(rng.integers(len(sites)))
+            death = referral + float(rng.exponential(death_mean_days))
+            ineligible = referral + float(rng.exponential(ineligible_mean_days))
+            days: dict[str, float] = {}
+            t = referral
+            outcome, outcome_step, outcome_day = "infused", "infusion", math.nan
+            queue_wait = 0.0
+            attempts_manufacture = 0
+            for name, kind, wait, duration, p_fail, fail_outcome, max_attempts in _STEPS:
+                attempt, done = 1, False
+                while not done:
+                    ready = t
+                    start = ready + (float(rng.gamma(*wait)) if wait else 0.0)
+                    end = start + duration
+                    failed = bool(rng.random() < p_fail)
+                    clock_day, clock = min((death, "died"), (ineligible, "ineligible"))
+                    stop = min(clock_day, horizon_days)
+                    if kind == "manufacture":
+                        attempts_manufacture += 1
+                        queue_wait += min(start, stop) - ready
+                        add_interval(queue, rep, site, ready, min(start, stop))
+                        if start < stop:
+                            add_interval(in_use, rep, site, start, min(end, stop))
+                            days.setdefault("manufacture_start_day", start)
+                    if kind == "apheresis" and start < stop:
+                        days["apheresis_day"] = start
+                    if end > stop or (duration == 0.0 and start >= stop):
+                        status = clock if clock_day <= horizon_days else "unresolved"
+                        event_rows.append(dict(
+                            replication=rep, patient=patient, cohort=cohort, step=name,
+                            kind=kind, attempt=attempt, ready_day=ready,
+                            start_day=start if start < stop else math.nan, end_day=stop,
+                            status=status,
+                        ))
+                        outcome, outcome_step = status, name
+                        outcome_day = stop if status != "unresolved" else math.nan
+                        break
+                    event_rows.append(dict(
+                        replication=rep, patient=patient, cohort=cohort, step=name, kind=kind,
+                        attempt=attempt, ready_day=ready, start_day=start, end_day=end,
+                        status="failed" if failed else "done",
+                    ))
+                    t = end
+                    if not failed:
+                        done = True
+                    elif attempt == max_attempts:
+                        outcome, outcome_step, outcome_day = fail_outcome, name, end
+                        break
+                    else:
+                        attempt += 1
+                if not done:
+                    break
+                if kind == "release":
+                    days["release_day"] = t
+                if kind == "infusion":
+                    days["infusion_day"] = t
+                    outcome_day = t
+            infusion = days.get("infusion_day", math.nan)
+            apheresis = days.get("apheresis_day", math.nan)
+            infused = outcome == "infused"
+            patient_rows.append(dict(
+                replication=rep, patient=patient, cohort=cohort, pathway="standard",
+                referral_day=referral, apheresis_day=apheresis,
+                manufacture_start_day=days.get("manufacture_start_day", math.nan),
+                release_day=days.get("release_day", math.nan), infusion_day=infusion,
+                outcome=outcome, outcome_step=outcome_step, outcome_day=outcome_day,
+                vein_to_vein_days=infusion - apheresis,
+                referral_to_infusion_days=infusion - referral,
+                queue_wait_days=queue_wait, manufacturing_attempts=attempts_manufacture,
+                cost=float(rng.normal(400_000, 30_000)),
+                responded=float(rng.random() < 0.6) if infused else math.nan,
+                icu=float(rng.random() < 0.2) if infused else math.nan,
+            ))
+    patients = pd.DataFrame(patient_rows, columns=_COLUMNS)
+    rep_idx, site_idx, day_idx = np.meshgrid(
+        np.arange(replications), np.arange(len(sites)), np.arange(n_days), indexing="ij"
+    )
+    capacity = np.asarray(slots, dtype=float)[site_idx]
+    site_days = pd.DataFrame({
+        "replication": rep_idx.ravel(),
+        "site": np.asarray(sites, dtype=object)[site_idx.ravel()],
+        "day": day_idx.ravel(),
+        "in_use": in_use.ravel(),
+        "queue": queue.ravel(),
+        "slots": capacity.ravel(),
+    })
+    events = pd.DataFrame(event_rows)
+    events = events[events["replication"] == 0].reset_index(drop=True)
+    return patients, site_days, events
+
+
+def _patient(rep: int, pid: int, outcome: str, referral: float, outcome_day: float,
+             apheresis: float = math.nan, manufacture: float = math.nan,
+             release: float = math.nan) -> dict[str, object]:
+    """One hand-written patient row; infusion fields follow from the outcome."""
+    infused = outcome == "infused"
+    return dict(
+        replication=rep, patient=pid, cohort="DLBCL", pathway="standard",
+        referral_day=referral, apheresis_day=apheresis, manufacture_start_day=manufacture,
+        release_day=release, infusion_day=outcome_day if infused else math.nan,
+        outcome=outcome, outcome_step="x", outcome_day=outcome_day,
+        vein_to_vein_days=outcome_day - apheresis if infused else math.nan,
+        referral_to_infusion_days=outcome_day - referral if infused else math.nan,
+        queue_wait_days=0.0, manufacturing_attempts=1, cost=1.0,
+        responded=1.0 if infused else math.nan, icu=0.0 if infused else math.nan,
+    )
+
+
+@pytest.fixture
+def tiny() -> pd.DataFrame:
+    """Two replications of four patients each, worked by hand below."""
+    nan = math.nan
+    rows = [
+        # replication 0: infused; died before apheresis; manufacturing failed; unresolved
+        _patient(0, 0, "infused", 0.0, 40.0, apheresis=10.0, manufacture=15.0, release=35.0),
+        _patient(0, 1, "died", 5.0, 12.0),
+        _patient(0, 2, "manufacturing_failed", 0.0, 30.0, apheresis=8.0, manufacture=12.0),
+        _patient(0, 3, "unresolved", 2.0, nan, apheresis=20.0),
+        # replication 1: infused; infused; out of spec; died after release
+        _patient(1, 0, "infused", 0.0, 30.0, apheresis=5.0, manufacture=8.0, release=25.0),
+        _patient(1, 1, "infused", 10.0, 60.0, apheresis=15.0, manufacture=20.0, release=50.0),
+        _patient(1, 2, "out_of_specification", 0.0, 28.0, apheresis=6.0, manufacture=9.0),
+        _patient(1, 3, "died", 0.0, 45.0, apheresis=4.0, manufacture=7.0, release=40.0),
+    ]
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+# ---------------------------------------------------------------- counting: hand-worked values
+
+
+def test_funnel_counts_match_hand_count(tiny: pd.DataFrame) -> None:
+    # Reached per replication (rep 0, rep 1):
+    #   referred 4, 4; apheresed 3 (0, 2, 3), 4; manufactured 1 (0; patient 2 failed), 4;
+    #   released 1, 3 (not the OOS patient); infused 1, 2.
+    counts = plots.funnel_counts(tiny)
+    assert list(counts.index) == list(plots.FUNNEL_STAGES)
+    assert counts["patients"].tolist() == [4.0, 3.5, 2.5, 2.0, 1.5]
+    assert counts["percent_of_referred"].tolist() == pytest.approx([100, 87.5, 62.5, 50, 37.5])
+    assert counts["lost_after"].tolist() == [0.5, 1.0, 0.5, 0.5, 0.0]
+
+
+def test_funnel_losses_by_cause_match_hand_count(tiny: pd.DataFrame) -> None:
+    # Lost after referral: rep-0 death (0.5/rep). After apheresis: rep-0 manufacturing failure
+    # and rep-0 unresolved. After manufacture: rep-1 out of spec. After release: rep-1 death.
+    losses = plots.funnel_losses(tiny)
+    assert list(losses.index) == list(plots.FUNNEL_STAGES[:-1])
+    assert list(losses.columns) == [
+        "died", "manufacturing_failed", "out_of_specification", "unresolved"
+    ]
+    expected = pd.DataFrame(
+        [[0.5, 0, 0, 0], [0, 0.5, 0, 0.5], [0, 0, 0.5, 0], [0.5, 0, 0, 0]],
+        index=losses.index, columns=losses.columns, dtype=float,
+    )
+    pd.testing.assert_frame_equal(losses, expected)
+    # Invariant: losses by cause add up to the drop between consecutive stages.
+    np.testing.assert_allclose(
+        losses.sum(axis=1), plots.funnel_counts(tiny)["lost_after"].iloc[:-1]
+    )
+
+
+def test_funnel_never_widens_and_accounts_for_everyone() -> None:
+    patients, _, _ = synthetic_results(seed=3, replications=4, patients_per_replication=50)
+    counts = plots.funnel_counts(patients)
+    assert np.all(np.diff(counts["patients"]) <= 0)
+    assert counts["patients"].iloc[0] == 50
+    infused_per_rep = (patients["outcome"] == "infused").sum() / 4
+    assert counts["patients"].iloc[-1] == infused_per_rep
+    total_lost = plots.funnel_losses(patients).to_numpy().sum()
+    assert total_lost == pytest.approx(50 - infused_per_rep)
+
+
+def test_cumulative_incidence_matches_hand_count(tiny: pd.DataFrame) -> None:
+    # Days since referral: rep 0 -> infused 40, died 7, manufacturing_failed 30, unresolved -;
+    # rep 1 -> infused 30 and 50, out_of_specification 28, died 45. Denominator 4 per rep.
+    ci = plots.cumulative_incidence(tiny, [0, 7, 29, 30, 45, 50])
+    assert sorted(ci["outcome"].unique()) == sorted(
+        ["infused", "died", "manufacturing_failed", "out_of_specification"]
+    )
+    wide = ci.pivot_table(index=["outcome", "replication"], columns="day", values="share")
+    assert wide.loc[("infused", 0)].tolist() == [0, 0, 0, 0, 0.25, 0.25]
+    assert wide.loc[("infused", 1)].tolist() == [0, 0, 0, 0.25, 0.25, 0.5]
+    assert wide.loc[("died", 0)].tolist() == [0, 0.25, 0.25, 0.25, 0.25, 0.25]
+    assert wide.loc[("died", 1)].tolist() == [0, 0, 0, 0, 0.25, 0.25]
+    assert wide.loc[("out_of_specification", 1)].tolist() == [0, 0, 0.25, 0.25, 0.25, 0.25]
+
+
+def test_cumulative_incidence_groups_and_unresolved(tiny: pd.DataFrame) -> None:
+    groups = {"lost": ["died", "manufacturing_failed", "out_of_specification"]}
+    ci = plots.cumulative_incidence(tiny, [1000], groups)
+    shares = ci.set_index("replication")["share"]
+    # Rep 0: two of four lost, the unresolved patient stays in the denominator.
+    assert shares.to_dict() == {0: 0.5, 1: 0.5}
+
+
+def test_cumulative_incidence_sums_to_resolved_share() -> None:
+    patients, _, _ = synthetic_results(seed=4, replications=3)
+    ci = plots.cumulative_incidence(patients, [1e6])
+    total = ci.groupby("replication")["share"].sum()
+    resolved = (patients["outcome"] != "unresolved").groupby(patients["replication"]).mean()
+    np.testing.assert_allclose(total.to_numpy(), resolved.to_numpy())
+
+
+def test_cumulative_incidence_is_non_decreasing() -> None:
+    patients, _, _ = synthetic_results(seed=5, replications=2)
+    ci = plots.cumulative_incidence(patients, np.arange(0, 366))
+    for _, group in ci.groupby(["replication", "outcome"]):
+        assert np.all(np.diff(group.sort_values("day")["share"].to_numpy()) >= 0)
+
+
+# ---------------------------------------------------------------- house style
+
+
+def test_palette_and_outcome_colours() -> None:
+    assert plots.scenario_colors(3) == ["#0072B2", "#E69F00", "#009E73"]
+    assert len(set(plots.scenario_colors(8))) == 8
+    assert plots.scenario_colors(9)[8] == plots.scenario_colors(1)[0]
+    assert set(plots.OUTCOMES) == set(plots.OUTCOME_COLORS) == set(plots.OUTCOME_LABELS)
+    assert len(set(plots.OUTCOME_COLORS.values())) == len(plots.OUTCOMES)
+    assert plots.outcome_color("something_new") == "#999999"
+    assert plots.outcome_label("something_new") == "Something new"
+    assert plots.footer_text("base", 200, 1) == "Scenario: base · 200 replications · seed 1"
+
+
+def test_module_does_not_import_the_model() -> None:
+    source = Path(plots.__file__).read_text(encoding="utf-8")
+    assert "simpy" not in source
+    assert "v2vsim.model" not in source and "from . import model" not in source
+
+
+# ---------------------------------------------------------------- figures render
+
+
+def _texts(fig: Figure) -> str:
+    return " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+
+
+def _render_all(
+    patients: pd.DataFrame, site_days: pd.DataFrame, events: pd.DataFrame, out_dir: Path
+) -> list[Path]:
+    """Build every figure and draw it (small PNGs: layout errors only show up when drawing)."""
+    figures = {
+        "vein_to_vein": plots.vein_to_vein_figure(patients, "edge"),
+        "attrition_funnel": plots.attrition_funnel_figure(patients, "edge"),
+        "cumulative_incidence": plots.cumulative_incidence_figure(patients, "edge"),
+        "site_utilisation": plots.site_timeline_figure(site_days, "edge"),
+        "journey": plots.journey_figure(events, "edge"),
+    }
+    return [
+        path
+        for stem, fig in figures.items()
+        for path in plots.save_figure(fig, out_dir, stem, formats=("png",), dpi=30)
+    ]
+
+
+def test_run_figures_writes_png_and_svg(tmp_path: Path) -> None:
+    patients, site_days, events = synthetic_results()
+    paths = plots.run_figures(
+        patients, site_days, events, "base", tmp_path, footer="Scenario: base · 3 replications"
+    )
+    stems = ["vein_to_vein", "attrition_funnel", "cumulative_incidence", "site_utilisation",
+             "journey"]
+    assert sorted(paths) == sorted(tmp_path / f"{s}.{e}" for s in stems for e in ("png", "svg"))
+    for path in paths:
+        data = path.read_bytes()
+        assert len(data) > 1000
+        if path.suffix == ".png":
+            assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        else:
+            assert b"<svg" in data[:2000]
+
+
+def test_svg_output_is_reproducible(tmp_path: Path) -> None:
+    patients, _, _ = synthetic_results(replications=2)
+    paths = [
+        plots.save_figure(plots.vein_to_vein_figure(patients, "a"), tmp_path / d, "v", ("svg",))[0]
+        for d in ("1", "2")
+    ]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_figures_carry_titles_units_and_footer() -> None:
+    patients, site_days, events = synthetic_results()
+    footer = "Scenario: base · 3 replications · seed 1"
+    figures = [
+        plots.vein_to_vein_figure(patients, "base", footer=footer),
+        plots.attrition_funnel_figure(patients, "base", footer=footer),
+        plots.cumulative_incidence_figure(patients, "base", footer=footer),
+        plots.site_timeline_figure(site_days, "base", footer=footer),
+        plots.journey_figure(events, "base", footer=footer),
+    ]
+    for fig in figures:
+        text = _texts(fig)
+        assert footer in text and "base" in text
+    assert "(days)" in _texts(figures[0])
+    assert "Days since referral" in _texts(figures[2])
+
+
+def test_zero_infused_and_one_replication(tmp_path: Path) -> None:
+    patients, site_days, events = synthetic_results(replications=1, death_mean_days=5.0)
+    patients = patients[patients["outcome"] != "infused"]
+    events = events[events["kind"] != "infusion"]
+    assert len(patients) > 0
+    fig = plots.vein_to_vein_figure(patients, "grim")
+    assert "No infused patients" in _texts(fig)
+    counts = plots.funnel_counts(patients)
+    assert counts.loc["infused", "patients"] == 0
+    paths = _render_all(patients, site_days, events, tmp_path)
+    assert len(paths) == 5 and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_nan_days_unused_site_and_many_sites(tmp_path: Path) -> None:
+    sites = tuple(f"Site {c}" for c in "ABCDEF")
+    patients, site_days, events = synthetic_results(
+        replications=2, sites=sites, slots=(2, 2, 3, 3, 4, 4)
+    )
+    # A site that never receives a patient, and a patient with unknown days.
+    unused = site_days[site_days["site"] == "Site A"].assign(site="Never used", in_use=0.0,
+                                                              queue=0.0)
+    site_days = pd.concat([site_days, unused], ignore_index=True)
+    patients.loc[0, ["referral_day", "apheresis_day", "outcome_day"]] = math.nan
+    fig = plots.site_timeline_figure(site_days, "wide")
+    assert len(fig.axes) == 2 * 7
+    paths = _render_all(patients, site_days, events, tmp_path)
+    assert len(paths) == 5
+
+
+def test_empty_frames_do_not_raise(tmp_path: Path) -> None:
+    patients, site_days, events = synthetic_results(replications=1, patients_per_replication=2)
+    paths = _render_all(patients.iloc[0:0], site_days.iloc[0:0], events.iloc[0:0], tmp_path)
+    assert len(paths) == 5
+
+
+def test_journey_limits_lanes_and_marks_outcomes() -> None:
+    _, _, events = synthetic_results(replications=1, patients_per_replication=40)
+    fig = plots.journey_figure(events, "base", max_patients=10)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == 10
+    assert all(label.startswith("Patient ") and "(" in label for label in labels)
+    # The lanes are the ten earliest referrals.
+    first = events.groupby("patient")["ready_day"].min().nsmallest(10).index
+    assert labels == [
+        f"Patient {p} ({events.loc[events['patient'] == p, 'cohort'].iloc[0]})" for p in first
+    ]
+
+
+def test_vein_to_vein_marks_median_and_p90() -> None:
+    patients, _, _ = synthetic_results(replications=2)
+    values = patients.loc[patients["outcome"] == "infused", "vein_to_vein_days"]
+    text = _texts(plots.vein_to_vein_figure(patients, "base"))
+    assert f"Median\n{np.median(values):.1f} days" in text
+    assert f"P90\n{np.percentile(values, 90):.1f} days" in text
+
+
+def test_site_timeline_median_of_constant_series_is_that_constant() -> None:
+    # Replications hold 1, 3 and 5 slots every day: the median line is 3 whatever the smoothing.
+    days = np.arange(30)
+    site_days = pd.concat(
+        [
+            pd.DataFrame({"replication": rep, "site": "S", "day": days, "in_use": float(held),
+                          "queue": 0.0, "slots": 6.0})
+            for rep, held in enumerate((1, 3, 5))
+        ],
+        ignore_index=True,
+    )
+    fig = plots.site_timeline_figure(site_days, "flat")
+    median_line, capacity_line = fig.axes[0].get_lines()
+    np.testing.assert_allclose(median_line.get_ydata(), 3.0)
+    np.testing.assert_allclose(capacity_line.get_ydata(), 6.0)
+
+
+def test_journey_relative_starts_every_lane_at_zero() -> None:
+    _, _, events = synthetic_results(replications=1, patients_per_replication=12)
+    fig = plots.journey_figure(events, "base", relative=True)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "Days since referral"
+    # Each lane's first bar starts at day 0 (the lane's referral).
+    lefts: dict[int, float] = {}
+    for patch in ax.patches:
+        lane = round(patch.get_y() + patch.get_height() / 2)
+        lefts[lane] = min(lefts.get(lane, math.inf), patch.get_x())
+    assert len(lefts) == 12
+    np.testing.assert_allclose(list(lefts.values()), 0.0, atol=1e-9)
