@@ -89,7 +89,7 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
     """The run's results directory (spec section 5), written atomically."""
 
     def fill(tmp: Path) -> dict:
-        write_tables(results, tmp, csv=csv)
+        write_tables(results, tmp, csv=csv, source=scenario_file)
         if figures:
             from .plots import run_figures
 

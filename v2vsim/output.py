@@ -166,9 +166,15 @@ def verify_dir(out_dir: Path) -> list[str]:
     return problems
 
 
-def write_tables(results: Any, directory: Path, *, csv: bool) -> None:
-    """The contract's files: scenario.yaml, patients.parquet (+csv), replications and summary."""
+def write_tables(results: Any, directory: Path, *, csv: bool, source: Path | None = None) -> None:
+    """The contract's files: scenario.yaml, patients.parquet (+csv), replications and summary.
+
+    ``source`` (the scenario file as written, comments and all) is copied to
+    ``scenario_source.yaml`` so reports can show each parameter's source comment.
+    """
     sc = results.scenario
+    if source is not None and Path(source).is_file():
+        shutil.copyfile(source, directory / "scenario_source.yaml")
     (directory / "scenario.yaml").write_text(
         scenario_to_yaml(sc, seed=results.seed, replications=results.n_replications),
         encoding="utf-8")
@@ -185,6 +191,7 @@ def write_tables(results: Any, directory: Path, *, csv: bool) -> None:
 def manifest_fields(results: Any, command: Iterable[str], scenario_file: Path | None) -> dict[str, Any]:
     versions = package_versions()
     return {
+        "kind": "run",
         "v2vsim_version": versions["v2vsim"],
         "python": versions["python"],
         "packages": versions,
