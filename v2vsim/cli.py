@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
-from .metrics import headline_rows
+from .metrics import headline_rows, overload_warnings
 from .output import OutputError, check_target, manifest_fields, verify_dir, write_results_dir, write_tables
 from .runner import Results, default_jobs, simulate
 from .scenario import Scenario, ScenarioError, load_scenario
@@ -142,11 +142,10 @@ def run(
         _fail("interrupted: nothing was written", 130)
         raise
     out.print(summary_table(results, f"{scenario.name} — {n} replications, seed {base_seed}"))
-    unresolved = results.replications["unresolved"].sum()
-    if unresolved:
-        err.print(f"warning: {unresolved} patients were still in the pathway when the run stopped "
-                  f"(horizon + drain_days = {scenario.horizon_days + scenario.drain_days:g} days); "
-                  "they are reported as 'unresolved'", markup=False)
+    for warning in overload_warnings(results.replications, results.site_days,
+                                     scenario.horizon_days,
+                                     scenario.horizon_days + scenario.drain_days):
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     try:
         written = write_run_dir(results, target, csv=csv, figures=not no_figures, force=force,
                                 scenario_file=scenario_file, jobs=workers)
@@ -220,6 +219,18 @@ def _main(
     """Simulate the vein-to-vein logistics of autologous CAR-T cell therapy."""
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM (a scheduler or `kill`) stops like Ctrl-C: clean up, keep earlier results.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point of the ``v2vsim`` console script."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="v2vsim")
+
+
+if __name__ == "__main__":
+    main()

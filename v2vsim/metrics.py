@@ -204,7 +204,7 @@ def format_value(value: float, unit: str) -> str:
     if unit == "days":
         return f"{value:.1f}"
     if unit == "count":
-        return f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     return f"{value:,.0f}"
 
 
@@ -232,3 +232,35 @@ def headline_rows(summary: pd.DataFrame, currency: str = "") -> list[tuple[str, 
         ci = f"{format_value(row['ci_low'], unit)} – {format_value(row['ci_high'], unit)}"
         rows.append((metric, label, format_value(row["mean"], unit), ci))
     return rows
+
+
+def overload_warnings(replications: pd.DataFrame, site_days: pd.DataFrame,
+                      horizon_days: float, stop_day: float) -> list[str]:
+    """Warnings for sites whose demand exceeds capacity, and for unresolved patients.
+
+    A site is flagged when its mean queue over the last quarter of the referral window is
+    larger than over the first quarter by at least one patient and its utilisation is 90% or
+    more: the queue is growing, not fluctuating.
+    """
+    warnings: list[str] = []
+    quarter = horizon_days / 4
+    for site, frame in site_days.groupby("site", sort=True):
+        early = frame.loc[frame["day"] < quarter, "queue"].mean()
+        late = frame.loc[(frame["day"] >= horizon_days - quarter) & (frame["day"] < horizon_days),
+                         "queue"].mean()
+        util_col = f"utilization_{site}"
+        util = float(replications[util_col].mean()) if util_col in replications else math.nan
+        if np.isfinite(early) and np.isfinite(late) and late - early >= 1 and util >= 0.9:
+            growth = (late - early) / (0.75 * horizon_days / 365)
+            warnings.append(
+                f"site '{site}' is overloaded: utilisation {100 * util:.1f}%, its queue grew from "
+                f"{early:.1f} to {late:.1f} waiting patients over the referral window "
+                f"(+{growth:.1f} a year); demand exceeds capacity")
+    unresolved = int(replications["unresolved"].sum()) if "unresolved" in replications else 0
+    if unresolved:
+        per_rep = unresolved / max(len(replications), 1)
+        warnings.append(
+            f"{unresolved:,} patients ({per_rep:,.1f} per replication) were still in the pathway "
+            f"when the run stopped at day {stop_day:g} (horizon_days + drain_days); they are "
+            "reported as 'unresolved', not dropped")
+    return warnings

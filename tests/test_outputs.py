@@ -1,0 +1,153 @@
+"""Results directories: atomic replacement, manifest hashes, byte-identical reproduction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from v2vsim.cli import app
+from v2vsim.output import OutputError, verify_dir, write_results_dir
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+SCENARIO = """\
+name: outputs test
+horizon_days: 300
+replications: 6
+seed: 4
+arrivals: {rate_per_year: 30}
+cohorts:
+  - {name: a, pathway: p, time_to_death: {dist: weibull, shape: 1.2, median: 150}}
+sites:
+  dev: {slots: 1, starts_on: [mon, tue, wed, thu, fri]}
+pathways:
+  p:
+    steps:
+      - {name: apheresis, kind: apheresis, duration: 1}
+      - {name: make, kind: manufacture, site: dev, reserve_from: apheresis, duration: {dist: triangular, low: 10, mode: 12, high: 14}, failure_probability: 0.1, on_failure: {retry_from: make, max_attempts: 2}}
+      - {name: infusion, kind: infusion, duration: {dist: exponential, mean: 1}, shelf_life: 3}
+"""
+TABLES = ("scenario.yaml", "patients.parquet", "patients.csv", "replications.csv", "summary.csv",
+          "summary.json")
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO)
+    return path
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_same_seed_gives_byte_identical_files_whatever_the_jobs(scenario: Path, tmp_path: Path) -> None:
+    digests = []
+    for jobs in ("1", "2", "1"):
+        out = tmp_path / f"j{jobs}-{len(digests)}"
+        result = runner.invoke(app, ["run", str(scenario), "-o", str(out), "--csv", "--no-figures",
+                                     "-j", jobs])
+        assert result.exit_code == 0, result.output
+        digests.append({name: _sha(out / name) for name in TABLES})
+    assert digests[0] == digests[1] == digests[2]
+    other = tmp_path / "other-seed"
+    assert runner.invoke(app, ["run", str(scenario), "-o", str(other), "--no-figures",
+                               "--seed", "5"]).exit_code == 0
+    assert _sha(other / "patients.parquet") != digests[0]["patients.parquet"]
+
+
+def test_manifest_lists_every_file_and_verify_detects_changes(scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert runner.invoke(app, ["run", str(scenario), "-o", str(out), "-n", "2"]).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == files
+    assert any(name.startswith("figures/") and name.endswith(".png") for name in files)
+    assert verify_dir(out) == []
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    with open(out / "summary.csv", "a") as fh:
+        fh.write("tampered,1,1,1,1\n")
+    (out / "figures" / "journey.svg").unlink()
+    (out / "extra.txt").write_text("x")
+    problems = verify_dir(out)
+    assert any("summary.csv: changed" in p for p in problems)
+    assert any("journey.svg: missing" in p for p in problems)
+    assert any("extra.txt: not listed" in p for p in problems)
+    result = runner.invoke(app, ["verify", str(out)])
+    assert result.exit_code == 1 and "summary.csv" in result.output
+    assert runner.invoke(app, ["verify", str(tmp_path)]).exit_code == 1  # no manifest at all
+
+
+def test_a_failed_write_leaves_the_previous_results_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+
+    def good(tmp: Path) -> dict:
+        (tmp / "a.txt").write_text("first")
+        return {"v2vsim_version": "test"}
+
+    write_results_dir(out, good)
+    before = (out / "a.txt").read_text(), (out / "manifest.json").read_text()
+
+    def crash(tmp: Path) -> dict:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_results_dir(out, crash)
+    assert ((out / "a.txt").read_text(), (out / "manifest.json").read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # no temporary left behind
+
+    def second(tmp: Path) -> dict:
+        (tmp / "b.txt").write_text("second")
+        return {"v2vsim_version": "test"}
+
+    write_results_dir(out, second)  # a v2vsim directory is replaced once the new one is complete
+    assert not (out / "a.txt").exists() and (out / "b.txt").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+
+
+def test_a_directory_v2vsim_did_not_write_is_never_replaced_without_force(scenario: Path,
+                                                                          tmp_path: Path) -> None:
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("precious")
+    result = runner.invoke(app, ["run", str(scenario), "-o", str(mine), "--no-figures"])
+    assert result.exit_code == 2 and "was not written by v2vsim" in " ".join(result.output.split())
+    assert (mine / "chapter1.tex").read_text() == "precious"
+    with pytest.raises(OutputError):
+        write_results_dir(mine, lambda tmp: {})
+    result = runner.invoke(app, ["run", str(scenario), "-o", str(mine), "--no-figures", "--force"])
+    assert result.exit_code == 0
+    assert not (mine / "chapter1.tex").exists() and (mine / "manifest.json").is_file()
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert runner.invoke(app, ["run", str(scenario), "-o", str(a_file), "--no-figures"]).exit_code == 2
+
+
+def test_interrupting_a_real_run_keeps_earlier_results(scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    assert runner.invoke(app, ["run", str(scenario), "-o", str(out), "--no-figures"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    long = tmp_path / "long.yaml"
+    long.write_text(SCENARIO.replace("replications: 6", "replications: 100000"))
+    proc = subprocess.Popen([sys.executable, "-m", "v2vsim.cli", "run", str(long), "-o", str(out),
+                             "-j", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    time.sleep(4)  # importing and running, not yet writing
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert b"Traceback" not in stderr and b"nothing was written" in stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.yaml", "res", "s.yaml"]
