@@ -1,4 +1,4 @@
-"""Results directories: atomic replacement, manifest hashes, byte-identical reproduction."""
+"""Results directories are atomic: never half-written, never destroying earlier results; manifest hashes."""
 
 from __future__ import annotations
 
@@ -50,21 +50,6 @@ def scenario(tmp_path: Path) -> Path:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def test_same_seed_gives_byte_identical_files_whatever_the_jobs(scenario: Path, tmp_path: Path) -> None:
-    digests = []
-    for jobs in ("1", "2", "1"):
-        out = tmp_path / f"j{jobs}-{len(digests)}"
-        result = runner.invoke(app, ["run", str(scenario), "-o", str(out), "--csv", "--no-figures",
-                                     "-j", jobs])
-        assert result.exit_code == 0, result.output
-        digests.append({name: _sha(out / name) for name in TABLES})
-    assert digests[0] == digests[1] == digests[2]
-    other = tmp_path / "other-seed"
-    assert runner.invoke(app, ["run", str(scenario), "-o", str(other), "--no-figures",
-                               "--seed", "5"]).exit_code == 0
-    assert _sha(other / "patients.parquet") != digests[0]["patients.parquet"]
 
 
 def test_manifest_lists_every_file_and_verify_detects_changes(scenario: Path, tmp_path: Path) -> None:
@@ -141,10 +126,10 @@ def test_interrupting_a_real_run_keeps_earlier_results(scenario: Path, tmp_path:
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     long = tmp_path / "long.yaml"
     long.write_text(SCENARIO.replace("replications: 6", "replications: 100000"))
-    proc = subprocess.Popen([sys.executable, "-m", "v2vsim.cli", "run", str(long), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "v2vsim", "run", str(long), "-o", str(out),
                              "-j", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-    time.sleep(4)  # importing and running, not yet writing
+    time.sleep(6)  # importing and simulating (100,000 replications take minutes), not yet writing
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

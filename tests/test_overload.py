@@ -1,0 +1,27 @@
+"""Overloaded systems: when demand exceeds capacity the run still terminates (drain limit),
+reports unresolved patients and warns naming the site, its utilisation and its queue growth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from v2vsim.cli import app
+from test_cli import SMALL, invoke
+
+def test_overloaded_system_terminates_and_warns(tmp_path: Path) -> None:
+    over = tmp_path / "over.yaml"
+    over.write_text(SMALL.replace("rate_per_year: 40", "rate_per_year: 200")
+                    .replace("slots: 2", "slots: 1").replace("horizon_days: 200",
+                                                              "horizon_days: 400\ndrain_days: 30")
+                    .replace(", time_to_death: {dist: exponential, mean: 300}", ""))
+    result = invoke("run", over, "-o", tmp_path / "o", "--no-figures", "-n", "2")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "site 'dev' is overloaded: utilisation" in text and "its queue grew from" in text
+    assert "were still in the pathway" in text and "'unresolved'" in text
+    reps = pd.read_csv(tmp_path / "o" / "replications.csv")
+    assert (reps["unresolved"] > 0).all()
+    assert (reps[["infused", "unresolved"]].sum(axis=1) == reps["referred"]).all()
