@@ -4,6 +4,11 @@ Every distribution is sampled by inversion: a uniform from a named stream goes t
 inverse CDF. With common random numbers this keeps patient *i* at the same quantile of a
 step's duration in two scenarios even when the two scenarios use different distributions
 (strong synchronisation), and it makes sampling a vectorised operation on blocks.
+
+For disease clocks whose hazard changes over time (bridging therapy), every distribution also
+has its cumulative hazard ``H(t) = -log S(t)`` and the inverse ``H^-1(e) = inf{t: H(t) >= e}``:
+a clock drawn as ``ppf(u)`` is the time at which the cumulative hazard reaches the budget
+``E = -log(1 - u)``, so ``H^-1(E) == ppf(u)`` and the budget can be consumed at a modified rate.
 """
 
 from __future__ import annotations
@@ -55,6 +60,23 @@ class _Spec(BaseModel):
     def mean(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def sf(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Survival function P(X > t)."""
+        raise NotImplementedError
+
+    def isf(self, q: np.ndarray) -> np.ndarray:
+        """Inverse survival function: the ``t`` with P(X > t) = q (``ppf(1 - q)``)."""
+        return self.ppf(1.0 - np.asarray(q, dtype=float))
+
+    def cumhaz(self, t: np.ndarray) -> np.ndarray:
+        """Cumulative hazard ``H(t) = -log S(t)`` (``inf`` past the support)."""
+        with np.errstate(divide="ignore"):
+            return -np.log(self.sf(np.asarray(t, dtype=float)))
+
+    def cumhaz_inv(self, e: np.ndarray) -> np.ndarray:
+        """Inverse cumulative hazard: the time at which ``H`` reaches ``e``."""
+        return self.isf(np.exp(-np.asarray(e, dtype=float)))
+
     def sample(self, gen: np.random.Generator, size: int) -> np.ndarray:
         """Draw ``size`` values from ``gen`` by inversion."""
         return self.ppf(gen.random(size))
@@ -80,6 +102,9 @@ class Fixed(_Spec):
     def mean(self) -> float:
         return self.value
 
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        return np.where(np.asarray(t, dtype=float) < self.value, 1.0, 0.0)
+
 
 class Never(_Spec):
     """The event never happens (clocks only)."""
@@ -91,6 +116,15 @@ class Never(_Spec):
 
     def mean(self) -> float:
         return math.inf
+
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        return np.ones(np.shape(t))
+
+    def cumhaz(self, t: np.ndarray) -> np.ndarray:
+        return np.zeros(np.shape(t))
+
+    def cumhaz_inv(self, e: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(e), math.inf)
 
     def to_yaml(self) -> Any:
         return "never"
@@ -116,6 +150,15 @@ class Uniform(_Spec):
 
     def mean(self) -> float:
         return (self.low + self.high) / 2
+
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=float)
+        if self.high == self.low:
+            return np.where(t < self.low, 1.0, 0.0)
+        return np.clip((self.high - t) / (self.high - self.low), 0.0, 1.0)
+
+    def isf(self, q: np.ndarray) -> np.ndarray:
+        return self.high - (self.high - self.low) * np.asarray(q, dtype=float)
 
 
 class Triangular(_Spec):
@@ -145,6 +188,25 @@ class Triangular(_Spec):
     def mean(self) -> float:
         return (self.low + self.mode + self.high) / 3
 
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=float)
+        a, c, b = self.low, self.mode, self.high
+        if b == a:
+            return np.where(t < a, 1.0, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            left = 1.0 - (t - a) ** 2 / ((b - a) * (c - a))
+            right = (b - t) ** 2 / ((b - a) * (b - c))
+        return np.where(t <= a, 1.0, np.where(t >= b, 0.0, np.where(t < c, left, right)))
+
+    def isf(self, q: np.ndarray) -> np.ndarray:
+        # The upper branch straight from q keeps precision in the right tail.
+        q = np.asarray(q, dtype=float)
+        a, c, b = self.low, self.mode, self.high
+        if b == a:
+            return np.full(q.shape, a)
+        right = b - np.sqrt(q * (b - a) * (b - c))
+        return np.where(1.0 - q < (c - a) / (b - a), self.ppf(1.0 - q), right)
+
 
 class Exponential(_Spec):
     """``{dist: exponential, mean: 30}`` or ``{dist: exponential, median: 21}``."""
@@ -170,6 +232,15 @@ class Exponential(_Spec):
 
     def mean(self) -> float:
         return self.scale
+
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        return np.exp(-np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale)
+
+    def cumhaz(self, t: np.ndarray) -> np.ndarray:
+        return np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale
+
+    def cumhaz_inv(self, e: np.ndarray) -> np.ndarray:
+        return np.asarray(e, dtype=float) * self.scale
 
     def to_yaml(self) -> Any:
         return self.model_dump(exclude_none=True, by_alias=True)
@@ -217,6 +288,22 @@ class Lognormal(_Spec):
         mu, sigma = self.mu_sigma
         return math.exp(mu + sigma**2 / 2)
 
+    def _z(self, t: np.ndarray) -> np.ndarray:
+        mu, sigma = self.mu_sigma
+        t = np.asarray(t, dtype=float)
+        with np.errstate(divide="ignore"):
+            return (np.log(np.maximum(t, 0.0)) - mu) / sigma
+
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        return special.ndtr(-self._z(t))
+
+    def cumhaz(self, t: np.ndarray) -> np.ndarray:
+        return -special.log_ndtr(-self._z(t))  # log space: exact far into the tail
+
+    def isf(self, q: np.ndarray) -> np.ndarray:
+        mu, sigma = self.mu_sigma
+        return np.exp(mu - sigma * special.ndtri(np.asarray(q, dtype=float)))
+
     def to_yaml(self) -> Any:
         return self.model_dump(exclude_none=True, by_alias=True)
 
@@ -241,6 +328,12 @@ class Gamma(_Spec):
 
     def mean(self) -> float:
         return self.mean_
+
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        return special.gammaincc(self.shape, np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale)
+
+    def isf(self, q: np.ndarray) -> np.ndarray:
+        return self.scale * special.gammainccinv(self.shape, np.asarray(q, dtype=float))
 
     def to_yaml(self) -> Any:
         return self.model_dump(exclude_none=True, by_alias=True)
@@ -273,6 +366,15 @@ class Weibull(_Spec):
 
     def mean(self) -> float:
         return self.scale * math.gamma(1 + 1 / self.shape)
+
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        return np.exp(-self.cumhaz(t))
+
+    def cumhaz(self, t: np.ndarray) -> np.ndarray:
+        return (np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale) ** self.shape
+
+    def cumhaz_inv(self, e: np.ndarray) -> np.ndarray:
+        return self.scale * np.asarray(e, dtype=float) ** (1 / self.shape)
 
     def to_yaml(self) -> Any:
         return self.model_dump(exclude_none=True, by_alias=True)
@@ -313,6 +415,13 @@ class Empirical(_Spec):
         values, cum = self._table()
         probs = np.diff(np.concatenate(([0.0], cum)))
         return float(values @ probs)
+
+    def sf(self, t: np.ndarray) -> np.ndarray:
+        values, cum = self._table()
+        # P(X > t) = 1 - (cumulative weight of the values <= t)
+        k = np.searchsorted(values, np.asarray(t, dtype=float), side="right")
+        below = np.concatenate(([0.0], cum))[k]
+        return np.maximum(1.0 - below, 0.0)
 
 
 DIST_NAMES = ("fixed", "uniform", "triangular", "exponential", "lognormal", "gamma", "weibull",

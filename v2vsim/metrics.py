@@ -6,7 +6,7 @@ This module reads result frames; it never imports the model.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ __all__ = [
     "summarise",
     "t_interval",
     "daily_site_profile",
+    "COMPARISON_COLUMNS",
+    "paired_difference",
+    "paired_comparison",
 ]
 
 #: Outcomes counted per replication, in the order of the ``replications`` table.
@@ -85,6 +88,21 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
     table["queue_wait_mean"] = grouped["queue_wait_days"].mean().reindex(reps).to_numpy()
     table["responders"] = by_rep["responded"].sum().reindex(reps, fill_value=0).to_numpy()
     table["icu_admissions"] = by_rep["icu"].sum().reindex(reps, fill_value=0).to_numpy()
+    # Optional policies: their metrics appear only when the scenario uses them.
+    if "rerouted" in patients and patients["rerouted"].notna().any():
+        table["rerouted"] = grouped["rerouted"].sum().reindex(reps, fill_value=0).to_numpy()
+    if "bridging_day" in patients and patients["bridging_day"].notna().any():
+        table["bridged"] = grouped["bridging_day"].count().reindex(reps, fill_value=0).to_numpy()
+        table["bridging_toxicities"] = (
+            grouped["bridging_toxicity"].sum().reindex(reps, fill_value=0).to_numpy())
+    if "life_years" in patients and patients["life_years"].notna().any():
+        # Over every referred patient (a cohort without a survival model makes it NaN).
+        life = patients["life_years"].groupby(patients["replication"]).sum(min_count=1)
+        complete = patients["life_years"].notna().groupby(patients["replication"]).all()
+        life = life.where(complete).reindex(reps).to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table["life_years_per_referred"] = np.where(referred > 0, life / np.maximum(referred, 1), math.nan)
+        table["deaths_in_follow_up"] = grouped["death_day"].count().reindex(reps, fill_value=0).to_numpy()
     patient_cost = grouped["cost"].sum().reindex(reps, fill_value=0.0).to_numpy()
     table["cost_total"] = patient_cost + runs["fixed_cost"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -177,6 +195,11 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "queue_wait_mean": ("Queue wait per patient, mean", "days"),
     "responders": ("Responders", "count"),
     "icu_admissions": ("ICU admissions", "count"),
+    "rerouted": ("Routed to the fallback pathway", "count"),
+    "bridged": ("Given bridging therapy", "count"),
+    "bridging_toxicities": ("Bridging toxicities", "count"),
+    "life_years_per_referred": ("Life-years in follow-up per referred patient", "years"),
+    "deaths_in_follow_up": ("Deaths within follow-up", "count"),
     "cost_total": ("Total cost", "currency"),
     "cost_per_infused": ("Cost per infused patient", "currency"),
     "cost_per_referred": ("Cost per referred patient", "currency"),
@@ -203,6 +226,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{100 * value:.1f}%"
     if unit == "days":
         return f"{value:.1f}"
+    if unit == "years":
+        return f"{value:.2f}"
     if unit == "count":
         return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     return f"{value:,.0f}"
@@ -264,3 +289,118 @@ def overload_warnings(replications: pd.DataFrame, site_days: pd.DataFrame,
             f"when the run stopped at day {stop_day:g} (horizon_days + drain_days); they are "
             "reported as 'unresolved', not dropped")
     return warnings
+
+
+# --------------------------------------------------------------------------------------------
+# Paired comparisons between scenarios (common random numbers)
+# --------------------------------------------------------------------------------------------
+
+#: Columns of a comparison table (``v2vsim compare``'s ``comparison.csv``).
+COMPARISON_COLUMNS = ("metric", "label", "unit", "scenario", "mean", "ci_low", "ci_high", "n",
+                      "diff", "diff_ci_low", "diff_ci_high")
+
+#: Metrics listed first in a comparison, in this order; every other numeric column follows.
+COMPARISON_METRICS = (
+    "infused_fraction",
+    *LOSS_CAUSES,
+    "vein_to_vein_median",
+    "vein_to_vein_p90",
+    "referral_to_infusion_median",
+    "queue_wait_mean",
+    "cost_per_referred",
+    "cost_per_infused",
+    "icu_admissions",
+    "responders",
+)
+
+
+def paired_difference(
+    baseline: Sequence[float] | np.ndarray,
+    other: Sequence[float] | np.ndarray,
+    level: float = 0.95,
+) -> tuple[float, float, float, int]:
+    """Mean and t confidence interval of ``other - baseline``, paired element by element.
+
+    Element *i* of both arrays is the same replication (same seed, so the same patients under
+    common random numbers); pairs with a missing value on either side are dropped. The
+    interval is the t-interval of the per-replication differences; the mean is computed as the
+    difference of the two means over the kept pairs, which is the same number and equals the
+    difference of the scenarios' own means exactly when nothing is missing.
+    """
+    a = np.asarray(baseline, dtype=float)
+    b = np.asarray(other, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values must have the same shape, got {a.shape} and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    n = int(a.size)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(b.mean()) - float(a.mean())
+    if n == 1:
+        return mean, math.nan, math.nan, 1
+    sd = float((b - a).std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def comparison_metrics(tables: Sequence[pd.DataFrame]) -> list[str]:
+    """The metrics of a comparison: :data:`COMPARISON_METRICS` first, then every other numeric
+    column of any of the replication tables (in the order they first appear)."""
+    numeric: list[str] = []
+    for table in tables:
+        for column in table.columns:
+            if (column != "replication" and column not in numeric
+                    and pd.api.types.is_numeric_dtype(table[column])):
+                numeric.append(column)
+    return [m for m in COMPARISON_METRICS if m in numeric] + [
+        m for m in numeric if m not in COMPARISON_METRICS]
+
+
+def paired_comparison(
+    tables: Mapping[str, pd.DataFrame],
+    currency: str = "",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Each scenario's mean per metric and its paired difference against the first scenario.
+
+    ``tables`` maps scenario names to their ``replications`` tables, baseline first; the
+    tables must hold the same replication numbers (the same seed), which pairs them. Returns
+    one row per metric and scenario with :data:`COMPARISON_COLUMNS`: the mean and t-interval
+    across replications, ``n`` replications with a value, and ``diff`` = this scenario minus
+    the baseline with the t-interval of the per-replication differences
+    (:func:`paired_difference`); ``diff*`` are NaN on the baseline's rows.
+
+    Values are on the scale of the ``replications`` table and ``unit`` follows
+    :data:`METRIC_LABELS`: unit ``%`` marks a fraction shown as a percentage
+    (``infused_fraction`` 0.82 is 82%, a ``diff`` of -0.029 is -2.9 percentage points), as in
+    ``summary.csv`` and :func:`format_value`. A metric a scenario lacks (the utilisation of a
+    site it does not have) has no row for that scenario.
+    """
+    if not tables:
+        raise ValueError("a comparison needs at least one scenario")
+    names = list(tables)
+    indexed = {name: table.set_index("replication").sort_index() for name, table in tables.items()}
+    reps = indexed[names[0]].index
+    for name in names[1:]:
+        if not indexed[name].index.equals(reps):
+            raise ValueError(
+                f"scenario '{name}' has different replications from '{names[0]}'; a paired "
+                "comparison needs the same replications and seed")
+    rows = []
+    for metric in comparison_metrics(list(tables.values())):
+        label, unit = metric_label(metric, currency)
+        base = indexed[names[0]].get(metric)
+        for name in names:
+            if metric not in indexed[name]:
+                continue
+            values = indexed[name][metric].to_numpy(dtype=float)
+            mean, low, high, n = t_interval(values, level)
+            diff = diff_low = diff_high = math.nan
+            if name != names[0] and base is not None:
+                diff, diff_low, diff_high, _ = paired_difference(
+                    base.to_numpy(dtype=float), values, level)
+            rows.append({"metric": metric, "label": label, "unit": unit, "scenario": name,
+                         "mean": mean, "ci_low": low, "ci_high": high, "n": n, "diff": diff,
+                         "diff_ci_low": diff_low, "diff_ci_high": diff_high})
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))

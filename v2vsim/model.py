@@ -8,22 +8,38 @@ patient who dies in a queue or during a step leaves at the exact time and frees 
 
 Randomness is read from named streams by patient index (see :mod:`v2vsim.rng`), so the same
 patient gets the same draws for the same purpose in any scenario.
+
+Policies (all optional; a scenario without them runs the plain code paths):
+
+* A site with a slot schedule, closures or an allocation (``starts_per_month``/``_week``) is a
+  :class:`_CalendarPool`: a *use* starts when a patient takes a slot, and a calendar process
+  changes capacity, opens and closes the site and renews allocations at midnight of the
+  relevant days, before anything else happens at that instant (urgent events).
+* A cohort's routing rule picks its pathway at referral from the primary's booking site.
+* Bridging therapy changes the disease clocks once, when it starts: each clock is a
+  cumulative-hazard budget ``E = -log(1 - u)`` (the same uniform as the plain clock) consumed at
+  ``hazard_ratio`` times the hazard while bridging lasts, which gives the new deadline exactly.
+* Survival after infusion gives every patient a day of death and life-years in a follow-up
+  window (computed at the end of the replication, vectorised).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from array import array
+from bisect import bisect_right
 from heapq import heappop, heappush
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
 import simpy
+from simpy.core import URGENT
 
 from .distributions import DistributionSpec
 from .rng import Streams
-from .scenario import OUTCOME_BY_KIND, WEEKDAYS, Scenario
+from .scenario import DAYS_PER_YEAR, OUTCOME_BY_KIND, WEEKDAYS, PathwayRule, Scenario, Site
 
 __all__ = ["OUTCOMES", "ReplicationOutput", "run_replication", "arrival_days"]
 
@@ -149,6 +165,225 @@ class _SlotPool:
         if self.log is not None:
             self.log.extend((now, self.slots - self.free, self.queued))
 
+    def in_use(self) -> int:
+        return self.slots - self.free
+
+    def expected_wait(self, now: float, hold_days: float) -> float:
+        """Routing estimate: 0 if a slot can be taken now, else (waiting + 1) x hold / slots."""
+        if self.free > 0:
+            return 0.0
+        return (self.queued + 1) * hold_days / self.slots
+
+
+#: Mean days in a calendar month (routing estimate of an allocation's rate).
+DAYS_PER_MONTH = 365.25 / 12
+
+
+class _CalendarPool(_SlotPool):
+    """A site whose capacity, opening or allowed starts depend on the date.
+
+    ``free`` is kept equal to the number of slots a patient may take *now* (capacity minus
+    slots held, at most what is left of the month's and the week's allocations, 0 while
+    closed), so the patient process treats both pools alike. A use starts when a slot is
+    taken; a reduction of capacity evicts nobody. ``_Sim.calendar`` changes the state at
+    midnight of the relevant days and hands freed-up slots to waiters.
+    """
+
+    __slots__ = ("held", "capacity", "closed_now", "reopen", "per_month", "per_week",
+                 "month_left", "week_left", "starts")
+
+    def __init__(self, capacity: int, log: array | None, per_month: float, per_week: float) -> None:
+        super().__init__(capacity, log)
+        self.held = 0
+        self.capacity = capacity
+        self.closed_now = False
+        self.reopen = 0.0
+        self.per_month = self.month_left = per_month
+        self.per_week = self.week_left = per_week
+        self.starts: list[float] = []  # when each use started
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.closed_now:
+            self.free = 0
+            return
+        free = self.capacity - self.held
+        left = self.month_left if self.month_left < self.week_left else self.week_left
+        if free > left:
+            free = int(left)
+        self.free = free if free > 0 else 0
+
+    def _log(self, now: float) -> None:
+        if self.log is not None:
+            self.log.extend((now, self.held, self.queued))
+
+    def _use(self, now: float) -> None:
+        self.held += 1
+        self.month_left -= 1
+        self.week_left -= 1
+        self.starts.append(now)
+        self.refresh()
+
+    def enqueue(self, priority: int, event: simpy.Event, now: float) -> None:
+        heappush(self._heap, (priority, self._seq, event))
+        self._seq += 1
+        self.queued += 1
+        self._log(now)
+
+    def left_queue(self, now: float) -> None:
+        self.queued -= 1
+        self._log(now)
+
+    def take(self, now: float) -> None:
+        self._use(now)
+        self._log(now)
+
+    def release(self, now: float) -> None:
+        self.held -= 1
+        self.refresh()
+        if not self.pump(now):
+            self._log(now)
+
+    def pump(self, now: float) -> int:
+        """Grant free slots to waiters in (priority, arrival) order; returns how many."""
+        heap = self._heap
+        granted = 0
+        while self.free > 0 and heap:
+            event = heappop(heap)[2]
+            if event.triggered:
+                continue
+            self.queued -= 1
+            self._use(now)
+            event.succeed(_GRANTED)
+            self._log(now)
+            granted += 1
+        return granted
+
+    def in_use(self) -> int:
+        return self.held
+
+    def expected_wait(self, now: float, hold_days: float) -> float:
+        """0 if a slot can be taken now, else (waiting + 1) / (uses per day), plus the rest of
+        a closure; uses per day = min(capacity / hold, per month / 30.44, per week / 7)."""
+        if self.free > 0:
+            return 0.0
+        rate = self.capacity / hold_days if hold_days > 0 else math.inf
+        rate = min(rate, self.per_month / DAYS_PER_MONTH, self.per_week / 7.0)
+        wait = (self.queued + 1) / rate if rate > 0 else math.inf
+        if self.closed_now:
+            wait += self.reopen - now
+        return wait
+
+
+class _Urgent(simpy.events.Event):
+    """A timeout processed before the ordinary events of its instant (calendar changes)."""
+
+    def __init__(self, env: simpy.Environment, delay: float) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, URGENT, delay)
+
+
+# Calendar actions, applied at midnight of their day.
+_MONTH, _WEEK, _CAPACITY, _CLOSE, _OPEN = range(5)
+
+
+def _calendar_changes(site: Site, start_date: dt.date, start_weekday: int,
+                      stop: float) -> tuple[int, bool, float, list[tuple[float, list[tuple[int, float]]]]]:
+    """Initial capacity, closed state and reopening day, and the later changes grouped by day."""
+    by_day: dict[float, list[tuple[int, float]]] = {}
+    capacity = 0
+    for day, slots in site.slot_changes(start_date):
+        if day <= 0:
+            capacity = slots
+        elif day < stop:
+            by_day.setdefault(day, []).append((_CAPACITY, slots))
+    closed, reopen = False, 0.0
+    for a, b in site.closed_days(start_date):
+        if b <= 0:
+            continue
+        if a <= 0:
+            closed, reopen = True, b
+        elif a < stop:
+            by_day.setdefault(a, []).append((_CLOSE, b))
+        if b < stop:
+            by_day.setdefault(b, []).append((_OPEN, 0.0))
+    if site.starts_per_month is not None:
+        year, month = start_date.year, start_date.month
+        while True:
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            try:
+                day = float((dt.date(year, month, 1) - start_date).days)
+            except (ValueError, OverflowError):  # past year 9999
+                break
+            if day >= stop:
+                break
+            by_day.setdefault(day, []).append((_MONTH, 0.0))
+    if site.starts_per_week is not None:
+        day = float((7 - start_weekday) % 7 or 7)  # the first Monday after day 0
+        while day < stop:
+            by_day.setdefault(day, []).append((_WEEK, 0.0))
+            day += 7.0
+    return capacity, closed, reopen, sorted(by_day.items())
+
+
+def _capacity_profile(site: Site, start_date: dt.date, end_day: float) -> tuple[float, np.ndarray]:
+    """Mean capacity over ``[0, end_day]`` and the mean capacity of each one-day bin."""
+    changes = site.slot_changes(start_date)
+    times = np.array([max(d, 0.0) for d, _ in changes])
+    values = np.array([float(v) for _, v in changes])
+    n_days = max(1, int(math.ceil(end_day)))
+    edges = np.arange(n_days + 1, dtype=float)
+
+    def integral(x: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(times, x, side="right") - 1
+        at = np.concatenate(([0.0], np.cumsum(values[:-1] * np.diff(times))))
+        kk = np.maximum(k, 0)
+        return np.where(k >= 0, at[kk] + values[kk] * (x - times[kk]), 0.0)
+
+    daily = np.diff(integral(edges))
+    mean = float(integral(np.array([end_day]))[0] / end_day) if end_day > 0 else float(values[0])
+    return mean, daily
+
+
+def _bridged_clock(dist: DistributionSpec, u: float, t0: float, s: float, d: float, ratio: float) -> float:
+    """A clock's time (from referral) when its hazard is multiplied by ``ratio`` on ``[s, s + d]``.
+
+    The clock is the time its cumulative hazard H reaches the budget E = -log(1 - u) (so without
+    bridging it is ``t0 = ppf(u)``). By time s the budget H(s) is spent; bridging spends
+    ``ratio * (H(t) - H(s))`` more; afterwards the hazard is the plain one again.
+    """
+    if not t0 > s or t0 == math.inf or ratio == 1.0:
+        return t0  # already rung, never rings, or unchanged
+    budget = -math.log1p(-u)
+    h_start = float(dist.cumhaz(s))
+    left = budget - h_start
+    if not left > 0:
+        return t0
+    h_end = float(dist.cumhaz(s + d))
+    spent = ratio * (h_end - h_start) if ratio > 0 else 0.0
+    if ratio > 0 and spent >= left:
+        t = float(dist.cumhaz_inv(h_start + left / ratio))
+        return min(max(t, s), s + d)
+    t = float(dist.cumhaz_inv(h_end + (left - spent)))
+    # Past the end of the support (or an overflowing H): the clock rings as bridging stops.
+    return max(t, s + d) if math.isfinite(t) else s + d
+
+
+@dataclass
+class _Bridge:
+    """A cohort's bridging therapy, compiled."""
+
+    death: DistributionSpec
+    ineligible: DistributionSpec
+    ratio: float
+    cost: float
+    toxicity_probability: float
+    durations: "_Draws"
+    toxicity: "_Uniforms | None"
+    delays: "_Draws | None"
+
 
 _GRANTED = "granted"
 _CLOCK = "clock"
@@ -173,6 +408,8 @@ class _Step:
     is_apheresis: bool
     is_manufacture: bool
     is_release: bool
+    closed: tuple[list[float], list[float]] | None = None  # the site's closures: starts, ends
+    patient_step: bool = False  # a toxicity keeps the patient from starting it
     durations: list[_Draws] = field(default_factory=list)  # per attempt (visit) number
     failures: list[_Uniforms] = field(default_factory=list)
     # First-attempt values for every patient as plain lists: the hot path indexes them directly.
@@ -229,6 +466,15 @@ class ReplicationOutput:
     events: list[tuple[Any, ...]]
     fixed_cost: float
     events_processed: int
+    #: Sites with a slot schedule: the mean capacity of each one-day bin (``site_slots`` holds
+    #: the mean over the run, so that utilisation is busy slot-days / capacity slot-days).
+    site_daily_slots: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Sites with a calendar: the day each use started (a slot was taken).
+    site_starts: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+#: Kinds of step that need the patient (a toxicity delays them).
+_PATIENT_KINDS = frozenset(("screen", "apheresis", "conditioning", "infusion"))
 
 
 class _Sim:
@@ -248,8 +494,24 @@ class _Sim:
 
         self.site_names = list(scenario.sites)
         self.site_log = [array("d") for _ in self.site_names]
-        self.pools = [_SlotPool(s.slots, log if record_timeline else None)
-                      for s, log in zip(scenario.sites.values(), self.site_log)]
+        self.pools: list[_SlotPool] = []
+        self.calendars: list[tuple[_CalendarPool, list[tuple[float, list[tuple[int, float]]]]]] = []
+        stop = scenario.horizon_days + scenario.drain_days
+        for s, log in zip(scenario.sites.values(), self.site_log):
+            log_ = log if record_timeline else None
+            if not s.has_calendar:
+                self.pools.append(_SlotPool(s.slots, log_))  # type: ignore[arg-type]
+                continue
+            capacity, closed, reopen, changes = _calendar_changes(
+                s, scenario.start_date, self.start_weekday, stop)
+            inf = math.inf
+            pool = _CalendarPool(capacity, log_,
+                                 inf if s.starts_per_month is None else s.starts_per_month,
+                                 inf if s.starts_per_week is None else s.starts_per_week)
+            pool.closed_now, pool.reopen = closed, reopen
+            pool.refresh()
+            self.pools.append(pool)
+            self.calendars.append((pool, changes))
         self.site_busy = [0.0] * len(self.site_names)
         site_index = {name: k for k, name in enumerate(self.site_names)}
 
@@ -268,8 +530,10 @@ class _Sim:
             if mask.any():
                 death[mask] = cohort.time_to_death.ppf(u_death[mask])
                 inel[mask] = cohort.time_to_ineligible.ppf(u_inel[mask])
-        self.death = death.tolist()
+        self.death = death.tolist()  # from referral; bridging may change a patient's values
         self.ineligible = inel.tolist()
+        self.u_death = u_death
+        self.u_inel = u_inel
         self.u_response = streams("after:response").extend_to(n)[:n].tolist()
         self.u_icu = streams("after:icu").extend_to(n)[:n].tolist()
 
@@ -280,7 +544,55 @@ class _Sim:
                     step.first_durations = self._durations(step, 1).head(n)
                 if step.failure_probability > 0.0:
                     step.first_failures = self._failures(step, 1).head(n)
-        self.cohort_steps = [self.pathways[c.pathway] for c in scenario.cohorts]
+        self.pathway_list = list(scenario.pathways)
+        pathway_id = {name: k for k, name in enumerate(self.pathway_list)}
+
+        def plan(cohort: Any, name: str) -> tuple[list[_Step], int, int]:
+            """(steps, index of the step where bridging starts or -1, pathway number)."""
+            steps = self.pathways[name]
+            bridge = -1
+            if cohort.bridging is not None:
+                bridge = next(s.index for s in steps if s.name == cohort.bridging.start_step)
+            return steps, bridge, pathway_id[name]
+
+        # A cohort's plan, or None for a routing rule (decided at referral by _route).
+        self.cohort_plan: list[tuple[list[_Step], int, int] | None] = []
+        self.cohort_rule: list[tuple[Any, ...] | None] = []
+        first_pathway = []
+        for cohort in scenario.cohorts:
+            rule = cohort.pathway
+            if isinstance(rule, PathwayRule):
+                primary, fallback = plan(cohort, rule.primary), plan(cohort, rule.fallback)
+                steps = primary[0]
+                booking = next(s for s in steps if s.acquire)
+                target = booking.acquire[0]
+                hold = sum(s.duration.mean() for s in steps[booking.index:target.index + 1])
+                when = rule.when
+                by_count = when.waiting_more_than is not None
+                threshold = float(when.waiting_more_than if by_count else when.expected_wait_more_than_days)  # type: ignore[arg-type]
+                self.cohort_plan.append(None)
+                self.cohort_rule.append((primary, fallback, self.pools[target.site], hold, by_count, threshold))
+                first_pathway.append(primary[2])
+            else:
+                self.cohort_plan.append(plan(cohort, rule))
+                self.cohort_rule.append(None)
+                first_pathway.append(pathway_id[rule])
+        self.pathway_taken = np.asarray(first_pathway, dtype=np.int16)[self.cohort_of] if n else np.zeros(0, np.int16)
+        self.cohort_bridge: list[_Bridge | None] = []
+        for cohort in scenario.cohorts:
+            b = cohort.bridging
+            if b is None:
+                self.cohort_bridge.append(None)
+                continue
+            tox = b.toxicity_probability > 0
+            self.cohort_bridge.append(_Bridge(
+                death=cohort.time_to_death, ineligible=cohort.time_to_ineligible,
+                ratio=b.hazard_ratio, cost=b.cost, toxicity_probability=b.toxicity_probability,
+                durations=_Draws(streams("bridging:duration"), b.duration, 0),
+                toxicity=_Uniforms(streams("bridging:toxicity"), 0) if tox else None,
+                delays=_Draws(streams("bridging:toxicity_delay"), b.toxicity_delay, 0)  # type: ignore[arg-type]
+                if tox else None,
+            ))
         self.cohort_priority = [c.priority for c in scenario.cohorts]
         self.cohort_response = [c.after_infusion.response_probability for c in scenario.cohorts]
         self.cohort_icu = [c.after_infusion.icu_probability for c in scenario.cohorts]
@@ -302,6 +614,8 @@ class _Sim:
         self.cost = np.zeros(n)
         self.responded = np.full(n, nan)
         self.icu = np.full(n, nan)
+        self.bridging_day = np.full(n, nan)
+        self.bridging_toxicity = np.full(n, nan)
         self.events: list[tuple[Any, ...]] = []
 
     # -------------------------------------------------------------- compile
@@ -325,6 +639,7 @@ class _Sim:
                 failure_outcome=_CODE[OUTCOME_BY_KIND.get(s.kind, "step_failed")],
                 is_apheresis=s.kind == "apheresis", is_manufacture=s.kind == "manufacture",
                 is_release=s.kind == "release",
+                closed=self._closed(site_cfg), patient_step=s.kind in _PATIENT_KINDS,
             ))
         for j, s in enumerate(steps):
             if s.site is None:
@@ -333,6 +648,12 @@ class _Sim:
             for k in range(first, j + 1):
                 compiled[k].acquire.append(compiled[j])
         return compiled
+
+    def _closed(self, site: Site | None) -> tuple[list[float], list[float]] | None:
+        if site is None or not site.closures:
+            return None
+        intervals = site.closed_days(self.scenario.start_date)
+        return [a for a, _ in intervals], [b for _, b in intervals]
 
     def _durations(self, step: _Step, attempt: int) -> _Draws:
         while len(step.durations) < attempt:
@@ -360,6 +681,78 @@ class _Sim:
                 return float(day + ahead)
         return math.inf  # no allowed weekday at all: waits forever (reported unresolved)
 
+    def _earliest_start(self, step: _Step, now: float, unfit_from: float, unfit_until: float) -> float:
+        """The first instant from ``now`` on an allowed weekday, outside the site's closures and,
+        for a patient step, outside the patient's unfit window; 0.0 if that is ``now``."""
+        days = step.start_days
+        closed = step.closed
+        if not step.patient_step:
+            unfit_until = -math.inf
+        t = now
+        while t < math.inf:
+            before = t
+            if days is not None and not days[(self.start_weekday + int(t)) % 7]:
+                t = self._next_start(t, days)
+                continue
+            if closed is not None:
+                k = bisect_right(closed[0], t) - 1
+                if k >= 0 and t < closed[1][k]:
+                    t = closed[1][k]
+            if unfit_from <= t < unfit_until:
+                t = unfit_until
+            if t == before:
+                break
+        return t if t > now else 0.0
+
+    def _route(self, cohort: int, now: float) -> tuple[list[_Step], int, int]:
+        """The primary plan, or the fallback when the primary's booking site is congested."""
+        primary, fallback, pool, hold, by_count, threshold = self.cohort_rule[cohort]  # type: ignore[misc]
+        busy = pool.queued if by_count else pool.expected_wait(now, hold)
+        return fallback if busy > threshold else primary
+
+    def _bridge(self, i: int, cohort: int, referral: float, now: float) -> tuple[float, float, bool, float, float]:
+        """Start patient i's bridging: new clocks; (t_death, t_inel, toxic, unfit from, until)."""
+        b = self.cohort_bridge[cohort]
+        assert b is not None
+        s = now - referral
+        d = b.durations[i]
+        death = _bridged_clock(b.death, float(self.u_death[i]), self.death[i], s, d, b.ratio)
+        inel = _bridged_clock(b.ineligible, float(self.u_inel[i]), self.ineligible[i], s, d, b.ratio)
+        self.death[i] = death
+        self.ineligible[i] = inel
+        self.bridging_day[i] = now
+        toxic = False
+        unfit_from = unfit_until = 0.0
+        if b.toxicity is not None:
+            toxic = b.toxicity[i] < b.toxicity_probability
+            self.bridging_toxicity[i] = 1.0 if toxic else 0.0
+            if toxic:
+                unfit_from = now + d
+                unfit_until = unfit_from + b.delays[i]  # type: ignore[index]
+        else:
+            self.bridging_toxicity[i] = 0.0
+        return referral + death, referral + inel, toxic, unfit_from, unfit_until
+
+    def calendar(self, pool: _CalendarPool,
+                 changes: list[tuple[float, list[tuple[int, float]]]]) -> Iterator[simpy.Event]:
+        """Apply a site's calendar changes at their instants and hand out freed-up slots."""
+        env = self.env
+        for day, actions in changes:
+            yield _Urgent(env, day - env.now)
+            for kind, value in actions:
+                if kind == _MONTH:
+                    pool.month_left = pool.per_month
+                elif kind == _WEEK:
+                    pool.week_left = pool.per_week
+                elif kind == _CAPACITY:
+                    pool.capacity = int(value)
+                elif kind == _CLOSE:
+                    pool.closed_now, pool.reopen = True, value
+                else:
+                    pool.closed_now = False
+            pool.refresh()
+            pool.pump(env.now)
+
     def referrals(self) -> Iterator[simpy.Event]:
         env = self.env
         timeout = env.timeout
@@ -375,7 +768,11 @@ class _Sim:
         timeout = env.timeout
         referral = env.now
         cohort = self.cohort_list[i]
-        steps = self.cohort_steps[cohort]
+        plan = self.cohort_plan[cohort]
+        if plan is None:
+            plan = self._route(cohort, referral)
+            self.pathway_taken[i] = plan[2]
+        steps, bridge_at, _ = plan
         priority = self.cohort_priority[cohort]
         t_death = referral + self.death[i]
         t_inel = referral + self.ineligible[i]
@@ -395,6 +792,8 @@ class _Sim:
         visits = [0] * len(steps)
         first_apheresis = first_manufacture = True
         release_end = math.nan
+        toxic = False  # a bridging toxicity: patient steps may not start in [unfit_from, unfit_until)
+        unfit_from = unfit_until = 0.0
         outcome = -1
         j = 0
         n_steps = len(steps)
@@ -403,6 +802,15 @@ class _Sim:
             step = steps[j]
             ready = env.now
             acc[3] = ready
+            if j == bridge_at:
+                bridge_at = -1
+                t_death, t_inel, toxic, unfit_from, unfit_until = self._bridge(i, cohort, referral, ready)
+                if t_death <= t_inel:
+                    deadline, clock_outcome = t_death, _DIED
+                else:
+                    deadline, clock_outcome = t_inel, _INELIGIBLE
+                mortal = deadline < math.inf
+                acc[1] += self.cohort_bridge[cohort].cost  # type: ignore[union-attr]
             # 1. slots this step (or a later step reserved from here) needs
             for target in step.acquire:
                 if target.index in held:
@@ -429,10 +837,15 @@ class _Sim:
                 busy[target.site] -= env.now
             if outcome >= 0:
                 break
-            # 2. an allowed start day
+            # 2. an allowed start day (and outside closures and the patient's unfit window)
             days = step.start_days
-            if days is not None and not days[(self.start_weekday + int(env.now)) % 7]:
-                start = self._next_start(env.now, days)
+            start = 0.0  # 0.0: start now
+            if step.closed is None and not toxic:
+                if days is not None and not days[(self.start_weekday + int(env.now)) % 7]:
+                    start = self._next_start(env.now, days)
+            else:
+                start = self._earliest_start(step, env.now, unfit_from, unfit_until)
+            if start:
                 # No clock and no allowed weekday (start = inf): waits forever (unresolved).
                 if start >= deadline and mortal:
                     yield timeout(deadline - env.now)
@@ -526,6 +939,8 @@ class _Sim:
     def run(self) -> ReplicationOutput:
         sc = self.scenario
         env = self.env
+        for pool, changes in self.calendars:
+            env.process(self.calendar(pool, changes))
         env.process(self.referrals())
         stop = sc.horizon_days + sc.drain_days
         env.run(until=stop)
@@ -543,19 +958,19 @@ class _Sim:
             end_day = max(sc.horizon_days, float(np.nanmax(self.outcome_day)) if n else 0.0)
         # Slots still held at the stop count as busy until the stop.
         for k, pool in enumerate(self.pools):
-            self.site_busy[k] += stop * (pool.slots - pool.free)
+            self.site_busy[k] += stop * pool.in_use()
         cohort_names = [c.name for c in sc.cohorts]
-        pathway_of = [c.pathway for c in sc.cohorts]
+        pathway_list = self.pathway_list
         step_label = np.array([
-            self.step_names[pathway_of[c]][s] if s >= 0 else ""
-            for c, s in zip(self.cohort_of.tolist(), self.outcome_step.tolist())
+            self.step_names[pathway_list[p]][s] if s >= 0 else ""
+            for p, s in zip(self.pathway_taken.tolist(), self.outcome_step.tolist())
         ], dtype=object) if n else np.array([], dtype=object)
         referral = self.arrivals
         v2v = self.infusion_day - self.apheresis_day
         columns = {
             "patient": np.arange(n),
             "cohort": np.array(cohort_names, dtype=object)[self.cohort_of] if n else np.array([], dtype=object),
-            "pathway": np.array(pathway_of, dtype=object)[self.cohort_of] if n else np.array([], dtype=object),
+            "pathway": np.array(pathway_list, dtype=object)[self.pathway_taken] if n else np.array([], dtype=object),
             "referral_day": referral,
             "apheresis_day": self.apheresis_day,
             "manufacture_start_day": self.manufacture_start_day,
@@ -572,7 +987,15 @@ class _Sim:
             "responded": self.responded,
             "icu": self.icu,
         }
+        columns.update(self._policy_columns())
         fixed = sum(s.fixed_cost_per_year for s in sc.sites.values()) * sc.horizon_days / 365.0
+        site_slots: dict[str, float] = {name: s.slots for name, s in sc.sites.items()}  # type: ignore[misc]
+        daily_slots: dict[str, np.ndarray] = {}
+        for name, s in sc.sites.items():
+            if isinstance(s.slots, list):
+                site_slots[name], daily_slots[name] = _capacity_profile(s, sc.start_date, end_day)
+        starts = {self.site_names[self.pools.index(pool)]: np.asarray(pool.starts)
+                  for pool, _ in self.calendars}
         timeline = {name: np.asarray(self.site_log[k]).reshape(-1, 3)
                     for k, name in enumerate(self.site_names)}
         return ReplicationOutput(
@@ -580,12 +1003,61 @@ class _Sim:
             columns=columns,
             end_day=end_day,
             site_busy_slot_days=dict(zip(self.site_names, self.site_busy)),
-            site_slots={name: s.slots for name, s in sc.sites.items()},
+            site_slots=site_slots,  # type: ignore[arg-type]
             site_timeline=timeline,
             events=self.events,
             fixed_cost=fixed,
             events_processed=next(env._eid),  # simpy numbers every scheduled event
+            site_daily_slots=daily_slots,
+            site_starts=starts,
         )
+
+    def _policy_columns(self) -> dict[str, np.ndarray]:
+        """Patient columns of the optional policies (NaN where a policy does not apply)."""
+        sc = self.scenario
+        n = self.n
+        nan = math.nan
+        rule_cohorts = [c for c, r in enumerate(self.cohort_rule) if r is not None]
+        rerouted = np.full(n, nan)
+        for c in rule_cohorts:
+            mask = self.cohort_of == c
+            rerouted[mask] = (self.pathway_taken[mask] != self.cohort_rule[c][0][2]).astype(float)  # type: ignore[index]
+        # Life-years in the follow-up window, from referral: alive until the untreated death
+        # clock (as changed by bridging) unless infused; after infusion, the survival draw of
+        # a responder or a non-responder (the same uniform for both: common random numbers).
+        follow = np.full(n, nan)
+        death_day = np.full(n, nan)
+        life_years = np.full(n, nan)
+        modelled = [c for c, co in enumerate(sc.cohorts) if co.after_infusion.models_survival]
+        if modelled and n:
+            referral = self.arrivals
+            dead = referral + np.asarray(self.death)
+            died = self.outcome == _DIED
+            dead[died] = self.outcome_day[died]  # the very instant the patient left
+            u = self.streams("after:survival").extend_to(n)[:n]
+            infused = self.outcome == _INFUSED
+            for c in modelled:
+                after = sc.cohorts[c].after_infusion
+                mask = self.cohort_of == c
+                follow[mask] = after.follow_up_days
+                m = mask & infused
+                if m.any():
+                    resp = self.responded[m] == 1.0
+                    survival = np.where(resp, after.survival_responder.ppf(u[m]),  # type: ignore[union-attr]
+                                        after.survival_non_responder.ppf(u[m]))  # type: ignore[union-attr]
+                    dead[m] = self.infusion_day[m] + survival
+            has = ~np.isnan(follow)
+            alive = np.minimum(dead - referral, follow)
+            life_years[has] = alive[has] / DAYS_PER_YEAR
+            within = has & (dead - referral <= follow)
+            death_day[within] = dead[within]
+        return {
+            "rerouted": rerouted,
+            "bridging_day": self.bridging_day,
+            "bridging_toxicity": self.bridging_toxicity,
+            "death_day": death_day,
+            "life_years": life_years,
+        }
 
 
 def run_replication(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,

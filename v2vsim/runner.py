@@ -6,10 +6,11 @@ the number of workers or the order in which replications finish.
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from . import metrics
 from .model import OUTCOMES, ReplicationOutput, run_replication
 from .scenario import Scenario
 
-__all__ = ["Results", "simulate", "default_jobs"]
+__all__ = ["Results", "simulate", "default_jobs", "plan_ranges", "run_ranges", "assemble"]
 
 #: Patients traced step by step (for the journey chart) in the first replication.
 TRACE_PATIENTS = 40
@@ -32,7 +33,8 @@ PATIENT_COLUMNS = (
     "manufacturing_attempts", "cost",
 )
 #: Columns beyond the contract's list (documented in the README).
-EXTRA_PATIENT_COLUMNS = ("outcome_day", "responded", "icu")
+EXTRA_PATIENT_COLUMNS = ("outcome_day", "responded", "icu", "rerouted", "bridging_day",
+                         "bridging_toxicity", "death_day", "life_years")
 EVENT_COLUMNS = ("replication", "patient", "cohort", "step", "kind", "attempt", "ready_day",
                  "start_day", "end_day", "status")
 
@@ -80,6 +82,8 @@ def _one(scenario: Scenario, seed: int, replication: int, trace: bool) -> _Compa
         run[f"busy_{site}"] = busy
         run[f"slots_{site}"] = out.site_slots[site]
         profile = metrics.daily_site_profile(out.site_timeline[site], out.site_slots[site], out.end_day)
+        if site in out.site_daily_slots:  # a slot schedule: the capacity of each day
+            profile["slots"] = out.site_daily_slots[site]
         profile.insert(0, "site", site)
         profile.insert(0, "replication", replication)
         frames.append(profile)
@@ -88,6 +92,74 @@ def _one(scenario: Scenario, seed: int, replication: int, trace: bool) -> _Compa
     cohort = out.columns["cohort"]
     events = [(replication, ev[0], cohort[ev[0]], *ev[1:]) for ev in out.events]
     return _Compact(replication, patients, run, site_days, events, out.events_processed)
+
+
+@dataclass
+class _Batch:
+    """Replications ``start..stop-1`` of one task: one reply per range, not per replication."""
+
+    start: int
+    stop: int
+    patients: pd.DataFrame
+    runs: list[dict[str, float]]
+    site_days: pd.DataFrame | None
+    events: list[tuple[Any, ...]]
+    events_processed: int
+
+
+def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: bool = True) -> _Batch:
+    """Run replications ``start..stop-1``; ``detail=False`` drops site days and the trace
+    (a sweep needs only the per-replication metrics, and a smaller reply travels faster)."""
+    parts = [_one(scenario, seed, rep, detail and rep == 0) for rep in range(start, stop)]
+    return _Batch(
+        start, stop,
+        patients=pd.concat([p.patients for p in parts], ignore_index=True),
+        runs=[p.run for p in parts],
+        site_days=pd.concat([p.site_days for p in parts], ignore_index=True) if detail else None,
+        events=[e for p in parts for e in p.events],
+        events_processed=sum(p.events_processed for p in parts),
+    )
+
+
+def plan_ranges(start: int, stop: int, workers: int) -> list[tuple[int, int]]:
+    """Replications ``start..stop-1`` split into tasks for ``workers`` workers.
+
+    About four tasks per worker (so that they finish together) of at most 25 replications
+    (progress and memory); one replication per task for a single worker.
+    """
+    size = 1 if workers <= 1 else max(1, min(25, math.ceil((stop - start) / (4 * workers))))
+    return [(a, min(a + size, stop)) for a in range(start, stop, size)]
+
+
+def run_ranges(
+    scenario: Scenario,
+    seed: int,
+    ranges: Sequence[tuple[int, int]],
+    *,
+    executor: Executor | None = None,
+    detail: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> list[_Batch]:
+    """Run each range of replications, in ``executor`` (any concurrent.futures Executor:
+    a process pool or a Dask cluster's) or here; ``progress(k)`` after each range of k."""
+    if executor is None:
+        batches = []
+        for start, stop in ranges:
+            batches.append(_run_range(scenario, seed, start, stop, detail))
+            if progress:
+                progress(stop - start)
+        return batches
+    futures = [executor.submit(_run_range, scenario, seed, a, b, detail) for a, b in ranges]
+    try:
+        for future in as_completed(futures):
+            batch = future.result()
+            if progress:
+                progress(batch.stop - batch.start)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return [future.result() for future in futures]
 
 
 def default_jobs() -> int:
@@ -104,11 +176,14 @@ def simulate(
     seed: int | None = None,
     jobs: int | None = 1,
     progress: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
 ) -> Results:
     """Run ``replications`` replications of ``scenario`` (defaults from the scenario).
 
     ``jobs`` worker processes share the replications (``None``: all cores); the results are
     identical for any ``jobs``. ``progress(done, total)`` is called as replications finish.
+    ``executor`` (e.g. a Dask cluster's, see :mod:`v2vsim.distributed`) runs them instead of
+    a local pool; ``jobs`` is then its number of workers.
     """
     n = scenario.replications if replications is None else int(replications)
     if n < 1:
@@ -116,34 +191,44 @@ def simulate(
     base_seed = scenario.seed if seed is None else int(seed)
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     started = time.perf_counter()
-    parts: dict[int, _Compact] = {}
-    if jobs == 1 or n == 1:
-        for rep in range(n):
-            parts[rep] = _one(scenario, base_seed, rep, rep == 0)
-            if progress:
-                progress(len(parts), n)
+    done = 0
+
+    def advance(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress:
+            progress(done, n)
+
+    if executor is not None:
+        batches = run_ranges(scenario, base_seed, plan_ranges(0, n, jobs), executor=executor,
+                             progress=advance)
+    elif jobs == 1 or n == 1:
+        batches = run_ranges(scenario, base_seed, plan_ranges(0, n, 1), progress=advance)
     else:
+        # Ranges of replications per task: one pickled scenario and one reply per range.
         with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
-            futures = [pool.submit(_one, scenario, base_seed, rep, rep == 0) for rep in range(n)]
-            try:
-                for future in as_completed(futures):
-                    part = future.result()
-                    parts[part.replication] = part
-                    if progress:
-                        progress(len(parts), n)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    ordered = [parts[rep] for rep in range(n)]
+            batches = run_ranges(scenario, base_seed, plan_ranges(0, n, jobs), executor=pool,
+                                 progress=advance)
+    return assemble(scenario, base_seed, batches, time.perf_counter() - started)
+
+
+def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seconds: float = 0.0) -> Results:
+    """The result frames of replications ``0..n-1`` from batches covering them (any order)."""
+    ordered = sorted(batches, key=lambda b: b.start)
+    n = ordered[-1].stop if ordered else 0
+    if n < 1 or [b.start for b in ordered] != [0] + [b.stop for b in ordered[:-1]]:
+        raise ValueError("batches must cover replications 0..n-1 exactly once")
+    base_seed = seed
     patients = pd.concat([p.patients for p in ordered], ignore_index=True)
     patients = patients[list(PATIENT_COLUMNS) + list(EXTRA_PATIENT_COLUMNS)]
     for column in ("cohort", "pathway", "outcome_step"):
         patients[column] = patients[column].astype(str)
     patients["outcome"] = pd.Categorical(patients["outcome"], categories=list(OUTCOMES))
-    runs = pd.DataFrame([p.run for p in ordered])
+    runs = pd.DataFrame([r for p in ordered for r in p.runs])
     table = metrics.replication_table(patients, runs)
-    site_days = pd.concat([p.site_days for p in ordered], ignore_index=True)
+    days = [p.site_days for p in ordered if p.site_days is not None]
+    site_days = pd.concat(days, ignore_index=True) if days else pd.DataFrame(
+        columns=["replication", "site", "day", "slots", "in_use", "queue"])
     events = pd.DataFrame([e for p in ordered for e in p.events], columns=list(EVENT_COLUMNS))
     return Results(
         scenario=scenario,
@@ -153,7 +238,7 @@ def simulate(
         replications=table,
         site_days=site_days,
         events=events,
-        wall_seconds=time.perf_counter() - started,
+        wall_seconds=wall_seconds,
         events_processed=int(sum(p.events_processed for p in ordered)),
     )
 

@@ -16,13 +16,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -42,6 +44,10 @@ __all__ = [
     "Site",
     "Pathway",
     "Step",
+    "Bridging",
+    "Closure",
+    "PathwayRule",
+    "SlotChange",
     "ScenarioError",
     "Problem",
     "load_scenario",
@@ -133,26 +139,268 @@ class Pathway(_Model):
     steps: list[Step] = Field(min_length=1)
 
 
+#: Days in a year, for life-years.
+DAYS_PER_YEAR = 365.25
+
+
 class AfterInfusion(_Model):
     response_probability: Probability = 0.0
     icu_probability: Probability = 0.0
+    survival_responder: Distribution | None = Field(
+        default=None,
+        description="Survival of a responder, in days from infusion ('never': alive through the "
+                    "follow-up). Give with survival_non_responder and follow_up_days.")
+    survival_non_responder: Distribution | None = Field(
+        default=None, description="Survival of a non-responder, in days from infusion.")
+    follow_up_days: Positive | None = Field(
+        default=None,
+        description="Window, in days from referral, over which life-years and deaths are counted "
+                    "(life_years, death_day; metrics life_years_per_referred, deaths_in_follow_up).")
+
+    @model_validator(mode="after")
+    def _survival_together(self) -> "AfterInfusion":
+        given = [k for k in ("survival_responder", "survival_non_responder", "follow_up_days")
+                 if getattr(self, k) is not None]
+        if given and len(given) < 3:
+            missing = [k for k in ("survival_responder", "survival_non_responder", "follow_up_days")
+                       if k not in given]
+            raise ValueError("give survival_responder, survival_non_responder and follow_up_days "
+                             f"together (missing: {', '.join(missing)})")
+        return self
+
+    @property
+    def models_survival(self) -> bool:
+        return self.follow_up_days is not None
+
+
+class Bridging(_Model):
+    """Bridging therapy given while the patient waits for the product."""
+
+    start_step: Name = Field(
+        description="Step of the pathway at which bridging starts: when the patient reaches it "
+                    "(before any wait for a slot or a start day), on the first visit only.")
+    duration: Distribution = Field(description="Length of the bridging course, in days.")
+    hazard_ratio: NonNegative = Field(
+        description="Multiplies the death and ineligibility hazards while bridging lasts "
+                    "(0.6: 40% lower hazard; above 1 is allowed).")
+    cost: NonNegative = Field(default=0.0, description="Charged when bridging starts.")
+    toxicity_probability: Probability = Field(
+        default=0.0,
+        description="Chance that the course causes a toxicity at its end, after which the "
+                    "patient is unfit for toxicity_delay days.")
+    toxicity_delay: Distribution | None = Field(
+        default=None, validate_default=True,
+        description="Days the patient is unfit after a toxicity: no screen, apheresis, "
+                    "conditioning or infusion step may begin then.")
+
+    _check_duration = field_validator("duration")(_not_never)
+
+    @field_validator("toxicity_delay")
+    @classmethod
+    def _delay_with_probability(cls, value: DistributionSpec | None,
+                                info: ValidationInfo) -> DistributionSpec | None:
+        if value is not None:
+            return _not_never(value)
+        if info.data.get("toxicity_probability", 0.0) > 0:
+            raise ValueError("toxicity_probability > 0 needs a toxicity_delay")
+        return value
+
+
+class RouteWhen(_Model):
+    waiting_more_than: Annotated[int, NoBool, Field(ge=0)] | None = Field(
+        default=None,
+        description="Take the fallback when more than this many patients wait for a slot of "
+                    "the primary's booking site at referral.")
+    expected_wait_more_than_days: NonNegative | None = Field(
+        default=None,
+        description="Take the fallback when the expected wait for a slot of the primary's "
+                    "booking site exceeds this many days at referral: 0 if a slot can be taken "
+                    "now, otherwise (waiting + 1) / (uses per day) plus the rest of a closure, "
+                    "uses per day = min(slots / mean hold time, starts_per_month / 30.4375, "
+                    "starts_per_week / 7).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "RouteWhen":
+        given = [k for k in ("waiting_more_than", "expected_wait_more_than_days")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of waiting_more_than, expected_wait_more_than_days"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+class PathwayRule(_Model):
+    """Routing with overflow: the primary pathway unless its booking site is congested."""
+
+    primary: Name = Field(description="Pathway taken unless `when` holds at referral.")
+    fallback: Name = Field(description="Pathway taken when `when` holds at referral.")
+    when: RouteWhen = Field(
+        description="Congestion test on the primary's booking site (the site of the first slot "
+                    "the primary pathway takes).")
+
+
+def _pathway_tag(value: Any) -> str:
+    return "pathway-rule" if isinstance(value, (Mapping, PathwayRule)) else "pathway-name"
+
+
+PathwaySpec = Annotated[
+    Union[
+        Annotated[Name, Tag("pathway-name")],
+        Annotated[PathwayRule, Tag("pathway-rule")],
+    ],
+    Discriminator(_pathway_tag),
+    Field(description="A key of `pathways`, or a rule {primary, fallback, when} choosing one "
+                      "at referral."),
+]
 
 
 class Cohort(_Model):
     name: Name
     share: NonNegative = 1.0
-    pathway: Name
+    pathway: PathwaySpec
     priority: Annotated[int, NoBool] = 0
     time_to_death: Distribution = Field(default_factory=Never)
     time_to_ineligible: Distribution = Field(default_factory=Never)
     after_infusion: AfterInfusion = Field(default_factory=AfterInfusion)
+    bridging: Bridging | None = Field(
+        default=None,
+        description="Optional bridging therapy: multiplies the disease-clock hazards while it lasts.")
+
+    def pathway_names(self) -> list[str]:
+        """Every pathway a patient of this cohort may take (primary first)."""
+        if isinstance(self.pathway, PathwayRule):
+            return [self.pathway.primary, self.pathway.fallback]
+        return [self.pathway]
+
+
+def _date_only(value: Any) -> Any:
+    if isinstance(value, (bool, int, float)):
+        raise ValueError("must be a date like 2025-01-28 (day numbers go in from_day/to_day)")
+    return value
+
+
+Date = Annotated[dt.date, BeforeValidator(_date_only)]
+DayNumber = Annotated[int, NoBool, Field(ge=0, le=36500 * 8)]
+
+
+class SlotChange(_Model):
+    """From a date (or day), the site has this many slots."""
+
+    from_: Date | None = Field(default=None, alias="from",
+                               description="First date with this many slots.")
+    from_day: DayNumber | None = Field(default=None,
+                                       description="First day (0 = start_date) with this many slots.")
+    slots: Annotated[int, NoBool, Field(ge=0, le=1_000_000)] = Field(
+        description="Concurrent uses from then on. A reduction evicts nobody: it takes effect "
+                    "as slots are released.")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "SlotChange":
+        if (self.from_ is None) == (self.from_day is None):
+            raise ValueError("give exactly one of from, from_day")
+        return self
+
+    def day(self, start_date: dt.date) -> int:
+        return self.from_day if self.from_day is not None else (self.from_ - start_date).days  # type: ignore[operator]
+
+
+class Closure(_Model):
+    """Whole days, inclusive, on which no use of the site may start."""
+
+    from_: Date | None = Field(default=None, alias="from", description="First closed date.")
+    to: Date | None = Field(default=None, description="Last closed date (inclusive).")
+    from_day: DayNumber | None = Field(default=None, description="First closed day (0 = start_date).")
+    to_day: DayNumber | None = Field(default=None, description="Last closed day (inclusive).")
+
+    @field_validator("to")
+    @classmethod
+    def _to_after_from(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start = info.data.get("from_")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"to ({value}) is before from ({start})")
+        return value
+
+    @field_validator("to_day")
+    @classmethod
+    def _to_day_after_from_day(cls, value: int | None, info: ValidationInfo) -> int | None:
+        start = info.data.get("from_day")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"to_day ({value}) is before from_day ({start})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Closure":
+        dates = self.from_ is not None or self.to is not None
+        days = self.from_day is not None or self.to_day is not None
+        if dates == days:
+            raise ValueError("give from and to (dates), or from_day and to_day (days)")
+        if dates and (self.from_ is None or self.to is None):
+            raise ValueError("give both from and to")
+        if days and (self.from_day is None or self.to_day is None):
+            raise ValueError("give both from_day and to_day")
+        return self
+
+    def days(self, start_date: dt.date) -> tuple[float, float]:
+        """The closed interval as ``[first day, day after the last)`` in simulation days."""
+        if self.from_day is not None:
+            return float(self.from_day), float(self.to_day) + 1.0  # type: ignore[operator]
+        return (float((self.from_ - start_date).days),  # type: ignore[operator]
+                float((self.to - start_date).days) + 1.0)  # type: ignore[operator]
+
+
+def _slots_tag(value: Any) -> str:
+    return "slot-schedule" if isinstance(value, (list, tuple)) else "slot-count"
+
+
+SlotsSpec = Annotated[
+    Union[
+        Annotated[int, NoBool, Field(ge=1, le=1_000_000), Tag("slot-count")],
+        Annotated[list[SlotChange], Field(min_length=1), Tag("slot-schedule")],
+    ],
+    Discriminator(_slots_tag),
+    Field(description="Concurrent uses, or a schedule [{from: DATE, slots: N}, ...] "
+                      "(the first entry on or before start_date)."),
+]
 
 
 class Site(_Model):
-    slots: Annotated[int, NoBool, Field(ge=1, le=1_000_000)]
+    slots: SlotsSpec
     starts_on: list[Weekday] | None = None
     cost_per_use: NonNegative = 0.0
     fixed_cost_per_year: NonNegative = 0.0
+    starts_per_month: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None,
+        description="At most this many uses may start (slots taken) per calendar month; "
+                    "unused allocation does not carry over.")
+    starts_per_week: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None,
+        description="At most this many uses may start per calendar week (Monday to Sunday).")
+    closures: list[Closure] | None = Field(
+        default=None,
+        description="Date ranges (inclusive) in which no use may start: no slot is taken and "
+                    "no step on the site begins. Uses under way continue.")
+
+    @property
+    def has_calendar(self) -> bool:
+        """Whether the site's capacity or starts depend on the date."""
+        return (isinstance(self.slots, list) or bool(self.closures)
+                or self.starts_per_month is not None or self.starts_per_week is not None)
+
+    def slot_changes(self, start_date: dt.date) -> list[tuple[float, int]]:
+        """``(day, slots)`` in time order; a plain count is ``[(0, slots)]``."""
+        if isinstance(self.slots, list):
+            return [(float(c.day(start_date)), c.slots) for c in self.slots]
+        return [(0.0, self.slots)]
+
+    def closed_days(self, start_date: dt.date) -> list[tuple[float, float]]:
+        """Closures as sorted, merged ``[start, end)`` intervals in simulation days."""
+        merged: list[tuple[float, float]] = []
+        for a, b in sorted(c.days(start_date) for c in self.closures or ()):
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        return merged
 
 
 class Arrivals(_Model):
@@ -370,7 +618,8 @@ def _line_of(tree: Any, path: Sequence[Any]) -> int | None:
     return line
 
 
-_TAGS = frozenset(("number", "never", *DIST_NAMES))
+_TAGS = frozenset(("number", "never", *DIST_NAMES, "pathway-name", "pathway-rule",
+                    "slot-count", "slot-schedule"))
 
 
 def _clean_loc(raw: Any, loc: Sequence[Any]) -> list[Any]:
@@ -513,8 +762,10 @@ def _message(err: Mapping[str, Any], raw: Any, path: list[Any]) -> str:
         close = difflib.get_close_matches(err["input"], allowed, n=1, cutoff=0.6)
         if close:
             return f"{msg} (got {err['input']!r}; did you mean '{close[0]}'?)"
+    if kind == "value_error" and (err.get("input") is None or str(err.get("input")) in msg):
+        return msg  # our own checks name the value already (or there is none: a default)
     if kind not in ("missing",) and "input" in err and not isinstance(err["input"], (dict, list)):
-        shown = repr(err["input"])
+        shown = str(err["input"]) if isinstance(err["input"], dt.date) else repr(err["input"])
         if len(shown) <= 60 and kind != "extra_forbidden":
             msg += f" (got {shown})"
     return msg
@@ -541,12 +792,28 @@ def _reference_problems(raw: Any) -> list[tuple[list[Any], str]]:
             pw = cohort.get("pathway")
             if isinstance(pw, str) and pathways and pw not in pathways:
                 out.append((["cohorts", i, "pathway"], _missing("pathway", pw, pathways)))
+            taken = [pw] if isinstance(pw, str) else []
+            if isinstance(pw, Mapping):
+                out += _rule_problems(pw, ["cohorts", i, "pathway"], pathways, sites)
+                taken = [pw.get(k) for k in ("primary", "fallback") if isinstance(pw.get(k), str)]
+            bridging = cohort.get("bridging")
+            if isinstance(bridging, Mapping) and isinstance(bridging.get("start_step"), str):
+                start = bridging["start_step"]
+                for name in dict.fromkeys(taken):
+                    steps = _step_names(pathways.get(name))
+                    if steps is not None and start not in steps:
+                        out.append((["cohorts", i, "bridging", "start_step"],
+                                    _missing("step", start, steps, name)))
         shares = [c.get("share", 1.0) for c in cohorts if isinstance(c, Mapping)]
         # Negative shares are reported on their own key; here only all-zero shares.
         if cohorts and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0
                            for s in shares):
             if shares and sum(shares) <= 0:
                 out.append((["cohorts"], "cohort shares sum to zero"))
+    start_date = _start_date(raw.get("start_date"))
+    for sname, site in sites.items():
+        if isinstance(site, Mapping) and isinstance(site.get("slots"), list):
+            out += _schedule_problems(site["slots"], ["sites", sname, "slots"], start_date)
     for pname, pathway in pathways.items():
         if not isinstance(pathway, Mapping) or not isinstance(pathway.get("steps"), list):
             continue
@@ -595,6 +862,75 @@ def _reference_problems(raw: Any) -> list[tuple[list[Any], str]]:
                             f"a pathway needs exactly one infusion step, found {n_inf}"))
             elif kinds[-1] != "infusion":
                 out.append((["pathways", pname, "steps"], "the infusion step must be the last step"))
+    return out
+
+
+def _step_names(pathway: Any) -> list[str] | None:
+    if not isinstance(pathway, Mapping) or not isinstance(pathway.get("steps"), list):
+        return None
+    return [s["name"] for s in pathway["steps"] if isinstance(s, Mapping) and isinstance(s.get("name"), str)]
+
+
+def _rule_problems(rule: Mapping[str, Any], base: list[Any], pathways: Mapping[str, Any],
+                   sites: Mapping[str, Any]) -> list[tuple[list[Any], str]]:
+    """A routing rule names two different pathways, and the primary takes a site slot."""
+    out: list[tuple[list[Any], str]] = []
+    primary, fallback = rule.get("primary"), rule.get("fallback")
+    for key, name in (("primary", primary), ("fallback", fallback)):
+        if isinstance(name, str) and pathways and name not in pathways:
+            out.append((base + [key], _missing("pathway", name, pathways)))
+    if isinstance(primary, str) and primary == fallback:
+        out.append((base + ["fallback"], "the fallback must differ from the primary pathway"))
+    steps = pathways.get(primary) if isinstance(primary, str) else None
+    if isinstance(steps, Mapping) and isinstance(steps.get("steps"), list):
+        if not any(isinstance(s, Mapping) and isinstance(s.get("site"), str) for s in steps["steps"]):
+            out.append((base + ["primary"],
+                        f"pathway '{primary}' takes no site slot, so a rule has no queue to measure"))
+    return out
+
+
+def _start_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    return Scenario.model_fields["start_date"].default
+
+
+def _schedule_problems(entries: list[Any], base: list[Any], start_date: dt.date) -> list[tuple[list[Any], str]]:
+    """A slot schedule starts by start_date, goes forward in time and has some capacity."""
+    out: list[tuple[list[Any], str]] = []
+    days: list[tuple[int, int]] = []
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            continue
+        when = entry.get("from")
+        if isinstance(entry.get("from_day"), int) and not isinstance(entry.get("from_day"), bool):
+            day = entry["from_day"]
+        elif isinstance(when, dt.date) and not isinstance(when, dt.datetime):
+            day = (when - start_date).days
+        elif isinstance(when, str):
+            try:
+                day = (dt.date.fromisoformat(when) - start_date).days
+            except ValueError:
+                continue
+        else:
+            continue
+        if days and day <= days[-1][1]:
+            out.append((base + [k], f"must start after the previous entry (day {day} is not "
+                                    f"after day {days[-1][1]})"))
+        days.append((k, day))
+    if days and days[0][0] == 0 and days[0][1] > 0:
+        out.append((base + [0], f"the first entry must start on or before start_date "
+                                f"({start_date}); it starts on day {days[0][1]}"))
+    counts = [e.get("slots") for e in entries if isinstance(e, Mapping)]
+    if counts and all(isinstance(c, int) and not isinstance(c, bool) and c == 0 for c in counts):
+        out.append((base, "every entry has 0 slots: the site could never be used"))
     return out
 
 
