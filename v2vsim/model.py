@@ -61,6 +61,13 @@ _CODE = {name: i for i, name in enumerate(OUTCOMES)}
 _INFUSED, _DIED, _INELIGIBLE, _UNRESOLVED = (_CODE[k] for k in ("infused", "died", "ineligible", "unresolved"))
 
 
+def _floats(values: np.ndarray) -> array:
+    """A compact array of Python-indexable floats (8 bytes each, unlike a list's 32)."""
+    out = array("d")
+    out.frombytes(np.ascontiguousarray(values, dtype=float).tobytes())
+    return out
+
+
 class _Draws:
     """Values of one distribution read by patient index from one uniform stream."""
 
@@ -69,12 +76,12 @@ class _Draws:
     def __init__(self, stream: Any, dist: DistributionSpec, size_hint: int) -> None:
         self._stream = stream
         self._dist = dist
-        self._values: list[float] = []
+        self._values = array("d")
         if size_hint:
             self._grow(size_hint)
 
     def _grow(self, size: int) -> None:
-        self._values = self._dist.ppf(self._stream.extend_to(size)).tolist()
+        self._values = _floats(self._dist.ppf(self._stream.extend_to(size)))
 
     def __getitem__(self, index: int) -> float:
         try:
@@ -83,11 +90,11 @@ class _Draws:
             self._grow(index + 1)
             return self._values[index]
 
-    def head(self, size: int) -> list[float]:
-        """The values of patients ``0 .. size-1``."""
+    def head(self, size: int) -> array:
+        """The values of (at least) patients ``0 .. size-1``."""
         if len(self._values) < size:
             self._grow(size)
-        return self._values[:size]
+        return self._values
 
 
 class _Uniforms:
@@ -97,20 +104,20 @@ class _Uniforms:
 
     def __init__(self, stream: Any, size_hint: int) -> None:
         self._stream = stream
-        self._values: list[float] = stream.extend_to(size_hint).tolist() if size_hint else []
+        self._values = _floats(stream.extend_to(size_hint)) if size_hint else array("d")
 
     def __getitem__(self, index: int) -> float:
         try:
             return self._values[index]
         except IndexError:
-            self._values = self._stream.extend_to(index + 1).tolist()
+            self._values = _floats(self._stream.extend_to(index + 1))
             return self._values[index]
 
-    def head(self, size: int) -> list[float]:
-        """The values of patients ``0 .. size-1``."""
+    def head(self, size: int) -> array:
+        """The values of (at least) patients ``0 .. size-1``."""
         if len(self._values) < size:
-            self._values = self._stream.extend_to(size).tolist()
-        return self._values[:size]
+            self._values = _floats(self._stream.extend_to(size))
+        return self._values
 
 
 class _SlotPool:
@@ -413,8 +420,8 @@ class _Step:
     durations: list[_Draws] = field(default_factory=list)  # per attempt (visit) number
     failures: list[_Uniforms] = field(default_factory=list)
     # First-attempt values for every patient as plain lists: the hot path indexes them directly.
-    first_durations: list[float] = field(default_factory=list)
-    first_failures: list[float] = field(default_factory=list)
+    first_durations: Any = field(default_factory=list)  # array('d') once compiled
+    first_failures: Any = field(default_factory=list)
 
 
 def _weekday_mask(*lists: list[str] | None) -> tuple[bool, ...] | None:
@@ -530,12 +537,12 @@ class _Sim:
             if mask.any():
                 death[mask] = cohort.time_to_death.ppf(u_death[mask])
                 inel[mask] = cohort.time_to_ineligible.ppf(u_inel[mask])
-        self.death = death.tolist()  # from referral; bridging may change a patient's values
-        self.ineligible = inel.tolist()
+        self.death = _floats(death)  # from referral; bridging may change a patient's values
+        self.ineligible = _floats(inel)
         self.u_death = u_death
         self.u_inel = u_inel
-        self.u_response = streams("after:response").extend_to(n)[:n].tolist()
-        self.u_icu = streams("after:icu").extend_to(n)[:n].tolist()
+        self.u_response = _floats(streams("after:response").extend_to(n)[:n])
+        self.u_icu = _floats(streams("after:icu").extend_to(n)[:n])
 
         self.pathways = {name: self._compile(p.steps, site_index) for name, p in scenario.pathways.items()}
         for steps in self.pathways.values():
@@ -758,7 +765,7 @@ class _Sim:
         timeout = env.timeout
         process = env.process
         patient = self.patient
-        for i, day in enumerate(self.arrivals.tolist()):
+        for i, day in enumerate(_floats(self.arrivals)):
             if day > env.now:
                 yield timeout(day - env.now)
             process(patient(i))
