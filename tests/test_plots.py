@@ -9,14 +9,16 @@ that one walk so they agree with each other.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from v2vsim import plots
+from v2vsim import metrics, plots
 
 # (step name, kind, (gamma shape, scale) of the wait before it or None, duration in days,
 #  failure probability, outcome when it fails for good, attempts allowed)
@@ -413,16 +415,58 @@ def test_journey_limits_lanes_and_marks_outcomes() -> None:
     ]
 
 
-def test_vein_to_vein_marks_median_and_p90() -> None:
+def test_vein_to_vein_gives_median_and_p90_in_the_legend() -> None:
     patients, _, _ = synthetic_results(replications=2)
     values = patients.loc[patients["outcome"] == "infused", "vein_to_vein_days"]
-    text = _texts(plots.vein_to_vein_figure(patients, "base"))
-    assert f"Median\n{np.median(values):.1f} days" in text
-    assert f"P90\n{np.percentile(values, 90):.1f} days" in text
+    fig = plots.vein_to_vein_figure(patients, "base")
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert f"Median: {np.median(values):.1f} days" in labels
+    assert f"90th percentile: {np.percentile(values, 90):.1f} days" in labels
 
 
-def test_site_timeline_median_of_constant_series_is_that_constant() -> None:
-    # Replications hold 1, 3 and 5 slots every day: the median line is 3 whatever the smoothing.
+def test_tail_limit_hand_worked() -> None:
+    # 99 values of 10 and one of 200: P99 = 10 + 0.01 x 190 = 11.9; margin max(2, 1.19) = 2;
+    # 13.9 rounded up to a multiple of 5 = 15.
+    assert plots.tail_limit(np.array([10.0] * 99 + [200.0])) == 15.0
+    # Never beyond the data: 1..100 gives 99.01 + 9.9 -> 110, capped at floor(100) + 1.
+    assert plots.tail_limit(np.arange(1.0, 101.0)) == 101.0
+    assert plots.tail_limit(np.array([])) == 1.0
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_vein_to_vein_close_median_and_p90_do_not_collide_and_tail_is_cut() -> None:
+    # Median and P90 one day apart (the local scenario: 14.0 and 15.8 days) and a long tail of
+    # re-manufactured patients out to 130 days.
+    patients, _, _ = synthetic_results(replications=4, patients_per_replication=150)
+    infused = patients["outcome"] == "infused"
+    assert infused.sum() > 300  # so that two outliers are beyond the 99th percentile
+    rng = np.random.default_rng(0)
+    v2v = 14.0 + rng.uniform(0.0, 1.6, infused.sum())
+    v2v[:2] = [95.0, 130.0]
+    patients.loc[infused, "vein_to_vein_days"] = v2v
+    fig = plots.vein_to_vein_figure(patients, "close")
+    ax = fig.axes[0]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    ticks = [t.get_window_extent(renderer) for t in ax.get_yticklabels() + ax.get_xticklabels()
+             if t.get_text()]
+    assert ticks and not any(_overlap(legend, tick) for tick in ticks)
+    assert not any(t.get_text().startswith(("Median", "P90")) for t in ax.texts)
+    # The axis stops near the 99th percentile and the legend says what is beyond.
+    assert ax.get_xlim()[1] == plots.tail_limit(v2v) < 95.0
+    assert any("Not shown:" in t.get_text() and "longest 130 days" in t.get_text()
+               for t in ax.get_legend().get_texts())
+
+
+def test_site_timeline_mean_of_constant_series_is_that_constant() -> None:
+    # Replications hold 1, 3 and 5 slots every day: the mean line is 3 whatever the smoothing.
     days = np.arange(30)
     site_days = pd.concat(
         [
@@ -433,9 +477,34 @@ def test_site_timeline_median_of_constant_series_is_that_constant() -> None:
         ignore_index=True,
     )
     fig = plots.site_timeline_figure(site_days, "flat")
-    median_line, capacity_line = fig.axes[0].get_lines()
-    np.testing.assert_allclose(median_line.get_ydata(), 3.0)
+    mean_line, capacity_line = fig.axes[0].get_lines()
+    np.testing.assert_allclose(mean_line.get_ydata(), 3.0)
     np.testing.assert_allclose(capacity_line.get_ydata(), 6.0)
+    assert "mean utilisation 50%" in fig.axes[0].get_title(loc="left")
+
+
+def test_site_timeline_shows_the_mean_not_the_median_of_one_slot() -> None:
+    # One slot, four replications: on each day three hold it and one does not. The median
+    # across replications is 1 (the old, misleading line); the expected use is 0.75.
+    days = np.arange(20)
+    site_days = pd.concat(
+        [pd.DataFrame({"replication": rep, "site": "Prodigy", "day": days,
+                       "in_use": np.where((days + rep) % 4 == 0, 0.0, 1.0),
+                       "queue": np.where((days + rep) % 4 == 0, 0.0, 2.0), "slots": 1.0})
+         for rep in range(4)],
+        ignore_index=True,
+    )
+    x, low, mean, high = plots.site_mean_band(site_days, "in_use")
+    np.testing.assert_allclose(mean, 0.75)
+    np.testing.assert_allclose(low, 0.075)  # 2.5th percentile of [0, 1, 1, 1]
+    np.testing.assert_allclose(high, 1.0)
+    fig = plots.site_timeline_figure(site_days, "one slot", smooth_days=1)
+    use, queue = fig.axes[0], fig.axes[1]
+    np.testing.assert_allclose(use.get_lines()[0].get_ydata(), 0.75)
+    np.testing.assert_allclose(queue.get_lines()[0].get_ydata(), 1.5)
+    assert "mean utilisation 75%" in use.get_title(loc="left")
+    legend = " ".join(t.get_text() for t in fig.axes[1].get_legend().get_texts())
+    assert "Mean across" in legend and "Median" not in legend
 
 
 def test_journey_relative_starts_every_lane_at_zero() -> None:
@@ -450,3 +519,125 @@ def test_journey_relative_starts_every_lane_at_zero() -> None:
         lefts[lane] = min(lefts.get(lane, math.inf), patch.get_x())
     assert len(lefts) == 12
     np.testing.assert_allclose(list(lefts.values()), 0.0, atol=1e-9)
+
+
+# ---------------------------------------------------------------- comparison figures
+
+
+def synthetic_pair(replications: int = 3) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Two scenarios' ``patients`` and ``replications`` frames with the same replication numbers."""
+    patients: dict[str, pd.DataFrame] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    for seed, (name, death) in enumerate((("Fast", 400.0), ("Slow", 120.0)), start=11):
+        frame, _, _ = synthetic_results(seed=seed, replications=replications,
+                                        patients_per_replication=60, death_mean_days=death)
+        runs = pd.DataFrame({"replication": range(replications), "end_day": 365.0,
+                             "fixed_cost": 1_000_000.0})
+        patients[name] = frame
+        tables[name] = metrics.replication_table(frame, runs)
+    return patients, tables
+
+
+def test_per_100_referred_hand_worked() -> None:
+    table = pd.DataFrame({"replication": [0, 1], "referred": [10, 20], "died": [1, 4],
+                          "ineligible": [0, 2], "manufacturing_failed": [1, 0]})
+    # died per 100: [10, 20] -> mean 15, sd 7.0711, half-width t(0.975, 1) x 7.0711 / sqrt(2)
+    # = 12.706205 x 5 = 63.531; lost (ineligible + manufacturing failed): [10, 10].
+    result = plots.per_100_referred(
+        table, {"died": ["died"], "lost": ["ineligible", "manufacturing_failed", "absent"]})
+    assert result.loc["died", "mean"] == 15.0
+    assert result.loc["died", ["ci_low", "ci_high"]].tolist() == pytest.approx(
+        [15 - 63.531, 15 + 63.531], abs=1e-3)
+    assert result.loc["lost", ["mean", "ci_low", "ci_high", "n"]].tolist() == [10, 10, 10, 2]
+
+
+def test_outcome_groups_name_only_what_happens() -> None:
+    zero = {c: [0, 0] for c in plots.OUTCOMES}
+    a = pd.DataFrame({**zero, "replication": [0, 1], "referred": [5, 5], "infused": [4, 5],
+                      "died": [1, 0]})
+    b = a.assign(out_of_specification=[0, 1], infused=[4, 4])
+    groups = plots.outcome_groups({"a": a, "b": b})
+    assert groups == {"infused": ["infused"], "died": ["died"], "ineligible": ["ineligible"],
+                      "other_losses": ["out_of_specification"]}
+    assert "unresolved" in plots.outcome_groups({"a": a.assign(unresolved=[0, 1])})
+
+
+def test_comparison_figures_write_png_svg_and_pdf(tmp_path: Path) -> None:
+    patients, tables = synthetic_pair()
+    paths = plots.comparison_figures(patients, tables, tmp_path, currency="HKD",
+                                     footer="2 scenarios · 3 replications · seed 1", dpi=40)
+    assert sorted(paths) == sorted(tmp_path / f"{stem}.{ext}"
+                                   for stem in plots.COMPARISON_FIGURES
+                                   for ext in ("png", "svg", "pdf"))
+    for path in paths:
+        head = path.read_bytes()[:2000]
+        assert {".png": head.startswith(b"\x89PNG"), ".svg": b"<svg" in head,
+                ".pdf": head.startswith(b"%PDF")}[path.suffix], path
+    # PDFs are reproducible too (no creation date), so manifests hash the same figure alike.
+    first, second = (plots.save_figure(plots.compare_outcomes_figure(tables), tmp_path / d, "o",
+                                       ("pdf",))[0] for d in "12")
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_comparison_figures_name_scenarios_units_and_footer() -> None:
+    patients, tables = synthetic_pair()
+    footer = "3 replications per scenario · seed 1"
+    figures = {
+        "v2v": plots.compare_vein_to_vein_figure(patients, footer=footer),
+        "incidence": plots.compare_cumulative_incidence_figure(patients, footer=footer),
+        "attrition": plots.compare_attrition_figure(tables, footer=footer),
+        "outcomes": plots.compare_outcomes_figure(tables, footer=footer),
+        "cost": plots.compare_cost_figure(tables, "HKD", footer=footer),
+    }
+    for name, fig in figures.items():
+        text = _texts(fig)
+        assert footer in text, name
+        assert "Fast" in text and "Slow" in text, name
+    assert "(days)" in _texts(figures["v2v"])
+    assert "Days since referral" in _texts(figures["incidence"])
+    assert "(%)" in _texts(figures["incidence"])
+    assert "HKD thousand per patient" in _texts(figures["cost"])
+    assert "per 100 referred" in _texts(figures["outcomes"])
+    # One attrition panel per cause that happens, titled by the cause.
+    causes = [c for c in plots.OUTCOMES if c not in ("infused", "unresolved")
+              and any(t[c].sum() > 0 for t in tables.values())]
+    titles = [ax.get_title(loc="left") for ax in figures["attrition"].axes if ax.get_visible()]
+    assert titles == [plots.outcome_label(c) for c in causes]
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[+-]?\d+(?:\.\d+)?", text.replace("\u2212", "-"))]
+
+
+def test_outcome_and_cost_figures_show_paired_differences() -> None:
+    patients, tables = synthetic_pair(replications=5)
+    fast, slow = tables["Fast"], tables["Slow"]
+    per_100 = {n: 100 * t["died"] / t["referred"] for n, t in tables.items()}
+    expected = metrics.paired_difference(per_100["Fast"], per_100["Slow"])
+    fig = plots.compare_outcomes_figure(tables)
+    deltas = [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("Δ")]
+    assert len(deltas) == len(plots.outcome_groups(tables))
+    died = _numbers(deltas[1])  # groups: infused, died, ...
+    assert died == pytest.approx(list(expected[:3]), abs=0.051)
+    cost = metrics.paired_difference(fast["cost_per_infused"], slow["cost_per_infused"])
+    text = _texts(plots.compare_cost_figure(tables, "HKD"))
+    line = next(t for t in text.split("\n") if t.startswith("Δ"))
+    assert [1000 * x for x in _numbers(line.replace(",", ""))] == pytest.approx(
+        list(cost[:3]), abs=501)
+
+
+def test_cumulative_incidence_lines_are_means_so_rare_losses_show() -> None:
+    # Three replications of two patients; one manufacturing failure in replication 2. Final
+    # shares of other losses per replication: 0, 0, 0.5 -> mean 17% (the median would be 0%).
+    rows = [_patient(0, 0, "infused", 0.0, 20.0, apheresis=2.0),
+            _patient(0, 1, "infused", 0.0, 25.0, apheresis=2.0),
+            _patient(1, 0, "infused", 0.0, 22.0, apheresis=2.0),
+            _patient(1, 1, "infused", 0.0, 30.0, apheresis=2.0),
+            _patient(2, 0, "infused", 0.0, 21.0, apheresis=2.0),
+            _patient(2, 1, "manufacturing_failed", 0.0, 15.0, apheresis=2.0, manufacture=3.0)]
+    fig = plots.cumulative_incidence_figure(pd.DataFrame(rows, columns=_COLUMNS), "rare")
+    legend = fig.axes[0].get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "Infused: 83%" in labels
+    assert any(label.startswith("Other losses: 17%") for label in labels)
+    assert "(mean of replications)" in legend.get_title().get_text()

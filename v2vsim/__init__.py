@@ -4,10 +4,13 @@
 >>> sc = v2vsim.load_scenario("scenarios/local.yaml")          # doctest: +SKIP
 >>> res = v2vsim.simulate(sc, replications=200, seed=1)         # doctest: +SKIP
 >>> res.summary()                                               # doctest: +SKIP
+>>> cmp = v2vsim.compare(["scenarios/local.yaml", "scenarios/overseas.yaml"])  # doctest: +SKIP
+>>> cmp.table                                                    # doctest: +SKIP
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .compare import Comparison, compare
 from .runner import Results, simulate
 from .scenario import Scenario, ScenarioError, load_scenario
 
@@ -16,4 +19,4 @@ try:
 except PackageNotFoundError:  # running from a checkout without installing
     __version__ = "0.0.0+checkout"
 
-__all__ = ["Results", "Scenario", "ScenarioError", "load_scenario", "simulate", "__version__"]
+__all__ = ["Comparison", "Results", "Scenario", "ScenarioError", "compare", "load_scenario", "simulate", "__version__"]
