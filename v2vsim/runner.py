@@ -124,10 +124,11 @@ def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: boo
 def plan_ranges(start: int, stop: int, workers: int) -> list[tuple[int, int]]:
     """Replications ``start..stop-1`` split into tasks for ``workers`` workers.
 
-    About four tasks per worker (so that they finish together) of at most 25 replications
-    (progress and memory); one replication per task for a single worker.
+    About eight tasks per worker, so that the workers finish together (the last task is the
+    idle time of the others), of at most 10 replications (progress, memory); one replication
+    per task for a single worker.
     """
-    size = 1 if workers <= 1 else max(1, min(25, math.ceil((stop - start) / (4 * workers))))
+    size = 1 if workers <= 1 else max(1, min(10, math.ceil((stop - start) / (8 * workers))))
     return [(a, min(a + size, stop)) for a in range(start, stop, size)]
 
 

@@ -1,0 +1,750 @@
+"""The ``sweep``, ``sensitivity`` and ``capacity`` commands, and the helpers behind ``run``'s
+``--set``, ``--precision`` and ``--cluster``: thin Typer wrappers over :mod:`v2vsim.experiments`.
+
+Registered on the main app by :func:`register`. Exit status as for ``run``: 2 for bad input,
+130 (Ctrl-C) or 143 (SIGTERM) when interrupted, and ``capacity`` exits 1 when no slot count in
+the range meets every target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgressBar
+from rich.table import Table
+from typer.core import TyperCommand
+
+from . import __version__
+from . import experiments as ex
+from .distributed import ClusterError
+from .metrics import format_value, metric_label
+from .output import OutputError, check_target, package_versions, sha256_file, write_json, write_results_dir
+from .runner import Results
+from .scenario import Scenario, ScenarioError, scenario_to_yaml
+
+__all__ = ["register", "load_cli", "run_extended"]
+
+# --------------------------------------------------------------------------- shared helpers
+
+# Not imported from .cli at module level: cli.py imports this module at its end (and under
+# `python -m v2vsim.cli` a module-level import back into it would be circular).
+out = Console()
+err = Console(stderr=True)
+
+Seed = Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")]
+Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores). Results do not depend on it.")]
+
+
+def _large_referrals() -> int:
+    from .cli import LARGE_REFERRALS
+
+    return LARGE_REFERRALS
+
+
+def _fail(lines: list[str] | str, code: int = 2) -> None:
+    for line in [lines] if isinstance(lines, str) else lines:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _slug(name: str) -> str:
+    keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name.strip())
+    return keep.strip("._") or "scenario"
+
+
+
+class _Bars(ex.Progress):
+    """Two rich bars on standard error: points finished and replications run."""
+
+    def __init__(self, bar: RichProgressBar, label: str, points: int) -> None:
+        self.bar = bar
+        self.points = bar.add_task(f"{label}: points", total=points) if points > 1 else None
+        self.reps = bar.add_task(f"{label}: replications", total=0)
+        self.total = 0
+
+    def add_replications(self, k: int) -> None:
+        self.total += k
+        self.bar.update(self.reps, total=self.total)
+
+    def advance(self, k: int) -> None:
+        self.bar.advance(self.reps, k)
+
+    def point_done(self) -> None:
+        if self.points is not None:
+            self.bar.advance(self.points, 1)
+
+
+def _bar() -> RichProgressBar:
+    return RichProgressBar(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err, transient=False, disable=not err.is_terminal,
+    )
+
+
+@contextlib.contextmanager
+def _progress(label: str, points: int) -> Iterator[_Bars]:
+    with _bar() as bar:
+        yield _Bars(bar, label, points)
+
+
+class _Stopped:
+    signum: int = signal.SIGINT
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[_Stopped]:
+    """SIGTERM raises KeyboardInterrupt in the main process, so a batch system's kill stops the
+    run as cleanly as Ctrl-C (workers finish the task they hold; finished points are kept)."""
+    stopped = _Stopped()
+
+    def handler(signum: int, _frame: Any) -> None:
+        stopped.signum = signum
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a notebook thread)
+        yield stopped
+        return
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _source(path: Path) -> ex.ScenarioSource:
+    try:
+        return ex.ScenarioSource(path)
+    except ScenarioError as exc:
+        _fail([str(p) for p in exc.problems])
+        raise
+
+
+def _problems(exc: ScenarioError) -> None:
+    _fail([str(p) for p in exc.problems])
+
+
+def load_cli(path: Path, sets: Sequence[str]) -> Scenario:
+    """The scenario with ``--set`` overrides, or exit 2 listing every problem."""
+    source = _source(path)
+    try:
+        return source.variant(ex.parse_sets(sets))
+    except ScenarioError as exc:
+        _problems(exc)
+        raise
+
+
+def _precision(relative: float | None, cap: int | None) -> ex.Precision | None:
+    if relative is None:
+        return None
+    cap = 1000 if cap is None else cap
+    try:
+        return ex.Precision(relative, min_replications=min(10, cap), max_replications=cap)
+    except ValueError as exc:
+        _fail(f"error: --precision: {exc}")
+        raise
+
+
+def _note_precision(results: Results) -> None:
+    info = results.extra.get("precision")
+    if not info:
+        return
+    widths = ", ".join(f"{k} ±{100 * v:.1f}%" for k, v in info["relative_half_widths"].items() if v is not None)
+    if info["reached"]:
+        err.print(f"precision {100 * info['relative']:g}% reached after {info['n_solution']} replications "
+                  f"(held for {info['replications'] - info['n_solution']} more); used {info['replications']}: "
+                  f"{widths}", markup=False, highlight=False)
+    else:
+        err.print(f"warning: precision {100 * info['relative']:g}% not reached within "
+                  f"{info['replications']} replications (the cap; raise it with --replications): {widths}",
+                  markup=False, highlight=False)
+
+
+def run_extended(scenario: Scenario, replications: int | None, seed: int, jobs: int | None,
+                 precision: float | None, cluster: str | None) -> Results:
+    """``run`` with ``--precision`` (``replications`` is then the cap) or ``--cluster``."""
+    from .cli import run_scenario
+    from .runner import simulate
+
+    try:
+        if precision is not None:
+            with _progress(scenario.name, 1) as bars:
+                results = ex.simulate_to_precision(scenario, _precision(precision, replications), seed,
+                                                   jobs=jobs, cluster=cluster, progress=bars)
+            _note_precision(results)
+            return results
+        n = replications or scenario.replications
+        if cluster is None:
+            return run_scenario(scenario, n, seed, jobs or 1, scenario.name)
+        with ex.executor_for(None, cluster) as (executor, workers), _progress(scenario.name, 1) as bars:
+            bars.add_replications(n)
+            return simulate(scenario, n, seed, jobs=workers, executor=executor,
+                            progress=lambda done, total: bars.bar.update(bars.reps, completed=done))
+    except ClusterError as exc:
+        _fail(f"error: {exc}")
+        raise
+
+
+def _manifest(kind: str, source: ex.ScenarioSource, seed: int, started: float, **extra: Any) -> dict[str, Any]:
+    versions = package_versions()
+    return {
+        "kind": kind,
+        "v2vsim_version": versions["v2vsim"],
+        "python": versions["python"],
+        "packages": versions,
+        "command": ["v2vsim", *sys.argv[1:]],
+        "scenario_name": source.base.name,
+        "scenario_file": str(source.path),
+        "scenario_sha256": sha256_file(source.path),
+        "seed": seed,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "platform": f"{platform.system()} {platform.machine()}",
+        **extra,
+    }
+
+
+def _save(fig: Any, directory: Path, stem: str) -> None:
+    from .plots import save_figure
+
+    save_figure(fig, directory, stem)
+    fig.clear()
+
+
+def _fixed_and_check(source: ex.ScenarioSource, sets: Sequence[str]) -> list[tuple[str, Any]]:
+    try:
+        fixed = ex.parse_sets(sets)
+        source.variant(fixed)
+    except ScenarioError as exc:
+        _problems(exc)
+        raise
+    return fixed
+
+
+def _check_total(points: Sequence[ex.Point], precision: ex.Precision | None, allow_large: bool) -> None:
+    total = sum(p.scenario.expected_referrals() * (precision.max_replications if precision else p.replications)
+                for p in points)
+    if total > _large_referrals() and not allow_large:
+        _fail(f"error: this would simulate up to about {total:,.0f} referrals in all, more than "
+              f"{_large_referrals():,}; pass --allow-large if that is intended")
+
+
+def _target_dir(out_dir: Path | None, scenario: Scenario, suffix: str, force: bool) -> Path:
+    target = out_dir or Path("results") / f"{_slug(scenario.name)}-{suffix}"
+    try:
+        check_target(target, force)
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+    return target
+
+
+def _interrupted(stopped: _Stopped, store: ex.PointStore | None) -> None:
+    code = 128 + int(stopped.signum)
+    if store is not None and store.dir.exists():
+        kept = len(store.finished())
+        _fail(f"interrupted: {kept} finished point{'s' if kept != 1 else ''} kept in {store.dir}; "
+              "run the same command with --resume to continue", code)
+    _fail("interrupted: nothing was written", code)
+
+
+def _mean_ci(row: pd.Series, metric: str, currency: str) -> str:
+    _, unit = metric_label(metric, currency)
+    return (f"{format_value(row['mean'], unit)} ({format_value(row['ci_low'], unit)} – "
+            f"{format_value(row['ci_high'], unit)})")
+
+
+Replications = Annotated[Optional[int], typer.Option(
+    "--replications", "-n", min=2,
+    help="Replications per point (default: the scenario's); with --precision, the most to run (default 1000).")]
+Precision = Annotated[Optional[float], typer.Option(
+    "--precision", min=0.0001, max=0.9999,
+    help="Add replications in batches of 10 (from 10) until the 95% CI half-width of "
+         "infused_fraction, vein_to_vein_median and queue_wait_mean is within this fraction of the mean.")]
+Cluster = Annotated[Optional[str], typer.Option(
+    "--cluster", metavar="tcp://HOST:PORT", help="Run on this Dask scheduler's workers (same results).")]
+Sets = Annotated[Optional[list[str]], typer.Option(
+    "--set", metavar="PATH=VALUE", help="Override a scenario value, e.g. --set sites.hkib.slots=2 (repeatable).")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")]
+NoFigures = Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")]
+AllowLarge = Annotated[bool, typer.Option("--allow-large", help="Allow runs larger than run's limit on referrals in all.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from DIR.partial without recomputing its finished points.")]
+
+_KEY_METRICS = ("infused_fraction", "queue_wait_mean", "vein_to_vein_median", "died", "cost_per_infused")
+
+
+def _sweep_metrics(scenario: Scenario) -> list[str]:
+    return list(_KEY_METRICS[:4]) + [f"utilization_{s}" for s in list(scenario.sites)[:1]] + ["cost_per_infused"]
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def sweep(
+    scenario_file: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file.")],
+    sets: Annotated[list[str], typer.Option(
+        "--set", metavar="PATH=V1,V2,...",
+        help="A parameter and its values (grid) or PATH=LOW:HIGH (--design lhs); a single value "
+             "is a fixed override for every point. Repeatable.")],
+    design: Annotated[str, typer.Option("--design", help="grid (every combination) or lhs (Latin hypercube).")] = "grid",
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Points of the lhs design.")] = 20,
+    replications: Replications = None,
+    seed: Seed = None,
+    precision: Precision = None,
+    jobs: Jobs = None,
+    cluster: Cluster = None,
+    out_dir: Out = None,
+    resume: Resume = False,
+    force: Force = False,
+    no_figures: NoFigures = False,
+    allow_large: AllowLarge = False,
+) -> None:
+    """Run SCENARIO at every point of a grid (or Latin hypercube) of parameter values, with
+    the same seeds at every point, and write a tidy table of every metric with its CI."""
+    started = time.perf_counter()
+    if design not in ("grid", "lhs"):
+        _fail(f"error: --design must be grid or lhs, not {design!r}")
+    source = _source(scenario_file)
+    base_seed = source.base.seed if seed is None else seed
+    fixed_text: list[str] = []
+    parameters: list[tuple[str, list[Any]]] = []
+    ranges: list[tuple[str, Any, Any]] = []
+    try:
+        for text in sets:
+            path, raw = ex.parse_assignment(text)
+            if path in [p for p, _ in parameters] + [p for p, _, _ in ranges]:
+                _fail(f"error: --set {path} is given twice")
+            if design == "lhs":
+                bounds = ex.parse_range(path, raw)
+                if bounds is None:
+                    fixed_text.append(text)
+                else:
+                    ranges.append((path, *bounds))
+                continue
+            values = ex.split_values(raw)
+            if len(values) == 1:
+                fixed_text.append(text)
+            else:
+                parameters.append((path, [ex.parse_value(v, path) for v in values]))
+    except ScenarioError as exc:
+        _problems(exc)
+    if not parameters and not ranges:
+        _fail("error: nothing to sweep: give at least one --set PATH=V1,V2,... "
+              "(or PATH=LOW:HIGH with --design lhs)")
+    fixed = _fixed_and_check(source, fixed_text)
+    if design == "grid":
+        names = [p for p, _ in parameters]
+        design_points = ex.grid_points(parameters)
+    else:
+        names = [p for p, _, _ in ranges]
+        design_points = ex.lhs_points(ranges, samples, base_seed)
+    prec = _precision(precision, replications)
+    try:
+        points = ex.make_points(source, design_points, fixed, seed=seed,
+                                replications=None if prec else replications)
+    except ScenarioError as exc:
+        _problems(exc)
+        raise
+    _check_total(points, prec, allow_large)
+    base = points[0].scenario
+    target = _target_dir(out_dir, base, "sweep", force)
+    fingerprint = {
+        "kind": "sweep", "scenario_sha256": source.sha256(), "fixed": [[p, ex.display_value(v)] for p, v in fixed],
+        "parameters": names, "design": design, "samples": samples if design == "lhs" else None,
+        "points": [[ex.display_value(p.values[n]) for n in names] for p in points],
+        "seeds": sorted({p.seed for p in points}), "replications": [p.replications for p in points],
+        "precision": prec.as_dict() if prec else None, "v2vsim": __version__,
+    }
+    store = ex.PointStore(target, fingerprint)
+    err.print(f"sweep: {len(points)} points x "
+              + (f"replications to {100 * prec.relative:g}% precision" if prec
+                 else f"{points[0].replications} replications")
+              + f", seed {base_seed}", markup=False, highlight=False)
+    if resume and store.dir.is_dir():
+        err.print(f"resuming: {len(store.finished())} of {len(points)} points already finished in {store.dir}",
+                  markup=False, highlight=False)
+    with _stop_on_sigterm() as stopped:
+        try:
+            with ex.executor_for(jobs, cluster) as (executor, workers), _progress("sweep", len(points)) as bars:
+                done = ex.run_stored(points, store, resume=resume, executor=executor, workers=workers,
+                                     precision=prec, progress=bars)
+        except ex.StoreError as exc:
+            _fail(f"error: {exc}")
+            raise
+        except ClusterError as exc:
+            _fail(f"error: {exc}")
+            raise
+        except KeyboardInterrupt:
+            _interrupted(stopped, store)
+            raise
+        tables = {i: t for i, (t, _) in done.items()}
+        table = ex.sweep_table(points, names, tables)
+        long = ex.replications_long(points, names, tables)
+        point_rows = pd.DataFrame([{"point": p.index, **{n: ex.display_value(p.values[n]) for n in names},
+                                    "seed": done[p.index][1]["seed"],
+                                    "replications": done[p.index][1]["replications"],
+                                    **({"precision_reached": (done[p.index][1]["precision"] or {}).get("reached")}
+                                       if prec else {})} for p in points])
+
+        def fill(tmp: Path) -> dict[str, Any]:
+            table.to_csv(tmp / "sweep.csv", index=False)
+            table.to_parquet(tmp / "sweep.parquet", index=False, engine="pyarrow")
+            long.to_parquet(tmp / "replications.parquet", index=False, engine="pyarrow")
+            point_rows.to_csv(tmp / "points.csv", index=False)
+            (tmp / "scenario.yaml").write_text(scenario_to_yaml(source.variant(fixed), seed=base_seed),
+                                               encoding="utf-8")
+            write_json(tmp / "sweep.json", {**fingerprint, "scenario_file": str(scenario_file)})
+            if not no_figures:
+                _sweep_figures(table, names, design, base, tmp / "figures", base_seed)
+            return _manifest("sweep", source, base_seed, started, points=len(points))
+
+        try:
+            written = write_results_dir(target, fill, force=force)
+        except OutputError as exc:
+            _fail(f"error: {exc}")
+            raise
+        except KeyboardInterrupt:
+            _interrupted(stopped, store)
+            raise
+    store.remove()
+    _print_sweep(table, names, base)
+    out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)
+
+
+def _sweep_figures(table: pd.DataFrame, names: list[str], design: str, scenario: Scenario,
+                   directory: Path, seed: int) -> None:
+    from . import plots_experiments as px
+
+    n = int(table["n"].max()) if len(table) else 0
+    footer = f"{scenario.name} · up to {n} replications per point · seed {seed} · v2vsim {__version__}"
+    kw = {"scenario_name": scenario.name, "footer": footer, "currency": scenario.currency}
+    if design == "lhs":
+        for metric in ("infused_fraction", "queue_wait_mean"):
+            _save(px.sweep_scatter_figure(table, names, metric, **kw), directory, f"scatter_{metric}")
+        return
+    numeric = [n for n in names if pd.api.types.is_numeric_dtype(table[n])]
+    x = numeric[0] if numeric else names[0]
+    group = [n for n in names if n != x]
+    _save(px.sweep_curves_figure(table, x, _sweep_metrics(scenario), group=group, **kw), directory, "sweep_curves")
+    if len(names) == 2:
+        for metric in ("infused_fraction", "queue_wait_mean"):
+            _save(px.sweep_heatmap_figure(table, x, group[0], metric, **kw), directory, f"heatmap_{metric}")
+
+
+def _print_sweep(table: pd.DataFrame, names: list[str], scenario: Scenario) -> None:
+    shown = [m for m in ("infused_fraction", "queue_wait_mean", "vein_to_vein_median") if (table["metric"] == m).any()]
+    grid = Table(title=f"{scenario.name} — sweep (mean and 95% CI)", title_justify="left")
+    grid.add_column("Point", justify="right")
+    for name in names:
+        grid.add_column(name)
+    for metric in shown:
+        grid.add_column(metric_label(metric, scenario.currency)[0])
+    rows = table.set_index(["point", "metric"])
+    values = table.drop_duplicates("point").set_index("point")[names]
+    for point in list(values.index)[:200]:
+        cells = [str(point)] + [str(values.at[point, n]) for n in names]
+        cells += [_mean_ci(rows.loc[(point, m)], m, scenario.currency) for m in shown]
+        grid.add_row(*cells)
+    out.print(grid)
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+
+class _ParamCommand(TyperCommand):
+    """Lets ``--param PATH LOW HIGH`` (three words) through Typer, which has no repeatable
+    three-value options: the three words are joined into one before parsing."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        joined: list[str] = []
+        i = 0
+        while i < len(args):
+            if args[i] == "--param" and i + 3 < len(args) and not any(a.startswith("--") for a in args[i + 1:i + 4]):
+                joined += ["--param", "\x1f".join(args[i + 1:i + 4])]
+                i += 4
+                continue
+            joined.append(args[i])
+            i += 1
+        return super().parse_args(ctx, joined)
+
+
+def _split_param(text: str) -> tuple[str, str, str]:
+    parts = text.split("\x1f")
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    path, sep, raw = text.partition("=")
+    low, sep2, high = raw.partition(":")
+    if sep and sep2:
+        return path, low, high
+    _fail(f"error: --param {text.replace(chr(31), ' ')}: expected --param PATH LOW HIGH")
+    raise AssertionError
+
+
+def sensitivity(
+    scenario_file: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file.")],
+    params: Annotated[list[str], typer.Option(
+        "--param", metavar="PATH LOW HIGH",
+        help="A parameter and its range (repeatable); integer bounds give integer values.")],
+    method: Annotated[str, typer.Option("--method", help="oat (one at a time, tornado), morris or sobol.")] = "oat",
+    metric: Annotated[str, typer.Option("--metric", help="The metric analysed.")] = "infused_fraction",
+    replications: Annotated[int, typer.Option("--replications", "-n", min=2, help="Replications per point (same seeds at every point).")] = 50,
+    trajectories: Annotated[int, typer.Option("--trajectories", min=2, help="Morris: trajectories (points: trajectories x (parameters + 1)).")] = 10,
+    levels: Annotated[int, typer.Option("--levels", min=2, help="Morris: grid levels.")] = 4,
+    samples: Annotated[int, typer.Option("--samples", min=2, help="Sobol: base samples N, a power of 2 (points: N x (parameters + 2)).")] = 64,
+    sets: Sets = None,
+    seed: Seed = None,
+    jobs: Jobs = None,
+    cluster: Cluster = None,
+    out_dir: Out = None,
+    resume: Resume = False,
+    force: Force = False,
+    no_figures: NoFigures = False,
+    allow_large: AllowLarge = False,
+) -> None:
+    """How much METRIC depends on each --param: one at a time (tornado), Morris screening or
+    Sobol indices (SALib), every point with the same seeds."""
+    started = time.perf_counter()
+    if method not in ("oat", "morris", "sobol"):
+        _fail(f"error: --method must be oat, morris or sobol, not {method!r}")
+    if method == "sobol" and samples & (samples - 1):
+        _fail(f"error: --samples must be a power of 2 for Sobol (e.g. {2 ** round(math.log2(samples))})")
+    source = _source(scenario_file)
+    known = ex.known_metrics(source.base)
+    if metric not in known:
+        _fail(f"error: --metric: no such metric '{metric}'{ex._did_you_mean(metric, known)}")
+    fixed = _fixed_and_check(source, sets or [])
+    base_seed = source.base.seed if seed is None else seed
+    try:
+        ranges = [ex.parse_param(*_split_param(text)) for text in params]
+        if len({p for p, _, _ in ranges}) < len(ranges):
+            _fail("error: a --param is given twice")
+        for path, low, high in ranges:  # each bound must make a valid scenario
+            for value in (low, high):
+                source.variant(list(fixed) + [(path, value)])
+    except ScenarioError as exc:
+        _problems(exc)
+        raise
+    names = [p for p, _, _ in ranges]
+    target = _target_dir(out_dir, source.base, f"sensitivity-{method}", force)
+    fingerprint = {"kind": "sensitivity", "method": method, "scenario_sha256": source.sha256(),
+                   "fixed": [[p, ex.display_value(v)] for p, v in fixed], "params": [list(r) for r in ranges],
+                   "replications": replications, "seed": base_seed, "trajectories": trajectories,
+                   "levels": levels, "samples": samples, "v2vsim": __version__}
+    store = ex.PointStore(target, fingerprint)
+    n_points = {"oat": 1 + 2 * len(ranges), "morris": trajectories * (len(ranges) + 1),
+                "sobol": samples * (len(ranges) + 2)}[method]
+    total = n_points * replications * source.base.expected_referrals()
+    if total > _large_referrals() and not allow_large:
+        _fail(f"error: this would simulate about {total:,.0f} referrals, more than {_large_referrals():,}; "
+              "pass --allow-large if that is intended")
+    err.print(f"sensitivity ({method}): {n_points} points x {replications} replications, seed {base_seed}",
+              markup=False, highlight=False)
+    with _stop_on_sigterm() as stopped:
+        try:
+            with _progress(f"sensitivity ({method})", n_points) as bars:
+                result, points, tables = ex.sensitivity_analysis(
+                    source, ranges, method, metric, fixed=fixed, replications=replications, seed=base_seed,
+                    trajectories=trajectories, levels=levels, samples=samples, jobs=jobs, cluster=cluster,
+                    progress=bars, store=store, resume=resume)
+        except ex.StoreError as exc:
+            _fail(f"error: {exc}")
+            raise
+        except (ClusterError, ValueError) as exc:
+            _fail(f"error: {exc}")
+            raise
+        except ScenarioError as exc:
+            _problems(exc)
+            raise
+        except KeyboardInterrupt:
+            _interrupted(stopped, store)
+            raise
+        table = ex.sweep_table(points, names, tables)
+
+        def fill(tmp: Path) -> dict[str, Any]:
+            result.indices.to_csv(tmp / "indices.csv", index=False)
+            result.points.to_csv(tmp / "points.csv", index=False)
+            table.to_parquet(tmp / "summary.parquet", index=False, engine="pyarrow")
+            (tmp / "scenario.yaml").write_text(scenario_to_yaml(source.variant(fixed), seed=base_seed,
+                                                                replications=replications), encoding="utf-8")
+            write_json(tmp / "sensitivity.json", {**fingerprint, "metric": metric, "scenario_file": str(scenario_file),
+                                                  "indices": result.indices.to_dict(orient="records")})
+            if not no_figures:
+                from . import plots_experiments as px
+
+                footer = (f"{source.base.name} · {replications} replications per point · seed {base_seed} · "
+                          f"v2vsim {__version__}")
+                kw = {"scenario_name": source.base.name, "footer": footer, "currency": source.base.currency}
+                draw = {"oat": (px.tornado_figure, "tornado"), "morris": (px.morris_figure, "morris"),
+                        "sobol": (px.sobol_figure, "sobol")}[method]
+                _save(draw[0](result.indices, metric, **kw), tmp / "figures", draw[1])
+            return _manifest("sensitivity", source, base_seed, started, method=method, metric=metric,
+                             points=len(points), replications=replications)
+
+        try:
+            written = write_results_dir(target, fill, force=force)
+        except OutputError as exc:
+            _fail(f"error: {exc}")
+            raise
+        except KeyboardInterrupt:
+            _interrupted(stopped, store)
+            raise
+    store.remove()
+    _print_indices(result, source.base)
+    out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)
+
+
+def _print_indices(result: ex.SensitivityResult, scenario: Scenario) -> None:
+    grid = Table(title=f"{scenario.name} — sensitivity of {result.metric} ({result.method})", title_justify="left")
+    data = result.indices
+    columns = {"oat": ["parameter", "low", "high", "low_mean", "base_mean", "high_mean", "swing"],
+               "morris": ["parameter", "mu_star", "mu_star_conf", "sigma", "mu"],
+               "sobol": ["parameter", "S1", "S1_conf", "ST", "ST_conf"]}[result.method]
+    for column in columns:
+        grid.add_column(column, justify="left" if column == "parameter" else "right")
+    for row in data.itertuples(index=False):
+        grid.add_row(*[str(getattr(row, c)) if c == "parameter" else f"{getattr(row, c):.4g}" for c in columns])
+    out.print(grid)
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def capacity(
+    scenario_file: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file.")],
+    site: Annotated[str, typer.Option("--site", help="The site whose slots are searched (a key of sites).")],
+    targets: Annotated[list[str], typer.Option(
+        "--target", metavar="METRIC<=VALUE",
+        help="A target met with 95% confidence (for <=, the CI's upper bound; for >=, its lower bound). Repeatable.")],
+    min_slots: Annotated[int, typer.Option("--min-slots", min=1, help="Smallest slot count tried.")] = 1,
+    max_slots: Annotated[int, typer.Option("--max-slots", min=1, help="Largest slot count tried.")] = 50,
+    search: Annotated[str, typer.Option(
+        "--search", help="linear (1, 2, 3, ...: no assumption) or bisect (doubling then bisection: "
+                         "assumes more slots never make a target worse).")] = "linear",
+    beyond: Annotated[int, typer.Option("--beyond", min=0, help="Slot counts run past the answer to show the curve.")] = 1,
+    replications: Replications = None,
+    precision: Precision = None,
+    sets: Sets = None,
+    seed: Seed = None,
+    jobs: Jobs = None,
+    cluster: Cluster = None,
+    out_dir: Out = None,
+    force: Force = False,
+    no_figures: NoFigures = False,
+) -> None:
+    """The smallest slot count at SITE that meets every --target with 95% confidence."""
+    started = time.perf_counter()
+    if search not in ("linear", "bisect"):
+        _fail(f"error: --search must be linear or bisect, not {search!r}")
+    if max_slots < min_slots:
+        _fail("error: --max-slots must be at least --min-slots")
+    source = _source(scenario_file)
+    fixed = _fixed_and_check(source, sets or [])
+    base = source.variant(fixed)
+    if site not in base.sites:
+        _fail(f"error: --site: no such site '{site}'{ex._did_you_mean(site, list(base.sites))}")
+    try:
+        parsed = [ex.parse_target(t, ex.known_metrics(base)) for t in targets]
+    except ValueError as exc:
+        _fail(f"error: {exc}")
+        raise
+    prec = _precision(precision, replications)
+    base_seed = base.seed if seed is None else seed
+    target = _target_dir(out_dir, base, f"capacity-{_slug(site)}", force)
+    err.print(f"capacity of {site}: {', '.join(map(str, parsed))} with 95% confidence; {search} search from "
+              f"{min_slots}, " + (f"replications to {100 * prec.relative:g}% precision" if prec
+                                   else f"{replications or base.replications} replications per count"),
+              markup=False, highlight=False)
+    with _stop_on_sigterm() as stopped:
+        try:
+            with _progress(f"capacity of {site}", 1) as bars:
+                result = ex.capacity_search(source, site, parsed, fixed=fixed, min_slots=min_slots,
+                                            max_slots=max_slots, search=search, beyond=beyond,
+                                            replications=None if prec else replications, seed=base_seed,
+                                            precision=prec, jobs=jobs, cluster=cluster, progress=bars)
+        except ClusterError as exc:
+            _fail(f"error: {exc}")
+            raise
+        except ScenarioError as exc:
+            _problems(exc)
+            raise
+        except KeyboardInterrupt:
+            _interrupted(stopped, None)
+            raise
+        answer = result.answer
+
+        def fill(tmp: Path) -> dict[str, Any]:
+            result.table.to_csv(tmp / "capacity.csv", index=False)
+            result.checks.to_csv(tmp / "search.csv", index=False)
+            write_json(tmp / "capacity.json", {
+                "site": site, "targets": [str(t) for t in parsed], "answer": answer, "search": search,
+                "assumption": ("none: every count from min_slots up to the answer was run" if search == "linear"
+                               else "more slots never make a target worse (monotone), so bisection finds the smallest"),
+                "confidence": 0.95, "min_slots": min_slots, "max_slots": max_slots, "seed": base_seed,
+                "replications": replications if not prec else None,
+                "precision": prec.as_dict() if prec else None, "scenario_file": str(scenario_file),
+            })
+            (tmp / "scenario.yaml").write_text(scenario_to_yaml(base, seed=base_seed), encoding="utf-8")
+            if not no_figures:
+                from . import plots_experiments as px
+
+                reps = (f"replications to {100 * prec.relative:g}% precision" if prec
+                        else f"{replications or base.replications} replications per count")
+                footer = f"{base.name} · {reps} · seed {base_seed} · 95% confidence · v2vsim {__version__}"
+                _save(px.capacity_figure(result.table, parsed, site, answer, scenario_name=base.name,
+                                         footer=footer, currency=base.currency), tmp / "figures", f"capacity_{_slug(site)}")
+            return _manifest("capacity", source, base_seed, started, site=site, answer=answer)
+
+        try:
+            written = write_results_dir(target, fill, force=force)
+        except OutputError as exc:
+            _fail(f"error: {exc}")
+            raise
+        except KeyboardInterrupt:
+            _interrupted(stopped, None)
+            raise
+    _print_capacity(result, base)
+    if answer is None:
+        out.print(f"No slot count from {min_slots} to {max_slots} meets every target with 95% confidence.",
+                  markup=False, highlight=False)
+    else:
+        out.print(f"Answer: {answer} slot{'s' if answer != 1 else ''} at {site} meet{'s' if answer == 1 else ''} "
+                  f"every target with 95% confidence ({search} search).", markup=False, highlight=False)
+    out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)
+    if answer is None:
+        raise typer.Exit(1)
+
+
+def _print_capacity(result: ex.CapacityResult, scenario: Scenario) -> None:
+    grid = Table(title=f"{scenario.name} — capacity of {result.site} (mean and 95% CI)", title_justify="left")
+    grid.add_column("Slots", justify="right")
+    shown = list(dict.fromkeys([t.metric for t in result.targets] + [f"utilization_{result.site}"]))
+    for metric in shown:
+        grid.add_column(metric_label(metric, scenario.currency)[0])
+    grid.add_column("Meets every target")
+    rows = result.table.set_index(["slots", "metric"])
+    for check in result.checks.itertuples(index=False):
+        cells = [str(check.slots)] + [_mean_ci(rows.loc[(check.slots, m)], m, scenario.currency) for m in shown]
+        grid.add_row(*cells, "yes" if check.meets_all else "no")
+    out.print(grid)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sweep``, ``sensitivity`` and ``capacity`` to the ``v2vsim`` app."""
+    app.command()(sweep)
+    app.command(cls=_ParamCommand)(sensitivity)
+    app.command()(capacity)
