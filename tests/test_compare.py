@@ -237,3 +237,19 @@ def test_compare_command_rejects_bad_input(tmp_path: Path) -> None:
 def test_default_directory_names_every_scenario() -> None:
     assert default_compare_dir(["Local (fresh)", "Overseas"]) == Path(
         "results/compare-Local__fresh-vs-Overseas")
+
+
+def test_compare_accepts_overrides_and_precision(tmp_path: Path) -> None:
+    """--set applies to every scenario; --precision picks one replication count for all."""
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, [
+        "compare", "scenarios/local.yaml", "scenarios/overseas.yaml", "-o", str(out),
+        "--no-figures", "-j", "1", "--set", "horizon_days=365", "--precision", "0.2", "-n", "40"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "comparison.json").read_text())
+    assert 10 <= data["replications"] <= 40
+    for sub in json.loads((out / "manifest.json").read_text())["scenarios"]:
+        assert "horizon_days: 365" in (out / sub["dir"] / "scenario.yaml").read_text()
+    bad = CliRunner().invoke(app, ["compare", "scenarios/local.yaml", "scenarios/overseas.yaml",
+                                   "-o", str(tmp_path / "x"), "--set", "sites.nope.slots=2"])
+    assert bad.exit_code == 2 and "no such site" in bad.output

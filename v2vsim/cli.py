@@ -304,11 +304,18 @@ def compare(
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals per scenario.")] = False,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a value in every scenario (repeatable), e.g. --set cohorts.adult_LBCL.priority=0.")] = None,
+    precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Replications until the 95% CI half-width of the key metrics is within this fraction of their mean in every scenario (the largest count is used for all); -n is then the cap (default 1000).")] = None,
 ) -> None:
     """Run scenarios on the same virtual patients and compare each with the first (paired)."""
     if len(scenario_files) < 2:
         _fail("error: compare needs at least two scenario files")
-    scenarios = [_load(path) for path in scenario_files]
+    if sets:
+        from .cli_experiments import load_cli
+
+        scenarios = [load_cli(path, sets) for path in scenario_files]
+    else:
+        scenarios = [_load(path) for path in scenario_files]
     try:
         check_comparable(scenarios)
     except ValueError as exc:
@@ -329,6 +336,14 @@ def compare(
         _fail(f"error: {exc}")
     workers = jobs or default_jobs()
     started = time.perf_counter()
+    if precision is not None:
+        from .experiments import Precision, replications_for_precision
+
+        n = replications_for_precision(
+            scenarios, Precision(precision, max_replications=replications or 1000), base_seed,
+            jobs=workers)
+        err.print(f"precision {precision:g}: {n} replications per scenario", markup=False,
+                  highlight=False)
     try:
         with _progress() as progress:
             task = progress.add_task(f"{len(scenarios)} scenarios", total=n * len(scenarios))
