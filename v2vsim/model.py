@@ -805,9 +805,12 @@ class _Sim:
         j = 0
         n_steps = len(steps)
         step = steps[0]
+        start_weekday = self.start_weekday
+        # `now` mirrors env.now; it is refreshed after every yield (the clock moves only there).
+        now = referral
         while j < n_steps:
             step = steps[j]
-            ready = env.now
+            ready = now
             acc[3] = ready
             if j == bridge_at:
                 bridge_at = -1
@@ -824,47 +827,51 @@ class _Sim:
                     continue
                 pool = pools[target.site]
                 if pool.free > 0:
-                    pool.take(env.now)
+                    pool.take(now)
                 else:
                     request = env.event()
-                    pool.enqueue(priority, request, env.now)
+                    pool.enqueue(priority, request, now)
                     if mortal:
-                        ring = timeout(deadline - env.now)
+                        ring = timeout(deadline - now)
                         ring.callbacks.append(
                             lambda _, r=request: None if r.triggered else r.succeed(_CLOCK))
-                    if (yield request) is _CLOCK:
-                        pool.left_queue(env.now)
+                    granted = (yield request) is not _CLOCK
+                    now = env.now
+                    if not granted:
+                        pool.left_queue(now)
                         outcome = clock_outcome
-                        acc[0] += env.now - ready
+                        acc[0] += now - ready
                         if trace is not None:
                             trace.append((i, step.name, step.kind, visits[j] + 1, ready,
-                                          env.now, env.now, OUTCOMES[outcome]))
+                                          now, now, OUTCOMES[outcome]))
                         break
                 held[target.index] = pool
-                busy[target.site] -= env.now
+                busy[target.site] -= now
             if outcome >= 0:
                 break
             # 2. an allowed start day (and outside closures and the patient's unfit window)
             days = step.start_days
             start = 0.0  # 0.0: start now
             if step.closed is None and not toxic:
-                if days is not None and not days[(self.start_weekday + int(env.now)) % 7]:
-                    start = self._next_start(env.now, days)
+                if days is not None and not days[(start_weekday + int(now)) % 7]:
+                    start = self._next_start(now, days)
             else:
-                start = self._earliest_start(step, env.now, unfit_from, unfit_until)
+                start = self._earliest_start(step, now, unfit_from, unfit_until)
             if start:
                 # No clock and no allowed weekday (start = inf): waits forever (unresolved).
                 if start >= deadline and mortal:
-                    yield timeout(deadline - env.now)
+                    yield timeout(deadline - now)
+                    now = env.now
                     outcome = clock_outcome
-                    acc[0] += env.now - ready
+                    acc[0] += now - ready
                     if trace is not None:
                         trace.append((i, step.name, step.kind, visits[j] + 1, ready,
-                                      env.now, env.now, OUTCOMES[outcome]))
+                                      now, now, OUTCOMES[outcome]))
                     break
-                yield timeout(start - env.now)
-            now = env.now
-            acc[0] += now - ready
+                yield timeout(start - now)
+                now = env.now
+            begin = now
+            acc[0] += begin - ready
             acc[3] = math.nan
             # 3. the step itself
             visits[j] += 1
@@ -873,38 +880,40 @@ class _Sim:
             if step.is_apheresis:
                 if first_apheresis:
                     first_apheresis = False
-                    self.apheresis_day[i] = now
+                    self.apheresis_day[i] = begin
             elif step.is_manufacture:
                 acc[2] += 1
                 if first_manufacture:
                     first_manufacture = False
-                    self.manufacture_start_day[i] = now
+                    self.manufacture_start_day[i] = begin
             duration = step.fixed_duration
             if duration is None:
                 if attempt == 1:
                     duration = step.first_durations[i]
                 else:
                     duration = self._durations(step, attempt)[i]
-            end = now + duration
+            end = begin + duration
             failed = False
             if step.shelf_life is not None and release_end == release_end:
                 expiry = release_end + step.shelf_life
                 if end > expiry:
-                    end = max(now, expiry)
+                    end = max(begin, expiry)
                     failed = True
             if end >= deadline:
-                if deadline > now:
-                    yield timeout(deadline - now)
+                if deadline > begin:
+                    yield timeout(deadline - begin)
+                    now = env.now
                 if trace is not None:
-                    trace.append((i, step.name, step.kind, attempt, ready, now, env.now,
+                    trace.append((i, step.name, step.kind, attempt, ready, begin, now,
                                   OUTCOMES[clock_outcome]))
                 outcome = clock_outcome
                 break
-            if end > now:
-                yield timeout(end - now)
+            if end > begin:
+                yield timeout(end - begin)
+                now = env.now
             if step.site >= 0:
-                held.pop(j).release(env.now)
-                busy[step.site] += env.now
+                held.pop(j).release(now)
+                busy[step.site] += now
             if not failed and step.failure_probability > 0.0:
                 u = step.first_failures[i] if attempt == 1 else self._failures(step, attempt)[i]
                 failed = u < step.failure_probability
@@ -912,7 +921,7 @@ class _Sim:
                 status = "failed" if failed else "done"
                 if failed and step.shelf_life is not None:
                     status = "product_expired"
-                trace.append((i, step.name, step.kind, attempt, ready, now, env.now, status))
+                trace.append((i, step.name, step.kind, attempt, ready, begin, now, status))
             if failed:
                 if step.retry_index >= 0 and attempt < step.max_attempts:
                     j = step.retry_index
@@ -920,12 +929,12 @@ class _Sim:
                 outcome = step.failure_outcome
                 break
             if step.is_release:
-                release_end = env.now
+                release_end = now
                 self.release_day[i] = release_end
             j += 1
         else:
             outcome = _INFUSED
-            self.infusion_day[i] = env.now
+            self.infusion_day[i] = now
             self.responded[i] = 1.0 if self.u_response[i] < self.cohort_response[cohort] else 0.0
             self.icu[i] = 1.0 if self.u_icu[i] < self.cohort_icu[cohort] else 0.0
 
