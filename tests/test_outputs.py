@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -46,10 +45,6 @@ def scenario(tmp_path: Path) -> Path:
     path = tmp_path / "s.yaml"
     path.write_text(SCENARIO)
     return path
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_manifest_lists_every_file_and_verify_detects_changes(scenario: Path, tmp_path: Path) -> None:

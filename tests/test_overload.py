@@ -6,9 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from typer.testing import CliRunner
-
-from v2vsim.cli import app
 from test_cli import SMALL, invoke
 
 def test_overloaded_system_terminates_and_warns(tmp_path: Path) -> None:

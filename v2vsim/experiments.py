@@ -37,7 +37,8 @@ from scipy import stats
 
 from . import metrics
 from .runner import Results, _run_range, assemble, default_jobs, plan_ranges
-from .scenario import Problem, Scenario, ScenarioError, load_scenario, read_yaml, scenario_from_dict
+from .scenario import (Problem, Scenario, ScenarioError, load_scenario, read_yaml, scenario_from_dict,
+                       to_plain)
 
 __all__ = [
     "PRECISION_METRICS",
@@ -90,7 +91,7 @@ def parse_value(raw: str, where: str) -> Any:
     """A ``--set`` value read as YAML (a scalar or a flow mapping/list), as plain data."""
     tree = read_yaml(raw, f"--set {where}")
     _refuse_tags(tree, where)
-    return _plain(tree)
+    return to_plain(tree)
 
 
 def _refuse_tags(node: Any, where: str) -> None:
@@ -104,22 +105,6 @@ def _refuse_tags(node: Any, where: str) -> None:
     elif isinstance(node, list):
         for value in node:
             _refuse_tags(value, where)
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
 
 
 def split_values(raw: str) -> list[str]:
@@ -195,7 +180,7 @@ def _resolve(tree: Any, dotted: str, *, create: bool) -> tuple[Any, Any, list[An
             path.append(index)
             continue
         if not isinstance(node, Mapping):
-            shown = json.dumps(_plain(node)) if not isinstance(node, str) else repr(node)
+            shown = json.dumps(to_plain(node)) if not isinstance(node, str) else repr(node)
             raise ScenarioError([Problem(where, None, "", f"'{'.'.join(keys[:depth])}' is the single value "
                                          f"{shown}, not a mapping: set it whole, e.g. --set "
                                          f"{'.'.join(keys[:depth])}={{dist: ..., ...}}")])
@@ -271,7 +256,7 @@ class ScenarioSource:
         tree = read_yaml(self.text, self.file)
         parent, key, _ = _resolve(tree, dotted, create=False)
         try:
-            return _plain(parent[key])
+            return to_plain(parent[key])
         except (KeyError, IndexError):
             raise ScenarioError([Problem(f"--param {dotted}", None, "", "not set in the scenario file")]) from None
 

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .scenario import OUTCOMES
+
 __all__ = [
     "OUTCOME_COLUMNS",
     "KEY_METRICS",
@@ -24,20 +26,9 @@ __all__ = [
     "paired_comparison",
 ]
 
+
 #: Outcomes counted per replication, in the order of the ``replications`` table.
-OUTCOME_COLUMNS = (
-    "infused",
-    "died",
-    "ineligible",
-    "screen_failed",
-    "collection_failed",
-    "lost_in_transit",
-    "manufacturing_failed",
-    "out_of_specification",
-    "product_expired",
-    "step_failed",
-    "unresolved",
-)
+OUTCOME_COLUMNS = OUTCOMES
 
 #: Metrics shown first in terminal tables and reports.
 KEY_METRICS = (

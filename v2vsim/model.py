@@ -39,24 +39,10 @@ from simpy.core import URGENT
 
 from .distributions import DistributionSpec
 from .rng import Streams
-from .scenario import DAYS_PER_YEAR, OUTCOME_BY_KIND, WEEKDAYS, PathwayRule, Scenario, Site
+from .scenario import DAYS_PER_YEAR, OUTCOME_BY_KIND, OUTCOMES, WEEKDAYS, PathwayRule, Scenario, Site
 
 __all__ = ["OUTCOMES", "ReplicationOutput", "run_replication", "arrival_days"]
 
-#: Every outcome a patient can have, in a fixed order (codes are indexes into this tuple).
-OUTCOMES = (
-    "infused",
-    "died",
-    "ineligible",
-    "screen_failed",
-    "collection_failed",
-    "lost_in_transit",
-    "manufacturing_failed",
-    "out_of_specification",
-    "product_expired",
-    "step_failed",
-    "unresolved",
-)
 _CODE = {name: i for i, name in enumerate(OUTCOMES)}
 _INFUSED, _DIED, _INELIGIBLE, _UNRESOLVED = (_CODE[k] for k in ("infused", "died", "ineligible", "unresolved"))
 
@@ -492,7 +478,7 @@ class _Sim:
         self.scenario = scenario
         self.replication = replication
         self.streams = streams = Streams(seed, replication)
-        self.env = env = simpy.Environment()
+        self.env = simpy.Environment()
         self.arrivals = arrival_days(scenario, streams)
         n = self.n = int(self.arrivals.size)
         self.start_weekday = scenario.start_date.weekday()

@@ -38,6 +38,7 @@ from matplotlib.ticker import StrMethodFormatter
 from scipy.stats import t as student_t
 
 from .metrics import paired_difference, t_interval
+from .scenario import OUTCOMES
 
 __all__ = [
     "COMPARISON_FIGURES",
@@ -109,20 +110,6 @@ _SCENARIO_ORDER: Final[tuple[str, ...]] = (
     OKABE_ITO["yellow"],
 )
 
-#: Every outcome a patient can end with, in the order used in legends and tables.
-OUTCOMES: Final[tuple[str, ...]] = (
-    "infused",
-    "died",
-    "ineligible",
-    "screen_failed",
-    "collection_failed",
-    "lost_in_transit",
-    "manufacturing_failed",
-    "out_of_specification",
-    "product_expired",
-    "step_failed",
-    "unresolved",
-)
 
 #: One fixed colour per outcome, identical in every figure. Okabe–Ito has eight colours for
 #: eleven outcomes, so the three rarest/least specific use a dark wine (from Paul Tol's

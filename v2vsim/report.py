@@ -44,6 +44,7 @@ from . import __version__
 from .distributions import Distribution
 from .metrics import LOSS_CAUSES, format_value, metric_label, t_interval
 from .output import MANIFEST, verify_dir
+from .scenario import to_plain
 
 __all__ = [
     "ReportError",
@@ -383,19 +384,20 @@ def _is_leaf(node: Any) -> bool:
 
 
 def _plain(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, (dt.date, dt.datetime)):
-        return node.isoformat()[:10] if not isinstance(node, dt.datetime) else node.isoformat()
-    return str(node)
+    """Plain data for display: as the loader sees it, with dates written as text."""
+
+    def text_dates(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): text_dates(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [text_dates(v) for v in value]
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
+
+    return text_dates(to_plain(node))
 
 
 def format_yaml_value(value: Any) -> str:

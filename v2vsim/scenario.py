@@ -54,6 +54,7 @@ __all__ = [
     "scenario_from_dict",
     "scenario_to_yaml",
     "OUTCOME_BY_KIND",
+    "OUTCOMES",
     "STEP_KINDS",
     "WEEKDAYS",
 ]
@@ -65,6 +66,21 @@ StepKind = Literal[
     "conditioning", "delay", "infusion",
 ]
 STEP_KINDS: tuple[str, ...] = StepKind.__args__  # type: ignore[attr-defined]
+
+#: Every outcome a patient can have, in a fixed order (tables, legends and the model's codes).
+OUTCOMES = (
+    "infused",
+    "died",
+    "ineligible",
+    "screen_failed",
+    "collection_failed",
+    "lost_in_transit",
+    "manufacturing_failed",
+    "out_of_specification",
+    "product_expired",
+    "step_failed",
+    "unresolved",
+)
 
 #: The outcome of a patient whose pathway ends with a failure of a step of this kind.
 OUTCOME_BY_KIND = {
@@ -551,13 +567,13 @@ def _count_nodes(node: Any, limit: int) -> int:
     return count
 
 
-def _to_plain(node: Any) -> Any:
+def to_plain(node: Any) -> Any:
     """ruamel containers and scalar subclasses -> plain dict/list/str/int/float/bool."""
     if isinstance(node, Mapping):
-        return {str(k) if not isinstance(k, (str, int, float, bool)) else k: _to_plain(v)
+        return {str(k) if not isinstance(k, (str, int, float, bool)) else k: to_plain(v)
                 for k, v in node.items()}
     if isinstance(node, list):
-        return [_to_plain(v) for v in node]
+        return [to_plain(v) for v in node]
     if isinstance(node, bool) or node is None:
         return node
     if isinstance(node, int):
@@ -948,7 +964,7 @@ def _missing(what: str, name: str, known: Iterable[str], pathway: str | None = N
 
 def scenario_from_dict(data: Any, file: str = "<scenario>", tree: Any = None) -> Scenario:
     """Validate plain data (as loaded from YAML) into a :class:`Scenario`."""
-    raw = _to_plain(data)
+    raw = to_plain(data)
     tree = data if tree is None else tree
     problems: list[Problem] = []
     if not isinstance(raw, Mapping):
