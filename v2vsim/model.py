@@ -402,6 +402,7 @@ class _Step:
     is_manufacture: bool
     is_release: bool
     closed: tuple[list[float], list[float]] | None = None  # the site's closures: starts, ends
+    any_day: bool = True  # no weekday rule and no closures: the step may start at once
     patient_step: bool = False  # a toxicity keeps the patient from starting it
     durations: list[_Draws] = field(default_factory=list)  # per attempt (visit) number
     failures: list[_Uniforms] = field(default_factory=list)
@@ -634,6 +635,7 @@ class _Sim:
                 is_release=s.kind == "release",
                 closed=self._closed(site_cfg), patient_step=s.kind in _PATIENT_KINDS,
             ))
+            compiled[-1].any_day = compiled[-1].start_days is None and compiled[-1].closed is None
         for j, s in enumerate(steps):
             if s.site is None:
                 continue
@@ -797,7 +799,6 @@ class _Sim:
         while j < n_steps:
             step = steps[j]
             ready = now
-            acc[3] = ready
             if j == bridge_at:
                 bridge_at = -1
                 t_death, t_inel, toxic, unfit_from, unfit_until = self._bridge(i, cohort, referral, ready)
@@ -817,12 +818,14 @@ class _Sim:
                 else:
                     request = env.event()
                     pool.enqueue(priority, request, now)
+                    acc[3] = ready  # waiting (read by run() if the run stops now)
                     if mortal:
                         ring = timeout(deadline - now)
                         ring.callbacks.append(
                             lambda _, r=request: None if r.triggered else r.succeed(_CLOCK))
                     granted = (yield request) is not _CLOCK
                     now = env.now
+                    acc[3] = math.nan
                     if not granted:
                         pool.left_queue(now)
                         outcome = clock_outcome
@@ -836,14 +839,17 @@ class _Sim:
             if outcome >= 0:
                 break
             # 2. an allowed start day (and outside closures and the patient's unfit window)
-            days = step.start_days
             start = 0.0  # 0.0: start now
-            if step.closed is None and not toxic:
-                if days is not None and not days[(start_weekday + int(now)) % 7]:
+            if step.any_day and not toxic:
+                pass
+            elif step.closed is None and not toxic:
+                days = step.start_days
+                if not days[(start_weekday + int(now)) % 7]:
                     start = self._next_start(now, days)
             else:
                 start = self._earliest_start(step, now, unfit_from, unfit_until)
             if start:
+                acc[3] = ready
                 # No clock and no allowed weekday (start = inf): waits forever (unresolved).
                 if start >= deadline and mortal:
                     yield timeout(deadline - now)
@@ -856,13 +862,15 @@ class _Sim:
                     break
                 yield timeout(start - now)
                 now = env.now
+                acc[3] = math.nan
             begin = now
-            acc[0] += begin - ready
-            acc[3] = math.nan
+            if begin != ready:
+                acc[0] += begin - ready
             # 3. the step itself
             visits[j] += 1
             attempt = visits[j]
-            acc[1] += step.cost
+            if step.cost:
+                acc[1] += step.cost
             if step.is_apheresis:
                 if first_apheresis:
                     first_apheresis = False
