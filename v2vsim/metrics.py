@@ -255,8 +255,9 @@ def overload_warnings(replications: pd.DataFrame, site_days: pd.DataFrame,
     """Warnings for sites whose demand exceeds capacity, and for unresolved patients.
 
     A site is flagged when its mean queue over the last quarter of the referral window is
-    larger than over the first quarter by at least one patient and its utilisation is 90% or
-    more: the queue is growing, not fluctuating.
+    larger than over the first quarter by at least one patient, and either its utilisation is
+    90% or more or the queue has at least doubled: the queue is growing, not fluctuating. (With
+    a monthly or weekly allocation the queue can grow while the slots are mostly idle.)
     """
     warnings: list[str] = []
     quarter = horizon_days / 4
@@ -266,7 +267,8 @@ def overload_warnings(replications: pd.DataFrame, site_days: pd.DataFrame,
                          "queue"].mean()
         util_col = f"utilization_{site}"
         util = float(replications[util_col].mean()) if util_col in replications else math.nan
-        if np.isfinite(early) and np.isfinite(late) and late - early >= 1 and util >= 0.9:
+        growing = np.isfinite(early) and np.isfinite(late) and late - early >= 1
+        if growing and (util >= 0.9 or late >= 2 * early):
             growth = (late - early) / (0.75 * horizon_days / 365)
             warnings.append(
                 f"site '{site}' is overloaded: utilisation {100 * util:.1f}%, its queue grew from "
