@@ -7,7 +7,7 @@ Both settings run in this one process, alternating (1, 2, 1, 2, ...) so that a b
 slows both alike; the best wall time of each is compared. The results must be identical (the
 replication frames are compared). Target: a speed-up of at least 1.8x on 2 free cores. Worker
 processes get ranges of replications (about eight tasks per worker, see
-``v2vsim.runner.plan_ranges``), so one pickled scenario goes out and one reply comes back per
+``v2vsim.engine.runner.plan_ranges``), so one pickled scenario goes out and one reply comes back per
 range rather than per replication. ``--check`` exits 1 below the target.
 
 CPU seconds of this process and of the workers are printed too, and the *ceiling* measured in
@@ -31,7 +31,7 @@ TARGET = 1.8
 
 
 def _half(scenario, start: int, stop: int) -> None:  # type: ignore[no-untyped-def]
-    from v2vsim.runner import _run_range
+    from v2vsim.engine.runner import _run_range
 
     _run_range(scenario, scenario.seed, start, stop)
 

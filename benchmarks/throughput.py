@@ -54,7 +54,7 @@ def _bare_simpy(arrivals: list[float], timeouts_per_patient: float, mean_timeout
 def measure(scenario_path: str, replications: int) -> dict:
     """Model vs bare SimPy on the same arrivals (runs in a child process)."""
     from v2vsim import load_scenario
-    from v2vsim.model import _Sim
+    from v2vsim.engine.model import _Sim
 
     sc = load_scenario(scenario_path)
     model_s = bare_s = setup_s = 0.0

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import v2vsim
 from v2vsim import metrics
 from v2vsim.cli import app, default_compare_dir
-from v2vsim.compare import Comparison
+from v2vsim.experiments.compare import Comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "scenarios" / "local.yaml"

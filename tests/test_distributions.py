@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from v2vsim.distributions import Distribution, DistributionSpec
+from v2vsim.scenario.distributions import Distribution, DistributionSpec
 
 FIXED_SEED = 20250415
 N = 200_000

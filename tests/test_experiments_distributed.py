@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import v2vsim
 from v2vsim import experiments as ex
 from v2vsim.cli import app
-from v2vsim.distributed import ClusterError, cluster_executor
+from v2vsim.engine.distributed import ClusterError, cluster_executor
 
 distributed = pytest.importorskip("distributed")
 

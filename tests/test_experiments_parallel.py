@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import v2vsim
 from v2vsim import experiments as ex
 from v2vsim.cli import app
-from v2vsim.runner import plan_ranges
+from v2vsim.engine.runner import plan_ranges
 
 TINY = """\
 name: tiny

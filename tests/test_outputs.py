@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from v2vsim.cli import app
-from v2vsim.output import OutputError, verify_dir, write_results_dir
+from v2vsim.outputs.results_dir import OutputError, verify_dir, write_results_dir
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from v2vsim import metrics, plots
+from v2vsim import metrics
+from v2vsim.outputs import plots
 
 # (step name, kind, (gamma shape, scale) of the wait before it or None, duration in days,
 #  failure probability, outcome when it fails for good, attempts allowed)

@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 from scipy import stats
 
 import v2vsim
-from v2vsim.distributions import Distribution
+from v2vsim.scenario.distributions import Distribution
 from v2vsim.scenario import Scenario, scenario_from_dict
 
 Z = 4.0

@@ -29,8 +29,8 @@ from typer.testing import CliRunner
 
 from v2vsim import metrics
 from v2vsim.cli import app
-from v2vsim.output import sha256_file, write_json
-from v2vsim.report import (
+from v2vsim.outputs.results_dir import sha256_file, write_json
+from v2vsim.outputs.report import (
     KEY_METRICS,
     ReportError,
     load_results,

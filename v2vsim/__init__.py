@@ -8,15 +8,9 @@
 >>> cmp.table                                                    # doctest: +SKIP
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-from .compare import Comparison, compare
-from .runner import Results, simulate
+from .experiments.compare import Comparison, compare
+from .engine.runner import Results, simulate
+from ._version import __version__
 from .scenario import Scenario, ScenarioError, load_scenario
-
-try:
-    __version__ = version("v2vsim")
-except PackageNotFoundError:  # running from a checkout without installing
-    __version__ = "0.0.0+checkout"
 
 __all__ = ["Comparison", "Results", "Scenario", "ScenarioError", "compare", "load_scenario", "simulate", "__version__"]

@@ -176,6 +176,7 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "manufacturing_failed": ("Manufacturing failed", "count"),
     "out_of_specification": ("Out of specification", "count"),
     "product_expired": ("Product expired", "count"),
+    "infusion_failed": ("Infusion failed", "count"),
     "step_failed": ("Other step failed", "count"),
     "unresolved": ("Unresolved at end of run", "count"),
     "vein_to_vein_median": ("Vein-to-vein, median", "days"),

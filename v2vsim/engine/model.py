@@ -37,9 +37,9 @@ import numpy as np
 import simpy
 from simpy.core import URGENT
 
-from .distributions import DistributionSpec
+from ..scenario.distributions import DistributionSpec
 from .rng import Streams
-from .scenario import DAYS_PER_YEAR, OUTCOME_BY_KIND, OUTCOMES, WEEKDAYS, PathwayRule, Scenario, Site
+from ..scenario import DAYS_PER_YEAR, OUTCOME_BY_KIND, OUTCOMES, WEEKDAYS, PathwayRule, Scenario, Site
 
 __all__ = ["OUTCOMES", "ReplicationOutput", "run_replication", "arrival_days"]
 
@@ -630,7 +630,8 @@ class _Sim:
                 max_attempts=s.on_failure.max_attempts if s.on_failure else 1,
                 cost=s.cost + (site_cfg.cost_per_use if site_cfg else 0.0),
                 shelf_life=s.shelf_life,
-                failure_outcome=_CODE[OUTCOME_BY_KIND.get(s.kind, "step_failed")],
+                failure_outcome=_CODE["product_expired" if s.shelf_life is not None
+                                      else OUTCOME_BY_KIND.get(s.kind, "step_failed")],
                 is_apheresis=s.kind == "apheresis", is_manufacture=s.kind == "manufacture",
                 is_release=s.kind == "release",
                 closed=self._closed(site_cfg), patient_step=s.kind in _PATIENT_KINDS,

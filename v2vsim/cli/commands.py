@@ -17,13 +17,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import __version__
-from .compare import Comparison, check_comparable, write_comparison_files
-from .compare import compare as compare_scenarios
-from .metrics import LOSS_CAUSES, headline_rows, overload_warnings
-from .output import OutputError, check_target, manifest_fields, verify_dir, write_results_dir, write_tables
-from .runner import Results, default_jobs, simulate
-from .scenario import Scenario, ScenarioError, load_scenario
+from .._version import __version__
+from ..experiments.compare import Comparison, check_comparable, write_comparison_files
+from ..experiments.compare import compare as compare_scenarios
+from ..metrics import LOSS_CAUSES, headline_rows, overload_warnings
+from ..outputs.results_dir import OutputError, check_target, manifest_fields, verify_dir, write_results_dir, write_tables
+from ..engine.runner import Results, default_jobs, simulate
+from ..scenario import Scenario, ScenarioError, load_scenario
 
 app = typer.Typer(
     add_completion=False,
@@ -94,7 +94,7 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
     def fill(tmp: Path) -> dict:
         write_tables(results, tmp, csv=csv, source=scenario_file)
         if figures:
-            from .plots import run_figures
+            from ..outputs.plots import run_figures
 
             footer = (f"{results.scenario.name} · {results.n_replications} replications · "
                       f"seed {results.seed} · v2vsim {__version__}")
@@ -132,7 +132,7 @@ def run(
 ) -> None:
     """Run SCENARIO's replications and write its results directory."""
     if sets:
-        from .cli_experiments import load_cli
+        from .experiments import load_cli
 
         scenario = load_cli(scenario_file, sets)
     else:
@@ -149,7 +149,7 @@ def run(
     started = time.perf_counter()
     try:
         if precision is not None or cluster is not None:
-            from .cli_experiments import run_extended
+            from .experiments import run_extended
 
             results = run_extended(scenario, replications, base_seed, jobs, precision, cluster)
             n = results.n_replications
@@ -209,7 +209,7 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
                           scenario_file=path, jobs=jobs)
         write_comparison_files(comparison, tmp)
         if figures:
-            from .plots import comparison_figures
+            from ..outputs.plots import comparison_figures
 
             footer = (f"{comparison.replications} replications per scenario · seed "
                       f"{comparison.seed}: the same virtual patients in every scenario · "
@@ -311,7 +311,7 @@ def compare(
     if len(scenario_files) < 2:
         _fail("error: compare needs at least two scenario files")
     if sets:
-        from .cli_experiments import load_cli
+        from .experiments import load_cli
 
         scenarios = [load_cli(path, sets) for path in scenario_files]
     else:
@@ -337,7 +337,7 @@ def compare(
     workers = jobs or default_jobs()
     started = time.perf_counter()
     if precision is not None:
-        from .experiments import Precision, replications_for_precision
+        from ..experiments import Precision, replications_for_precision
 
         n = replications_for_precision(
             scenarios, Precision(precision, max_replications=replications or 1000), base_seed,
@@ -428,7 +428,7 @@ def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
 ) -> None:
     """Write one self-contained HTML report (key numbers, figures, assumptions, method)."""
-    from .report import ReportError, write_report
+    from ..outputs.report import ReportError, write_report
 
     try:
         written = write_report(directories, output)
@@ -456,7 +456,7 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-from .cli_experiments import register as _register_experiments; _register_experiments(app)  # noqa: E402,E702
+from .experiments import register as _register_experiments; _register_experiments(app)  # noqa: E402,E702
 
 
 def main() -> None:

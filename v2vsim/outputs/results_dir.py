@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from .scenario import scenario_to_yaml
+from ..scenario import scenario_to_yaml
 
 __all__ = ["OutputError", "sha256_file", "write_results_dir", "package_versions", "verify_dir",
            "MANIFEST"]

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .metrics import metric_label
+from ..metrics import metric_label
 from .plots import OKABE_ITO, draw_band, house_style, new_figure, scenario_colors, side_legend
 
 __all__ = [

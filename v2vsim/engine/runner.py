@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import metrics
+from .. import metrics
 from .model import OUTCOMES, ReplicationOutput, run_replication
-from .scenario import Scenario
+from ..scenario import Scenario
 
 __all__ = ["Results", "simulate", "default_jobs", "plan_ranges", "run_ranges", "assemble"]
 

@@ -26,13 +26,13 @@ from rich.progress import Progress as RichProgressBar
 from rich.table import Table
 from typer.core import TyperCommand
 
-from . import __version__
-from . import experiments as ex
-from .distributed import ClusterError
-from .metrics import format_value, metric_label
-from .output import OutputError, check_target, package_versions, sha256_file, write_json, write_results_dir
-from .runner import Results
-from .scenario import Scenario, ScenarioError, scenario_to_yaml
+from .._version import __version__
+from .. import experiments as ex
+from ..engine.distributed import ClusterError
+from ..metrics import format_value, metric_label
+from ..outputs.results_dir import OutputError, check_target, package_versions, sha256_file, write_json, write_results_dir
+from ..engine.runner import Results
+from ..scenario import Scenario, ScenarioError, scenario_to_yaml
 
 __all__ = ["register", "load_cli", "run_extended"]
 
@@ -48,7 +48,7 @@ Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker
 
 
 def _large_referrals() -> int:
-    from .cli import LARGE_REFERRALS
+    from .commands import LARGE_REFERRALS
 
     return LARGE_REFERRALS
 
@@ -176,8 +176,8 @@ def _note_precision(results: Results) -> None:
 def run_extended(scenario: Scenario, replications: int | None, seed: int, jobs: int | None,
                  precision: float | None, cluster: str | None) -> Results:
     """``run`` with ``--precision`` (``replications`` is then the cap) or ``--cluster``."""
-    from .cli import run_scenario
-    from .runner import simulate
+    from .commands import run_scenario
+    from ..engine.runner import simulate
 
     try:
         if precision is not None:
@@ -217,7 +217,7 @@ def _manifest(kind: str, source: ex.ScenarioSource, seed: int, started: float, *
 
 
 def _save(fig: Any, directory: Path, stem: str) -> None:
-    from .plots import save_figure
+    from ..outputs.plots import save_figure
 
     save_figure(fig, directory, stem)
     fig.clear()
@@ -425,7 +425,7 @@ def sweep(
 
 def _sweep_figures(table: pd.DataFrame, names: list[str], design: str, scenario: Scenario,
                    directory: Path, seed: int) -> None:
-    from . import plots_experiments as px
+    from ..outputs import plots_experiments as px
 
     n = int(table["n"].max()) if len(table) else 0
     footer = f"{scenario.name} · up to {n} replications per point · seed {seed} · v2vsim {__version__}"
@@ -581,7 +581,7 @@ def sensitivity(
             write_json(tmp / "sensitivity.json", {**fingerprint, "metric": metric, "scenario_file": str(scenario_file),
                                                   "indices": result.indices.to_dict(orient="records")})
             if not no_figures:
-                from . import plots_experiments as px
+                from ..outputs import plots_experiments as px
 
                 footer = (f"{source.base.name} · {replications} replications per point · seed {base_seed} · "
                           f"v2vsim {__version__}")
@@ -697,7 +697,7 @@ def capacity(
             })
             (tmp / "scenario.yaml").write_text(scenario_to_yaml(base, seed=base_seed), encoding="utf-8")
             if not no_figures:
-                from . import plots_experiments as px
+                from ..outputs import plots_experiments as px
 
                 reps = (f"replications to {100 * prec.relative:g}% precision" if prec
                         else f"{replications or base.replications} replications per count")

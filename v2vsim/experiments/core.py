@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import metrics
-from .runner import Results, _run_range, assemble, default_jobs, plan_ranges
-from .scenario import (Problem, Scenario, ScenarioError, load_scenario, read_yaml, scenario_from_dict,
+from .. import metrics
+from ..engine.runner import Results, _run_range, assemble, default_jobs, plan_ranges
+from ..scenario import (Problem, Scenario, ScenarioError, load_scenario, read_yaml, scenario_from_dict,
                        to_plain)
 
 __all__ = [
@@ -484,7 +484,7 @@ def executor_for(jobs: int | None = None, cluster: str | None = None) -> Iterato
     to run in this process. The pool's workers ignore Ctrl-C and SIGTERM so that the main
     process stops them cleanly (finishing the tasks they hold)."""
     if cluster:
-        from .distributed import cluster_executor
+        from ..engine.distributed import cluster_executor
 
         with cluster_executor(cluster) as (executor, workers):
             yield executor, workers

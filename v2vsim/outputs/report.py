@@ -40,11 +40,11 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.tokens import CommentToken
 
-from . import __version__
-from .distributions import Distribution
-from .metrics import LOSS_CAUSES, format_value, metric_label, t_interval
-from .output import MANIFEST, verify_dir
-from .scenario import to_plain
+from .._version import __version__
+from ..scenario.distributions import Distribution
+from ..metrics import LOSS_CAUSES, format_value, metric_label, t_interval
+from .results_dir import MANIFEST, verify_dir
+from ..scenario import to_plain
 
 __all__ = [
     "ReportError",
@@ -1148,7 +1148,7 @@ def render_report(inputs: Sequence[RunDir | CompareDir], report_command: str = "
     """The report's HTML text for loaded results directories."""
     if not inputs:
         raise ReportError("no results directory given")
-    text = resources.files("v2vsim").joinpath("templates", "report.html.j2").read_text(encoding="utf-8")
+    text = resources.files("v2vsim.outputs").joinpath("templates", "report.html.j2").read_text(encoding="utf-8")
     template = _template().from_string(text)
     return template.render(**_build_context(inputs, report_command))
 

@@ -37,8 +37,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 from scipy.stats import t as student_t
 
-from .metrics import paired_difference, t_interval
-from .scenario import OUTCOMES
+from ..metrics import paired_difference, t_interval
+from ..scenario import OUTCOMES
 
 __all__ = [
     "COMPARISON_FIGURES",
@@ -112,8 +112,8 @@ _SCENARIO_ORDER: Final[tuple[str, ...]] = (
 
 
 #: One fixed colour per outcome, identical in every figure. Okabe–Ito has eight colours for
-#: eleven outcomes, so the three rarest/least specific use a dark wine (from Paul Tol's
-#: colour-blind-safe "muted" scheme) and greys; "unresolved" is the palest because it is not an
+#: twelve outcomes, so the four rarest/least specific use a dark wine and an indigo (from Paul
+#: Tol's colour-blind-safe "muted" scheme) and greys; "unresolved" is the palest because it is not an
 #: outcome but the end of the run.
 OUTCOME_COLORS: Final[Mapping[str, str]] = {
     "infused": OKABE_ITO["bluish_green"],
@@ -125,6 +125,7 @@ OUTCOME_COLORS: Final[Mapping[str, str]] = {
     "manufacturing_failed": OKABE_ITO["blue"],
     "out_of_specification": OKABE_ITO["sky_blue"],
     "product_expired": "#882255",
+    "infusion_failed": "#332288",
     "step_failed": "#999999",
     "unresolved": "#D4D4D4",
 }
@@ -140,6 +141,7 @@ OUTCOME_LABELS: Final[Mapping[str, str]] = {
     "manufacturing_failed": "Manufacturing failed",
     "out_of_specification": "Out of specification",
     "product_expired": "Product expired",
+    "infusion_failed": "Infusion failed",
     "step_failed": "Step failed",
     "unresolved": "Unresolved at end of run",
 }
@@ -906,7 +908,7 @@ _FAILURE_OUTCOME_BY_KIND: Final[Mapping[str, str]] = {
     "transport": "lost_in_transit",
     "manufacture": "manufacturing_failed",
     "release": "out_of_specification",
-    "infusion": "product_expired",
+    "infusion": "infusion_failed",
 }
 
 

@@ -78,6 +78,7 @@ OUTCOMES = (
     "manufacturing_failed",
     "out_of_specification",
     "product_expired",
+    "infusion_failed",
     "step_failed",
     "unresolved",
 )
@@ -89,7 +90,7 @@ OUTCOME_BY_KIND = {
     "transport": "lost_in_transit",
     "manufacture": "manufacturing_failed",
     "release": "out_of_specification",
-    "infusion": "product_expired",
+    "infusion": "infusion_failed",
 }
 
 #: Largest YAML document accepted, in bytes (a scenario is a few kilobytes).
@@ -979,6 +980,11 @@ def scenario_from_dict(data: Any, file: str = "<scenario>", tree: Any = None) ->
                                     _message(err, raw, path)))
     for path, msg in _reference_problems(raw):
         problems.append(Problem(file, _line_of(tree, path), _format_path(path), msg))
+    if scenario is not None and not problems:
+        # What validates must also run: the engine's preconditions (see .compile).
+        from .compile import precondition_problems
+        for path, msg in precondition_problems(scenario):
+            problems.append(Problem(file, _line_of(tree, path), _format_path(path), msg))
     tagged = _tag_problems(tree)
     if tagged:
         # The tag is the problem; what pydantic says about the tagged value is noise.

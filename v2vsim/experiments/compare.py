@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from . import metrics
-from .output import write_json
-from .runner import Results, simulate
-from .scenario import Scenario, load_scenario
+from .. import metrics
+from ..outputs.results_dir import write_json
+from ..engine.runner import Results, simulate
+from ..scenario import Scenario, load_scenario
 
 __all__ = ["Comparison", "compare", "write_comparison_files"]
 

@@ -1,0 +1,1 @@
+"""The engine: one replication of a scenario as a SimPy model, and replications in workers."""
