@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from v2vsim.outputs import plots_experiments as px
+from v2vsim.outputs.figures import experiments as px
 from v2vsim.experiments import Target
-from v2vsim.outputs.plots import save_figure
+from v2vsim.outputs.figures import save_figure
 
 
 def sweep_frame() -> pd.DataFrame:

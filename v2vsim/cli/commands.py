@@ -94,7 +94,7 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
     def fill(tmp: Path) -> dict:
         write_tables(results, tmp, csv=csv, source=scenario_file)
         if figures:
-            from ..outputs.plots import run_figures
+            from ..outputs.figures import run_figures
 
             footer = (f"{results.scenario.name} · {results.n_replications} replications · "
                       f"seed {results.seed} · v2vsim {__version__}")
@@ -209,7 +209,7 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
                           scenario_file=path, jobs=jobs)
         write_comparison_files(comparison, tmp)
         if figures:
-            from ..outputs.plots import comparison_figures
+            from ..outputs.figures import comparison_figures
 
             footer = (f"{comparison.replications} replications per scenario · seed "
                       f"{comparison.seed}: the same virtual patients in every scenario · "

@@ -217,7 +217,7 @@ def _manifest(kind: str, source: ex.ScenarioSource, seed: int, started: float, *
 
 
 def _save(fig: Any, directory: Path, stem: str) -> None:
-    from ..outputs.plots import save_figure
+    from ..outputs.figures import save_figure
 
     save_figure(fig, directory, stem)
     fig.clear()
@@ -425,7 +425,7 @@ def sweep(
 
 def _sweep_figures(table: pd.DataFrame, names: list[str], design: str, scenario: Scenario,
                    directory: Path, seed: int) -> None:
-    from ..outputs import plots_experiments as px
+    from ..outputs.figures import experiments as px
 
     n = int(table["n"].max()) if len(table) else 0
     footer = f"{scenario.name} · up to {n} replications per point · seed {seed} · v2vsim {__version__}"
@@ -581,7 +581,7 @@ def sensitivity(
             write_json(tmp / "sensitivity.json", {**fingerprint, "metric": metric, "scenario_file": str(scenario_file),
                                                   "indices": result.indices.to_dict(orient="records")})
             if not no_figures:
-                from ..outputs import plots_experiments as px
+                from ..outputs.figures import experiments as px
 
                 footer = (f"{source.base.name} · {replications} replications per point · seed {base_seed} · "
                           f"v2vsim {__version__}")
@@ -697,7 +697,7 @@ def capacity(
             })
             (tmp / "scenario.yaml").write_text(scenario_to_yaml(base, seed=base_seed), encoding="utf-8")
             if not no_figures:
-                from ..outputs import plots_experiments as px
+                from ..outputs.figures import experiments as px
 
                 reps = (f"replications to {100 * prec.relative:g}% precision" if prec
                         else f"{replications or base.replications} replications per count")

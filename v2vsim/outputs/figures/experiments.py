@@ -1,9 +1,9 @@
 """Figures of sweeps, sensitivity analyses and capacity searches: DataFrames in, Figures out.
 
-Same house style as :mod:`v2vsim.plots` (its :func:`~v2vsim.plots.house_style`,
-:func:`~v2vsim.plots.new_figure`, :func:`~v2vsim.plots.draw_band`,
-:func:`~v2vsim.plots.side_legend` and :func:`~v2vsim.plots.scenario_colors`): a mean line with
-its 95% confidence band across replications, legends to the right, a footer line.
+Same house style as the other figures (:mod:`.style`: :func:`~.style.house_style`,
+:func:`~.style.new_figure`, :func:`~.style.draw_band`, :func:`~.style.side_legend` and
+:func:`~.style.scenario_colors`): a mean line with its 95% confidence band across
+replications, legends to the right, a footer line.
 Tables are the tidy ones written by ``v2vsim sweep`` (``point, <parameters>, metric, mean,
 ci_low, ci_high, n``), ``sensitivity`` and ``capacity``.
 """
@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..metrics import metric_label
-from .plots import OKABE_ITO, draw_band, house_style, new_figure, scenario_colors, side_legend
+from ...metrics import metric_label
+from .style import OKABE_ITO, draw_band, house_style, new_figure, scenario_colors, side_legend
 
 __all__ = [
     "capacity_figure",

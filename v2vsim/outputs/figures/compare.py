@@ -1,0 +1,479 @@
+"""Comparison figures between scenarios (``v2vsim compare``), drawn and saved by
+:func:`comparison_figures`.
+
+Frames are keyed by scenario name, baseline first; every scenario keeps its colour in every
+figure, and differences from the baseline ("Δ") are paired by replication (common random
+numbers; see :mod:`.paired`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import StrMethodFormatter
+from scipy.stats import t as student_t
+
+from ...metrics import t_interval
+from ...scenario import OUTCOMES
+from .outcomes import cumulative_incidence
+from .paired import (
+    _delta_handle,
+    _error_bar,
+    _fmt_delta,
+    _fmt_small,
+    _group_label,
+    _legend_name,
+    _paired,
+    _per_100,
+    _scenario_handles,
+    _signed,
+    _text_color,
+    outcome_groups,
+    per_100_referred,
+)
+from .style import (
+    _empty_message,
+    _fmt_tail,
+    draw_band,
+    house_style,
+    new_figure,
+    outcome_label,
+    save_figure,
+    scenario_colors,
+    side_legend,
+    tail_limit,
+)
+
+__all__ = [
+    "COMPARISON_FIGURES",
+    "compare_attrition_figure",
+    "compare_cost_figure",
+    "compare_cumulative_incidence_figure",
+    "compare_outcomes_figure",
+    "compare_vein_to_vein_figure",
+    "comparison_figures",
+]
+
+
+def compare_vein_to_vein_figure(
+    patients: Mapping[str, pd.DataFrame],
+    *,
+    column: str = "vein_to_vein_days",
+    footer: str = "",
+) -> Figure:
+    """Vein-to-vein days of infused patients per scenario: ECDF and 1-day histogram, overlaid.
+
+    Patients of all replications are pooled per scenario. The x axis ends near the largest
+    99th percentile of the scenarios (:func:`tail_limit`); the legend gives each scenario's
+    median and P90 (of all values) and the share beyond the axis.
+    """
+    names = list(patients)
+    colours = scenario_colors(len(names))
+    values = {
+        name: frame.loc[frame["outcome"] == "infused", column].dropna().to_numpy(dtype=float)
+        for name, frame in patients.items()
+    }
+    if column == "vein_to_vein_days":
+        xlabel = "Vein-to-vein time, apheresis to infusion (days)"
+        title = "Vein-to-vein time of infused patients, by scenario"
+    else:
+        xlabel = f"{column.removesuffix('_days').replace('_', ' ').capitalize()} (days)"
+        title = f"{xlabel.removesuffix(' (days)')} of infused patients, by scenario"
+    with house_style():
+        fig, axes = new_figure(1, 2, figsize=(13.5, 5.8), sharex=True, footer=footer, title=title)
+        ax_cdf, ax_hist = axes[0]
+        ax_cdf.set_title("Cumulative share infused within x days")
+        ax_cdf.set_ylabel("Infused patients (%)")
+        ax_hist.set_title("Distribution, 1-day bins")
+        ax_hist.set_ylabel("Share of infused patients (%)")
+        for ax in axes[0]:
+            ax.set_xlabel(xlabel)
+        if not any(v.size for v in values.values()):
+            for ax in axes[0]:
+                _empty_message(ax, "No infused patients")
+            return fig
+        limit = max(tail_limit(v) for v in values.values() if v.size)
+        low = min(0.0, min(math.floor(v.min()) for v in values.values() if v.size))
+        edges = np.arange(low, limit + 1.0, dtype=float)
+        handles: list[Any] = []
+        labels: list[str] = []
+        any_cut = False
+        for name, colour in zip(names, colours):
+            v = np.sort(values[name])
+            handles.append(Line2D([], [], color=colour, linewidth=2.5))
+            if v.size == 0:
+                labels.append(f"{_legend_name(name)}\nno infused patients")
+                continue
+            ax_cdf.step(np.concatenate(([low], v)), 100.0 * np.arange(v.size + 1) / v.size,
+                        where="post", color=colour)
+            share = 100.0 * np.histogram(v, bins=edges)[0] / v.size
+            ax_hist.stairs(share, edges, fill=True, color=colour, alpha=0.25, linewidth=0)
+            ax_hist.stairs(share, edges, color=colour, linewidth=1.8)
+            median, p90 = np.percentile(v, [50, 90])
+            label = f"{_legend_name(name)}\nmedian {median:.1f} d, P90 {p90:.1f} d"
+            beyond = 100.0 * float((v > limit).mean())
+            if beyond > 0:
+                any_cut = True
+                label += f"\n{_fmt_tail(beyond)} beyond {limit:.0f} d"
+            labels.append(label)
+        for level in (50, 90):
+            ax_cdf.axhline(level, color="#777777", linestyle=":", linewidth=1.2, zorder=1)
+        ax_cdf.set_yticks([0, 25, 50, 75, 90, 100])
+        ax_cdf.set_ylim(0, 101)
+        ax_cdf.set_xlim(low, limit)
+        ax_hist.set_ylim(0, None)
+        if any_cut:
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(f"Axis cut at {limit:.0f} days (near the\n99th percentile); the rare "
+                          "longer\ntimes are mostly repeat\nmanufacturing")
+        side_legend(ax_hist, handles, labels, title="Scenario")
+    return fig
+
+
+def compare_attrition_figure(
+    replications: Mapping[str, pd.DataFrame], *, footer: str = "", level: float = 0.95
+) -> Figure:
+    """Patients lost before infusion per 100 referred, one small panel per cause.
+
+    Bars are each scenario's mean across replications with ``level`` t-interval error bars;
+    under every other scenario's bar, its paired difference from the first scenario. Each
+    panel has its own y scale, so rare causes stay readable next to death. Causes that never
+    happen in any scenario are left out.
+    """
+    names = list(replications)
+    colours = scenario_colors(len(names))
+    groups = outcome_groups(replications)
+    present = {m for members in groups.values() for m in members}
+    causes = [c for c in OUTCOMES if c != "infused" and c in present]
+    n_s = max(len(names), 1)
+    # The "Δ (low to high)" tick labels need about 1.5 inches per bar.
+    ncols = max(1, min(len(causes), 4 if n_s <= 2 else 2 if n_s <= 3 else 1))
+    nrows = max(1, math.ceil(len(causes) / ncols))
+    with house_style():
+        fig, axes = new_figure(
+            nrows, ncols, figsize=(13.5, 1.2 + 3.6 * nrows), footer=footer,
+            title="Patients lost before infusion per 100 referred, by cause and scenario",
+        )
+        if not causes or not names:
+            _empty_message(axes[0, 0], "No losses")
+            return fig
+        x = np.arange(n_s)
+        for k, cause in enumerate(causes):
+            ax = axes[k // ncols, k % ncols]
+            ax.set_title(outcome_label(cause))
+            rows = [t_interval(_per_100(replications[n], [cause]), level) for n in names]
+            means = np.array([r[0] for r in rows], dtype=float)
+            err = np.array([_error_bar(*r[:3]) for r in rows]).T
+            ax.bar(x, means, width=0.7, color=colours)
+            ax.errorbar(x, means, yerr=err, fmt="none", ecolor="#222222", elinewidth=1.2,
+                        capsize=4)
+            for xx, end, mean in zip(x, means + err[1], means):
+                ax.annotate(_fmt_small(mean), (xx, end), xytext=(0, 3),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=11)
+            diffs = _paired(replications, lambda t, c=cause: _per_100(t, [c]), level)
+            ticks = ["baseline"] + [_fmt_delta(diffs[n], _signed) for n in names[1:]]
+            ax.set_xticks(x, ticks, fontsize=10.5)
+            for tick, colour in zip(ax.get_xticklabels(), colours):
+                tick.set_color(_text_color(colour))
+            ax.tick_params(axis="x", length=0)
+            ax.grid(axis="x", visible=False)
+            ax.set_xlim(-0.6, n_s - 0.4)
+            top = float(np.nanmax(means + err[1])) if np.isfinite(means).any() else 0.0
+            ax.set_ylim(0, max(top, 0.05) * 1.2)
+            if k % ncols == 0:
+                ax.set_ylabel(f"Per 100 referred\n(mean, {level:.0%} CI)")
+        for k in range(len(causes), nrows * ncols):
+            axes[k // ncols, k % ncols].set_visible(False)
+        handles = _scenario_handles(names)
+        labels = [h.get_label() for h in handles]
+        if n_s > 1:
+            handle, label = _delta_handle(names[0], level)
+            handles.append(handle)
+            labels.append(label)
+        side_legend(axes[0, ncols - 1] if len(causes) >= ncols else axes[0, len(causes) - 1],
+                    handles, labels, title="Scenario")
+    return fig
+
+
+def compare_cumulative_incidence_figure(
+    patients: Mapping[str, pd.DataFrame],
+    *,
+    max_day: float | None = None,
+    footer: str = "",
+    level: float = 0.95,
+) -> Figure:
+    """Cumulative incidence of infusion and of death before infusion since referral, per
+    scenario: the mean across replications with a ``level`` t-interval band of that mean.
+
+    By default the x axis ends near the 99th percentile of the days to an outcome over all
+    scenarios (:func:`tail_limit`); curves are flat or nearly so beyond it.
+    """
+    names = list(patients)
+    colours = scenario_colors(len(names))
+    elapsed = [
+        (f["outcome_day"] - f["referral_day"]).dropna().to_numpy(dtype=float)
+        for f in patients.values()
+    ]
+    pooled = np.concatenate(elapsed) if elapsed else np.empty(0)
+    if max_day is None:
+        max_day = tail_limit(pooled) if pooled.size else 1.0
+    days = np.arange(0.0, max(max_day, 1.0) + 1.0)
+    panels = (("infused", "Infused"), ("died", "Died before infusion"))
+    with house_style():
+        fig, axes = new_figure(
+            1, 2, figsize=(13.5, 5.6), sharex=True, footer=footer,
+            title="Infusion and death over time since referral, by scenario",
+        )
+        for ax, (_, title) in zip(axes[0], panels):
+            ax.set_title(title)
+            ax.set_xlabel("Days since referral")
+            ax.set_ylabel("Share of referred patients (%)")
+        if not pooled.size:
+            for ax in axes[0]:
+                _empty_message(ax, "No patients with an outcome")
+            return fig
+        for name, colour in zip(names, colours):
+            incidence = cumulative_incidence(
+                patients[name], days, {o: [o] for o, _ in panels})
+            for ax, (outcome, _) in zip(axes[0], panels):
+                wide = (incidence[incidence["outcome"] == outcome]
+                        .pivot(index="day", columns="replication", values="share")
+                        .to_numpy(dtype=float) * 100.0)
+                mean = wide.mean(axis=1)
+                n = wide.shape[1]
+                half = (float(student_t.ppf(0.5 + level / 2, n - 1)) * wide.std(axis=1, ddof=1)
+                        / math.sqrt(n)) if n > 1 else np.zeros_like(mean)
+                draw_band(ax, days, mean - half, mean, mean + half, color=colour)
+        for ax in axes[0]:
+            ax.set_xlim(0, days[-1])
+            ax.set_ylim(0, None)
+        handles = _scenario_handles(names)
+        labels = [h.get_label() for h in handles]
+        handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
+        labels.append(f"Band: {level:.0%} CI of the mean\nacross replications")
+        later = float((pooled > days[-1]).mean() * 100.0)
+        if later > 0:
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(f"{_fmt_tail(later)} of outcomes "
+                          f"happen\nafter day {days[-1]:.0f} (not shown)")
+        side_legend(axes[0, -1], handles, labels, title="Scenario")
+    return fig
+
+
+def compare_outcomes_figure(
+    replications: Mapping[str, pd.DataFrame], *, footer: str = "", level: float = 0.95
+) -> Figure:
+    """Out of 100 referred patients: how many are infused, die, become ineligible or are lost
+    otherwise, per scenario (means across replications, ``level`` t-interval error bars), with
+    each scenario's paired difference from the first above each group."""
+    names = list(replications)
+    colours = scenario_colors(len(names))
+    groups = outcome_groups(replications)
+    stats = {n: per_100_referred(t, groups, level) for n, t in replications.items()}
+    n_s = max(len(names), 1)
+    with house_style():
+        fig, axes = new_figure(
+            1, 1, figsize=(13.5, 6.4), footer=footer,
+            title="Outcomes out of 100 referred patients, by scenario",
+        )
+        ax = axes[0, 0]
+        ax.set_ylabel(f"Patients per 100 referred\n(mean; error bars: {level:.0%} CI)")
+        if not names:
+            _empty_message(ax, "No scenarios")
+            return fig
+        x = np.arange(len(groups))
+        width = 0.8 / n_s
+        group_top = np.zeros(len(groups))
+        for i, (name, colour) in enumerate(zip(names, colours)):
+            frame = stats[name]
+            xs = x - 0.4 + width * (i + 0.5)
+            means = frame["mean"].to_numpy(dtype=float)
+            err = np.array([_error_bar(*frame.loc[g, ["mean", "ci_low", "ci_high"]])
+                            for g in groups]).T
+            ax.bar(xs, means, width=width * 0.92, color=colour)
+            ax.errorbar(xs, means, yerr=err, fmt="none", ecolor="#222222", elinewidth=1.2,
+                        capsize=3)
+            for xx, end, mean in zip(xs, means + err[1], means):
+                ax.annotate(_fmt_small(mean), (xx, end), xytext=(0, 3),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=11)
+            group_top = np.fmax(group_top, means + err[1])
+        # Paired differences above each group, one line per scenario in its colour.
+        for k, (group, members) in enumerate(groups.items()):
+            diffs = _paired(replications, lambda t, m=members: _per_100(t, m), level)
+            for j, name in enumerate(names[1:]):
+                ax.annotate(_fmt_delta(diffs[name], _signed, sep=" "), (x[k], group_top[k]),
+                            xytext=(0, 22 + 16 * (n_s - 2 - j)), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=11,
+                            color=_text_color(colours[j + 1]))
+        ax.set_xticks(x, [_group_label(g, m) for g, m in groups.items()])
+        ax.grid(axis="x", visible=False)
+        top = float(np.nanmax(group_top)) if len(group_top) else 1.0
+        ax.set_ylim(0, max(top, 1.0) * (1.18 + 0.06 * max(n_s - 2, 0)))
+        handles = _scenario_handles(names)
+        labels = [h.get_label() for h in handles]
+        if n_s > 1:
+            handle, label = _delta_handle(names[0], level)
+            handles.append(handle)
+            labels.append(label)
+        side_legend(ax, handles, labels, title="Scenario")
+    return fig
+
+
+def _money_scale(top: float) -> tuple[float, str, str]:
+    """Divisor, axis word and value suffix for amounts up to about ``top``: thousands keep
+    three or more significant digits for amounts from tens of thousands to millions."""
+    if top >= 1e4:
+        return 1e3, " thousand", "k"
+    return 1.0, "", ""
+
+
+def compare_cost_figure(
+    replications: Mapping[str, pd.DataFrame],
+    currency: str = "",
+    *,
+    footer: str = "",
+    level: float = 0.95,
+) -> Figure:
+    """Cost per infused patient and per referred patient per scenario (means across
+    replications with ``level`` t-interval error bars) in ``currency``, with each scenario's
+    paired difference from the first."""
+    names = list(replications)
+    colours = scenario_colors(len(names))
+    shown = (("cost_per_infused", "Cost per infused patient"),
+             ("cost_per_referred",
+              "Cost per referred patient (all referrals, including those never infused)"))
+    nan_row = (math.nan, math.nan, math.nan, 0)
+    intervals = {
+        metric: [t_interval(t[metric].to_numpy(dtype=float), level) if metric in t else nan_row
+                 for t in replications.values()]
+        for metric, _ in shown
+    }
+    finite = [v for rows in intervals.values() for r in rows for v in r[:3] if np.isfinite(v)]
+    scale, scale_word, suffix = _money_scale(max(finite) if finite else 0.0)
+
+    def money(value: float, sign: str = "") -> str:
+        return f"{value / scale:{sign},.0f}{suffix}"
+
+    unit = f"{currency} " if currency else ""
+    y = np.arange(len(names))
+    with house_style():
+        fig, axes = new_figure(
+            2, 1, figsize=(13.5, 2.8 + 1.7 * max(len(names), 1)), footer=footer, sharex=True,
+            title=f"Cost per patient by scenario{f' ({currency})' if currency else ''}",
+        )
+        right = 0.0
+        for ax, (metric, title) in zip(axes[:, 0], shown):
+            ax.set_title(title)
+            rows = intervals[metric]
+            means = np.array([r[0] for r in rows], dtype=float)
+            if not np.isfinite(means).any():
+                _empty_message(ax, "No cost data")
+                continue
+            err = np.array([_error_bar(*r[:3]) for r in rows]).T
+            ax.barh(y, np.nan_to_num(means) / scale, height=0.62, color=colours)
+            ax.errorbar(means / scale, y, xerr=err / scale, fmt="none", ecolor="#222222",
+                        elinewidth=1.2, capsize=4)
+            diffs = (_paired(replications, lambda t, m=metric: t[m].to_numpy(dtype=float), level)
+                     if all(metric in t for t in replications.values()) else {})
+            for i, (yy, (mean, low, high, _n)) in enumerate(zip(y, rows)):
+                if not np.isfinite(mean):
+                    continue
+                text = f"{unit}{money(mean)}"
+                if np.isfinite(low) and np.isfinite(high):
+                    text += f"  ({money(low)} to {money(high)})"
+                if i > 0 and names[i] in diffs:
+                    text += "\n" + _fmt_delta(diffs[names[i]], lambda v, _d: money(v, "+"),
+                                              sep=" ")
+                end = mean + err[1][i]
+                right = max(right, end)
+                ax.annotate(text, (end / scale, yy), xytext=(6, 0), textcoords="offset points",
+                            va="center", ha="left", fontsize=11.5)
+            ax.set_yticks(y, [_legend_name(n, 34) for n in names])
+            for tick, colour in zip(ax.get_yticklabels(), colours):
+                tick.set_color(_text_color(colour))
+            ax.invert_yaxis()
+            ax.grid(axis="y", visible=False)
+        axes[-1, 0].set_xlabel(f"{currency or 'Cost'}{scale_word} per patient "
+                               f"(mean; error bars: {level:.0%} CI)")
+        axes[0, 0].set_xlim(0, max(right, 1.0) / scale * 1.9)
+        axes[-1, 0].xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        if len(names) > 1:
+            handle, label = _delta_handle(names[0], level)
+            side_legend(axes[0, 0], [handle], [label])
+    return fig
+
+
+#: Comparison figures written by :func:`comparison_figures`, by file stem.
+COMPARISON_FIGURES: Final[tuple[str, ...]] = (
+    "outcomes_per_100",
+    "vein_to_vein",
+    "cumulative_incidence",
+    "attrition_by_cause",
+    "cost_per_patient",
+)
+
+
+def _draw_and_save_comparison(
+    stem: str,
+    patients: Mapping[str, pd.DataFrame],
+    replications: Mapping[str, pd.DataFrame],
+    currency: str,
+    out_dir: Path,
+    footer: str,
+    formats: Sequence[str],
+    dpi: int,
+) -> list[Path]:
+    """Build one comparison figure, save it and free it (runs in a worker process too)."""
+    if stem == "outcomes_per_100":
+        fig = compare_outcomes_figure(replications, footer=footer)
+    elif stem == "vein_to_vein":
+        fig = compare_vein_to_vein_figure(patients, footer=footer)
+    elif stem == "cumulative_incidence":
+        fig = compare_cumulative_incidence_figure(patients, footer=footer)
+    elif stem == "attrition_by_cause":
+        fig = compare_attrition_figure(replications, footer=footer)
+    else:
+        fig = compare_cost_figure(replications, currency, footer=footer)
+    paths = save_figure(fig, out_dir, stem, formats=formats, dpi=dpi)
+    fig.clear()
+    return paths
+
+
+def comparison_figures(
+    patients: Mapping[str, pd.DataFrame],
+    replications: Mapping[str, pd.DataFrame],
+    out_dir: Path,
+    *,
+    currency: str = "",
+    footer: str = "",
+    formats: Sequence[str] = ("png", "svg", "pdf"),
+    dpi: int = 300,
+    jobs: int = 1,
+) -> list[Path]:
+    """Draw and save every comparison figure (:data:`COMPARISON_FIGURES`); returns the paths.
+
+    ``patients`` and ``replications`` map scenario names (baseline first) to their frames;
+    the replications of all scenarios must share replication numbers (one seed) for the
+    paired differences. PNG at ``dpi`` (300 by default), SVG and PDF; ``jobs > 1`` draws in
+    worker processes (same files).
+    """
+    out_dir = Path(out_dir)
+    args = (dict(patients), dict(replications), currency, out_dir, footer, tuple(formats), dpi)
+    if jobs <= 1:
+        results = [_draw_and_save_comparison(stem, *args) for stem in COMPARISON_FIGURES]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(COMPARISON_FIGURES))) as pool:
+            futures = [pool.submit(_draw_and_save_comparison, stem, *args)
+                       for stem in COMPARISON_FIGURES]
+            results = [f.result() for f in futures]
+    return [p for paths in results for p in paths]

@@ -1,0 +1,346 @@
+"""Where referred patients end up: the attrition funnel (who reaches each stage, who is lost
+on the way and why) and the cumulative incidence of outcomes over time since referral."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from .style import (
+    _NEUTRAL_COLOR,
+    _OTHER_LOSSES_COLOR,
+    _empty_message,
+    _fmt_count,
+    _fmt_percent,
+    _n_replications,
+    _ordered_outcomes,
+    draw_band,
+    house_style,
+    new_figure,
+    outcome_color,
+    outcome_label,
+    side_legend,
+)
+
+__all__ = [
+    "FUNNEL_STAGES",
+    "attrition_funnel_figure",
+    "cumulative_incidence",
+    "cumulative_incidence_figure",
+    "funnel_counts",
+    "funnel_losses",
+]
+
+# --------------------------------------------------------------------------------------------
+# Attrition funnel
+# --------------------------------------------------------------------------------------------
+
+#: Stages of the attrition funnel, in order.
+FUNNEL_STAGES: Final[tuple[str, ...]] = (
+    "referred",
+    "apheresed",
+    "manufactured",
+    "released",
+    "infused",
+)
+
+_STAGE_LABELS: Final[Mapping[str, str]] = {
+    "referred": "Referred",
+    "apheresed": "Apheresed",
+    "manufactured": "Manufactured",
+    "released": "Released",
+    "infused": "Infused",
+}
+
+
+def _deepest_stage(patients: pd.DataFrame) -> np.ndarray:
+    """Index into FUNNEL_STAGES of the last stage each patient reached.
+
+    apheresed = apheresis_day known; manufactured = manufacture started and the outcome is not
+    manufacturing_failed (a patient who died during manufacturing counts as manufactured);
+    released = release_day known; infused = outcome "infused". A patient counts as reaching a
+    stage if they reached it or any later one, so the funnel never widens even if a pathway
+    skips a step (e.g. no recorded release).
+    """
+    infused = (patients["outcome"] == "infused").to_numpy()
+    released = patients["release_day"].notna().to_numpy() | infused
+    manufactured = (
+        patients["manufacture_start_day"].notna()
+        & (patients["outcome"] != "manufacturing_failed")
+    ).to_numpy() | released
+    apheresed = patients["apheresis_day"].notna().to_numpy() | manufactured
+    return (
+        apheresed.astype(int) + manufactured.astype(int) + released.astype(int) + infused
+    ).astype(int)
+
+
+def funnel_counts(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients reaching each funnel stage, as the mean per replication.
+
+    Returns a frame indexed by stage (:data:`FUNNEL_STAGES`) with columns ``patients`` (mean
+    number per replication), ``percent_of_referred`` and ``lost_after`` (mean number who
+    reached this stage but not the next). Stage definitions: see ``_deepest_stage``.
+    """
+    n_reps = _n_replications(patients)
+    deepest = _deepest_stage(patients)
+    reached = np.array(
+        [(deepest >= k).sum() for k in range(len(FUNNEL_STAGES))], dtype=float
+    )
+    mean = reached / n_reps if n_reps else np.zeros(len(FUNNEL_STAGES))
+    percent = 100.0 * mean / mean[0] if mean[0] > 0 else np.full(len(FUNNEL_STAGES), np.nan)
+    lost = mean - np.append(mean[1:], mean[-1])
+    return pd.DataFrame(
+        {"patients": mean, "percent_of_referred": percent, "lost_after": lost},
+        index=pd.Index(FUNNEL_STAGES, name="stage"),
+    )
+
+
+def funnel_losses(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients lost after each funnel stage, by outcome, as the mean per replication.
+
+    Rows are the last stage reached (all stages but "infused"), columns are the outcomes that
+    occur (house order), values are mean patients per replication. Row sums equal
+    ``funnel_counts(patients)["lost_after"]``; unresolved patients appear as "unresolved".
+    """
+    stages = list(FUNNEL_STAGES[:-1])
+    n_reps = _n_replications(patients)
+    deepest = _deepest_stage(patients)
+    lost = pd.DataFrame(
+        {
+            "stage": np.asarray(FUNNEL_STAGES, dtype=object)[deepest],
+            "outcome": patients["outcome"].astype(str).to_numpy(),
+        }
+    )
+    lost = lost[deepest < len(FUNNEL_STAGES) - 1]
+    counts = lost.groupby(["stage", "outcome"]).size().unstack("outcome", fill_value=0)
+    columns = _ordered_outcomes(counts.columns)
+    counts = counts.reindex(index=stages, columns=columns, fill_value=0).astype(float)
+    if n_reps:
+        counts = counts / n_reps
+    counts.index.name = "stage"
+    counts.columns.name = "outcome"
+    return counts
+
+
+def attrition_funnel_figure(
+    patients: pd.DataFrame, scenario_name: str, *, footer: str = ""
+) -> Figure:
+    """Attrition funnel: patients reaching each stage and, beside each bar, who was lost why.
+
+    Each row's total length equals the previous stage: the solid bar is the patients who
+    reached the stage, the coloured segments the patients lost on the way, by outcome.
+    """
+    counts = funnel_counts(patients)
+    losses = funnel_losses(patients)
+    n_reps = _n_replications(patients)
+    with house_style():
+        fig, axes = new_figure(
+            1, 1, figsize=(13, 5.6),
+            title=f"Attrition from referral to infusion — {scenario_name}", footer=footer,
+        )
+        ax = axes[0, 0]
+        ax.set_title("Patients reaching each stage, and losses on the way by cause")
+        if n_reps == 0:
+            _empty_message(ax, "No patients")
+            return fig
+        referred = float(counts["patients"].iloc[0])
+        y = np.arange(len(FUNNEL_STAGES))
+        reached = counts["patients"].to_numpy()
+        colours = [_NEUTRAL_COLOR] * (len(FUNNEL_STAGES) - 1) + [outcome_color("infused")]
+        ax.barh(y, reached, height=0.62, color=colours, edgecolor="white", linewidth=1.0)
+        # Losses between stage k-1 and k are drawn on row k, after the patients who got through.
+        causes_seen: list[str] = []
+        for k in range(1, len(FUNNEL_STAGES)):
+            left = reached[k]
+            for cause, value in losses.iloc[k - 1].items():
+                if value <= 0:
+                    continue
+                ax.barh(
+                    y[k], value, left=left, height=0.62, color=outcome_color(str(cause)),
+                    edgecolor="white", linewidth=1.0,
+                )
+                left += value
+                if cause not in causes_seen:
+                    causes_seen.append(str(cause))
+        pad = 0.008 * referred
+        for k in range(len(FUNNEL_STAGES)):
+            label = f"{_fmt_count(reached[k])} ({counts['percent_of_referred'].iloc[k]:.0f}%)"
+            lost = float(losses.iloc[k - 1].sum()) if k > 0 else 0.0
+            lost_text = f"−{_fmt_count(lost)} lost" if lost > 0 else ""
+            if reached[k] >= 0.22 * referred:
+                ax.text(reached[k] - pad, y[k], label, ha="right", va="center", color="white",
+                        fontweight="bold")
+                end_text = lost_text
+            else:
+                end_text = "   ".join(t for t in (label, lost_text) if t)
+            if end_text:
+                row_end = reached[k] + lost
+                ax.text(row_end + pad, y[k], end_text, ha="left", va="center",
+                        color="#333333")
+        ax.set_yticks(y, [_STAGE_LABELS[s] for s in FUNNEL_STAGES])
+        ax.invert_yaxis()
+        ax.set_xlim(0, referred * 1.2)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel(
+            "Patients per replication (mean)" if n_reps > 1 else "Patients (one replication)"
+        )
+        handles = [
+            Patch(color=outcome_color(c), label=outcome_label(c))
+            for c in _ordered_outcomes(causes_seen)
+        ]
+        if handles:
+            side_legend(ax, handles, title="Lost because")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Cumulative incidence of outcomes
+# --------------------------------------------------------------------------------------------
+
+
+def cumulative_incidence(
+    patients: pd.DataFrame,
+    days: Sequence[float] | np.ndarray,
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """Share of referred patients with each outcome by each day since referral, per replication.
+
+    ``t = outcome_day - referral_day``; the share for a group at day ``d`` is the number of the
+    replication's patients with an outcome in the group and ``t <= d``, divided by all patients
+    referred in that replication. Every patient has one outcome, so this is the empirical
+    cumulative incidence under competing risks; unresolved patients (no outcome day) stay in
+    the denominator and are never counted. ``groups`` maps a group name to outcomes; by default
+    each outcome that occurs (except "unresolved") is its own group.
+
+    Returns a long frame with columns ``replication``, ``outcome`` (group name), ``day`` and
+    ``share`` (0–1).
+    """
+    days_arr = np.asarray(days, dtype=float)
+    if groups is None:
+        groups = {
+            o: [o] for o in _ordered_outcomes(patients["outcome"].astype(str)) if o != "unresolved"
+        }
+    elapsed = (patients["outcome_day"] - patients["referral_day"]).to_numpy(dtype=float)
+    outcome = patients["outcome"].astype(str).to_numpy()
+    replication = patients["replication"].to_numpy()
+    reps: list[np.ndarray] = []
+    names: list[np.ndarray] = []
+    day_cols: list[np.ndarray] = []
+    shares: list[np.ndarray] = []
+    for rep in np.unique(replication):
+        in_rep = replication == rep
+        n = int(in_rep.sum())
+        for name, members in groups.items():
+            t = elapsed[in_rep & np.isin(outcome, list(members))]
+            t = np.sort(t[~np.isnan(t)])
+            shares.append(np.searchsorted(t, days_arr, side="right") / n)
+            reps.append(np.full(days_arr.size, rep))
+            names.append(np.full(days_arr.size, name, dtype=object))
+            day_cols.append(days_arr)
+    if not shares:
+        return pd.DataFrame(
+            {
+                "replication": pd.Series(dtype="int64"),
+                "outcome": pd.Series(dtype=object),
+                "day": pd.Series(dtype=float),
+                "share": pd.Series(dtype=float),
+            }
+        )
+    return pd.DataFrame(
+        {
+            "replication": np.concatenate(reps),
+            "outcome": np.concatenate(names),
+            "day": np.concatenate(day_cols),
+            "share": np.concatenate(shares),
+        }
+    )
+
+
+def _incidence_groups(patients: pd.DataFrame) -> dict[str, list[str]]:
+    """infused, died, ineligible separately; every other loss combined (legend names them)."""
+    present = _ordered_outcomes(patients["outcome"].astype(str))
+    groups: dict[str, list[str]] = {}
+    for main in ("infused", "died", "ineligible"):
+        if main in present:
+            groups[main] = [main]
+    other = [o for o in present if o not in groups and o != "unresolved"]
+    if other:
+        groups["other_losses"] = other
+    return groups
+
+
+def cumulative_incidence_figure(
+    patients: pd.DataFrame,
+    scenario_name: str,
+    max_day: float | None = None,
+    *,
+    footer: str = "",
+) -> Figure:
+    """Cumulative incidence of infusion, death, ineligibility and other losses since referral.
+
+    Lines are the mean across replications of each replication's cumulative share; bands
+    span the 2.5th–97.5th percentiles across replications.
+    """
+    groups = _incidence_groups(patients)
+    n_reps = _n_replications(patients)
+    elapsed = (patients["outcome_day"] - patients["referral_day"]).dropna()
+    if max_day is None:
+        max_day = float(math.ceil(elapsed.max())) if len(elapsed) else 1.0
+    days = np.arange(0.0, max(max_day, 1.0) + 1.0)
+    incidence = cumulative_incidence(patients, days, groups)
+    with house_style():
+        fig, axes = new_figure(
+            1, 1, figsize=(12, 6), title=f"Outcomes over time since referral — {scenario_name}",
+            footer=footer,
+        )
+        ax = axes[0, 0]
+        ax.set_title("Cumulative share of referred patients by outcome")
+        ax.set_xlabel("Days since referral")
+        ax.set_ylabel("Share of referred patients (%)")
+        if incidence.empty:
+            _empty_message(ax, "No patients with an outcome")
+            return fig
+        for name, members in groups.items():
+            wide = (
+                incidence[incidence["outcome"] == name]
+                .pivot(index="day", columns="replication", values="share")
+                .to_numpy()
+            )
+            # The mean is the expected cumulative incidence; the median of a share of ~100
+            # patients jumps in steps and reads 0% for rare outcomes that do happen.
+            low, high = 100.0 * np.percentile(wide, [2.5, 97.5], axis=1)
+            mid = 100.0 * wide.mean(axis=1)
+            if name == "other_losses":
+                colour = _OTHER_LOSSES_COLOR
+                names = ", ".join(outcome_label(m).lower() for m in members)
+                # Name the combined causes, wrapped to keep the legend narrow.
+                label = f"Other losses: {_fmt_percent(mid[-1])}\n" + "\n".join(
+                    textwrap.wrap(f"({names})", width=32)
+                )
+            else:
+                colour = outcome_color(name)
+                label = f"{outcome_label(name)}: {_fmt_percent(mid[-1])}"
+            draw_band(ax, days, low, mid, high, color=colour, label=label)
+        handles, labels = ax.get_legend_handles_labels()
+        if n_reps > 1:
+            handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
+            labels.append("Band: middle 95% of replications")
+        unresolved = float((patients["outcome"] == "unresolved").mean() * 100.0)
+        if unresolved > 0:
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(f"Unresolved at end of run:\n{unresolved:.1f}% (not shown)")
+        ax.set_xlim(0, days[-1])
+        ax.set_ylim(0, 100)
+        title = f"Share by day {days[-1]:.0f}"
+        if n_reps > 1:
+            title += "\n(mean of replications)"
+        side_legend(ax, handles, labels, title=title)
+    return fig

@@ -1,0 +1,129 @@
+"""Capacity-limited sites over time: slots in use against capacity and the queue of patients
+waiting for a slot, per site, across replications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from .style import (
+    OKABE_ITO,
+    _empty_message,
+    _n_replications,
+    draw_band,
+    house_style,
+    new_figure,
+    side_legend,
+)
+
+__all__ = ["site_mean_band", "site_timeline_figure"]
+
+# --------------------------------------------------------------------------------------------
+# Site utilisation over time
+# --------------------------------------------------------------------------------------------
+
+
+def site_mean_band(
+    frame: pd.DataFrame, column: str, smooth_days: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Days, 2.5th percentile, mean and 97.5th percentile across replications of a daily
+    series (each replication's series smoothed first by a centred ``smooth_days`` rolling mean).
+
+    The mean, not the median: with one or two slots a replication's slots-in-use is mostly a
+    whole number, so the median jumps between 0 and 1 and says nothing about utilisation,
+    while the mean is the expected number in use (or waiting) on that day.
+    """
+    wide = frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")
+    wide = wide.sort_index()
+    if smooth_days > 1:
+        # Centred so the smoothed curve is not shifted later in time.
+        wide = wide.rolling(smooth_days, center=True, min_periods=1).mean()
+    values = wide.to_numpy(dtype=float)
+    low, high = np.nanpercentile(values, [2.5, 97.5], axis=1)
+    return wide.index.to_numpy(dtype=float), low, np.nanmean(values, axis=1), high
+
+
+def site_timeline_figure(
+    site_days: pd.DataFrame,
+    scenario_name: str,
+    *,
+    smooth_days: int = 7,
+    footer: str = "",
+) -> Figure:
+    """Per site, slots in use against capacity and the queue of waiting patients over time.
+
+    Curves are the mean across replications (the expected slots in use and queue length) of
+    a ``smooth_days``-day centred rolling mean (1 = no smoothing), with the 2.5th–97.5th
+    percentile band across replications (:func:`site_mean_band`); capacity is not smoothed.
+    Panel titles give the mean utilisation and queue length over the days shown.
+    """
+    data = site_days.dropna(subset=["in_use", "queue"])
+    sites = list(pd.unique(site_days["site"].astype(str))) if len(site_days) else []
+    n_reps = _n_replications(site_days)
+    n_rows = max(len(sites), 1)
+    with house_style():
+        fig, axes = new_figure(
+            n_rows, 2, figsize=(13, 1.4 + 2.7 * n_rows), sharex=True,
+            title=f"Manufacturing site use over time — {scenario_name}", footer=footer,
+        )
+        if not sites:
+            for ax in axes[0]:
+                _empty_message(ax, "No site data")
+            return fig
+        smooth_note = f"\n({smooth_days}-day rolling mean)" if smooth_days > 1 else ""
+        spread = "Middle 95% of\nreplications" if n_reps > 1 else None
+        colour_use, colour_queue = OKABE_ITO["blue"], OKABE_ITO["vermillion"]
+        for row, site in enumerate(sites):
+            ax_use, ax_queue = axes[row]
+            frame = data[data["site"].astype(str) == site]
+            capacity = (
+                site_days[site_days["site"].astype(str) == site]
+                .groupby("day")["slots"].median().sort_index()
+            )
+            # Means over the days shown and the replications: the expected utilisation and
+            # queue length (second title line, so long site names do not collide).
+            total_slots = float(frame["slots"].sum()) if len(frame) else 0.0
+            use_note = queue_note = ""
+            if total_slots > 0:
+                use_note = f"\nmean utilisation {100.0 * float(frame['in_use'].sum()) / total_slots:.0f}%"
+                queue_note = f"\nmean {float(frame['queue'].mean()):.2f} waiting"
+            ax_use.set_title(f"{site}: manufacturing slots in use{use_note}")
+            ax_queue.set_title(f"{site}: patients waiting for a slot{queue_note}")
+            ax_use.set_ylabel("Slots")
+            ax_queue.set_ylabel("Patients")
+            top_use = float(capacity.max()) if len(capacity) else 0.0
+            top_queue = 0.0
+            if len(frame):
+                x, low, mid, high = site_mean_band(frame, "in_use", smooth_days)
+                draw_band(ax_use, x, low, mid, high, color=colour_use)
+                top_use = max(top_use, float(np.nanmax(high)))
+                x, low, mid, high = site_mean_band(frame, "queue", smooth_days)
+                draw_band(ax_queue, x, low, mid, high, color=colour_queue)
+                top_queue = float(np.nanmax(high))
+            if len(capacity):
+                ax_use.plot(capacity.index.to_numpy(dtype=float), capacity.to_numpy(dtype=float),
+                            color="black", linestyle="--", linewidth=1.5,
+                            drawstyle="steps-post")
+            ax_use.set_ylim(0, max(top_use, 1.0) * 1.12)
+            ax_queue.set_ylim(0, max(top_queue, 1.0) * 1.12)
+        for ax in axes[-1]:
+            ax.set_xlabel("Simulation day")
+        # One legend for the figure, in neutral colours: the encodings repeat on every panel
+        # (blue = slots, vermillion = queue) and a legend inside a panel would hide data.
+        handles: list[Any] = [
+            Line2D([], [], color="#333333", label=f"Mean across\nreplications{smooth_note}"),
+        ]
+        if spread:
+            handles.append(Patch(color="#999999", alpha=0.35, linewidth=0, label=spread))
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.5,
+                              label="Capacity (slots)"))
+        side_legend(axes[0, -1], handles)
+        first_day = float(site_days["day"].min())
+        last_day = float(site_days["day"].max()) + 1.0
+        axes[0, 0].set_xlim(first_day, last_day)
+    return fig

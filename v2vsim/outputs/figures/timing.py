@@ -1,0 +1,269 @@
+"""How long patients take: the vein-to-vein distribution of one scenario and the swimlanes
+of individual patient journeys (steps, waits before steps, how each journey ended)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from .style import (
+    _FOOTER_COLOR,
+    KIND_COLORS,
+    _empty_message,
+    _fmt_tail,
+    _ordered_outcomes,
+    house_style,
+    kind_color,
+    new_figure,
+    outcome_color,
+    outcome_label,
+    side_legend,
+    tail_limit,
+)
+
+__all__ = ["journey_figure", "vein_to_vein_figure"]
+
+# --------------------------------------------------------------------------------------------
+# Vein-to-vein time
+# --------------------------------------------------------------------------------------------
+
+
+def _beyond_note(values: np.ndarray, limit: float) -> str | None:
+    """Legend text for the values cut off at ``limit`` (None if nothing is cut)."""
+    beyond = int((values > limit).sum())
+    if beyond == 0:
+        return None
+    return (f"Not shown: {_fmt_tail(100.0 * beyond / values.size)} beyond "
+            f"{limit:.0f} days\n(longest {values.max():.0f} days)")
+
+
+def _histogram_panel(ax: Axes, values: np.ndarray, title: str, xlabel: str) -> None:
+    """1-day-bin histogram of ``values`` (in % of values) with the median and P90 marked.
+
+    The x axis stops near the 99th percentile (:func:`tail_limit`); the legend gives the median
+    and P90 (of all values) and says how many values lie beyond the axis. Values go in the
+    legend rather than next to the lines, where they collided with the tick labels and with
+    each other when the median and P90 are close.
+    """
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Share of infused patients (%)")
+    if values.size == 0:
+        _empty_message(ax, "No infused patients")
+        return
+    ax.set_title(
+        f"n = {values.size:,} infused", loc="right", fontsize=11.5, color=_FOOTER_COLOR
+    )
+    limit = tail_limit(values)
+    lo = math.floor(values.min())
+    edges = np.arange(lo, max(limit, lo + 1.0) + 1.0, dtype=float)
+    counts, _ = np.histogram(values, bins=edges)
+    share = 100.0 * counts / values.size
+    ax.bar(
+        edges[:-1], share, width=1.0, align="edge", color=outcome_color("infused"),
+        edgecolor="white", linewidth=0.3 if edges.size < 150 else 0.0,
+    )
+    # Headroom for the legend above the bars; the marker lines stop just above the tallest
+    # bar so that the legend never hides them.
+    top = share.max() * 1.6
+    ax.set_ylim(0, top)
+    ax.set_xlim(min(0.0, lo), limit)
+    median, p90 = np.percentile(values, [50, 90])
+    line_top = 1.06 * share.max() / top
+    ax.axvline(median, ymax=line_top, color="black", linestyle="-", linewidth=1.6,
+               label=f"Median: {median:.1f} days")
+    ax.axvline(p90, ymax=line_top, color="black", linestyle="--", linewidth=1.6,
+               label=f"90th percentile: {p90:.1f} days")
+    handles, labels = ax.get_legend_handles_labels()
+    note = _beyond_note(values, limit)
+    if note:
+        handles.append(Line2D([], [], linestyle="none"))
+        labels.append(note)
+    # "best" keeps the legend off the bars and lines; the white box keeps grid lines out of it.
+    ax.legend(handles, labels, loc="best", frameon=True, facecolor="white", edgecolor="none",
+              framealpha=0.9, handlelength=1.8)
+
+
+def vein_to_vein_figure(
+    patients: pd.DataFrame, scenario_name: str, *, footer: str = ""
+) -> Figure:
+    """Distribution of vein-to-vein and referral-to-infusion days among infused patients.
+
+    Patients from all replications are pooled; bars are 1-day bins as a share of infused
+    patients; median and 90th percentile are marked and given in the legend. Each x axis ends
+    near the 99th percentile (the long tail of re-manufactured patients would squash the main
+    mass); the legend says what share lies beyond.
+    """
+    with house_style():
+        fig, axes = new_figure(
+            1, 2, figsize=(13, 5.2), title=f"Time to infusion — {scenario_name}", footer=footer
+        )
+        infused = patients[patients["outcome"] == "infused"]
+        for ax, column, title, xlabel in (
+            (axes[0, 0], "vein_to_vein_days", "Apheresis → infusion (vein-to-vein)",
+             "Vein-to-vein time (days)"),
+            (axes[0, 1], "referral_to_infusion_days", "Referral → infusion",
+             "Referral to infusion (days)"),
+        ):
+            values = infused[column].dropna().to_numpy(dtype=float)
+            _histogram_panel(ax, values, title, xlabel)
+    return fig
+
+
+
+# --------------------------------------------------------------------------------------------
+# Patient journeys
+# --------------------------------------------------------------------------------------------
+
+_END_MARKERS: Final[Mapping[str, str]] = {
+    "infused": r"$\checkmark$",
+    "died": "X",
+    "ineligible": "D",
+    "unresolved": ">",
+}
+# The outcome of a journey whose last step failed for good, by step kind (mirrors the model's
+# rule; repeated here because figures must not import the model or the scenario schema).
+_FAILURE_OUTCOME_BY_KIND: Final[Mapping[str, str]] = {
+    "screen": "screen_failed",
+    "apheresis": "collection_failed",
+    "transport": "lost_in_transit",
+    "manufacture": "manufacturing_failed",
+    "release": "out_of_specification",
+    "infusion": "infusion_failed",
+}
+
+
+def _final_outcome(last: pd.Series) -> str:
+    """What the patient's last traced event says about how the journey ended."""
+    status = str(last["status"])
+    kind = str(last["kind"])
+    if status == "done":
+        return "infused" if kind == "infusion" else "unresolved"
+    if status == "failed":
+        return _FAILURE_OUTCOME_BY_KIND.get(kind, "step_failed")
+    return status
+
+
+def journey_figure(
+    events: pd.DataFrame,
+    scenario_name: str,
+    max_patients: int = 25,
+    *,
+    relative: bool = False,
+    footer: str = "",
+) -> Figure:
+    """Swimlanes of individual patient journeys: steps, waits before steps and how each ended.
+
+    One lane per patient (the first ``max_patients`` by referral day); bars are steps coloured
+    by kind, hatched bars are waits (ready to start), failed attempts end with a small x and
+    each journey ends with a marker for its outcome. Only the first replication in ``events``
+    is drawn. The x axis is the simulation day, which shows patients competing for the same
+    slots; ``relative=True`` starts every lane at its referral instead, to compare journeys.
+    """
+    frame = events
+    replications = sorted(pd.unique(events["replication"])) if len(events) else []
+    if len(replications) > 1:
+        frame = events[events["replication"] == replications[0]]
+    first_ready = frame.groupby("patient")["ready_day"].min().sort_values(kind="stable")
+    if relative and len(frame):
+        # The first step's ready day is the referral day (or later), so lanes start at 0.
+        shift = frame["patient"].map(first_ready).to_numpy(dtype=float)
+        frame = frame.assign(**{
+            column: frame[column].to_numpy(dtype=float) - shift
+            for column in ("ready_day", "start_day", "end_day")
+        })
+    patients = list(first_ready.index[:max_patients])
+    n_lanes = max(len(patients), 1)
+    with house_style():
+        fig, axes = new_figure(
+            1, 1, figsize=(13, 1.9 + 0.36 * n_lanes),
+            title=f"Patient journeys — {scenario_name}", footer=footer,
+        )
+        ax = axes[0, 0]
+        subtitle = f"{len(patients)} of {len(first_ready)} traced patients"
+        if replications:
+            subtitle += f", replication {replications[0]}"
+        ax.set_title(subtitle)
+        ax.set_xlabel("Days since referral" if relative else "Day")
+        if not patients:
+            _empty_message(ax, "No traced patients")
+            return fig
+        lanes = frame[frame["patient"].isin(patients)]
+        span = float(np.nanmax(lanes[["ready_day", "start_day", "end_day"]].to_numpy()) -
+                     np.nanmin(lanes[["ready_day", "start_day", "end_day"]].to_numpy()))
+        # Instantaneous steps (an infusion) would be invisible; give them a sliver of width.
+        min_width = max(span, 1.0) * 0.003
+        kinds_seen: list[str] = []
+        outcomes_seen: list[str] = []
+        any_wait = any_failed = False
+        labels: list[str] = []
+        for lane, patient in enumerate(patients):
+            trace = lanes[lanes["patient"] == patient].sort_values(
+                ["ready_day", "end_day"], kind="stable"
+            )
+            labels.append(f"Patient {patient} ({trace['cohort'].iloc[0]})")
+            # The last event is the latest to end; on ties (an instantaneous infusion right
+            # after conditioning) the one that started later.
+            ends = trace["end_day"].to_numpy(dtype=float)
+            last_index = (
+                trace.index[np.flatnonzero(ends == np.nanmax(ends))[-1]]
+                if np.isfinite(ends).any() else None
+            )
+            for index, ev in trace.iterrows():
+                ready, start, end = ev["ready_day"], ev["start_day"], ev["end_day"]
+                # A patient who left while waiting has no start: the wait runs to the end.
+                wait_end = start if pd.notna(start) else end
+                if pd.notna(ready) and pd.notna(wait_end) and wait_end > ready:
+                    ax.barh(lane, wait_end - ready, left=ready, height=0.5, color="white",
+                            edgecolor="#9A9A9A", hatch="////", linewidth=0.6)
+                    any_wait = True
+                if pd.notna(start) and pd.notna(end):
+                    kind = str(ev["kind"])
+                    ax.barh(lane, max(end - start, min_width), left=start, height=0.6,
+                            color=kind_color(kind), edgecolor="white", linewidth=0.4)
+                    if kind not in kinds_seen:
+                        kinds_seen.append(kind)
+                # The final failure is shown by the end marker instead.
+                if str(ev["status"]) == "failed" and pd.notna(end) and index != last_index:
+                    ax.plot(end, lane, marker="x", color="black", markersize=7,
+                            markeredgewidth=1.8, linestyle="none")
+                    any_failed = True
+            last = trace.loc[last_index] if last_index is not None else trace.iloc[-1]
+            outcome = _final_outcome(last)
+            if outcome not in outcomes_seen:
+                outcomes_seen.append(outcome)
+            end_x = last["end_day"] if pd.notna(last["end_day"]) else last["ready_day"]
+            ax.plot(end_x + max(span, 1.0) * 0.012, lane, marker=_END_MARKERS.get(outcome, "s"),
+                    color=outcome_color(outcome), markersize=11, linestyle="none",
+                    markeredgecolor="black" if outcome not in ("infused",) else None,
+                    markeredgewidth=0.6)
+        ax.set_yticks(range(len(patients)), labels)
+        ax.set_ylim(len(patients) - 0.4, -0.6)
+        ax.grid(axis="y", visible=False)
+        order = {k: i for i, k in enumerate(KIND_COLORS)}
+        kinds_seen.sort(key=lambda k: order.get(k, len(order)))
+        handles: list[Any] = [
+            Patch(color=kind_color(k), label=k.replace("_", " ").capitalize()) for k in kinds_seen
+        ]
+        if any_wait:
+            handles.append(Patch(facecolor="white", edgecolor="#9A9A9A", hatch="////",
+                                 label="Waiting"))
+        if any_failed:
+            handles.append(Line2D([], [], marker="x", color="black", linestyle="none",
+                                  markersize=7, markeredgewidth=1.8, label="Attempt failed"))
+        for outcome in _ordered_outcomes(outcomes_seen):
+            label = "Still in progress" if outcome == "unresolved" else outcome_label(outcome)
+            handles.append(Line2D([], [], marker=_END_MARKERS.get(outcome, "s"),
+                                  color=outcome_color(outcome), linestyle="none", markersize=10,
+                                  markeredgecolor="black" if outcome != "infused" else None,
+                                  markeredgewidth=0.6, label=label))
+        side_legend(ax, handles, title="Steps and outcomes")
+    return fig
