@@ -18,11 +18,10 @@ from typing import Any
 import pandas as pd
 
 from .. import metrics
-from ..outputs.results_dir import write_json
 from ..engine.runner import Results, simulate
 from ..scenario import Scenario, load_scenario
 
-__all__ = ["Comparison", "compare", "write_comparison_files"]
+__all__ = ["Comparison", "check_comparable", "compare"]
 
 
 @dataclass
@@ -112,11 +111,12 @@ def compare(
     return Comparison(results=results, table=table, seed=base_seed, replications=n, level=level)
 
 
-def write_comparison_files(comparison: Comparison, directory: Path) -> list[Path]:
-    """``comparison.csv`` and ``comparison.json`` in ``directory``; returns their paths."""
-    directory = Path(directory)
-    csv_path = directory / "comparison.csv"
-    json_path = directory / "comparison.json"
-    comparison.table.to_csv(csv_path, index=False)
-    write_json(json_path, comparison.to_dict())
-    return [csv_path, json_path]
+def __getattr__(name: str) -> Any:
+    # Writing the files is output code (v2vsim.outputs.comparison_files). The old name stays
+    # importable from here until the cli imports it from there; loaded only when asked for,
+    # so importing experiments never loads outputs.
+    if name == "write_comparison_files":
+        from ..outputs.comparison_files import write_comparison_files
+
+        return write_comparison_files
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,27 @@
+"""A comparison's tables on disk: ``comparison.csv`` and ``comparison.json``.
+
+The comparison itself (paired differences on common random numbers) is computed in
+:mod:`v2vsim.experiments.compare`; this module only writes it, NaN as JSON ``null``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .results_dir import write_json
+
+if TYPE_CHECKING:
+    from ..experiments.compare import Comparison
+
+__all__ = ["write_comparison_files"]
+
+
+def write_comparison_files(comparison: Comparison, directory: Path) -> list[Path]:
+    """``comparison.csv`` and ``comparison.json`` in ``directory``; returns their paths."""
+    directory = Path(directory)
+    csv_path = directory / "comparison.csv"
+    json_path = directory / "comparison.json"
+    comparison.table.to_csv(csv_path, index=False)
+    write_json(json_path, comparison.to_dict())
+    return [csv_path, json_path]
