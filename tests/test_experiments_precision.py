@@ -46,7 +46,7 @@ def hand_half_width(x: np.ndarray) -> float:
 def test_running_half_widths_match_the_textbook_formula() -> None:
     x = np.random.default_rng(1).gamma(2.0, 3.0, size=40)
     x[[5, 17]] = np.nan  # a replication without a value (no infused patient) is skipped
-    running = ex.core._relative_half_widths(x)
+    running = ex.precision._relative_half_widths(x)
     for n in (3, 10, 25, 40):
         assert running[n - 1] == pytest.approx(hand_half_width(x[:n]), rel=1e-9)
     assert running[0] == math.inf
@@ -57,7 +57,7 @@ def test_stopping_rule_needs_the_look_ahead() -> None:
     values = 10 + rng.normal(0, 1, size=200)
     frame = pd.DataFrame({"infused_fraction": values, "queue_wait_mean": np.zeros(200)})
     precision = ex.Precision(0.05, min_replications=10, look_ahead=5)
-    widths = ex.core._relative_half_widths(values)
+    widths = ex.precision._relative_half_widths(values)
     ok = widths <= 0.05
     # The independent answer: the first n >= 10 from which every later width stays within 5%.
     first = next(n for n in range(10, 201) if ok[n - 1:].all())

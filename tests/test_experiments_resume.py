@@ -81,20 +81,20 @@ def test_sigterm_keeps_finished_points_and_resume_completes(tmp_path: Path, monk
     assert refused.exit_code == 2 and "--resume" in refused.output
 
     computed: list[int] = []
-    original = ex.core.run_points
+    original = ex.checkpoints.run_points
 
     def counting(points, *args, **kwargs):  # type: ignore[no-untyped-def]
         computed.extend(p.index for p in points)
         return original(points, *args, **kwargs)
 
-    monkeypatch.setattr(ex.core, "run_points", counting)
+    monkeypatch.setattr(ex.checkpoints, "run_points", counting)
     resumed = runner.invoke(app, ["sweep", str(scenario), *SWEEP, "-j", "1", "--no-figures", "-o", str(out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert f"resuming: {len(kept)} of {N_POINTS} points already finished" in resumed.output
     assert sorted(computed) == sorted(set(range(N_POINTS)) - set(kept))  # nothing recomputed
     assert not partial.exists()
 
-    monkeypatch.setattr(ex.core, "run_points", original)
+    monkeypatch.setattr(ex.checkpoints, "run_points", original)
     fresh = runner.invoke(app, ["sweep", str(scenario), *SWEEP, "-j", "2", "--no-figures", "-o", str(tmp_path / "fresh")])
     assert fresh.exit_code == 0, fresh.output
     for name in ("sweep.csv", "points.csv"):

@@ -1,0 +1,223 @@
+"""Running points: many variants' replications shared over one pool of workers or a Dask cluster.
+
+A *point* is one variant of a scenario to simulate. :func:`run_points` splits every point's
+replications into ranges and keeps every worker busy with them, optionally adding batches of
+replications until a precision is reached (:mod:`.precision`), and hands each finished point to
+a callback (which may save it: :mod:`.checkpoints`). Replication *r* of a point draws the same
+numbers whichever worker runs it, so results never depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine.runner import Results, _run_range, assemble, default_jobs, plan_ranges
+from ..scenario import Problem, Scenario, ScenarioError
+from ..scenario.overrides import ScenarioSource
+from .precision import Precision, precision_status
+
+__all__ = [
+    "Point",
+    "Progress",
+    "executor_for",
+    "make_points",
+    "replications_for_precision",
+    "run_points",
+    "simulate_to_precision",
+]
+
+
+@dataclass
+class Point:
+    """One variant to simulate: its number, parameter values and validated scenario."""
+
+    index: int
+    values: dict[str, Any]
+    scenario: Scenario
+    seed: int
+    replications: int
+
+
+def make_points(source: ScenarioSource, design: Sequence[Mapping[str, Any]],
+                fixed: Sequence[tuple[str, Any]] = (), *, seed: int | None = None,
+                replications: int | None = None) -> list[Point]:
+    """Validated points (every problem of every point reported before anything runs)."""
+    points: list[Point] = []
+    problems: list[Problem] = []
+    for index, values in enumerate(design):
+        try:
+            sc = source.variant(list(fixed) + list(values.items()))
+        except ScenarioError as exc:
+            problems += exc.problems
+            continue
+        points.append(Point(index, dict(values), sc, sc.seed if seed is None else int(seed),
+                            sc.replications if replications is None else int(replications)))
+    if problems:
+        raise ScenarioError(list(dict.fromkeys(problems)))
+    return points
+
+
+class Progress:
+    """Progress hooks (no-ops); the CLI subclasses it with rich bars."""
+
+    def add_replications(self, k: int) -> None: ...
+
+    def advance(self, k: int) -> None: ...
+
+    def point_done(self) -> None: ...
+
+
+@contextlib.contextmanager
+def executor_for(jobs: int | None = None, cluster: str | None = None) -> Iterator[tuple[Executor | None, int]]:
+    """``(executor, workers)``: a Dask cluster's executor, a process pool, or ``(None, 1)``
+    to run in this process. The pool's workers ignore Ctrl-C and SIGTERM so that the main
+    process stops them cleanly (finishing the tasks they hold)."""
+    if cluster:
+        from ..engine.distributed import cluster_executor
+
+        with cluster_executor(cluster) as (executor, workers):
+            yield executor, workers
+        return
+    jobs = default_jobs() if jobs is None else max(1, int(jobs))
+    if jobs == 1:
+        yield None, 1
+        return
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+    try:
+        yield pool, jobs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_init() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@dataclass
+class _PointState:
+    point: Point
+    target: int
+    received: int = 0
+    batches: list[Any] = field(default_factory=list)
+
+
+def run_points(
+    points: Sequence[Point],
+    on_done: Callable[[Point, Results], None],
+    *,
+    executor: Executor | None = None,
+    workers: int = 1,
+    precision: Precision | None = None,
+    detail: bool = False,
+    progress: Progress | None = None,
+) -> None:
+    """Simulate every point; ``on_done(point, results)`` as each point finishes.
+
+    Ranges of replications of all points share the workers (at most two tasks per worker in
+    flight, earlier points first), so a sweep keeps every worker busy. With ``precision``,
+    each point gets batches of replications until it is met. ``detail=False`` keeps only
+    what the per-replication metrics need.
+    """
+    progress = progress or Progress()
+    queue: deque[tuple[int, int, int]] = deque()
+    states: dict[int, _PointState] = {}
+    for point in points:
+        target = point.replications if precision is None else min(
+            precision.min_replications, precision.max_replications)
+        states[point.index] = _PointState(point, target)
+        queue.extend((point.index, a, b) for a, b in plan_ranges(0, target, workers))
+        progress.add_replications(target)
+
+    def receive(index: int, batch: Any) -> None:
+        state = states[index]
+        state.batches.append(batch)
+        state.received += batch.stop - batch.start
+        progress.advance(batch.stop - batch.start)
+        if state.received < state.target:
+            return
+        results = assemble(state.point.scenario, state.point.seed, state.batches)
+        if precision is not None:
+            status = precision_status(results.replications, precision)
+            if not status.done:
+                more = min(state.target + precision.batch, precision.max_replications)
+                # Ahead of other points: finish this one first (memory, checkpoints).
+                queue.extendleft(reversed([(index, a, b) for a, b in plan_ranges(state.target, more, workers)]))
+                progress.add_replications(more - state.target)
+                state.target = more
+                return
+            results.extra["precision"] = {**precision.as_dict(), **status.as_dict()}
+        del states[index]
+        on_done(state.point, results)
+        progress.point_done()
+
+    if executor is None:
+        while queue:
+            index, a, b = queue.popleft()
+            point = states[index].point
+            receive(index, _run_range(point.scenario, point.seed, a, b, detail))
+        return
+    inflight: dict[Future[Any], int] = {}
+    limit = 2 * max(1, workers)
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < limit:
+                index, a, b = queue.popleft()
+                point = states[index].point
+                inflight[executor.submit(_run_range, point.scenario, point.seed, a, b, detail)] = index
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = inflight.pop(future)
+                receive(index, future.result())
+    except BaseException:
+        for future in inflight:
+            future.cancel()
+        raise
+
+
+def simulate_to_precision(
+    scenario: Scenario,
+    precision: Precision,
+    seed: int | None = None,
+    *,
+    jobs: int | None = 1,
+    cluster: str | None = None,
+    progress: Progress | None = None,
+) -> Results:
+    """Replications in batches until ``precision`` is met; the same results as
+    :func:`v2vsim.simulate` with that many replications (``results.extra["precision"]``
+    says how many it took and the half-widths reached)."""
+    base_seed = scenario.seed if seed is None else int(seed)
+    found: list[Results] = []
+    point = Point(0, {}, scenario, base_seed, precision.min_replications)
+    with executor_for(jobs, cluster) as (executor, workers):
+        run_points([point], lambda _p, res: found.append(res), executor=executor, workers=workers,
+                   precision=precision, detail=True, progress=progress)
+    return found[0]
+
+
+def replications_for_precision(
+    scenarios: Sequence[Scenario],
+    precision: Precision,
+    seed: int | None = None,
+    *,
+    jobs: int | None = 1,
+    cluster: str | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """One replication count meeting ``precision`` for every scenario (the largest of their
+    counts), for paired comparisons, which need the same replications in every scenario."""
+    counts: dict[int, int] = {}
+    points = [Point(i, {}, sc, sc.seed if seed is None else int(seed), precision.min_replications)
+              for i, sc in enumerate(scenarios)]
+    with executor_for(jobs, cluster) as (executor, workers):
+        run_points(points, lambda p, res: counts.__setitem__(p.index, res.n_replications),
+                   executor=executor, workers=workers, precision=precision, progress=progress)
+    return max(counts.values())
