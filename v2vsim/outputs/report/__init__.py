@@ -1,0 +1,39 @@
+"""One self-contained HTML report of results directories, for a funding-proposal appendix.
+
+``write_report([DIR, ...], "report.html")`` reads run directories (``v2vsim run``) and comparison
+directories (``v2vsim compare``) and writes a single HTML file: key numbers with 95% confidence
+intervals (paired differences for comparisons), a results table, the figures (embedded as
+base64 PNG, or SVG when there is no PNG) with captions, an assumptions table pairing every
+scenario parameter with the comment written next to it in the scenario file, and a method
+section in the order of the STRESS-DES reporting checklist (Monks et al. 2019).
+
+The page needs no network and no JavaScript: CSS is inline, images are ``data:`` URIs, and a
+Content-Security-Policy forbids scripts and remote loads. Everything users wrote (scenario
+names, descriptions, comments, cohort, site and step names) is HTML-escaped by the template
+engine (Jinja2 with autoescaping on), never pasted into markup.
+
+This package reads results; it never imports the model. Its modules, in the order the data
+flows: :mod:`.load` (results directories), :mod:`.sources` (parameters and their source
+comments), :mod:`.table` (the comparison table and number formats), :mod:`.describe` (the
+scenario in words), :mod:`.context` (everything the page shows, as plain data) and
+:mod:`.render` (the template ``report.html.j2`` and the written file).
+"""
+
+from .context import KEY_METRICS
+from .load import CompareDir, ReportError, RunDir, load_results
+from .render import render_report, write_report
+from .sources import Parameter, source_parameters
+from .table import paired_comparison
+
+__all__ = [
+    "ReportError",
+    "RunDir",
+    "CompareDir",
+    "Parameter",
+    "load_results",
+    "source_parameters",
+    "paired_comparison",
+    "render_report",
+    "write_report",
+    "KEY_METRICS",
+]

@@ -1,0 +1,359 @@
+"""What the report shows, as plain data for the template: key-number cards, the results
+table, figures with captions, each scenario's assumptions and logic, versions and integrity."""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..._version import __version__
+from ..results_dir import verify_dir
+from .describe import scenario_logic
+from .load import CompareDir, ReportError, RunDir
+from .sources import Parameter, _flatten_plain, _hint, _path_text, format_yaml_value, source_parameters
+from .table import (
+    _as_fractions,
+    _finite,
+    _metric_order,
+    _unique_labels,
+    fmt_ci,
+    fmt_diff,
+    fmt_unit,
+    fmt_value,
+    paired_comparison,
+)
+
+__all__ = ["COMPARISON_CAPTIONS", "FIGURE_CAPTIONS", "KEY_METRICS", "build_context"]
+
+#: The numbers shown first, in this order.
+KEY_METRICS = ("infused_fraction", "died", "vein_to_vein_median", "cost_per_infused")
+
+#: Captions of the standard figures (``figures.run_figures``) and of comparison figures.
+FIGURE_CAPTIONS: dict[str, tuple[str, str]] = {
+    "vein_to_vein": (
+        "Time to infusion",
+        "Distribution of vein-to-vein time (start of the first apheresis to infusion) and of "
+        "referral-to-infusion time among infused patients, pooled over all replications, in "
+        "1-day bins as a share of infused patients. Solid line: median; dashed line: 90th "
+        "percentile."),
+    "attrition_funnel": (
+        "Attrition from referral to infusion",
+        "Mean number of patients per replication reaching each stage of the pathway, and the "
+        "patients lost between stages coloured by cause."),
+    "cumulative_incidence": (
+        "Outcomes over time since referral",
+        "Cumulative share of referred patients who have been infused, died, become ineligible "
+        "or been lost otherwise, by days since referral. Lines: median across replications; "
+        "bands: middle 95% of replications."),
+    "site_utilisation": (
+        "Capacity-limited sites over time",
+        "Slots in use and patients waiting for a slot at each site by simulation day "
+        "(7-day rolling mean; line: median across replications; band: middle 95% of "
+        "replications; dashed: capacity)."),
+    "journey": (
+        "Patient journeys",
+        "Step-by-step journeys of the traced patients of the first replication, in days since "
+        "referral: hatched bars are waits for a slot or a start day, coloured bars the steps; "
+        "the marker at the end is the patient's outcome."),
+}
+
+#: Captions of the figures of a comparison directory (``figures.comparison_figures``).
+COMPARISON_CAPTIONS: dict[str, tuple[str, str]] = {
+    "outcomes_per_100": (
+        "Outcomes per 100 referred patients",
+        "Out of 100 referred patients: how many are infused, die, become ineligible or are lost "
+        "otherwise, per scenario. Means across replications with 95% t-interval error bars."),
+    "vein_to_vein": (
+        "Vein-to-vein time by scenario",
+        "Vein-to-vein days of infused patients per scenario, pooled over replications: "
+        "empirical cumulative distribution and 1-day histogram overlaid; the legend gives each "
+        "scenario's median and 90th percentile."),
+    "cumulative_incidence": (
+        "Infusion and death since referral",
+        "Cumulative incidence of infusion and of death before infusion by days since referral, "
+        "per scenario: mean across replications, with the 95% t-interval of that mean as a band."),
+    "attrition_by_cause": (
+        "Losses before infusion by cause",
+        "Patients lost before infusion per 100 referred, by cause, side by side per scenario. "
+        "Means across replications with 95% t-interval error bars."),
+    "cost_per_patient": (
+        "Cost per patient",
+        "Cost per infused patient and per referred patient per scenario. Means across "
+        "replications with 95% t-interval error bars."),
+}
+
+
+def _data_uri(path: Path) -> str:
+    mime = "image/png" if path.suffix.lower() == ".png" else "image/svg+xml"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _figure_entry(path: Path, scenario: str, comparison: bool = False) -> dict[str, str]:
+    captions = COMPARISON_CAPTIONS if comparison else FIGURE_CAPTIONS
+    title, caption = captions.get(path.stem, (path.stem.replace("_", " ").capitalize(), ""))
+    return {"title": title, "caption": caption, "scenario": scenario, "src": _data_uri(path),
+            "alt": f"{title} — {scenario}" if scenario else title, "file": path.name}
+
+
+def _integrity(path: Path, manifest: Mapping[str, Any], skip: Sequence[Path] = ()) -> dict[str, Any]:
+    problems = [p for p in verify_dir(path)
+                if not (p.endswith("not listed in the manifest")
+                        and any(p.startswith(str(s) + os.sep) for s in skip))]
+    return {"dir": str(path), "files": len(manifest.get("files") or {}), "problems": problems}
+
+
+def _command_text(command: Any) -> str:
+    if isinstance(command, list):
+        return shlex.join(str(c) for c in command)
+    return str(command or "–")
+
+
+def _describe_key_card(metric: str, table: pd.DataFrame, scenarios: Sequence[str],
+                       horizon_days: Any) -> dict[str, Any] | None:
+    rows = table[table["metric"] == metric]
+    if rows.empty:
+        return None
+    unit = str(rows["unit"].iloc[0]) if _finite_str(rows["unit"].iloc[0]) else ""
+    label = str(rows["label"].iloc[0])
+    note = {"%": "of referred patients",
+            "count": "patients per replication"
+                     + (f" ({float(horizon_days):,.0f} days of referrals)" if _finite(horizon_days) else ""),
+            "days": "days, among infused patients (mean of replication medians)"}.get(
+        unit, f"{unit}, total cost / infused patients" if metric == "cost_per_infused" else unit)
+    values, diffs = [], []
+    for i, name in enumerate(scenarios):
+        row = rows[rows["scenario"] == name]
+        if row.empty:
+            continue
+        r = row.iloc[0]
+        values.append({"scenario": name, "index": i, "value": fmt_value(r["mean"], unit),
+                       "ci": fmt_ci(r["ci_low"], r["ci_high"], unit)})
+        if i > 0 and _finite(r["diff"]):
+            excludes_zero = _finite(r["diff_ci_low"]) and _finite(r["diff_ci_high"]) and (
+                float(r["diff_ci_low"]) > 0 or float(r["diff_ci_high"]) < 0)
+            diffs.append({"scenario": name, "index": i, "value": fmt_diff(r["diff"], unit),
+                          "ci": (f"{fmt_diff(r['diff_ci_low'], unit)} to "
+                                 f"{fmt_diff(r['diff_ci_high'], unit)}")
+                          if _finite(r["diff_ci_low"]) else "",
+                          "excludes_zero": excludes_zero})
+    return {"metric": metric, "label": label, "note": note, "entries": values, "diffs": diffs}
+
+
+def _finite_str(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _results_table(table: pd.DataFrame, scenarios: Sequence[str], paired: bool) -> dict[str, Any]:
+    largest = table.groupby("metric")["mean"].max().to_dict() if len(table) else {}
+    order, head_count = _metric_order(table["metric"].tolist(), largest)
+    rows = []
+    for i, metric in enumerate(order):
+        sub = table[table["metric"] == metric]
+        unit = str(sub["unit"].iloc[0]) if _finite_str(sub["unit"].iloc[0]) else ""
+        label = str(sub["label"].iloc[0])
+        unit_text = fmt_unit(unit)
+        cells, diff_cells = [], []
+        for j, name in enumerate(scenarios):
+            row = sub[sub["scenario"] == name]
+            if row.empty:
+                cells.append({"value": "–", "ci": ""})
+                if j > 0 and paired:
+                    diff_cells.append({"value": "–", "ci": "", "excludes_zero": False})
+                continue
+            r = row.iloc[0]
+            cells.append({"value": fmt_value(r["mean"], unit),
+                          "ci": fmt_ci(r["ci_low"], r["ci_high"], unit)})
+            if j > 0 and paired:
+                clear = _finite(r["diff_ci_low"]) and _finite(r["diff_ci_high"]) and (
+                    float(r["diff_ci_low"]) > 0 or float(r["diff_ci_high"]) < 0)
+                diff_cells.append({
+                    "value": fmt_diff(r["diff"], unit),
+                    "ci": (f"{fmt_diff(r['diff_ci_low'], unit)} to {fmt_diff(r['diff_ci_high'], unit)}"
+                           if _finite(r["diff_ci_low"]) else ""),
+                    "excludes_zero": clear})
+        n = sub["n"].dropna()
+        rows.append({"label": label, "unit": unit_text, "cells": cells, "diffs": diff_cells,
+                     "n": f"{int(n.max())}" if len(n) else "–", "first_other": i == head_count})
+    return {"rows": rows, "scenarios": list(scenarios), "paired": paired,
+            "diff_columns": list(scenarios[1:]) if paired else []}
+
+
+def _run_length(run: RunDir) -> dict[str, str]:
+    sc = run.scenario
+    out = {"horizon": f"{float(sc.get('horizon_days', math.nan)):,.0f}",
+           "drain": f"{float(sc.get('drain_days', 3650)):,.0f}", "end": "–", "unresolved": "–"}
+    reps = run.replications
+    if reps is not None and "end_day" in reps:
+        end = reps["end_day"].to_numpy(dtype=float)
+        out["end"] = f"{np.nanmean(end):,.0f} (longest {np.nanmax(end):,.0f})"
+    if reps is not None and "unresolved" in reps:
+        out["unresolved"] = f"{int(reps['unresolved'].sum()):,}"
+    return out
+
+
+def _versions(runs: Sequence[RunDir], compare: CompareDir | None) -> dict[str, Any]:
+    manifests = [(r.label, r.manifest) for r in runs]
+    if compare is not None:
+        manifests.insert(0, ("comparison", compare.manifest))
+    names: list[str] = []
+    for _, m in manifests:
+        for name in (m.get("packages") or {}):
+            if name not in names:
+                names.append(name)
+    columns = []
+    for label, m in manifests:
+        packages = m.get("packages") or {}
+        columns.append((label, [str(packages.get(n, "–")) for n in names]))
+    same = all(col[1] == columns[0][1] for col in columns)
+    if same and columns:
+        columns = [("all runs", columns[0][1])]
+    rows = [{"name": n, "cells": [col[1][i] for col in columns]} for i, n in enumerate(names)]
+    return {"columns": [c[0] for c in columns], "rows": rows,
+            "platforms": sorted({str(m.get("platform", "–")) for _, m in manifests})}
+
+
+def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str) -> dict[str, Any]:
+    compares = [i for i in inputs if isinstance(i, CompareDir)]
+    runs: list[RunDir] = []
+    for item in inputs:
+        runs.extend(item.runs if isinstance(item, CompareDir) else [item])
+    if len(compares) == 1 and len(inputs) == 1:
+        compare: CompareDir | None = compares[0]
+        table = compare.comparison.copy()
+        info_names = compare.info.get("scenarios") or []
+        names = [str(n.get("name") if isinstance(n, Mapping) else n) for n in info_names]
+        for name in table["scenario"].astype(str):
+            if name not in names:
+                names.append(name)
+        baseline = str(compare.info.get("baseline") or (names[0] if names else ""))
+        if baseline in names:
+            names.remove(baseline)
+            names.insert(0, baseline)
+        table["scenario"] = table["scenario"].astype(str)
+        table = _as_fractions(table, {str(e.get("name", "")): r.summary for e, r in
+                                      zip(compare.manifest["scenarios"], runs)})
+        # Run directories are labelled with the names the comparison uses.
+        for run, name in zip(runs, [str(e.get("name", "")) for e in compare.manifest["scenarios"]]):
+            run.label = name or run.label
+        pair_note = ""
+        paired = len(names) > 1
+    else:
+        compare = None
+        _unique_labels(runs)
+        table, pair_note = paired_comparison(runs)
+        names = [r.label for r in runs]
+        paired = len(runs) > 1 and not pair_note
+    # Units of currency metrics: the scenario's currency.
+    multi = len(names) > 1
+    first = runs[0]
+    horizon = first.scenario.get("horizon_days")
+    cards = [c for c in (_describe_key_card(m, table, names, horizon) for m in KEY_METRICS) if c]
+    results_table = _results_table(table, names, paired)
+
+    figure_groups = []
+    if compare is not None and compare.figures:
+        figure_groups.append({"title": "Comparison", "scenario": "", "index": 0,
+                              "figures": [_figure_entry(p, "", True) for p in compare.figures]})
+    for index, run in enumerate(runs):
+        if run.figures:
+            figure_groups.append({"title": run.label, "scenario": run.label, "index": index,
+                                  "figures": [_figure_entry(p, run.label) for p in run.figures]})
+    number = 0
+    for group in figure_groups:
+        for fig in group["figures"]:
+            number += 1
+            fig["number"] = number
+
+    scenarios = []
+    for i, run in enumerate(runs):
+        notes = ""
+        params: list[Parameter] = []
+        source_note = ""
+        if run.source_text is not None:
+            try:
+                params, notes = source_parameters(run.source_text, run.scenario)
+            except ReportError as exc:
+                source_note = f"The scenario file could not be read for comments: {exc}."
+        if not params:
+            params = [Parameter(_path_text(k), format_yaml_value(v), "", "default", keys=k,
+                                hint=_hint(run.scenario, k))
+                      for k, v in _flatten_plain(dict(run.scenario))]
+            source_note = source_note or ("This run directory has no scenario_source.yaml "
+                                          "(the scenario as written), so no source comments "
+                                          "can be shown; values are the resolved scenario.")
+        needing = [p for p in params if p.status in ("sourced", "inherited", "missing")]
+        missing = [p for p in params if p.status == "missing"]
+        defaults = [p for p in params if p.status == "default"]
+        assumption_words = [p for p in params if p.status in ("sourced", "inherited")
+                            and "assum" in p.comment.lower()]
+        files = run.manifest.get("files") or {}
+        scenarios.append({
+            "index": i, "label": run.label, "name": run.name,
+            "description": str(run.scenario.get("description") or ""),
+            "dir": str(run.path), "notes": notes, "params": params,
+            "n_needing": len(needing), "n_missing": len(missing), "n_defaults": len(defaults),
+            "n_assumption": len(assumption_words), "source_note": source_note,
+            "logic": scenario_logic(run.scenario), "currency": run.currency,
+            "start_date": str(run.scenario.get("start_date", "")),
+            "seed": str(run.seed), "replications": str(run.n_replications),
+            "run_length": _run_length(run),
+            "command": _command_text(run.manifest.get("command")),
+            "wall_seconds": (f"{float(run.manifest['wall_seconds']):.1f} s"
+                             if _finite(run.manifest.get("wall_seconds")) else "–"),
+            "scenario_file": str(run.manifest.get("scenario_file") or "–"),
+            "scenario_sha256": str(run.manifest.get("scenario_sha256") or "–"),
+            "input_hashes": [{"file": f, "sha256": files[f]} for f in
+                             ("scenario_source.yaml", "scenario.yaml") if f in files],
+            "version": str(run.manifest.get("v2vsim_version", "–")),
+        })
+
+    integrity = []
+    for item in inputs:
+        if isinstance(item, CompareDir):
+            integrity.append(_integrity(item.path, item.manifest, [r.path for r in item.runs]))
+            integrity.extend(_integrity(r.path, r.manifest) for r in item.runs)
+        else:
+            integrity.append(_integrity(item.path, item.manifest))
+
+    seeds = sorted({str(r.seed) for r in runs})
+    reps = sorted({str(r.n_replications) for r in runs})
+    if len(names) == 1:
+        title = runs[0].label
+        kind_text = "Simulation results"
+    else:
+        title = " vs ".join(names)
+        kind_text = "Scenario comparison"
+    return {
+        "title": title,
+        "kind_text": kind_text,
+        "multi": multi,
+        "paired": paired,
+        "pair_note": pair_note,
+        "baseline": names[0],
+        "names": names,
+        "cards": cards,
+        "table": results_table,
+        "figure_groups": figure_groups,
+        "scenarios": scenarios,
+        "seeds": seeds,
+        "replications": reps,
+        "versions": _versions(runs, compare),
+        "integrity": integrity,
+        "compare": None if compare is None else {
+            "dir": str(compare.path),
+            "command": _command_text(compare.manifest.get("command")),
+            "wall_seconds": (f"{float(compare.manifest['wall_seconds']):.1f} s"
+                             if _finite(compare.manifest.get("wall_seconds")) else "–"),
+        },
+        "report_command": report_command,
+        "v2vsim_version": __version__,
+        "inputs": [str(i.path) for i in inputs],
+    }

@@ -1,0 +1,188 @@
+"""Reading results directories: a run directory (``v2vsim run``) or a comparison directory
+(``v2vsim compare``, one run directory per scenario), checked to be v2vsim's own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from ..results_dir import MANIFEST
+
+__all__ = ["CompareDir", "FIGURE_ORDER", "ReportError", "RunDir", "load_results"]
+
+#: Order of the figures in the report; other figures follow alphabetically.
+FIGURE_ORDER = ("outcomes_per_100", "vein_to_vein", "attrition_funnel", "attrition_by_cause",
+                "cumulative_incidence", "cost_per_patient", "site_utilisation", "journey")
+
+_COMPARISON_COLUMNS = ["metric", "label", "unit", "scenario", "mean", "ci_low", "ci_high", "n",
+                       "diff", "diff_ci_low", "diff_ci_high"]
+
+
+class ReportError(ValueError):
+    """A directory cannot be reported on (the message says which and why)."""
+
+
+@dataclass
+class RunDir:
+    """One scenario's run directory (``v2vsim run``)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    scenario: dict[str, Any]
+    source_text: str | None
+    summary: pd.DataFrame
+    replications: pd.DataFrame | None
+    figures: list[Path]
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return str(self.scenario.get("name") or self.manifest.get("scenario_name") or self.path.name)
+
+    @property
+    def currency(self) -> str:
+        return str(self.scenario.get("currency", ""))
+
+    @property
+    def seed(self) -> Any:
+        return self.manifest.get("seed", self.scenario.get("seed"))
+
+    @property
+    def n_replications(self) -> Any:
+        return self.manifest.get("replications", self.scenario.get("replications"))
+
+
+@dataclass
+class CompareDir:
+    """A comparison directory (``v2vsim compare``): one run directory per scenario."""
+
+    path: Path
+    manifest: dict[str, Any]
+    info: dict[str, Any]
+    runs: list[RunDir]
+    comparison: pd.DataFrame
+    figures: list[Path]
+
+
+def _not_results(path: Path, why: str) -> ReportError:
+    return ReportError(f"{path}: not a v2vsim results directory ({why}); give a directory "
+                       "written by `v2vsim run` or `v2vsim compare`")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read JSON ({exc})") from None
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read CSV ({exc})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ReportError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ReportError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise _not_results(path, "it is not a directory")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise _not_results(path, f"no {MANIFEST}")
+    manifest = _read_json(manifest_path)
+    if not isinstance(manifest, dict) or "v2vsim_version" not in manifest:
+        raise _not_results(path, f"{MANIFEST} was not written by v2vsim")
+    return manifest
+
+
+def _figures(directory: Path) -> list[Path]:
+    """One file per figure: the PNG when there is one, else the SVG; in report order."""
+    folder = directory / "figures"
+    if not folder.is_dir():
+        return []
+    by_stem: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        suffix = path.suffix.lower()
+        if not path.is_file() or suffix not in (".png", ".svg"):
+            continue
+        if path.stem not in by_stem or suffix == ".png":
+            by_stem[path.stem] = path
+    rank = {stem: i for i, stem in enumerate(FIGURE_ORDER)}
+    return [by_stem[s] for s in sorted(by_stem, key=lambda s: (rank.get(s, len(rank)), s))]
+
+
+def _safe_yaml(path: Path) -> Any:
+    try:
+        return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError) as exc:
+        raise ReportError(f"{path}: cannot read YAML ({str(exc).splitlines()[0]})") from None
+
+
+def _load_run(path: Path, manifest: dict[str, Any] | None = None) -> RunDir:
+    manifest = _read_manifest(path) if manifest is None else manifest
+    kind = manifest.get("kind", "run")
+    if kind != "run":
+        raise _not_results(path, f"expected a run directory, its manifest says kind {kind!r}")
+    for name in ("scenario.yaml", "summary.csv"):
+        if not (path / name).is_file():
+            raise _not_results(path, f"no {name}")
+    scenario = _safe_yaml(path / "scenario.yaml")
+    if not isinstance(scenario, dict):
+        raise ReportError(f"{path / 'scenario.yaml'}: not a scenario mapping")
+    source = path / "scenario_source.yaml"
+    source_text = source.read_text(encoding="utf-8", errors="replace") if source.is_file() else None
+    summary = _read_csv(path / "summary.csv", ["metric", "mean", "ci_low", "ci_high", "n"])
+    reps_path = path / "replications.csv"
+    replications = _read_csv(reps_path, ["replication"]) if reps_path.is_file() else None
+    return RunDir(path=path, manifest=manifest, scenario=scenario, source_text=source_text,
+                  summary=summary, replications=replications, figures=_figures(path))
+
+
+def _load_compare(path: Path, manifest: dict[str, Any]) -> CompareDir:
+    csv_path = path / "comparison.csv"
+    if not csv_path.is_file():
+        raise _not_results(path, "a comparison manifest but no comparison.csv")
+    comparison = _read_csv(csv_path, _COMPARISON_COLUMNS)
+    info_path = path / "comparison.json"
+    info = _read_json(info_path) if info_path.is_file() else {}
+    if not isinstance(info, dict):
+        info = {}
+    entries = manifest.get("scenarios")
+    if not isinstance(entries, list) or not entries:
+        raise ReportError(f"{path / MANIFEST}: no 'scenarios' list")
+    runs = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not entry.get("dir"):
+            raise ReportError(f"{path / MANIFEST}: each scenario needs a 'dir'")
+        sub = Path(str(entry["dir"]))
+        sub = sub if sub.is_absolute() else path / sub
+        run = _load_run(sub)
+        run.label = str(entry.get("name") or run.name)
+        runs.append(run)
+    return CompareDir(path=path, manifest=manifest, info=info, runs=runs,
+                      comparison=comparison, figures=_figures(path))
+
+
+def load_results(path: str | Path) -> RunDir | CompareDir:
+    """Read a run or comparison directory; :class:`ReportError` if it is neither."""
+    path = Path(path)
+    manifest = _read_manifest(path)
+    kind = manifest.get("kind", "run")
+    if kind == "compare":
+        return _load_compare(path, manifest)
+    if kind == "run":
+        return _load_run(path, manifest)
+    raise _not_results(path, f"unknown kind {kind!r} in {MANIFEST}")

@@ -1,0 +1,70 @@
+"""The report's HTML: the template (``report.html.j2``, beside this module) rendered with
+autoescaping, and the file written atomically."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, StrictUndefined
+
+from .context import build_context
+from .load import CompareDir, ReportError, RunDir, load_results
+
+__all__ = ["render_report", "write_report"]
+
+
+class _Environment(Environment):
+    """Jinja with ``d.key`` meaning the dict's item even when dicts have a method of that name
+    (``d.values``, ``d.clear``), and every value HTML-escaped."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def _template() -> Environment:
+    return _Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
+                        lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def render_report(inputs: Sequence[RunDir | CompareDir], report_command: str = "") -> str:
+    """The report's HTML text for loaded results directories."""
+    if not inputs:
+        raise ReportError("no results directory given")
+    text = resources.files("v2vsim.outputs.report").joinpath("report.html.j2").read_text(encoding="utf-8")
+    template = _template().from_string(text)
+    return template.render(**build_context(inputs, report_command))
+
+
+def write_report(directories: Sequence[str | Path], output: str | Path = "report.html") -> Path:
+    """Write the report of ``directories`` (run or comparison directories) to ``output``.
+
+    Raises :class:`ReportError` (nothing is written) for a directory that is not a v2vsim
+    results directory. The file is written atomically.
+    """
+    output = Path(output)
+    if output.is_dir():
+        raise ReportError(f"{output} is a directory; give the HTML file to write with -o")
+    inputs = [load_results(d) for d in directories]
+    command = shlex.join(["v2vsim", "report", *[str(d) for d in directories], "-o", str(output)])
+    html = render_report(inputs, command)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is for sharing
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return output
