@@ -1,5 +1,36 @@
-"""The ``v2vsim`` command line: thin Typer commands over the public functions."""
+"""The ``v2vsim`` command line: thin Typer commands over the public functions.
 
-from .commands import app, default_compare_dir, main
+:mod:`.common` holds the app and what the commands share; each command family has its own
+module (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) that imports only :mod:`.common` and
+library code. The commands are registered here, in the order ``v2vsim --help`` lists them.
+"""
+
+from . import compare, experiments, run
+from .common import app
+from .compare import default_compare_dir
+
+app.command()(run.run)
+app.command()(compare.compare)
+app.command()(run.validate)
+app.command()(run.schema)
+app.command()(run.verify)
+app.command()(compare.report)
+app.command()(experiments.sweep)
+app.command(cls=experiments.ParamCommand)(experiments.sensitivity)  # --param takes three words
+app.command()(experiments.capacity)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM (a scheduler or `kill`) stops like Ctrl-C: clean up, keep earlier results.
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point of the ``v2vsim`` console script."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    app(prog_name="v2vsim")
+
 
 __all__ = ["app", "default_compare_dir", "main"]

@@ -1,9 +1,13 @@
-"""The ``sweep``, ``sensitivity`` and ``capacity`` commands, and the helpers behind ``run``'s
-``--set``, ``--precision`` and ``--cluster``: thin Typer wrappers over :mod:`v2vsim.experiments`.
+"""The ``sweep``, ``sensitivity`` and ``capacity`` commands: thin Typer wrappers over
+:mod:`v2vsim.experiments`.
 
-Registered on the main app by :func:`register`. Exit status as for ``run``: 2 for bad input,
-130 (Ctrl-C) or 143 (SIGTERM) when interrupted, and ``capacity`` exits 1 when no slot count in
-the range meets every target.
+Exit status as for ``run``: 2 for bad input, 130 (Ctrl-C) or 143 (SIGTERM) when interrupted, and
+``capacity`` exits 1 when no slot count in the range meets every target.
+
+One piece over 500 lines: the three commands share their options, the handling of interruption
+(SIGTERM like Ctrl-C, finished points kept for ``--resume``), the output directory and manifest of
+an experiment, and the checks of fixed overrides and total size; split apart, those would move
+to a module that only these commands use.
 """
 
 from __future__ import annotations
@@ -20,9 +24,6 @@ from typing import Annotated, Any, Optional
 
 import pandas as pd
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.progress import Progress as RichProgressBar
 from rich.table import Table
 from typer.core import TyperCommand
 
@@ -31,73 +32,24 @@ from .. import experiments as ex
 from ..engine.distributed import ClusterError
 from ..metrics import format_value, metric_label
 from ..outputs.results_dir import OutputError, check_target, package_versions, sha256_file, write_json, write_results_dir
-from ..engine.runner import Results
 from ..scenario import Scenario, ScenarioError, scenario_to_yaml
+from .common import (
+    LARGE_REFERRALS,
+    Jobs,
+    Seed,
+    _fail,
+    _precision,
+    _problems,
+    _progress,
+    _slug,
+    _source,
+    err,
+    out,
+)
 
-__all__ = ["register", "load_cli", "run_extended"]
+__all__ = ["ParamCommand", "capacity", "sensitivity", "sweep"]
 
-# --------------------------------------------------------------------------- shared helpers
-
-# Not imported from .cli at module level: cli.py imports this module at its end (and under
-# `python -m v2vsim.cli` a module-level import back into it would be circular).
-out = Console()
-err = Console(stderr=True)
-
-Seed = Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")]
-Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores). Results do not depend on it.")]
-
-
-def _large_referrals() -> int:
-    from .commands import LARGE_REFERRALS
-
-    return LARGE_REFERRALS
-
-
-def _fail(lines: list[str] | str, code: int = 2) -> None:
-    for line in [lines] if isinstance(lines, str) else lines:
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _slug(name: str) -> str:
-    keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name.strip())
-    return keep.strip("._") or "scenario"
-
-
-
-class _Bars(ex.Progress):
-    """Two rich bars on standard error: points finished and replications run."""
-
-    def __init__(self, bar: RichProgressBar, label: str, points: int) -> None:
-        self.bar = bar
-        self.points = bar.add_task(f"{label}: points", total=points) if points > 1 else None
-        self.reps = bar.add_task(f"{label}: replications", total=0)
-        self.total = 0
-
-    def add_replications(self, k: int) -> None:
-        self.total += k
-        self.bar.update(self.reps, total=self.total)
-
-    def advance(self, k: int) -> None:
-        self.bar.advance(self.reps, k)
-
-    def point_done(self) -> None:
-        if self.points is not None:
-            self.bar.advance(self.points, 1)
-
-
-def _bar() -> RichProgressBar:
-    return RichProgressBar(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=err, transient=False, disable=not err.is_terminal,
-    )
-
-
-@contextlib.contextmanager
-def _progress(label: str, points: int) -> Iterator[_Bars]:
-    with _bar() as bar:
-        yield _Bars(bar, label, points)
+# --------------------------------------------------------------------------- shared by the experiment commands
 
 
 class _Stopped:
@@ -123,79 +75,6 @@ def _stop_on_sigterm() -> Iterator[_Stopped]:
         yield stopped
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _source(path: Path) -> ex.ScenarioSource:
-    try:
-        return ex.ScenarioSource(path)
-    except ScenarioError as exc:
-        _fail([str(p) for p in exc.problems])
-        raise
-
-
-def _problems(exc: ScenarioError) -> None:
-    _fail([str(p) for p in exc.problems])
-
-
-def load_cli(path: Path, sets: Sequence[str]) -> Scenario:
-    """The scenario with ``--set`` overrides, or exit 2 listing every problem."""
-    source = _source(path)
-    try:
-        return source.variant(ex.parse_sets(sets))
-    except ScenarioError as exc:
-        _problems(exc)
-        raise
-
-
-def _precision(relative: float | None, cap: int | None) -> ex.Precision | None:
-    if relative is None:
-        return None
-    cap = 1000 if cap is None else cap
-    try:
-        return ex.Precision(relative, min_replications=min(10, cap), max_replications=cap)
-    except ValueError as exc:
-        _fail(f"error: --precision: {exc}")
-        raise
-
-
-def _note_precision(results: Results) -> None:
-    info = results.extra.get("precision")
-    if not info:
-        return
-    widths = ", ".join(f"{k} ±{100 * v:.1f}%" for k, v in info["relative_half_widths"].items() if v is not None)
-    if info["reached"]:
-        err.print(f"precision {100 * info['relative']:g}% reached after {info['n_solution']} replications "
-                  f"(held for {info['replications'] - info['n_solution']} more); used {info['replications']}: "
-                  f"{widths}", markup=False, highlight=False)
-    else:
-        err.print(f"warning: precision {100 * info['relative']:g}% not reached within "
-                  f"{info['replications']} replications (the cap; raise it with --replications): {widths}",
-                  markup=False, highlight=False)
-
-
-def run_extended(scenario: Scenario, replications: int | None, seed: int, jobs: int | None,
-                 precision: float | None, cluster: str | None) -> Results:
-    """``run`` with ``--precision`` (``replications`` is then the cap) or ``--cluster``."""
-    from .commands import run_scenario
-    from ..engine.runner import simulate
-
-    try:
-        if precision is not None:
-            with _progress(scenario.name, 1) as bars:
-                results = ex.simulate_to_precision(scenario, _precision(precision, replications), seed,
-                                                   jobs=jobs, cluster=cluster, progress=bars)
-            _note_precision(results)
-            return results
-        n = replications or scenario.replications
-        if cluster is None:
-            return run_scenario(scenario, n, seed, jobs or 1, scenario.name)
-        with ex.executor_for(None, cluster) as (executor, workers), _progress(scenario.name, 1) as bars:
-            bars.add_replications(n)
-            return simulate(scenario, n, seed, jobs=workers, executor=executor,
-                            progress=lambda done, total: bars.bar.update(bars.reps, completed=done))
-    except ClusterError as exc:
-        _fail(f"error: {exc}")
-        raise
 
 
 def _manifest(kind: str, source: ex.ScenarioSource, seed: int, started: float, **extra: Any) -> dict[str, Any]:
@@ -236,9 +115,9 @@ def _fixed_and_check(source: ex.ScenarioSource, sets: Sequence[str]) -> list[tup
 def _check_total(points: Sequence[ex.Point], precision: ex.Precision | None, allow_large: bool) -> None:
     total = sum(p.scenario.expected_referrals() * (precision.max_replications if precision else p.replications)
                 for p in points)
-    if total > _large_referrals() and not allow_large:
+    if total > LARGE_REFERRALS and not allow_large:
         _fail(f"error: this would simulate up to about {total:,.0f} referrals in all, more than "
-              f"{_large_referrals():,}; pass --allow-large if that is intended")
+              f"{LARGE_REFERRALS:,}; pass --allow-large if that is intended")
 
 
 def _target_dir(out_dir: Path | None, scenario: Scenario, suffix: str, force: bool) -> Path:
@@ -463,7 +342,7 @@ def _print_sweep(table: pd.DataFrame, names: list[str], scenario: Scenario) -> N
 # --------------------------------------------------------------------------- sensitivity
 
 
-class _ParamCommand(TyperCommand):
+class ParamCommand(TyperCommand):
     """Lets ``--param PATH LOW HIGH`` (three words) through Typer, which has no repeatable
     three-value options: the three words are joined into one before parsing."""
 
@@ -546,8 +425,8 @@ def sensitivity(
     n_points = {"oat": 1 + 2 * len(ranges), "morris": trajectories * (len(ranges) + 1),
                 "sobol": samples * (len(ranges) + 2)}[method]
     total = n_points * replications * source.base.expected_referrals()
-    if total > _large_referrals() and not allow_large:
-        _fail(f"error: this would simulate about {total:,.0f} referrals, more than {_large_referrals():,}; "
+    if total > LARGE_REFERRALS and not allow_large:
+        _fail(f"error: this would simulate about {total:,.0f} referrals, more than {LARGE_REFERRALS:,}; "
               "pass --allow-large if that is intended")
     err.print(f"sensitivity ({method}): {n_points} points x {replications} replications, seed {base_seed}",
               markup=False, highlight=False)
@@ -738,13 +617,3 @@ def _print_capacity(result: ex.CapacityResult, scenario: Scenario) -> None:
         cells = [str(check.slots)] + [_mean_ci(rows.loc[(check.slots, m)], m, scenario.currency) for m in shown]
         grid.add_row(*cells, "yes" if check.meets_all else "no")
     out.print(grid)
-
-
-# --------------------------------------------------------------------------- registration
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``sweep``, ``sensitivity`` and ``capacity`` to the ``v2vsim`` app."""
-    app.command()(sweep)
-    app.command(cls=_ParamCommand)(sensitivity)
-    app.command()(capacity)

@@ -1,0 +1,196 @@
+"""What every ``v2vsim`` command shares: the Typer app and its ``--version``, the consoles,
+exiting on bad input, loading scenarios (with ``--set`` overrides), the size limit, progress bars,
+running replications and writing a run's results directory.
+
+The command modules (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) import only this module
+and library code; :mod:`v2vsim.cli` registers their commands on :data:`app`.
+
+Exit status: 0 success, 1 a failed check (``verify``), 2 bad input (scenario or options).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .._version import __version__
+from .. import experiments as ex
+from ..engine.runner import Results, simulate
+from ..outputs.results_dir import manifest_fields, write_results_dir, write_tables
+from ..scenario import Scenario, ScenarioError, load_scenario
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Simulate the vein-to-vein logistics of autologous CAR-T cell therapy.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+
+#: Runs larger than this many referrals in all need --allow-large.
+LARGE_REFERRALS = 20_000_000
+
+
+Seed = Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")]
+Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores). Results do not depend on it.")]
+
+
+# --------------------------------------------------------------------------- exits and loading
+
+
+def _fail(lines: list[str] | str, code: int = 2) -> None:
+    for line in [lines] if isinstance(lines, str) else lines:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path) -> Scenario:
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        _fail([str(p) for p in exc.problems])
+        raise  # unreachable
+
+
+def _source(path: Path) -> ex.ScenarioSource:
+    try:
+        return ex.ScenarioSource(path)
+    except ScenarioError as exc:
+        _fail([str(p) for p in exc.problems])
+        raise
+
+
+def _problems(exc: ScenarioError) -> None:
+    _fail([str(p) for p in exc.problems])
+
+
+def load_cli(path: Path, sets: Sequence[str]) -> Scenario:
+    """The scenario with ``--set`` overrides, or exit 2 listing every problem."""
+    source = _source(path)
+    try:
+        return source.variant(ex.parse_sets(sets))
+    except ScenarioError as exc:
+        _problems(exc)
+        raise
+
+
+def _precision(relative: float | None, cap: int | None) -> ex.Precision | None:
+    if relative is None:
+        return None
+    cap = 1000 if cap is None else cap
+    try:
+        return ex.Precision(relative, min_replications=min(10, cap), max_replications=cap)
+    except ValueError as exc:
+        _fail(f"error: --precision: {exc}")
+        raise
+
+
+def _check_size(scenario: Scenario, replications: int, allow_large: bool) -> None:
+    expected = scenario.expected_referrals() * replications
+    if expected > LARGE_REFERRALS and not allow_large:
+        _fail(f"error: this run would simulate about {expected:,.0f} referrals "
+              f"({scenario.expected_referrals():,.0f} per replication x {replications} replications), "
+              f"more than {LARGE_REFERRALS:,}; pass --allow-large if that is intended")
+
+
+def _slug(name: str) -> str:
+    keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name.strip())
+    return keep.strip("._") or "scenario"
+
+
+# --------------------------------------------------------------------------- progress and runs
+
+
+def _replication_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("replications"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err, transient=False, disable=not err.is_terminal,
+    )
+
+
+class _Bars(ex.Progress):
+    """Two rich bars on standard error: points finished and replications run."""
+
+    def __init__(self, bar: Progress, label: str, points: int) -> None:
+        self.bar = bar
+        self.points = bar.add_task(f"{label}: points", total=points) if points > 1 else None
+        self.reps = bar.add_task(f"{label}: replications", total=0)
+        self.total = 0
+
+    def add_replications(self, k: int) -> None:
+        self.total += k
+        self.bar.update(self.reps, total=self.total)
+
+    def advance(self, k: int) -> None:
+        self.bar.advance(self.reps, k)
+
+    def point_done(self) -> None:
+        if self.points is not None:
+            self.bar.advance(self.points, 1)
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err, transient=False, disable=not err.is_terminal,
+    )
+
+
+@contextlib.contextmanager
+def _progress(label: str, points: int) -> Iterator[_Bars]:
+    with _bar() as bar:
+        yield _Bars(bar, label, points)
+
+
+def run_scenario(scenario: Scenario, replications: int, seed: int, jobs: int, label: str) -> Results:
+    """Simulate with a progress bar on the terminal."""
+    with _replication_bar() as progress:
+        task = progress.add_task(label, total=replications)
+        return simulate(scenario, replications=replications, seed=seed, jobs=jobs,
+                        progress=lambda done, total: progress.update(task, completed=done))
+
+
+def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, force: bool,
+                  scenario_file: Path | None, jobs: int = 1) -> Path:
+    """The run's results directory (spec section 5), written atomically."""
+
+    def fill(tmp: Path) -> dict:
+        write_tables(results, tmp, csv=csv, source=scenario_file)
+        if figures:
+            from ..outputs.figures import run_figures
+
+            footer = (f"{results.scenario.name} · {results.n_replications} replications · "
+                      f"seed {results.seed} · v2vsim {__version__}")
+            run_figures(results.patients, results.site_days, results.events,
+                        results.scenario.name, tmp / "figures", footer=footer, jobs=jobs)
+        return manifest_fields(results, ["v2vsim", *sys.argv[1:]], scenario_file)
+
+    return write_results_dir(out_dir, fill, force=force)
+
+
+# --------------------------------------------------------------------------- the app's own option
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"v2vsim {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """Simulate the vein-to-vein logistics of autologous CAR-T cell therapy."""

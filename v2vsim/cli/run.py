@@ -1,0 +1,188 @@
+"""The ``run``, ``validate``, ``schema`` and ``verify`` commands: one scenario's replications and
+its results directory, checking scenario files, their JSON Schema, checking a results directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .. import experiments as ex
+from ..engine.distributed import ClusterError
+from ..engine.runner import Results, default_jobs, simulate
+from ..metrics import headline_rows, overload_warnings
+from ..outputs.results_dir import OutputError, check_target, verify_dir
+from ..scenario import Scenario, ScenarioError, load_scenario
+from .common import (
+    LARGE_REFERRALS,
+    Jobs,
+    Seed,
+    _check_size,
+    _fail,
+    _load,
+    _precision,
+    _progress,
+    _slug,
+    err,
+    load_cli,
+    out,
+    run_scenario,
+    write_run_dir,
+)
+
+__all__ = ["run", "run_extended", "schema", "summary_table", "validate", "verify"]
+
+Replications = Annotated[Optional[int], typer.Option("--replications", "-n", min=1, help="Replications (default: the scenario's).")]
+
+
+def summary_table(results: Results, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("Metric")
+    table.add_column("Mean", justify="right")
+    table.add_column("95% CI", justify="right")
+    for _metric, label, mean, ci in headline_rows(results.summary(), results.scenario.currency):
+        table.add_row(label, mean, ci)
+    return table
+
+
+def run(
+    scenario_file: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file.")],
+    replications: Replications = None,
+    seed: Seed = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/<scenario name>).")] = None,
+    jobs: Jobs = None,
+    csv: Annotated[bool, typer.Option("--csv", help="Also write patients.csv.")] = False,
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")] = False,
+    allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals in all.")] = False,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a scenario value, e.g. --set sites.hkib.slots=2 (repeatable; steps and cohorts by name).")] = None,
+    precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Add replications (batches of 10, from 10) until the 95% CI half-width of infused_fraction, vein_to_vein_median and queue_wait_mean is within this fraction of the mean; --replications is then the cap (default 1000).")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="tcp://HOST:PORT", help="Run the replications on this Dask scheduler's workers (same results).")] = None,
+) -> None:
+    """Run SCENARIO's replications and write its results directory."""
+    if sets:
+        scenario = load_cli(scenario_file, sets)
+    else:
+        scenario = _load(scenario_file)
+    n = replications or scenario.replications
+    base_seed = scenario.seed if seed is None else seed
+    target = out_dir or Path("results") / _slug(scenario.name)
+    _check_size(scenario, n, allow_large)
+    try:
+        check_target(target, force)
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+    workers = jobs or default_jobs()
+    started = time.perf_counter()
+    try:
+        if precision is not None or cluster is not None:
+            results = run_extended(scenario, replications, base_seed, jobs, precision, cluster)
+            n = results.n_replications
+        else:
+            results = run_scenario(scenario, n, base_seed, workers, scenario.name)
+    except KeyboardInterrupt:
+        _fail("interrupted: nothing was written", 130)
+        raise
+    out.print(summary_table(results, f"{scenario.name} — {n} replications, seed {base_seed}"))
+    for warning in overload_warnings(results.replications, results.site_days,
+                                     scenario.horizon_days,
+                                     scenario.horizon_days + scenario.drain_days):
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    try:
+        written = write_run_dir(results, target, csv=csv, figures=not no_figures, force=force,
+                                scenario_file=scenario_file, jobs=workers)
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted: nothing was written, earlier results are untouched", 130)
+        raise
+    out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s "
+              f"({results.events_processed:,} events).", markup=False, highlight=False)
+
+
+def _note_precision(results: Results) -> None:
+    info = results.extra.get("precision")
+    if not info:
+        return
+    widths = ", ".join(f"{k} ±{100 * v:.1f}%" for k, v in info["relative_half_widths"].items() if v is not None)
+    if info["reached"]:
+        err.print(f"precision {100 * info['relative']:g}% reached after {info['n_solution']} replications "
+                  f"(held for {info['replications'] - info['n_solution']} more); used {info['replications']}: "
+                  f"{widths}", markup=False, highlight=False)
+    else:
+        err.print(f"warning: precision {100 * info['relative']:g}% not reached within "
+                  f"{info['replications']} replications (the cap; raise it with --replications): {widths}",
+                  markup=False, highlight=False)
+
+
+def run_extended(scenario: Scenario, replications: int | None, seed: int, jobs: int | None,
+                 precision: float | None, cluster: str | None) -> Results:
+    """``run`` with ``--precision`` (``replications`` is then the cap) or ``--cluster``."""
+    try:
+        if precision is not None:
+            with _progress(scenario.name, 1) as bars:
+                results = ex.simulate_to_precision(scenario, _precision(precision, replications), seed,
+                                                   jobs=jobs, cluster=cluster, progress=bars)
+            _note_precision(results)
+            return results
+        n = replications or scenario.replications
+        if cluster is None:
+            return run_scenario(scenario, n, seed, jobs or 1, scenario.name)
+        with ex.executor_for(None, cluster) as (executor, workers), _progress(scenario.name, 1) as bars:
+            bars.add_replications(n)
+            return simulate(scenario, n, seed, jobs=workers, executor=executor,
+                            progress=lambda done, total: bars.bar.update(bars.reps, completed=done))
+    except ClusterError as exc:
+        _fail(f"error: {exc}")
+        raise
+
+
+def validate(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Scenario YAML files.")],
+) -> None:
+    """Check scenario files; print every problem as FILE:LINE: key.path: message."""
+    bad = False
+    for path in files:
+        try:
+            sc = load_scenario(path)
+        except ScenarioError as exc:
+            bad = True
+            for problem in exc.problems:
+                err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+            continue
+        out.print(f"{path}: ok — '{sc.name}', {len(sc.cohorts)} cohort(s), {len(sc.pathways)} "
+                  f"pathway(s), {len(sc.sites)} site(s), about {sc.expected_referrals():,.0f} "
+                  "referrals per replication", markup=False, highlight=False)
+    if bad:
+        raise typer.Exit(2)
+
+
+def schema(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to a file instead of standard output.")] = None,
+) -> None:
+    """Print the JSON Schema of scenario files (for editor completion and checking)."""
+    document = Scenario.model_json_schema(by_alias=True)
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "v2vsim scenario"
+    text = json.dumps(document, indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def verify(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A results directory.")],
+) -> None:
+    """Check every file of a results directory against the sha256 in its manifest."""
+    problems = verify_dir(directory)
+    if problems:
+        _fail(problems, 1)
+    out.print(f"{directory}: every file matches its manifest", markup=False, highlight=False)
