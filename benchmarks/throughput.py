@@ -54,14 +54,14 @@ def _bare_simpy(arrivals: list[float], timeouts_per_patient: float, mean_timeout
 def measure(scenario_path: str, replications: int) -> dict:
     """Model vs bare SimPy on the same arrivals (runs in a child process)."""
     from v2vsim import load_scenario
-    from v2vsim.engine.model import _Sim
+    from v2vsim.engine.replication import Replication
 
     sc = load_scenario(scenario_path)
     model_s = bare_s = setup_s = 0.0
     model_events = bare_events = patients = 0
     for rep in range(replications):
         started = time.perf_counter()
-        sim = _Sim(sc, sc.seed, rep, trace_patients=0, record_timeline=True)
+        sim = Replication(sc, sc.seed, rep, trace_patients=0, record_timeline=True)
         built = time.perf_counter()
         out = sim.run()
         model_s += time.perf_counter() - started

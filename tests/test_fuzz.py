@@ -20,7 +20,7 @@ from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from v2vsim.cli import app
-from v2vsim.engine.model import run_replication
+from v2vsim.engine.replication import run_replication
 from v2vsim.scenario import Scenario, ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]

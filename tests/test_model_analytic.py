@@ -324,21 +324,22 @@ def test_death_while_waiting_for_a_start_day() -> None:
         [0, 1.0, 4.0, 4.0, "died"], [1, 7.25, 7.25, 8.25, "done"], [1, 8.25, 8.25, 8.25, "done"]]
 
 
-def test_no_allowed_weekday_and_no_clock_leaves_patients_unresolved() -> None:
-    # Site (Mondays) and step (Tuesdays) share no weekday: the step can never start. Without a
-    # disease clock nobody dies; the patients wait until the stop and are reported unresolved,
-    # with their wait so far.
+def test_patients_still_in_the_pathway_at_the_stop_are_unresolved() -> None:
+    # The first patient holds the only slot for 100 days, past the stop (10 + 20 days); without
+    # a disease clock nobody dies: both are reported unresolved, with their wait so far (a
+    # step that could never start is refused at load instead: tests/test_engine_rules.py).
     steps = [
-        {"name": "manufacture", "kind": "manufacture", "site": "lab", "starts_on": ["tue"], "duration": 1},
+        {"name": "manufacture", "kind": "manufacture", "site": "lab", "duration": 100},
         {"name": "infusion", "kind": "infusion", "duration": 0},
     ]
-    sc = make_scenario(steps, sites={"lab": {"slots": 1, "starts_on": ["mon"]}}, horizon_days=10,
+    sc = make_scenario(steps, sites={"lab": {"slots": 1}}, horizon_days=10,
                        drain_days=20, arrivals={"schedule": [0.0, 2.5]})
     res = v2vsim.simulate(sc, replications=1, seed=1)
     p = res.patients
     assert p["outcome"].astype(str).tolist() == ["unresolved", "unresolved"]
     assert p["outcome_day"].isna().all()
-    assert p["queue_wait_days"].tolist() == [30.0, 27.5]
+    assert p["queue_wait_days"].tolist() == [0.0, 27.5]
+    assert p["manufacture_start_day"].tolist()[0] == 0.0
     assert res.replications.loc[0, "unresolved"] == 2
     assert res.replications.loc[0, "end_day"] == 30.0
 

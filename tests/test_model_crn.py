@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import v2vsim
-from v2vsim.engine.model import run_replication
+from v2vsim.engine.replication import run_replication
 from v2vsim.scenario import Scenario, scenario_from_dict
 
 SEED = 77

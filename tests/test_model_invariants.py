@@ -16,7 +16,8 @@ import pytest
 from ruamel.yaml import YAML
 
 import v2vsim
-from v2vsim.engine.model import OUTCOMES, run_replication
+from v2vsim.engine.replication import run_replication
+from v2vsim.scenario import OUTCOMES
 from v2vsim.scenario import Scenario, scenario_from_dict
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

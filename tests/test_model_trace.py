@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 import v2vsim
-from v2vsim.engine.model import run_replication
+from v2vsim.engine.replication import run_replication
 from v2vsim.scenario import Scenario, scenario_from_dict
 
 SEED = 41

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 import v2vsim
-from v2vsim.engine.model import run_replication
+from v2vsim.engine.replication import run_replication
 from v2vsim.scenario import Scenario, scenario_from_dict
 
 MONTH_STARTS = {"feb": 26.0, "mar": 54.0, "apr": 85.0, "may": 115.0}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 import v2vsim
-from v2vsim.engine.model import run_replication
+from v2vsim.engine.replication import run_replication
 from v2vsim.scenario import Scenario, scenario_from_dict
 
 EVENT_COLUMNS = ["patient", "step", "attempt", "ready_day", "start_day", "end_day", "status"]

@@ -676,7 +676,7 @@ pathways:
         kind: manufacture
         site: lab
         reserve_from: aph
-        starts_on: [wed]
+        starts_on: [tue]   # with the site: Tuesdays
         duration: {dist: triangular, low: 10, mode: 12, high: 14}
         failure_probability: 0.05
         on_failure: {retry_from: aph, max_attempts: 2}

@@ -11,10 +11,12 @@ and values never depend on the order in which the simulation asks for them.
 from __future__ import annotations
 
 import zlib
+from array import array
+from typing import Any
 
 import numpy as np
 
-__all__ = ["stream_seed", "UniformStream", "Streams"]
+__all__ = ["stream_seed", "UniformStream", "Streams", "Draws", "Uniforms", "floats"]
 
 _BLOCK = 256
 _TINY = float(np.finfo(float).tiny)
@@ -70,3 +72,51 @@ class Streams:
         if stream is None:
             stream = self._streams[purpose] = UniformStream(self.seed, self.replication, purpose)
         return stream
+
+
+def floats(values: Any) -> array:
+    """A compact array of Python-indexable floats (8 bytes each, unlike a list's 32)."""
+    out = array("d")
+    out.frombytes(np.ascontiguousarray(values, dtype=float).tobytes())
+    return out
+
+
+class Draws:
+    """Values of one distribution read by patient index from one uniform stream."""
+
+    __slots__ = ("_stream", "_dist", "_values")
+
+    def __init__(self, stream: UniformStream, dist: Any, size_hint: int) -> None:
+        self._stream = stream
+        self._dist = dist
+        self._values = array("d")
+        if size_hint:
+            self._grow(size_hint)
+
+    def _grow(self, size: int) -> None:
+        self._values = floats(self._dist.ppf(self._stream.extend_to(size)))
+
+    def __getitem__(self, index: int) -> float:
+        try:
+            return self._values[index]
+        except IndexError:
+            self._grow(index + 1)
+            return self._values[index]
+
+    def head(self, size: int) -> array:
+        """The values of (at least) patients ``0 .. size-1``."""
+        if len(self._values) < size:
+            self._grow(size)
+        return self._values
+
+
+class Uniforms(Draws):
+    """Plain uniforms by patient index (failure and response draws)."""
+
+    __slots__ = ()
+
+    def __init__(self, stream: UniformStream, size_hint: int) -> None:
+        super().__init__(stream, None, size_hint)
+
+    def _grow(self, size: int) -> None:
+        self._values = floats(self._stream.extend_to(size))

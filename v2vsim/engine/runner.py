@@ -17,7 +17,9 @@ from typing import Any
 import pandas as pd
 
 from .. import metrics
-from .model import OUTCOMES, ReplicationOutput, run_replication
+from ..scenario import OUTCOMES
+from .collect import ReplicationOutput
+from .replication import run_replication
 from ..scenario import Scenario
 
 __all__ = ["Results", "simulate", "default_jobs", "plan_ranges", "run_ranges", "assemble"]

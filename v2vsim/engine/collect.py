@@ -1,0 +1,153 @@
+"""What one replication records, and the plain result it hands on (apart from the dynamics).
+
+The journey reports facts as they happen (:class:`Recorder`: the day of the first apheresis,
+an outcome, a trace row); at the end :func:`patient_columns` builds the patient table's
+columns once, from plain arrays, and :func:`survival_columns` adds life-years (vectorised).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..scenario import DAYS_PER_YEAR, OUTCOMES, Scenario
+from .rng import Streams
+
+__all__ = ["OUTCOME_CODE", "Recorder", "ReplicationOutput", "patient_columns"]
+
+#: The model's outcome codes (int8 in the recorder): positions in OUTCOMES.
+OUTCOME_CODE = {name: i for i, name in enumerate(OUTCOMES)}
+INFUSED, DIED, INELIGIBLE, UNRESOLVED = (OUTCOME_CODE[k] for k in ("infused", "died", "ineligible", "unresolved"))
+PRODUCT_EXPIRED = OUTCOME_CODE["product_expired"]
+
+
+@dataclass
+class ReplicationOutput:
+    """Raw result of one replication (plain arrays; metrics are computed elsewhere)."""
+
+    replication: int
+    columns: dict[str, np.ndarray]
+    end_day: float
+    site_busy_slot_days: dict[str, float]
+    site_slots: dict[str, float]
+    site_timeline: dict[str, np.ndarray]  # site -> array of (time, in_use, queue) rows
+    events: list[tuple[Any, ...]]
+    fixed_cost: float
+    events_processed: int
+    #: Sites with a slot schedule: the mean capacity of each one-day bin (``site_slots`` holds
+    #: the mean over the run, so that utilisation is busy slot-days / capacity slot-days).
+    site_daily_slots: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Sites with a calendar: the day each use started (a slot was taken).
+    site_starts: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Recorder:
+    """Per-patient facts of one replication, by patient index (NaN: did not happen)."""
+
+    def __init__(self, n: int, trace_patients: int) -> None:
+        nan = math.nan
+        self.n = n
+        self.apheresis_day = np.full(n, nan)
+        self.manufacture_start_day = np.full(n, nan)
+        self.release_day = np.full(n, nan)
+        self.infusion_day = np.full(n, nan)
+        self.outcome_day = np.full(n, nan)
+        self.outcome = np.full(n, UNRESOLVED, dtype=np.int8)
+        self.outcome_step = np.full(n, -1, dtype=np.int16)
+        self.queue_wait = np.zeros(n)
+        self.attempts = np.zeros(n, dtype=np.int16)
+        self.cost = np.zeros(n)
+        self.responded = np.full(n, nan)
+        self.icu = np.full(n, nan)
+        self.bridging_day = np.full(n, nan)
+        self.bridging_toxicity = np.full(n, nan)
+        self.trace_patients = trace_patients
+        #: (patient, step, kind, attempt, ready_day, start_day, end_day, status)
+        self.events: list[tuple[Any, ...]] = []
+
+    def left(self, i: int, outcome: int, step: int, day: float, wait: float, cost: float,
+             runs: int) -> None:
+        """Patient i left the pathway (any outcome) at ``day`` from step index ``step``."""
+        self.outcome[i] = outcome
+        self.outcome_step[i] = step
+        self.outcome_day[i] = day
+        self.unresolved(i, wait, cost, runs)
+
+    def unresolved(self, i: int, wait: float, cost: float, runs: int) -> None:
+        """Running totals of patient i (called at the stop for those still in the pathway)."""
+        self.queue_wait[i] = wait
+        self.cost[i] = cost
+        self.attempts[i] = runs
+
+
+def patient_columns(rec: Recorder, scenario: Scenario, arrivals: np.ndarray, cohort_of: np.ndarray,
+                    pathway_taken: np.ndarray, step_names: list[list[str]]) -> dict[str, np.ndarray]:
+    """The contract's patient columns (the runner adds ``replication``)."""
+    n = rec.n
+    empty = np.array([], dtype=object)
+    pathway_list = list(scenario.pathways)
+    step_label = np.array([
+        step_names[p][s] if s >= 0 else ""
+        for p, s in zip(pathway_taken.tolist(), rec.outcome_step.tolist())
+    ], dtype=object) if n else empty
+    return {
+        "patient": np.arange(n),
+        "cohort": np.array([c.name for c in scenario.cohorts], dtype=object)[cohort_of] if n else empty,
+        "pathway": np.array(pathway_list, dtype=object)[pathway_taken] if n else empty,
+        "referral_day": arrivals,
+        "apheresis_day": rec.apheresis_day,
+        "manufacture_start_day": rec.manufacture_start_day,
+        "release_day": rec.release_day,
+        "infusion_day": rec.infusion_day,
+        "outcome": np.array(OUTCOMES, dtype=object)[rec.outcome] if n else empty,
+        "outcome_step": step_label,
+        "outcome_day": rec.outcome_day,
+        "vein_to_vein_days": rec.infusion_day - rec.apheresis_day,
+        "referral_to_infusion_days": rec.infusion_day - arrivals,
+        "queue_wait_days": rec.queue_wait,
+        "manufacturing_attempts": rec.attempts.astype(np.int64),
+        "cost": rec.cost,
+        "responded": rec.responded,
+        "icu": rec.icu,
+    }
+
+
+def survival_columns(rec: Recorder, scenario: Scenario, streams: Streams, arrivals: np.ndarray,
+                     cohort_of: np.ndarray, death_after_referral: Any) -> dict[str, np.ndarray]:
+    """Death day and life-years in each cohort's follow-up window (NaN where not modelled).
+
+    Alive from referral until the untreated death clock (as changed by bridging) unless
+    infused; after infusion, the survival draw of a responder or a non-responder (the same
+    uniform for both: common random numbers).
+    """
+    n = rec.n
+    nan = math.nan
+    follow = np.full(n, nan)
+    death_day = np.full(n, nan)
+    life_years = np.full(n, nan)
+    modelled = [c for c, co in enumerate(scenario.cohorts) if co.after_infusion.models_survival]
+    if modelled and n:
+        dead = arrivals + np.asarray(death_after_referral)
+        died = rec.outcome == DIED
+        dead[died] = rec.outcome_day[died]  # the very instant the patient left
+        u = streams("after:survival").extend_to(n)[:n]
+        infused = rec.outcome == INFUSED
+        for c in modelled:
+            after = scenario.cohorts[c].after_infusion
+            mask = cohort_of == c
+            follow[mask] = after.follow_up_days
+            m = mask & infused
+            if m.any():
+                resp = rec.responded[m] == 1.0
+                survival = np.where(resp, after.survival_responder.ppf(u[m]),  # type: ignore[union-attr]
+                                    after.survival_non_responder.ppf(u[m]))  # type: ignore[union-attr]
+                dead[m] = rec.infusion_day[m] + survival
+        has = ~np.isnan(follow)
+        alive = np.minimum(dead - arrivals, follow)
+        life_years[has] = alive[has] / DAYS_PER_YEAR
+        within = has & (dead - arrivals <= follow)
+        death_day[within] = dead[within]
+    return {"death_day": death_day, "life_years": life_years}

@@ -1,0 +1,363 @@
+"""A patient's journey through a pathway, as a SimPy process.
+
+:meth:`Journey.patient` is the whole story; each line is a named piece:
+
+1. *acquire* the slots the step needs (its own, and those booked from it with
+   ``reserve_from``): :meth:`~Journey.take_slots`, then :meth:`~Journey.wait_for_slot` for
+   each site that has none free;
+2. *wait for a start day* (weekdays, closures, a bridging toxicity): :meth:`~Journey.wait_until`;
+3. *do the step*: :meth:`~Journey.begin_step`, one timeout, :meth:`~Journey.end_step`;
+4. *fail and retry*: :meth:`~Journey.after_failure` (``on_failure``: back to an earlier step
+   while it has run fewer than ``max_attempts`` times);
+5. *leave*: :meth:`~Journey.leave` (any outcome) frees every slot held, at once.
+
+Every wait is cut short by the patient's *cut*: the earlier of its disease-clock deadline
+(death or ineligibility, whichever rings first) and, once a product is released, the product's
+expiry. Ties are broken by one rule: **a disease clock that rings at the same instant as any
+other event wins** — the patient leaves at that instant, before the other event takes effect
+(a slot granted then is handed back unused, a step ending then does not complete). An
+expiry at the very instant a step ends does not stop it (a product infused exactly at the end
+of its shelf life is in time); an expiry before the end is a failure of the infusion step
+(outcome ``product_expired``, retried by the infusion step's ``on_failure``).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterator
+from typing import Any
+
+import simpy
+
+from .collect import INFUSED, OUTCOME_CODE, PRODUCT_EXPIRED, Recorder
+from .pools import GRANTED, SlotPool
+
+__all__ = ["Journey", "Patient", "EngineStep"]
+
+_INF = math.inf
+
+
+class EngineStep:
+    """A compiled step with this replication's draws (read by patient index)."""
+
+    __slots__ = ("index", "name", "kind", "site", "acquire", "start_days", "closed", "any_day",
+                 "failure_probability", "retry_index", "max_attempts", "cost", "failure_outcome",
+                 "patient_step", "starts_shelf_clock", "shelf_life", "is_apheresis",
+                 "is_manufacture", "is_release", "is_infusion", "fixed_duration",
+                 "first_durations", "first_failures", "durations", "failures")
+
+    def __init__(self, compiled: Any, durations: Any, failures: Any) -> None:
+        for name in ("index", "name", "kind", "site", "acquire", "start_days", "failure_probability",
+                     "retry_index", "max_attempts", "cost", "patient_step", "starts_shelf_clock",
+                     "shelf_life", "fixed_duration"):
+            setattr(self, name, getattr(compiled, name))
+        self.closed = compiled.closed
+        self.any_day = compiled.any_day
+        self.failure_outcome = OUTCOME_CODE[compiled.failure_outcome]
+        self.is_apheresis = compiled.kind == "apheresis"
+        self.is_manufacture = compiled.kind == "manufacture"
+        self.is_release = compiled.kind == "release"
+        self.is_infusion = compiled.kind == "infusion"
+        self.durations = durations  # attempt number -> Draws (a callable growing the list)
+        self.failures = failures
+        self.first_durations: Any = None
+        self.first_failures: Any = None
+
+
+class Patient:
+    """A patient's running state while in the pathway."""
+
+    __slots__ = ("index", "cohort", "priority", "steps", "bridge_at", "referral", "deadline",
+                 "clock_outcome", "expiry", "cut", "wait", "waiting_since", "cost", "runs",
+                 "manufacturing_runs", "held", "toxic", "unfit_from", "unfit_until", "shelf_clock")
+
+    def __init__(self, index: int, cohort: int, priority: int, steps: list[EngineStep],
+                 bridge_at: int, shelf_clock: int, referral: float) -> None:
+        self.index = index
+        self.cohort = cohort
+        self.priority = priority
+        self.steps = steps
+        self.bridge_at = bridge_at  # the step at which bridging starts, or -1
+        self.shelf_clock = shelf_clock  # the step whose end starts the shelf-life clock, or -1
+        self.referral = referral
+        self.deadline = _INF  # the earlier disease clock, in days from day 0
+        self.clock_outcome = 0
+        self.expiry = _INF  # the product's expiry, once released
+        self.cut = _INF  # min(deadline, expiry): every wait ends by then
+        self.wait = 0.0  # days waiting for slots and start days
+        self.waiting_since = math.nan  # start of the wait under way (for a run that stops)
+        self.cost = 0.0
+        self.runs = [0] * len(steps)  # times each step has begun
+        self.manufacturing_runs = 0
+        self.held: dict[int, int] = {}  # step index whose slot is held -> site index
+        self.toxic = False  # a bridging toxicity: patient steps may not begin in the window
+        self.unfit_from = self.unfit_until = 0.0
+
+    def set_clocks(self, death: float, ineligible: float, died: int, became_ineligible: int) -> None:
+        """Deadline from the clocks (days from day 0); the earlier wins, death on a tie."""
+        if death <= ineligible:
+            self.deadline, self.clock_outcome = death, died
+        else:
+            self.deadline, self.clock_outcome = ineligible, became_ineligible
+        self.cut = min(self.deadline, self.expiry)
+
+
+class Journey:
+    """The patient process and its pieces. The state it reads is set up by the replication."""
+
+    env: simpy.Environment
+    pools: list[SlotPool]
+    rec: Recorder
+    start_weekday: int
+
+    # ------------------------------------------------------------------ the story
+
+    def patient(self, i: int) -> Iterator[simpy.Event]:
+        env = self.env
+        p = self.admit(i)
+        steps = p.steps
+        n_steps = len(steps)
+        j = 0
+        while 0 <= j < n_steps:
+            step = steps[j]
+            if j == p.bridge_at:
+                self.start_bridging(p)
+            ready = env.now
+            # 1. Acquire the slots this step needs.
+            if step.acquire:
+                in_time = True
+                for site, units in self.slots_needed(p, step):
+                    request = self.pools[site].request(p.priority, units, env.now)
+                    if request is not None:
+                        in_time = yield from self.wait_for_slot(p, site, units, request, ready)
+                        if not in_time:
+                            break
+                    self.hold(p, step, site)
+                if not in_time:
+                    j = self.interrupted(p, step, ready)
+                    continue
+            # 2. Wait for a day the step may start.
+            if p.toxic or not step.any_day:
+                start = self.start_time(p, step, env.now)
+                if start > env.now and not (yield from self.wait_until(p, start, ready)):
+                    j = self.interrupted(p, step, ready)
+                    continue
+            # 3. Do the step.
+            begin = env.now
+            p.wait += begin - ready
+            end = self.begin_step(p, step, begin)
+            if end >= p.deadline or end > p.expiry:
+                if p.cut > begin:
+                    yield env.timeout(p.cut - begin)
+                j = self.interrupted(p, step, ready, begin)
+                continue
+            if end > begin:
+                yield env.timeout(end - begin)
+            # 4. Done, or failed and retried (or not).
+            j = self.end_step(p, step, ready, begin)
+        if j == n_steps:
+            self.infused(p)
+
+    # ------------------------------------------------------------------ 1. slots
+
+    def slots_needed(self, p: Patient, step: EngineStep) -> list[tuple[int, int]]:
+        """``(site, units)`` to request now, in the global site order (slots still held for a
+        later step are not asked again; all the units of one site in one request)."""
+        held = p.held
+        steps = p.steps
+        needed: list[tuple[int, int]] = []
+        for k in step.acquire:
+            if k in held:
+                continue
+            site = steps[k].site
+            if needed and needed[-1][0] == site:
+                needed[-1] = (site, needed[-1][1] + 1)
+            else:
+                needed.append((site, 1))
+        return needed
+
+    def hold(self, p: Patient, step: EngineStep, site: int) -> None:
+        """Record the slots of ``site`` just taken against the steps they serve."""
+        held = p.held
+        steps = p.steps
+        for k in step.acquire:
+            if k not in held and steps[k].site == site:
+                held[k] = site
+
+    def wait_for_slot(self, p: Patient, site: int, units: int, request: simpy.Event,
+                      ready: float) -> Iterator[simpy.Event]:
+        """Wait for ``units`` slots of ``site`` or the patient's cut; True if taken in time."""
+        env = self.env
+        p.waiting_since = ready
+        if p.cut < _INF:
+            ring = env.timeout(p.cut - env.now)
+            ring.callbacks.append(lambda _, r=request: None if r.triggered else r.succeed(_CUT))
+        granted = (yield request) is GRANTED
+        p.waiting_since = math.nan
+        if not granted:
+            self.pools[site].cancel(env.now)
+            return False
+        if env.now >= p.deadline:  # granted as the clock rings: the clock wins, the slots go back
+            self.pools[site].release(units, env.now)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ 2. start days
+
+    def start_time(self, p: Patient, step: EngineStep, now: float) -> float:
+        """The first instant from ``now`` on an allowed weekday, outside the site's closures and,
+        for a step that needs the patient, outside the patient's unfit window (inf: never)."""
+        days = step.start_days
+        closed = step.closed
+        unfit_from, unfit_until = (p.unfit_from, p.unfit_until) if p.toxic and step.patient_step else (0.0, -_INF)
+        t = now
+        while t < _INF:
+            before = t
+            if days is not None and not days[(self.start_weekday + int(t)) % 7]:
+                t = self._next_weekday(t, days)
+                continue
+            if closed is not None:
+                k = bisect_right(closed[0], t) - 1
+                if k >= 0 and t < closed[1][k]:
+                    t = closed[1][k]
+            if unfit_from <= t < unfit_until:
+                t = unfit_until
+            if t == before:
+                break
+        return t
+
+    def _next_weekday(self, now: float, days: tuple[bool, ...]) -> float:
+        day = math.floor(now)
+        weekday = (self.start_weekday + day) % 7
+        for ahead in range(1, 8):
+            if days[(weekday + ahead) % 7]:
+                return float(day + ahead)
+        return _INF  # refused at load: a step with no allowed weekday
+
+    def wait_until(self, p: Patient, start: float, ready: float) -> Iterator[simpy.Event]:
+        """Wait until ``start`` or the patient's cut (a tie goes to the cut); True if in time.
+        No cut and no start (inf): the patient waits to the end of the run (unresolved)."""
+        env = self.env
+        p.waiting_since = ready
+        if start >= p.deadline or start > p.expiry:
+            yield env.timeout(p.cut - env.now)
+            return False
+        yield env.timeout(start - env.now)
+        p.waiting_since = math.nan
+        return True
+
+    # ------------------------------------------------------------------ 3. the step
+
+    def begin_step(self, p: Patient, step: EngineStep, begin: float) -> float:
+        """Count the run, charge the cost, record first days; the step's end time."""
+        j = step.index
+        p.runs[j] += 1
+        attempt = p.runs[j]
+        p.cost += step.cost
+        i = p.index
+        if step.is_apheresis:
+            days = self.rec.apheresis_day
+            if days[i] != days[i]:  # NaN: the first apheresis
+                days[i] = begin
+        elif step.is_manufacture:
+            p.manufacturing_runs += 1
+            if p.manufacturing_runs == 1:
+                self.rec.manufacture_start_day[i] = begin
+        duration = step.fixed_duration
+        if duration is None:
+            duration = step.first_durations[i] if attempt == 1 else step.durations(attempt)[i]
+        return begin + duration
+
+    def end_step(self, p: Patient, step: EngineStep, ready: float, begin: float) -> int:
+        """The step ended at ``now``: free its slot, draw its failure; the next step index."""
+        now = self.env.now
+        j = step.index
+        if j in p.held:
+            del p.held[j]
+            self.pools[step.site].release(1, now)
+        attempt = p.runs[j]
+        failed = False
+        if step.failure_probability > 0.0:
+            u = step.first_failures[p.index] if attempt == 1 else step.failures(attempt)[p.index]
+            failed = u < step.failure_probability
+        self.trace(p, step, attempt, ready, begin, now, "failed" if failed else "done")
+        if failed:
+            return self.after_failure(p, step, step.failure_outcome)
+        if j == p.shelf_clock:
+            infusion = p.steps[-1]
+            if infusion.shelf_life is not None:
+                p.expiry = now + infusion.shelf_life
+                p.cut = min(p.deadline, p.expiry)
+        if step.is_release:
+            self.rec.release_day[p.index] = now
+        return j + 1
+
+    # ------------------------------------------------------------------ 4. failures
+
+    def after_failure(self, p: Patient, step: EngineStep, outcome: int) -> int:
+        """Back to the step's ``retry_from`` while that step has run fewer than ``max_attempts``
+        times in all; otherwise the patient leaves with ``outcome``. The next step index."""
+        r = step.retry_index
+        if r >= 0 and p.runs[r] < step.max_attempts:
+            if r <= p.shelf_clock:  # a new product is made: the old one's clock no longer runs
+                p.expiry = _INF
+                p.cut = p.deadline
+            return r
+        return self.leave(p, outcome, step)
+
+    def interrupted(self, p: Patient, step: EngineStep, ready: float, begin: float | None = None) -> int:
+        """The cut came during a wait or a step: the clock (leave) or the product's expiry (a
+        failure of the infusion step). The next step index (-1: left)."""
+        now = self.env.now
+        p.waiting_since = math.nan
+        if begin is None:
+            p.wait += now - ready
+            begin, attempt = now, p.runs[step.index] + 1
+        else:
+            attempt = p.runs[step.index]
+        if p.deadline <= p.expiry:  # the cut is the clock (a tie goes to the clock)
+            self.trace(p, step, attempt, ready, begin, now, _STATUS[p.clock_outcome])
+            return self.leave(p, p.clock_outcome, step)
+        self.trace(p, step, attempt, ready, begin, now, "product_expired")
+        if step.index in p.held:  # the step under way gives its slot back
+            del p.held[step.index]
+            self.pools[step.site].release(1, now)
+        infusion = p.steps[-1]
+        return self.after_failure(p, infusion, PRODUCT_EXPIRED)
+
+    # ------------------------------------------------------------------ 5. leaving
+
+    def leave(self, p: Patient, outcome: int, step: EngineStep) -> int:
+        """Leave the pathway: every slot held is freed at once; the outcome is recorded."""
+        now = self.env.now
+        for k, site in p.held.items():
+            self.pools[site].release(1, now)
+        p.held.clear()
+        self.live.pop(p.index, None)
+        self.rec.left(p.index, outcome, step.index, now, p.wait, p.cost, p.manufacturing_runs)
+        return -1
+
+    def infused(self, p: Patient) -> None:
+        i = p.index
+        self.rec.infusion_day[i] = self.env.now
+        self.after_infusion(p)
+        self.leave(p, INFUSED, p.steps[-1])
+
+    def trace(self, p: Patient, step: EngineStep, attempt: int, ready: float, begin: float,
+              end: float, status: str) -> None:
+        if p.index < self.rec.trace_patients:
+            self.rec.events.append((p.index, step.name, step.kind, attempt, ready, begin, end, status))
+
+    # Provided by the replication:
+    live: dict[int, Patient]
+
+    def admit(self, i: int) -> Patient: ...  # pragma: no cover
+
+    def start_bridging(self, p: Patient) -> None: ...  # pragma: no cover
+
+    def after_infusion(self, p: Patient) -> None: ...  # pragma: no cover
+
+
+_CUT = "cut"
+_STATUS = {code: name for name, code in OUTCOME_CODE.items()}

@@ -1,0 +1,348 @@
+"""One replication of a scenario: referrals, patients' draws, sites, and the SimPy run.
+
+:class:`Replication` sets up what the journey (:mod:`.journey`) reads — the compiled
+pathways with this replication's draws, one pool per site (:mod:`.pools`), the disease clocks —
+runs the environment to the end of the drain and hands the recorder's facts to
+:mod:`.collect`. Randomness is read from named streams by patient index (:mod:`.rng`), so the
+same patient gets the same draws for the same purpose in any scenario (common random numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from ..scenario import PathwayRule, Scenario
+from ..scenario.compile import compile_scenario
+from .calendar import calendar_changes, calendar_process, capacity_profile
+from .clocks import Bridge, bridged_clock
+from .collect import DIED, INELIGIBLE, UNRESOLVED, Recorder, ReplicationOutput, patient_columns, survival_columns
+from .journey import EngineStep, Journey, Patient
+from .pools import CalendarPool, PriorityResourcePool, SlotPool
+from .rng import Draws, Streams, Uniforms, floats
+
+__all__ = ["Replication", "arrival_days", "run_replication"]
+
+
+def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
+    """Referral days in ``[0, horizon)`` for one replication."""
+    horizon = scenario.horizon_days
+    arr = scenario.arrivals
+    if arr.schedule is not None:
+        days = np.sort(np.asarray(arr.schedule, dtype=float))
+        return days[days < horizon]
+    if arr.rate_per_year is not None:
+        mean = 365.0 / arr.rate_per_year
+
+        def gaps(u: np.ndarray) -> np.ndarray:
+            return -mean * np.log1p(-u)
+
+        expected = horizon / mean
+    else:
+        dist = arr.interarrival
+        assert dist is not None
+        gaps = dist.ppf
+        expected = horizon / max(dist.mean(), 1e-12)
+    stream = streams("arrivals")
+    size = int(expected + 6 * math.sqrt(expected) + 16)
+    while True:
+        days = np.cumsum(gaps(stream.extend_to(size)[:size]))
+        if days[-1] >= horizon or not np.isfinite(days[-1]):
+            return days[days < horizon]
+        size *= 2
+
+
+class _PerAttempt:
+    """Draws of one step by attempt number: one named stream per attempt, made on first use."""
+
+    __slots__ = ("_make", "_by_attempt")
+
+    def __init__(self, make: Any) -> None:
+        self._make = make
+        self._by_attempt: list[Any] = []
+
+    def __call__(self, attempt: int) -> Any:
+        while len(self._by_attempt) < attempt:
+            self._by_attempt.append(self._make(len(self._by_attempt) + 1))
+        return self._by_attempt[attempt - 1]
+
+
+class Replication(Journey):
+    """State of one replication (the journey's methods read it)."""
+
+    def __init__(self, scenario: Scenario, seed: int, replication: int, trace_patients: int = 0,
+                 record_timeline: bool = True, reference: bool = False) -> None:
+        self.scenario = scenario
+        self.replication = replication
+        self.streams = streams = Streams(seed, replication)
+        self.env = env = simpy.Environment()
+        self.arrivals = arrival_days(scenario, streams)
+        n = self.n = int(self.arrivals.size)
+        self.start_weekday = scenario.start_date.weekday()
+        self.rec = Recorder(n, trace_patients)
+        self.live: dict[int, Patient] = {}
+        self._build_pools(record_timeline, reference)
+        self._draw_patients()
+        self._build_pathways()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _build_pools(self, record_timeline: bool, reference: bool) -> None:
+        sc = self.scenario
+        env = self.env
+        self.site_names = list(sc.sites)
+        self.site_log = [array("d") if record_timeline else None for _ in self.site_names]
+        self.pools: list[Any] = []
+        self.calendars: list[tuple[CalendarPool, list[Any]]] = []
+        stop = sc.horizon_days + sc.drain_days
+        for s, log in zip(sc.sites.values(), self.site_log):
+            if not s.has_calendar:
+                kind = PriorityResourcePool if reference else SlotPool
+                self.pools.append(kind(env, s.slots, log))  # type: ignore[arg-type]
+                continue
+            if reference:
+                raise ValueError("the reference pool has no calendar")
+            capacity, closed, reopen, changes = calendar_changes(s, sc.start_date, self.start_weekday, stop)
+            pool = CalendarPool(env, capacity, log,
+                                math.inf if s.starts_per_month is None else s.starts_per_month,
+                                math.inf if s.starts_per_week is None else s.starts_per_week)
+            pool.closed_now, pool.reopen = closed, reopen
+            pool.refresh()
+            self.pools.append(pool)
+            self.calendars.append((pool, changes))
+
+    def _draw_patients(self) -> None:
+        """Cohorts, disease clocks and after-infusion draws, vectorised, by patient index."""
+        sc = self.scenario
+        streams = self.streams
+        n = self.n
+        shares = np.cumsum(sc.cohort_shares())
+        u_cohort = streams("cohort").extend_to(n)[:n]
+        self.cohort_of = np.minimum(np.searchsorted(shares, u_cohort, side="right"), len(sc.cohorts) - 1)
+        self.cohort_list: list[int] = self.cohort_of.tolist()
+        self.u_death = streams("clock:death").extend_to(n)[:n]
+        self.u_inel = streams("clock:ineligible").extend_to(n)[:n]
+        death = np.full(n, math.inf)
+        inel = np.full(n, math.inf)
+        for c, cohort in enumerate(sc.cohorts):
+            mask = self.cohort_of == c
+            if mask.any():
+                death[mask] = cohort.time_to_death.ppf(self.u_death[mask])
+                inel[mask] = cohort.time_to_ineligible.ppf(self.u_inel[mask])
+        self.death = floats(death)  # days from referral; bridging may change a patient's values
+        self.ineligible = floats(inel)
+        self.u_response = floats(streams("after:response").extend_to(n)[:n])
+        self.u_icu = floats(streams("after:icu").extend_to(n)[:n])
+        self.cohort_priority = [c.priority for c in sc.cohorts]
+        self.cohort_response = [c.after_infusion.response_probability for c in sc.cohorts]
+        self.cohort_icu = [c.after_infusion.icu_probability for c in sc.cohorts]
+        self.cohort_bridge: list[Bridge | None] = []
+        for cohort in sc.cohorts:
+            b = cohort.bridging
+            if b is None:
+                self.cohort_bridge.append(None)
+                continue
+            tox = b.toxicity_probability > 0
+            self.cohort_bridge.append(Bridge(
+                death=cohort.time_to_death, ineligible=cohort.time_to_ineligible,
+                ratio=b.hazard_ratio, cost=b.cost, toxicity_probability=b.toxicity_probability,
+                durations=Draws(streams("bridging:duration"), b.duration, 0),
+                toxicity=Uniforms(streams("bridging:toxicity"), 0) if tox else None,
+                delays=Draws(streams("bridging:toxicity_delay"), b.toxicity_delay, 0) if tox else None,
+            ))
+
+    def _engine_steps(self, compiled: list[Any]) -> list[EngineStep]:
+        streams = self.streams
+        n = self.n
+        steps = []
+        for c in compiled:
+            def durations(a: int, c: Any = c) -> Draws:
+                return Draws(streams(f"step:{c.name}:{a}:duration"), c.duration, n if a == 1 else 0)
+
+            def failures(a: int, c: Any = c) -> Uniforms:
+                return Uniforms(streams(f"step:{c.name}:{a}:failure"), n if a == 1 else 0)
+
+            step = EngineStep(c, _PerAttempt(durations), _PerAttempt(failures))
+            if step.fixed_duration is None:
+                step.first_durations = step.durations(1).head(n)
+            if step.failure_probability > 0.0:
+                step.first_failures = step.failures(1).head(n)
+            steps.append(step)
+        return steps
+
+    def _build_pathways(self) -> None:
+        sc = self.scenario
+        compiled = compile_scenario(sc)
+        self.pathway_list = list(sc.pathways)
+        pathway_id = {name: k for k, name in enumerate(self.pathway_list)}
+        self.pathways = {name: self._engine_steps(compiled[name].steps) for name in self.pathway_list}
+        self.step_names = [[s.name for s in self.pathways[name]] for name in self.pathway_list]
+
+        def plan(cohort: Any, name: str) -> tuple[list[EngineStep], int, int, int]:
+            """(steps, bridging step or -1, shelf-clock step or -1, pathway number)."""
+            steps = self.pathways[name]
+            bridge = -1
+            if cohort.bridging is not None:
+                bridge = compiled[name].names[cohort.bridging.start_step]
+            return steps, bridge, compiled[name].shelf_clock_index, pathway_id[name]
+
+        # A cohort's plan, or None for a routing rule (decided at referral by route()).
+        self.cohort_plan: list[tuple[list[EngineStep], int, int, int] | None] = []
+        self.cohort_rule: list[tuple[Any, ...] | None] = []
+        first_pathway = []
+        for cohort in sc.cohorts:
+            rule = cohort.pathway
+            if isinstance(rule, PathwayRule):
+                primary, fallback = plan(cohort, rule.primary), plan(cohort, rule.fallback)
+                steps = primary[0]
+                booking = next(s for s in steps if s.acquire)
+                target = steps[booking.acquire[0]]
+                hold = sum(s.duration.mean() for s in sc.pathways[rule.primary].steps[booking.index:target.index + 1])
+                when = rule.when
+                by_count = when.waiting_more_than is not None
+                threshold = float(when.waiting_more_than if by_count else when.expected_wait_more_than_days)  # type: ignore[arg-type]
+                self.cohort_plan.append(None)
+                self.cohort_rule.append((primary, fallback, self.pools[target.site], hold, by_count, threshold))
+                first_pathway.append(primary[3])
+            else:
+                self.cohort_plan.append(plan(cohort, rule))
+                self.cohort_rule.append(None)
+                first_pathway.append(pathway_id[rule])
+        n = self.n
+        self.pathway_taken = np.asarray(first_pathway, dtype=np.int16)[self.cohort_of] if n else np.zeros(0, np.int16)
+
+    # ------------------------------------------------------------------ the journey's hooks
+
+    def admit(self, i: int) -> Patient:
+        """Patient i at referral: its pathway (a routing rule decides now) and its clocks."""
+        now = self.env.now
+        cohort = self.cohort_list[i]
+        plan = self.cohort_plan[cohort]
+        if plan is None:
+            plan = self.route(cohort, now)
+            self.pathway_taken[i] = plan[3]
+        steps, bridge_at, shelf_clock, _ = plan
+        p = Patient(i, cohort, self.cohort_priority[cohort], steps, bridge_at, shelf_clock, now)
+        p.set_clocks(now + self.death[i], now + self.ineligible[i], DIED, INELIGIBLE)
+        self.live[i] = p
+        return p
+
+    def route(self, cohort: int, now: float) -> tuple[list[EngineStep], int, int, int]:
+        """The primary plan, or the fallback when the primary's booking site is congested."""
+        primary, fallback, pool, hold, by_count, threshold = self.cohort_rule[cohort]  # type: ignore[misc]
+        busy = pool.queued if by_count else pool.expected_wait(now, hold)
+        return fallback if busy > threshold else primary
+
+    def start_bridging(self, p: Patient) -> None:
+        """New clocks from bridging (exact, see :mod:`.clocks`), its cost and any toxicity."""
+        p.bridge_at = -1  # the first visit only
+        b = self.cohort_bridge[p.cohort]
+        assert b is not None
+        i = p.index
+        now = self.env.now
+        s = now - p.referral
+        d = b.durations[i]
+        death = bridged_clock(b.death, float(self.u_death[i]), self.death[i], s, d, b.ratio)
+        inel = bridged_clock(b.ineligible, float(self.u_inel[i]), self.ineligible[i], s, d, b.ratio)
+        self.death[i] = death
+        self.ineligible[i] = inel
+        self.rec.bridging_day[i] = now
+        p.cost += b.cost
+        toxic = False
+        if b.toxicity is not None:
+            toxic = b.toxicity[i] < b.toxicity_probability
+            if toxic:
+                p.toxic = True
+                p.unfit_from = now + d
+                p.unfit_until = p.unfit_from + b.delays[i]  # type: ignore[index]
+        self.rec.bridging_toxicity[i] = 1.0 if toxic else 0.0
+        p.set_clocks(p.referral + death, p.referral + inel, DIED, INELIGIBLE)
+
+    def after_infusion(self, p: Patient) -> None:
+        i = p.index
+        self.rec.responded[i] = 1.0 if self.u_response[i] < self.cohort_response[p.cohort] else 0.0
+        self.rec.icu[i] = 1.0 if self.u_icu[i] < self.cohort_icu[p.cohort] else 0.0
+
+    # ------------------------------------------------------------------ the run
+
+    def referrals(self) -> Iterator[simpy.Event]:
+        env = self.env
+        timeout = env.timeout
+        process = env.process
+        patient = self.patient
+        for i, day in enumerate(floats(self.arrivals)):
+            if day > env.now:
+                yield timeout(day - env.now)
+            process(patient(i))
+
+    def run(self) -> ReplicationOutput:
+        sc = self.scenario
+        env = self.env
+        for pool, changes in self.calendars:
+            env.process(calendar_process(env, pool, changes))
+        env.process(self.referrals())
+        stop = sc.horizon_days + sc.drain_days
+        env.run(until=stop)
+        rec = self.rec
+        if self.live:
+            end_day = stop
+            # Unresolved patients: how far they got, their wait so far (up to the stop), costs.
+            for i, p in self.live.items():
+                waiting = stop - p.waiting_since if p.waiting_since == p.waiting_since else 0.0
+                rec.unresolved(i, p.wait + waiting, p.cost, p.manufacturing_runs)
+        else:
+            end_day = max(sc.horizon_days, float(np.nanmax(rec.outcome_day)) if self.n else 0.0)
+        assert self.live or not (rec.outcome == UNRESOLVED).any()
+        columns = patient_columns(rec, sc, self.arrivals, self.cohort_of, self.pathway_taken, self.step_names)
+        columns.update(self._policy_columns())
+        fixed = sum(s.fixed_cost_per_year for s in sc.sites.values()) * sc.horizon_days / 365.0
+        site_slots: dict[str, float] = {name: s.slots for name, s in sc.sites.items()}  # type: ignore[misc]
+        daily_slots: dict[str, np.ndarray] = {}
+        for name, s in sc.sites.items():
+            if isinstance(s.slots, list):
+                site_slots[name], daily_slots[name] = capacity_profile(s, sc.start_date, end_day)
+        starts = {self.site_names[self.pools.index(pool)]: np.asarray(pool.starts) for pool, _ in self.calendars}
+        timeline = {name: np.asarray(log if log is not None else array("d")).reshape(-1, 3)
+                    for name, log in zip(self.site_names, self.site_log)}
+        return ReplicationOutput(
+            replication=self.replication,
+            columns=columns,
+            end_day=end_day,
+            site_busy_slot_days={name: pool.busy_slot_days(stop) for name, pool in zip(self.site_names, self.pools)},
+            site_slots=site_slots,
+            site_timeline=timeline,
+            events=rec.events,
+            fixed_cost=fixed,
+            events_processed=next(env._eid),  # simpy numbers every scheduled event
+            site_daily_slots=daily_slots,
+            site_starts=starts,
+        )
+
+    def _policy_columns(self) -> dict[str, np.ndarray]:
+        """Patient columns of the optional policies (NaN where a policy does not apply)."""
+        n = self.n
+        rerouted = np.full(n, math.nan)
+        for c, rule in enumerate(self.cohort_rule):
+            if rule is not None:
+                mask = self.cohort_of == c
+                rerouted[mask] = (self.pathway_taken[mask] != rule[0][3]).astype(float)
+        columns = {"rerouted": rerouted, "bridging_day": self.rec.bridging_day,
+                   "bridging_toxicity": self.rec.bridging_toxicity}
+        columns.update(survival_columns(self.rec, self.scenario, self.streams, self.arrivals,
+                                        self.cohort_of, self.death))
+        return columns
+
+
+def run_replication(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,
+                    record_timeline: bool = True, reference: bool = False) -> ReplicationOutput:
+    """Simulate one replication of ``scenario``.
+
+    ``reference=True`` runs the same journey on :class:`simpy.PriorityResource` slots (see
+    :class:`.pools.PriorityResourcePool`; sites without a calendar only), for tests.
+    """
+    return Replication(scenario, seed, replication, trace_patients, record_timeline, reference).run()
