@@ -2,6 +2,13 @@
 
     python benchmarks/throughput.py            # local scenario, 1,000,000-referral stress, CLI time
     python benchmarks/throughput.py --quick    # smaller stress run (100,000 referrals)
+    python benchmarks/throughput.py --against ../v2vsim-old   # this checkout vs another, A B A B
+
+``--against DIR`` times the same workloads on another checkout of v2vsim (for example the
+commit before an engine change: ``git worktree add ../v2vsim-old HEAD~1``), alternating the
+two in fresh child processes, and prints the ratio of the model's time pair by pair; the time
+per patient is compared, not per event, because engines may schedule different numbers of
+events for the same patients.
 
 For each case the model's events and wall time are measured, then a *bare SimPy baseline*
 runs in the same process: the same number of patient processes arriving at the same times,
@@ -89,11 +96,35 @@ def measure(scenario_path: str, replications: int) -> dict:
     }
 
 
-def _child(scenario: str, replications: int) -> dict:
+def _child(scenario: str, replications: int, root: Path = ROOT) -> dict:
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(root))
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", scenario, str(replications)],
-        check=True, capture_output=True, text=True, cwd=ROOT)
+        [sys.executable, str(root / "benchmarks" / "throughput.py"), "--child", scenario, str(replications)],
+        check=True, capture_output=True, text=True, cwd=root, env=env)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _against(other: Path, stress_file: str, pairs: int = 3) -> None:
+    """This checkout (A) against another (B), alternating, ratio A/B of the model's seconds."""
+    cases = [("scenarios/local.yaml", 200), (stress_file, 1)]
+    for scenario, reps in cases:
+        print(f"\n{scenario}, {reps} replication(s): model seconds, this checkout (A) vs {other} (B)")
+        ratios = []
+        for k in range(pairs):
+            a = _child(scenario, reps)
+            b = _child(scenario, reps, other)
+            if a["patients"] != b["patients"]:
+                raise SystemExit("the two checkouts simulate different patients: not comparable")
+            ratios.append(a["model_seconds"] / b["model_seconds"])
+            print(f"  pair {k + 1}: A {a['model_seconds']:.2f} s ({a['patients'] / a['model_seconds']:,.0f} patients/s, "
+                  f"{a['model_events']:,} events), B {b['model_seconds']:.2f} s "
+                  f"({b['patients'] / b['model_seconds']:,.0f} patients/s, {b['model_events']:,} events), "
+                  f"A/B {ratios[-1]:.3f}")
+        ratios.sort()
+        print(f"  A/B time ratio: median {ratios[len(ratios) // 2]:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f});"
+              f" below 1 means this checkout is faster")
 
 
 def _report(case: str, m: dict) -> float:
@@ -118,13 +149,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", nargs=2, metavar=("SCENARIO", "REPS"), help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="100,000-referral stress run")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="another checkout to time against this one, alternating (A B A B)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child[0], int(args.child[1]))))
         return
-
-    local = _child("scenarios/local.yaml", 200)
-    ratio_local = _report("scenarios/local.yaml, 200 replications", local)
 
     stress_file = "benchmarks/stress_1m.yaml"
     if args.quick:
@@ -134,6 +164,12 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp()) / "stress_100k.yaml"
         tmp.write_text(text)
         stress_file = str(tmp)
+    if args.against:
+        _against(args.against.resolve(), stress_file)
+        return
+
+    local = _child("scenarios/local.yaml", 200)
+    ratio_local = _report("scenarios/local.yaml, 200 replications", local)
     stress = _child(stress_file, 1)
     ratio_stress = _report(f"{stress_file}, 1 replication", stress)
 

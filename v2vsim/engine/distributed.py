@@ -26,7 +26,7 @@ class ClusterError(RuntimeError):
 
 def worker_versions() -> dict[str, str]:
     """Versions that decide the results (runs on each worker)."""
-    from ..outputs.results_dir import package_versions
+    from .._version import package_versions
 
     versions = package_versions()
     return {k: versions[k] for k in ("v2vsim", "python", "simpy", "numpy", "scipy", "pandas", "pydantic")}

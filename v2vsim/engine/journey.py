@@ -118,46 +118,54 @@ class Journey:
         p = self.admit(i)
         steps = p.steps
         n_steps = len(steps)
+        now = env.now  # the clock moves only at a yield; refreshed after each
         j = 0
         while 0 <= j < n_steps:
             step = steps[j]
             if j == p.bridge_at:
-                self.start_bridging(p)
-            ready = env.now
+                self.start_bridging(p, now)
+            ready = now
             # 1. Acquire the slots this step needs.
             if step.acquire:
                 in_time = True
                 for site, units in self.slots_needed(p, step):
-                    request = self.pools[site].request(p.priority, units, env.now)
+                    request = self.pools[site].request(p.priority, units, now)
                     if request is not None:
                         in_time = yield from self.wait_for_slot(p, site, units, request, ready)
+                        now = env.now
                         if not in_time:
                             break
                     self.hold(p, step, site)
                 if not in_time:
-                    j = self.interrupted(p, step, ready)
+                    j = self.interrupted(p, step, ready, now)
                     continue
-            # 2. Wait for a day the step may start.
+            # 2. Wait for a day the step may start (at once, for most steps).
             if p.toxic or not step.any_day:
-                start = self.start_time(p, step, env.now)
-                if start > env.now and not (yield from self.wait_until(p, start, ready)):
-                    j = self.interrupted(p, step, ready)
-                    continue
+                start = self.start_time(p, step, now)
+                if start > now:
+                    in_time = yield from self.wait_until(p, start, ready)
+                    now = env.now
+                    if not in_time:
+                        j = self.interrupted(p, step, ready, now)
+                        continue
             # 3. Do the step.
-            begin = env.now
-            p.wait += begin - ready
+            begin = now
+            if begin != ready:
+                p.wait += begin - ready
             end = self.begin_step(p, step, begin)
-            if end >= p.deadline or end > p.expiry:
+            if end >= p.cut and (end >= p.deadline or end > p.expiry):
                 if p.cut > begin:
                     yield env.timeout(p.cut - begin)
-                j = self.interrupted(p, step, ready, begin)
+                    now = env.now
+                j = self.interrupted(p, step, ready, now, begin)
                 continue
             if end > begin:
                 yield env.timeout(end - begin)
+                now = env.now
             # 4. Done, or failed and retried (or not).
-            j = self.end_step(p, step, ready, begin)
+            j = self.end_step(p, step, ready, begin, now)
         if j == n_steps:
-            self.infused(p)
+            self.infused(p, now)
 
     # ------------------------------------------------------------------ 1. slots
 
@@ -166,8 +174,12 @@ class Journey:
         later step are not asked again; all the units of one site in one request)."""
         held = p.held
         steps = p.steps
+        acquire = step.acquire
+        if len(acquire) == 1:  # the usual case: one slot, for this step or one booked from here
+            k = acquire[0]
+            return () if k in held else ((steps[k].site, 1),)  # type: ignore[return-value]
         needed: list[tuple[int, int]] = []
-        for k in step.acquire:
+        for k in acquire:
             if k in held:
                 continue
             site = steps[k].site
@@ -184,6 +196,8 @@ class Journey:
         for k in step.acquire:
             if k not in held and steps[k].site == site:
                 held[k] = site
+                if len(step.acquire) == 1:
+                    return
 
     def wait_for_slot(self, p: Patient, site: int, units: int, request: simpy.Event,
                       ready: float) -> Iterator[simpy.Event]:
@@ -210,6 +224,8 @@ class Journey:
         for a step that needs the patient, outside the patient's unfit window (inf: never)."""
         days = step.start_days
         closed = step.closed
+        if closed is None and not p.toxic and days[(self.start_weekday + int(now)) % 7]:  # type: ignore[index]
+            return now  # the usual case: a weekday rule, and today is allowed
         unfit_from, unfit_until = (p.unfit_from, p.unfit_until) if p.toxic and step.patient_step else (0.0, -_INF)
         t = now
         while t < _INF:
@@ -269,9 +285,8 @@ class Journey:
             duration = step.first_durations[i] if attempt == 1 else step.durations(attempt)[i]
         return begin + duration
 
-    def end_step(self, p: Patient, step: EngineStep, ready: float, begin: float) -> int:
+    def end_step(self, p: Patient, step: EngineStep, ready: float, begin: float, now: float) -> int:
         """The step ended at ``now``: free its slot, draw its failure; the next step index."""
-        now = self.env.now
         j = step.index
         if j in p.held:
             del p.held[j]
@@ -281,13 +296,14 @@ class Journey:
         if step.failure_probability > 0.0:
             u = step.first_failures[p.index] if attempt == 1 else step.failures(attempt)[p.index]
             failed = u < step.failure_probability
-        self.trace(p, step, attempt, ready, begin, now, "failed" if failed else "done")
+        if p.index < self.rec.trace_patients:
+            self.trace(p, step, attempt, ready, begin, now, "failed" if failed else "done")
         if failed:
-            return self.after_failure(p, step, step.failure_outcome)
+            return self.after_failure(p, step, step.failure_outcome, now)
         if j == p.shelf_clock:
-            infusion = p.steps[-1]
-            if infusion.shelf_life is not None:
-                p.expiry = now + infusion.shelf_life
+            shelf_life = p.steps[-1].shelf_life
+            if shelf_life is not None:
+                p.expiry = now + shelf_life
                 p.cut = min(p.deadline, p.expiry)
         if step.is_release:
             self.rec.release_day[p.index] = now
@@ -295,7 +311,7 @@ class Journey:
 
     # ------------------------------------------------------------------ 4. failures
 
-    def after_failure(self, p: Patient, step: EngineStep, outcome: int) -> int:
+    def after_failure(self, p: Patient, step: EngineStep, outcome: int, now: float) -> int:
         """Back to the step's ``retry_from`` while that step has run fewer than ``max_attempts``
         times in all; otherwise the patient leaves with ``outcome``. The next step index."""
         r = step.retry_index
@@ -304,12 +320,12 @@ class Journey:
                 p.expiry = _INF
                 p.cut = p.deadline
             return r
-        return self.leave(p, outcome, step)
+        return self.leave(p, outcome, step, now)
 
-    def interrupted(self, p: Patient, step: EngineStep, ready: float, begin: float | None = None) -> int:
-        """The cut came during a wait or a step: the clock (leave) or the product's expiry (a
-        failure of the infusion step). The next step index (-1: left)."""
-        now = self.env.now
+    def interrupted(self, p: Patient, step: EngineStep, ready: float, now: float,
+                    begin: float | None = None) -> int:
+        """The cut came during a wait (``begin`` None) or a step: the clock (leave) or the
+        product's expiry (a failure of the infusion step). The next step index (-1: left)."""
         p.waiting_since = math.nan
         if begin is None:
             p.wait += now - ready
@@ -318,31 +334,30 @@ class Journey:
             attempt = p.runs[step.index]
         if p.deadline <= p.expiry:  # the cut is the clock (a tie goes to the clock)
             self.trace(p, step, attempt, ready, begin, now, _STATUS[p.clock_outcome])
-            return self.leave(p, p.clock_outcome, step)
+            return self.leave(p, p.clock_outcome, step, now)
         self.trace(p, step, attempt, ready, begin, now, "product_expired")
         if step.index in p.held:  # the step under way gives its slot back
             del p.held[step.index]
             self.pools[step.site].release(1, now)
-        infusion = p.steps[-1]
-        return self.after_failure(p, infusion, PRODUCT_EXPIRED)
+        return self.after_failure(p, p.steps[-1], PRODUCT_EXPIRED, now)
 
     # ------------------------------------------------------------------ 5. leaving
 
-    def leave(self, p: Patient, outcome: int, step: EngineStep) -> int:
+    def leave(self, p: Patient, outcome: int, step: EngineStep, now: float) -> int:
         """Leave the pathway: every slot held is freed at once; the outcome is recorded."""
-        now = self.env.now
-        for k, site in p.held.items():
-            self.pools[site].release(1, now)
-        p.held.clear()
-        self.live.pop(p.index, None)
+        if p.held:
+            pools = self.pools
+            for site in p.held.values():
+                pools[site].release(1, now)
+            p.held.clear()
+        del self.live[p.index]
         self.rec.left(p.index, outcome, step.index, now, p.wait, p.cost, p.manufacturing_runs)
         return -1
 
-    def infused(self, p: Patient) -> None:
-        i = p.index
-        self.rec.infusion_day[i] = self.env.now
+    def infused(self, p: Patient, now: float) -> None:
+        self.rec.infusion_day[p.index] = now
         self.after_infusion(p)
-        self.leave(p, INFUSED, p.steps[-1])
+        self.leave(p, INFUSED, p.steps[-1], now)
 
     def trace(self, p: Patient, step: EngineStep, attempt: int, ready: float, begin: float,
               end: float, status: str) -> None:
@@ -354,7 +369,7 @@ class Journey:
 
     def admit(self, i: int) -> Patient: ...  # pragma: no cover
 
-    def start_bridging(self, p: Patient) -> None: ...  # pragma: no cover
+    def start_bridging(self, p: Patient, now: float) -> None: ...  # pragma: no cover
 
     def after_infusion(self, p: Patient) -> None: ...  # pragma: no cover
 

@@ -92,6 +92,9 @@ class SlotPool:
         return self.slots - self.free
 
     def request(self, priority: int, units: int, now: float) -> simpy.Event | None:
+        if not self._heap and self.free >= units:  # the usual case: nobody waits
+            self._take(units, now)
+            return None
         head = self._head()
         if head is None or priority < head[0]:
             if self.free >= units:
@@ -118,7 +121,8 @@ class SlotPool:
             dispatch = simpy.Event(self.env)
             dispatch.callbacks.append(self._dispatch)
             dispatch.succeed()
-        self._record(now)
+        if self._log is not None:
+            self._log.extend((now, self.in_use, self.queued))
 
     def busy_slot_days(self, until: float) -> float:
         return self._busy + self.in_use * (until - self._since)
@@ -142,9 +146,11 @@ class SlotPool:
         self._since = now
 
     def _take(self, units: int, now: float) -> None:
-        self._account(now)
+        self._busy += (self.slots - self.free) * (now - self._since)
+        self._since = now
         self.free -= units
-        self._record(now)
+        if self._log is not None:
+            self._log.extend((now, self.slots - self.free, self.queued))
 
     def _give_back(self, units: int) -> None:
         self.free += units

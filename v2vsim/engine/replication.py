@@ -238,13 +238,12 @@ class Replication(Journey):
         busy = pool.queued if by_count else pool.expected_wait(now, hold)
         return fallback if busy > threshold else primary
 
-    def start_bridging(self, p: Patient) -> None:
+    def start_bridging(self, p: Patient, now: float) -> None:
         """New clocks from bridging (exact, see :mod:`.clocks`), its cost and any toxicity."""
         p.bridge_at = -1  # the first visit only
         b = self.cohort_bridge[p.cohort]
         assert b is not None
         i = p.index
-        now = self.env.now
         s = now - p.referral
         d = b.durations[i]
         death = bridged_clock(b.death, float(self.u_death[i]), self.death[i], s, d, b.ratio)

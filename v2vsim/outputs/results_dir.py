@@ -17,21 +17,18 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .._version import package_versions
 from ..scenario import scenario_to_yaml
 
 __all__ = ["OutputError", "sha256_file", "write_results_dir", "package_versions", "verify_dir",
            "MANIFEST"]
 
 MANIFEST = "manifest.json"
-_PACKAGES = ("v2vsim", "simpy", "numpy", "scipy", "pandas", "pyarrow", "matplotlib", "pydantic",
-             "ruamel.yaml", "typer", "rich")
-
 
 class OutputError(RuntimeError):
     """The results directory cannot be written as asked (message says why)."""
@@ -43,16 +40,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def _json_default(value: Any) -> Any:
