@@ -14,9 +14,10 @@ from rich.table import Table
 
 from .._version import __version__
 from ..engine.runner import default_jobs
-from ..experiments.compare import Comparison, check_comparable, write_comparison_files
+from ..experiments.compare import Comparison, check_comparable
 from ..experiments.compare import compare as compare_scenarios
 from ..metrics import LOSS_CAUSES, overload_warnings
+from ..outputs.comparison_files import write_comparison_files
 from ..outputs.results_dir import OutputError, check_target, manifest_fields, write_results_dir
 from .common import (
     LARGE_REFERRALS,

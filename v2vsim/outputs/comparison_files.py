@@ -7,14 +7,22 @@ The comparison itself (paired differences on common random numbers) is computed 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
+
+import pandas as pd
 
 from .results_dir import write_json
 
-if TYPE_CHECKING:
-    from ..experiments.compare import Comparison
-
 __all__ = ["write_comparison_files"]
+
+
+class Comparison(Protocol):
+    """What is written of a :class:`v2vsim.experiments.compare.Comparison` (typed by shape, so
+    that outputs never import experiments)."""
+
+    table: pd.DataFrame
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def write_comparison_files(comparison: Comparison, directory: Path) -> list[Path]:
