@@ -80,7 +80,7 @@ class Replication(Journey):
         self.scenario = scenario
         self.replication = replication
         self.streams = streams = Streams(seed, replication)
-        self.env = env = simpy.Environment()
+        self.env = simpy.Environment()
         self.arrivals = arrival_days(scenario, streams)
         n = self.n = int(self.arrivals.size)
         self.start_weekday = scenario.start_date.weekday()

@@ -110,13 +110,3 @@ def compare(
         {r.scenario.name: r.replications for r in results}, loaded[0].currency, level)
     return Comparison(results=results, table=table, seed=base_seed, replications=n, level=level)
 
-
-def __getattr__(name: str) -> Any:
-    # Writing the files is output code (v2vsim.outputs.comparison_files). The old name stays
-    # importable from here until the cli imports it from there; loaded only when asked for,
-    # so importing experiments never loads outputs.
-    if name == "write_comparison_files":
-        from ..outputs.comparison_files import write_comparison_files
-
-        return write_comparison_files
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
