@@ -70,11 +70,13 @@ class Patient:
 
     __slots__ = ("index", "cohort", "priority", "steps", "bridge_at", "referral", "deadline",
                  "clock_outcome", "expiry", "cut", "wait", "waiting_since", "cost", "runs",
-                 "manufacturing_runs", "held", "toxic", "unfit_from", "unfit_until", "shelf_clock")
+                 "manufacturing_runs", "held", "toxic", "unfit_from", "unfit_until", "shelf_clock",
+                 "traced")
 
     def __init__(self, index: int, cohort: int, priority: int, steps: list[EngineStep],
-                 bridge_at: int, shelf_clock: int, referral: float) -> None:
+                 bridge_at: int, shelf_clock: int, referral: float, traced: bool) -> None:
         self.index = index
+        self.traced = traced  # its steps are recorded in the trace
         self.cohort = cohort
         self.priority = priority
         self.steps = steps
@@ -288,7 +290,7 @@ class Journey:
     def end_step(self, p: Patient, step: EngineStep, ready: float, begin: float, now: float) -> int:
         """The step ended at ``now``: free its slot, draw its failure; the next step index."""
         j = step.index
-        if j in p.held:
+        if step.site >= 0 and j in p.held:
             del p.held[j]
             self.pools[step.site].release(1, now)
         attempt = p.runs[j]
@@ -296,7 +298,7 @@ class Journey:
         if step.failure_probability > 0.0:
             u = step.first_failures[p.index] if attempt == 1 else step.failures(attempt)[p.index]
             failed = u < step.failure_probability
-        if p.index < self.rec.trace_patients:
+        if p.traced:
             self.trace(p, step, attempt, ready, begin, now, "failed" if failed else "done")
         if failed:
             return self.after_failure(p, step, step.failure_outcome, now)
@@ -361,7 +363,7 @@ class Journey:
 
     def trace(self, p: Patient, step: EngineStep, attempt: int, ready: float, begin: float,
               end: float, status: str) -> None:
-        if p.index < self.rec.trace_patients:
+        if p.traced:
             self.rec.events.append((p.index, step.name, step.kind, attempt, ready, begin, end, status))
 
     # Provided by the replication:
