@@ -6,7 +6,9 @@
    ``reserve_from``): :meth:`~Journey.take_slots`, then :meth:`~Journey.wait_for_slot` for
    each site that has none free;
 2. *wait for a start day* (weekdays, closures, a bridging toxicity): :meth:`~Journey.wait_until`;
-3. *do the step*: :meth:`~Journey.begin_step`, one timeout, :meth:`~Journey.end_step`;
+3. *do the step*: count the run, charge its cost (:meth:`~Journey.record_start`), one timeout;
+   at its end free its slot, draw its failure (:meth:`~Journey.fails`), and note a product
+   (:meth:`~Journey.product_made`: the release day, the shelf-life clock);
 4. *fail and retry*: :meth:`~Journey.after_failure` (``on_failure``: back to an earlier step
    while it has run fewer than ``max_attempts`` times);
 5. *leave*: :meth:`~Journey.leave` (any outcome) frees every slot held, at once.
@@ -43,7 +45,8 @@ class EngineStep:
 
     __slots__ = ("index", "name", "kind", "site", "acquire", "start_days", "closed", "any_day",
                  "failure_probability", "retry_index", "max_attempts", "cost", "failure_outcome",
-                 "patient_step", "starts_shelf_clock", "shelf_life", "is_apheresis",
+                 "patient_step", "starts_shelf_clock", "shelf_life", "is_apheresis", "records",
+                 "makes_product",
                  "is_manufacture", "is_release", "is_infusion", "fixed_duration",
                  "first_durations", "first_failures", "durations", "failures")
 
@@ -57,8 +60,10 @@ class EngineStep:
         self.failure_outcome = OUTCOME_CODE[compiled.failure_outcome]
         self.is_apheresis = compiled.kind == "apheresis"
         self.is_manufacture = compiled.kind == "manufacture"
+        self.records = self.is_apheresis or self.is_manufacture  # its start is recorded
         self.is_release = compiled.kind == "release"
         self.is_infusion = compiled.kind == "infusion"
+        self.makes_product = self.is_release or self.starts_shelf_clock  # its end is recorded
         self.durations = durations  # attempt number -> Draws (a callable growing the list)
         self.failures = failures
         self.first_durations: Any = None
@@ -108,6 +113,9 @@ class Patient:
 class Journey:
     """The patient process and its pieces. The state it reads is set up by the replication."""
 
+    # Slots, not an instance dict: the journey looks up its own methods and state at every step.
+    __slots__ = ("env", "pools", "rec", "start_weekday", "live")
+
     env: simpy.Environment
     pools: list[SlotPool]
     rec: Recorder
@@ -117,8 +125,11 @@ class Journey:
 
     def patient(self, i: int) -> Iterator[simpy.Event]:
         env = self.env
+        timeout = env.timeout
+        pools = self.pools
         p = self.admit(i)
         steps = p.steps
+        held = p.held
         n_steps = len(steps)
         now = env.now  # the clock moves only at a yield; refreshed after each
         j = 0
@@ -127,11 +138,12 @@ class Journey:
             if j == p.bridge_at:
                 self.start_bridging(p, now)
             ready = now
-            # 1. Acquire the slots this step needs.
-            if step.acquire:
+            # 1. Acquire the slots this step needs (usually one, or none: already held).
+            acquire = step.acquire
+            if acquire and (len(acquire) > 1 or acquire[0] not in held):
                 in_time = True
                 for site, units in self.slots_needed(p, step):
-                    request = self.pools[site].request(p.priority, units, now)
+                    request = pools[site].request(p.priority, units, now)
                     if request is not None:
                         in_time = yield from self.wait_for_slot(p, site, units, request, ready)
                         now = env.now
@@ -141,31 +153,51 @@ class Journey:
                 if not in_time:
                     j = self.interrupted(p, step, ready, now)
                     continue
-            # 2. Wait for a day the step may start (at once, for most steps).
+            # 2. Wait for a day the step may start (usually: today).
             if p.toxic or not step.any_day:
-                start = self.start_time(p, step, now)
-                if start > now:
-                    in_time = yield from self.wait_until(p, start, ready)
-                    now = env.now
-                    if not in_time:
-                        j = self.interrupted(p, step, ready, now)
-                        continue
+                days = step.start_days
+                if p.toxic or step.closed is not None or not days[(self.start_weekday + int(now)) % 7]:  # type: ignore[index]
+                    start = self.start_time(p, step, now)
+                    if start > now:
+                        in_time = yield from self.wait_until(p, start, ready)
+                        now = env.now
+                        if not in_time:
+                            j = self.interrupted(p, step, ready, now)
+                            continue
             # 3. Do the step.
             begin = now
             if begin != ready:
                 p.wait += begin - ready
-            end = self.begin_step(p, step, begin)
+            runs = p.runs[j] = p.runs[j] + 1
+            p.cost += step.cost
+            if step.records:
+                self.record_start(p, step, begin)
+            duration = step.fixed_duration
+            if duration is None:
+                duration = step.first_durations[i] if runs == 1 else step.durations(runs)[i]
+            end = begin + duration
             if end >= p.cut and (end >= p.deadline or end > p.expiry):
                 if p.cut > begin:
-                    yield env.timeout(p.cut - begin)
+                    yield timeout(p.cut - begin)
                     now = env.now
                 j = self.interrupted(p, step, ready, now, begin)
                 continue
             if end > begin:
-                yield env.timeout(end - begin)
+                yield timeout(end - begin)
                 now = env.now
-            # 4. Done, or failed and retried (or not).
-            j = self.end_step(p, step, ready, begin, now)
+            # 4. The step ends: its slot is freed; done, or failed and retried (or not).
+            if step.site >= 0 and j in held:
+                del held[j]
+                pools[step.site].release(1, now)
+            failed = step.failure_probability > 0.0 and self.fails(p, step, runs)
+            if p.traced:
+                self.trace(p, step, runs, ready, begin, now, "failed" if failed else "done")
+            if failed:
+                j = self.after_failure(p, step, step.failure_outcome, now)
+                continue
+            if step.makes_product:
+                self.product_made(p, step, now)
+            j += 1
         if j == n_steps:
             self.infused(p, now)
 
@@ -205,17 +237,29 @@ class Journey:
                       ready: float) -> Iterator[simpy.Event]:
         """Wait for ``units`` slots of ``site`` or the patient's cut; True if taken in time."""
         env = self.env
+        pool = self.pools[site]
         p.waiting_since = ready
-        if p.cut < _INF:
-            ring = env.timeout(p.cut - env.now)
-            ring.callbacks.append(lambda _, r=request: None if r.triggered else r.succeed(_CUT))
-        granted = (yield request) is GRANTED
+        while True:
+            if p.cut < _INF:
+                ring = env.timeout(p.cut - env.now)
+                ring.callbacks.append(lambda _, r=request: None if r.triggered else r.succeed(_CUT))
+            granted = (yield request) is GRANTED
+            if not granted:
+                pool.cancel(env.now)
+                p.waiting_since = math.nan
+                return False
+            again = pool.taken_back(request)  # a better request in this instant took it back
+            if again is None:
+                break
+            request = again
+            if env.now >= p.cut:
+                request.succeed(_CUT)
+                pool.cancel(env.now)
+                p.waiting_since = math.nan
+                return False
         p.waiting_since = math.nan
-        if not granted:
-            self.pools[site].cancel(env.now)
-            return False
         if env.now >= p.deadline:  # granted as the clock rings: the clock wins, the slots go back
-            self.pools[site].release(units, env.now)
+            pool.release(units, env.now)
             return False
         return True
 
@@ -267,12 +311,8 @@ class Journey:
 
     # ------------------------------------------------------------------ 3. the step
 
-    def begin_step(self, p: Patient, step: EngineStep, begin: float) -> float:
-        """Count the run, charge the cost, record first days; the step's end time."""
-        j = step.index
-        p.runs[j] += 1
-        attempt = p.runs[j]
-        p.cost += step.cost
+    def record_start(self, p: Patient, step: EngineStep, begin: float) -> None:
+        """The first apheresis and manufacture days, and the count of manufacturing runs."""
         i = p.index
         if step.is_apheresis:
             days = self.rec.apheresis_day
@@ -282,34 +322,22 @@ class Journey:
             p.manufacturing_runs += 1
             if p.manufacturing_runs == 1:
                 self.rec.manufacture_start_day[i] = begin
-        duration = step.fixed_duration
-        if duration is None:
-            duration = step.first_durations[i] if attempt == 1 else step.durations(attempt)[i]
-        return begin + duration
 
-    def end_step(self, p: Patient, step: EngineStep, ready: float, begin: float, now: float) -> int:
-        """The step ended at ``now``: free its slot, draw its failure; the next step index."""
-        j = step.index
-        if step.site >= 0 and j in p.held:
-            del p.held[j]
-            self.pools[step.site].release(1, now)
-        attempt = p.runs[j]
-        failed = False
-        if step.failure_probability > 0.0:
-            u = step.first_failures[p.index] if attempt == 1 else step.failures(attempt)[p.index]
-            failed = u < step.failure_probability
-        if p.traced:
-            self.trace(p, step, attempt, ready, begin, now, "failed" if failed else "done")
-        if failed:
-            return self.after_failure(p, step, step.failure_outcome, now)
-        if j == p.shelf_clock:
+    def fails(self, p: Patient, step: EngineStep, attempt: int) -> bool:
+        """Whether this run of the step fails (its failure draw for this attempt)."""
+        u = step.first_failures[p.index] if attempt == 1 else step.failures(attempt)[p.index]
+        return u < step.failure_probability
+
+    def product_made(self, p: Patient, step: EngineStep, now: float) -> None:
+        """A release step ended (its day is recorded), or the step whose end starts the shelf-life
+        clock: the product expires ``shelf_life`` days from now."""
+        if step.is_release:
+            self.rec.release_day[p.index] = now
+        if step.index == p.shelf_clock:
             shelf_life = p.steps[-1].shelf_life
             if shelf_life is not None:
                 p.expiry = now + shelf_life
                 p.cut = min(p.deadline, p.expiry)
-        if step.is_release:
-            self.rec.release_day[p.index] = now
-        return j + 1
 
     # ------------------------------------------------------------------ 4. failures
 
@@ -367,7 +395,7 @@ class Journey:
             self.rec.events.append((p.index, step.name, step.kind, attempt, ready, begin, end, status))
 
     # Provided by the replication:
-    live: dict[int, Patient]
+    live: dict[int, Patient]  # patients in the pathway, by index
 
     def admit(self, i: int) -> Patient: ...  # pragma: no cover
 

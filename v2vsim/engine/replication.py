@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterator
+from heapq import heappop
 from typing import Any
 
 import numpy as np
 import simpy
+from simpy.core import URGENT
 
 from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
@@ -57,6 +59,35 @@ def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
         size *= 2
 
 
+def run_until(env: simpy.Environment, stop: float) -> None:
+    """``env.run(until=stop)`` with SimPy's step loop inlined: the same events in the same order
+    (the stop is an urgent event at ``stop``, as SimPy schedules it), less overhead per event.
+    A replication never resumes a stopped run, so the stop's remaining callbacks are not kept."""
+    if stop <= env.now:
+        raise ValueError(f"until ({stop}) must be greater than the current simulation time")
+    until = simpy.Event(env)
+    until._ok = True
+    until._value = None
+    env.schedule(until, URGENT, stop - env.now)
+    queue = env._queue  # type: ignore[attr-defined]
+    pop = heappop
+    while True:
+        try:
+            env._now, _, _, event = pop(queue)  # type: ignore[attr-defined]
+        except IndexError:
+            raise RuntimeError("no scheduled events left but the stop was not reached") from None
+        if event is until:
+            return
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:  # type: ignore[union-attr]
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):
+            # A process failed: raise a copy of its exception, as SimPy does.
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
+
+
 class _PerAttempt:
     """Draws of one step by attempt number: one named stream per attempt, made on first use."""
 
@@ -74,6 +105,12 @@ class _PerAttempt:
 
 class Replication(Journey):
     """State of one replication (the journey's methods read it)."""
+
+    __slots__ = ("scenario", "replication", "streams", "arrivals", "n", "site_names", "site_log",
+                 "calendars", "cohort_of", "cohort_list", "u_death", "u_inel", "death", "ineligible",
+                 "u_response", "u_icu", "cohort_priority", "cohort_response", "cohort_icu",
+                 "cohort_bridge", "pathway_list", "pathways", "step_names", "cohort_plan",
+                 "cohort_rule", "pathway_taken")
 
     def __init__(self, scenario: Scenario, seed: int, replication: int, trace_patients: int = 0,
                  record_timeline: bool = True, reference: bool = False) -> None:
@@ -287,7 +324,7 @@ class Replication(Journey):
             env.process(calendar_process(env, pool, changes))
         env.process(self.referrals())
         stop = sc.horizon_days + sc.drain_days
-        env.run(until=stop)
+        run_until(env, stop)
         rec = self.rec
         if self.live:
             end_day = stop
