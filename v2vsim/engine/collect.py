@@ -74,7 +74,9 @@ class Recorder:
         self.outcome[i] = outcome
         self.outcome_step[i] = step
         self.outcome_day[i] = day
-        self.unresolved(i, wait, cost, runs)
+        self.queue_wait[i] = wait
+        self.cost[i] = cost
+        self.attempts[i] = runs
 
     def unresolved(self, i: int, wait: float, cost: float, runs: int) -> None:
         """Running totals of patient i (called at the stop for those still in the pathway)."""

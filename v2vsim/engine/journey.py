@@ -6,9 +6,9 @@
    ``reserve_from``): :meth:`~Journey.take_slots`, then :meth:`~Journey.wait_for_slot` for
    each site that has none free;
 2. *wait for a start day* (weekdays, closures, a bridging toxicity): :meth:`~Journey.wait_until`;
-3. *do the step*: count the run, charge its cost (:meth:`~Journey.record_start`), one timeout;
-   at its end free its slot, draw its failure (:meth:`~Journey.fails`), and note a product
-   (:meth:`~Journey.product_made`: the release day, the shelf-life clock);
+3. *do the step*: count the run, charge its cost, one timeout; at its end free its slot, draw
+   its failure, and note a product (:meth:`~Journey.product_made`: the release day, the
+   shelf-life clock);
 4. *fail and retry*: :meth:`~Journey.after_failure` (``on_failure``: back to an earlier step
    while it has run fewer than ``max_attempts`` times);
 5. *leave*: :meth:`~Journey.leave` (any outcome) frees every slot held, at once.
@@ -79,7 +79,8 @@ class Patient:
                  "traced")
 
     def __init__(self, index: int, cohort: int, priority: int, steps: list[EngineStep],
-                 bridge_at: int, shelf_clock: int, referral: float, traced: bool) -> None:
+                 bridge_at: int, shelf_clock: int, referral: float, traced: bool,
+                 deadline: float, clock_outcome: int) -> None:
         self.index = index
         self.traced = traced  # its steps are recorded in the trace
         self.cohort = cohort
@@ -88,10 +89,10 @@ class Patient:
         self.bridge_at = bridge_at  # the step at which bridging starts, or -1
         self.shelf_clock = shelf_clock  # the step whose end starts the shelf-life clock, or -1
         self.referral = referral
-        self.deadline = _INF  # the earlier disease clock, in days from day 0
-        self.clock_outcome = 0
+        self.deadline = deadline  # the earlier disease clock, in days from day 0
+        self.clock_outcome = clock_outcome  # what that clock means (died or ineligible)
         self.expiry = _INF  # the product's expiry, once released
-        self.cut = _INF  # min(deadline, expiry): every wait ends by then
+        self.cut = deadline  # min(deadline, expiry): every wait ends by then
         self.wait = 0.0  # days waiting for slots and start days
         self.waiting_since = math.nan  # start of the wait under way (for a run that stops)
         self.cost = 0.0
@@ -127,6 +128,7 @@ class Journey:
         env = self.env
         timeout = env.timeout
         pools = self.pools
+        apheresis_day = self.rec.apheresis_day
         p = self.admit(i)
         steps = p.steps
         held = p.held
@@ -142,14 +144,18 @@ class Journey:
             acquire = step.acquire
             if acquire and (len(acquire) > 1 or acquire[0] not in held):
                 in_time = True
-                for site, units in self.slots_needed(p, step):
+                single = len(acquire) == 1  # the usual case: one slot, this step's or booked from here
+                for site, units in ((steps[acquire[0]].site, 1),) if single else self.slots_needed(p, step):
                     request = pools[site].request(p.priority, units, now)
                     if request is not None:
                         in_time = yield from self.wait_for_slot(p, site, units, request, ready)
                         now = env.now
                         if not in_time:
                             break
-                    self.hold(p, step, site)
+                    if single:
+                        held[acquire[0]] = site
+                    else:
+                        self.hold(p, step, site)
                 if not in_time:
                     j = self.interrupted(p, step, ready, now)
                     continue
@@ -170,8 +176,14 @@ class Journey:
                 p.wait += begin - ready
             runs = p.runs[j] = p.runs[j] + 1
             p.cost += step.cost
-            if step.records:
-                self.record_start(p, step, begin)
+            if step.records:  # the first apheresis and manufacture days, manufacturing runs
+                if step.is_apheresis:
+                    if apheresis_day[i] != apheresis_day[i]:  # NaN: the first apheresis
+                        apheresis_day[i] = begin
+                else:
+                    p.manufacturing_runs += 1
+                    if p.manufacturing_runs == 1:
+                        self.rec.manufacture_start_day[i] = begin
             duration = step.fixed_duration
             if duration is None:
                 duration = step.first_durations[i] if runs == 1 else step.durations(runs)[i]
@@ -189,7 +201,10 @@ class Journey:
             if step.site >= 0 and j in held:
                 del held[j]
                 pools[step.site].release(1, now)
-            failed = step.failure_probability > 0.0 and self.fails(p, step, runs)
+            failed = False
+            if step.failure_probability > 0.0:  # this attempt's failure draw
+                u = step.first_failures[i] if runs == 1 else step.failures(runs)[i]
+                failed = u < step.failure_probability
             if p.traced:
                 self.trace(p, step, runs, ready, begin, now, "failed" if failed else "done")
             if failed:
@@ -208,12 +223,8 @@ class Journey:
         later step are not asked again; all the units of one site in one request)."""
         held = p.held
         steps = p.steps
-        acquire = step.acquire
-        if len(acquire) == 1:  # the usual case: one slot, for this step or one booked from here
-            k = acquire[0]
-            return () if k in held else ((steps[k].site, 1),)  # type: ignore[return-value]
         needed: list[tuple[int, int]] = []
-        for k in acquire:
+        for k in step.acquire:
             if k in held:
                 continue
             site = steps[k].site
@@ -230,8 +241,6 @@ class Journey:
         for k in step.acquire:
             if k not in held and steps[k].site == site:
                 held[k] = site
-                if len(step.acquire) == 1:
-                    return
 
     def wait_for_slot(self, p: Patient, site: int, units: int, request: simpy.Event,
                       ready: float) -> Iterator[simpy.Event]:
@@ -310,23 +319,6 @@ class Journey:
         return True
 
     # ------------------------------------------------------------------ 3. the step
-
-    def record_start(self, p: Patient, step: EngineStep, begin: float) -> None:
-        """The first apheresis and manufacture days, and the count of manufacturing runs."""
-        i = p.index
-        if step.is_apheresis:
-            days = self.rec.apheresis_day
-            if days[i] != days[i]:  # NaN: the first apheresis
-                days[i] = begin
-        elif step.is_manufacture:
-            p.manufacturing_runs += 1
-            if p.manufacturing_runs == 1:
-                self.rec.manufacture_start_day[i] = begin
-
-    def fails(self, p: Patient, step: EngineStep, attempt: int) -> bool:
-        """Whether this run of the step fails (its failure draw for this attempt)."""
-        u = step.first_failures[p.index] if attempt == 1 else step.failures(attempt)[p.index]
-        return u < step.failure_probability
 
     def product_made(self, p: Patient, step: EngineStep, now: float) -> None:
         """A release step ended (its day is recorded), or the step whose end starts the shelf-life

@@ -79,8 +79,8 @@ class Pool(Protocol):
 class SlotPool:
     """A site with a fixed number of slots."""
 
-    __slots__ = ("env", "slots", "free", "queued", "_heap", "_seq", "_offers", "_taken_back", "_log",
-                 "_busy", "_since")
+    __slots__ = ("env", "slots", "free", "queued", "_heap", "_seq", "_offers", "_offered_at",
+                 "_taken_back", "_log", "_busy", "_since")
 
     def __init__(self, env: simpy.Environment, slots: int, log: array | None = None) -> None:
         self.env = env
@@ -94,6 +94,7 @@ class SlotPool:
         # Hand-overs of this instant that a better request may still take back (rule 2), and
         # the event each waiter whose hand-over was taken back waits on instead.
         self._offers: list[tuple[int, int, int, simpy.Event]] = []
+        self._offered_at = -math.inf
         self._taken_back: dict[simpy.Event, simpy.Event] = {}
         self._log = log
         self._busy = 0.0  # slot-days in use up to _since
@@ -109,7 +110,7 @@ class SlotPool:
         if not self._heap and self.free >= units:  # the usual case: nobody waits
             self._take(units, now)
             return None
-        if self._offers and self._take_back(priority, units):
+        if self._offers and self._offered_at == now and self._take_back(priority, units):
             self._record(now)
             return None
         head = self._head()
@@ -181,6 +182,9 @@ class SlotPool:
         head = self._head()
         if head is not None and head[2] <= self.free:
             self._grant_head(now)
+            if self._offered_at != now:  # offers of an earlier instant can no longer be taken back
+                self._offers = []
+                self._offered_at = now
             self._offers.append(head)
 
     def _take_back(self, priority: int, units: int) -> bool:

@@ -264,9 +264,10 @@ class Replication(Journey):
             plan = self.route(cohort, now)
             self.pathway_taken[i] = plan[3]
         steps, bridge_at, shelf_clock, _ = plan
+        death, ineligible = now + self.death[i], now + self.ineligible[i]
         p = Patient(i, cohort, self.cohort_priority[cohort], steps, bridge_at, shelf_clock, now,
-                    i < self.rec.trace_patients)
-        p.set_clocks(now + self.death[i], now + self.ineligible[i], DIED, INELIGIBLE)
+                    i < self.rec.trace_patients,
+                    *((death, DIED) if death <= ineligible else (ineligible, INELIGIBLE)))
         self.live[i] = p
         return p
 
