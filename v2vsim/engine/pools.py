@@ -108,8 +108,16 @@ class SlotPool:
 
     def request(self, priority: int, units: int, now: float) -> simpy.Event | None:
         if not self._heap and self.free >= units:  # the usual case: nobody waits
-            self._take(units, now)
+            self._busy += (self.slots - self.free) * (now - self._since)
+            self._since = now
+            self.free -= units
+            if self._log is not None:
+                self._log.extend((now, self.slots - self.free, self.queued))
             return None
+        return self._request_in_turn(priority, units, now)
+
+    def _request_in_turn(self, priority: int, units: int, now: float) -> simpy.Event | None:
+        """A request when others wait (or no slot is free): the rules of the module docstring."""
         if self._offers and self._offered_at == now and self._take_back(priority, units):
             self._record(now)
             return None
@@ -135,6 +143,17 @@ class SlotPool:
         self._record(now)
 
     def release(self, units: int, now: float) -> None:
+        if self.queued:
+            head = self._head()
+            if head is not None and head[2] == units:
+                # Handed straight to the head as an offer (rule 2): the slots stay in use.
+                heappop(self._heap)
+                self.queued -= 1
+                head[3].succeed(GRANTED)
+                self._offered(head, now)
+                if self._log is not None:
+                    self._log.extend((now, self.slots - self.free, self.queued))
+                return
         self._busy += (self.slots - self.free) * (now - self._since)
         self._since = now
         self.free += units
@@ -182,10 +201,13 @@ class SlotPool:
         head = self._head()
         if head is not None and head[2] <= self.free:
             self._grant_head(now)
-            if self._offered_at != now:  # offers of an earlier instant can no longer be taken back
-                self._offers = []
-                self._offered_at = now
-            self._offers.append(head)
+            self._offered(head, now)
+
+    def _offered(self, head: tuple[int, int, int, simpy.Event], now: float) -> None:
+        if self._offered_at != now:  # offers of an earlier instant can no longer be taken back
+            self._offers = []
+            self._offered_at = now
+        self._offers.append(head)
 
     def _take_back(self, priority: int, units: int) -> bool:
         """A new request in the instant of a hand-over: if it is better than a hand-over whose
@@ -206,7 +228,7 @@ class SlotPool:
 
     def _record(self, now: float) -> None:
         if self._log is not None:
-            self._log.extend((now, self.in_use, self.queued))
+            self._log.extend((now, self.slots - self.free, self.queued))
 
 
 class CalendarPool(SlotPool):
@@ -237,6 +259,16 @@ class CalendarPool(SlotPool):
     @property
     def in_use(self) -> int:
         return self.held
+
+    def request(self, priority: int, units: int, now: float) -> simpy.Event | None:
+        if not self._heap and self.free >= units:
+            self._take(units, now)
+            return None
+        return self._request_in_turn(priority, units, now)
+
+    def _record(self, now: float) -> None:
+        if self._log is not None:
+            self._log.extend((now, self.held, self.queued))
 
     def refresh(self) -> None:
         """Recompute ``free`` after a change of state."""
