@@ -162,14 +162,18 @@ class Journey:
             # 2. Wait for a day the step may start (usually: today).
             if p.toxic or not step.any_day:
                 days = step.start_days
-                if p.toxic or step.closed is not None or not days[(self.start_weekday + int(now)) % 7]:  # type: ignore[index]
+                if p.toxic or step.closed is not None:
                     start = self.start_time(p, step, now)
-                    if start > now:
-                        in_time = yield from self.wait_until(p, start, ready)
-                        now = env.now
-                        if not in_time:
-                            j = self.interrupted(p, step, ready, now)
-                            continue
+                elif days[(self.start_weekday + int(now)) % 7]:  # type: ignore[index]
+                    start = now  # the usual case: a weekday rule, and today is allowed
+                else:
+                    start = self._next_weekday(now, days)  # type: ignore[arg-type]
+                if start > now:
+                    in_time = yield from self.wait_until(p, start, ready)
+                    now = env.now
+                    if not in_time:
+                        j = self.interrupted(p, step, ready, now)
+                        continue
             # 3. Do the step.
             begin = now
             if begin != ready:
@@ -279,8 +283,6 @@ class Journey:
         for a step that needs the patient, outside the patient's unfit window (inf: never)."""
         days = step.start_days
         closed = step.closed
-        if closed is None and not p.toxic and days[(self.start_weekday + int(now)) % 7]:  # type: ignore[index]
-            return now  # the usual case: a weekday rule, and today is allowed
         unfit_from, unfit_until = (p.unfit_from, p.unfit_until) if p.toxic and step.patient_step else (0.0, -_INF)
         t = now
         while t < _INF:
