@@ -380,7 +380,6 @@ class Journey:
 
     def infused(self, p: Patient, now: float) -> None:
         self.rec.infusion_day[p.index] = now
-        self.after_infusion(p)
         self.leave(p, INFUSED, p.steps[-1], now)
 
     def trace(self, p: Patient, step: EngineStep, attempt: int, ready: float, begin: float,
@@ -395,7 +394,6 @@ class Journey:
 
     def start_bridging(self, p: Patient, now: float) -> None: ...  # pragma: no cover
 
-    def after_infusion(self, p: Patient) -> None: ...  # pragma: no cover
 
 
 _CUT = "cut"

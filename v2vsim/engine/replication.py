@@ -23,7 +23,7 @@ from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
 from .calendar import calendar_changes, calendar_process, capacity_profile
 from .clocks import Bridge, bridged_clock
-from .collect import DIED, INELIGIBLE, UNRESOLVED, Recorder, ReplicationOutput, patient_columns, survival_columns
+from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns, survival_columns
 from .journey import EngineStep, Journey, Patient
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
 from .rng import Draws, Streams, Uniforms, floats
@@ -301,11 +301,6 @@ class Replication(Journey):
         self.rec.bridging_toxicity[i] = 1.0 if toxic else 0.0
         p.set_clocks(p.referral + death, p.referral + inel, DIED, INELIGIBLE)
 
-    def after_infusion(self, p: Patient) -> None:
-        i = p.index
-        self.rec.responded[i] = 1.0 if self.u_response[i] < self.cohort_response[p.cohort] else 0.0
-        self.rec.icu[i] = 1.0 if self.u_icu[i] < self.cohort_icu[p.cohort] else 0.0
-
     # ------------------------------------------------------------------ the run
 
     def referrals(self) -> Iterator[simpy.Event]:
@@ -336,6 +331,7 @@ class Replication(Journey):
         else:
             end_day = max(sc.horizon_days, float(np.nanmax(rec.outcome_day)) if self.n else 0.0)
         assert self.live or not (rec.outcome == UNRESOLVED).any()
+        self._after_infusion()
         columns = patient_columns(rec, sc, self.arrivals, self.cohort_of, self.pathway_taken, self.step_names)
         columns.update(self._policy_columns())
         fixed = sum(s.fixed_cost_per_year for s in sc.sites.values()) * sc.horizon_days / 365.0
@@ -360,6 +356,16 @@ class Replication(Journey):
             site_daily_slots=daily_slots,
             site_starts=starts,
         )
+
+    def _after_infusion(self) -> None:
+        """Response and ICU admission of every infused patient (drawn by patient index)."""
+        rec = self.rec
+        infused = rec.outcome == INFUSED
+        if infused.any():
+            response = np.asarray(self.cohort_response)[self.cohort_of]
+            icu = np.asarray(self.cohort_icu)[self.cohort_of]
+            rec.responded[infused] = (np.asarray(self.u_response) < response)[infused]
+            rec.icu[infused] = (np.asarray(self.u_icu) < icu)[infused]
 
     def _policy_columns(self) -> dict[str, np.ndarray]:
         """Patient columns of the optional policies (NaN where a policy does not apply)."""
