@@ -250,29 +250,17 @@ class Journey:
                       ready: float) -> Iterator[simpy.Event]:
         """Wait for ``units`` slots of ``site`` or the patient's cut; True if taken in time."""
         env = self.env
-        pool = self.pools[site]
         p.waiting_since = ready
-        while True:
-            if p.cut < _INF:
-                ring = env.timeout(p.cut - env.now)
-                ring.callbacks.append(lambda _, r=request: None if r.triggered else r.succeed(_CUT))
-            granted = (yield request) is GRANTED
-            if not granted:
-                pool.cancel(env.now)
-                p.waiting_since = math.nan
-                return False
-            again = pool.taken_back(request)  # a better request in this instant took it back
-            if again is None:
-                break
-            request = again
-            if env.now >= p.cut:
-                request.succeed(_CUT)
-                pool.cancel(env.now)
-                p.waiting_since = math.nan
-                return False
+        if p.cut < _INF:
+            ring = env.timeout(p.cut - env.now)
+            ring.callbacks.append(lambda _, r=request: None if r.triggered else r.succeed(_CUT))
+        granted = (yield request) is GRANTED
         p.waiting_since = math.nan
+        if not granted:
+            self.pools[site].cancel(env.now)
+            return False
         if env.now >= p.deadline:  # granted as the clock rings: the clock wins, the slots go back
-            pool.release(units, env.now)
+            self.pools[site].release(units, env.now)
             return False
         return True
 

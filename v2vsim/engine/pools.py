@@ -6,9 +6,6 @@ Every pool has the same small interface, used only by the patient's journey:
     Ask for ``units`` slots. ``None``: they are taken now. Otherwise an event that succeeds
     with :data:`GRANTED` when they are handed over; the caller may trigger it itself (with any
     other value) to stop waiting, and then calls ``cancel(now)``.
-``taken_back(event) -> Event | None``
-    Called when ``event`` has succeeded: ``None`` if the slots are the caller's, or the event
-    to wait on instead when a better request took the hand-over back in the same instant.
 ``cancel(now)``
     A waiter gave up (its disease clock rang) before it was served.
 ``release(units, now)``
@@ -29,12 +26,8 @@ the same patients the same slots at the same times (the differential test in
 3. Each new request and each processed release serves at most the head of the queue, if its
    slots are free; the head is never overtaken (no back-filling by smaller requests).
 
-Rule 2 is kept without an event of its own: a release hands the slot to the head at once, as an
-*offer* that a better request made in the same instant, before the head has resumed, takes
-back (the head then waits again in its place). That is exactly what SimPy's later processing
-of the release would have decided, at the cost of a dictionary lookup. Taking a free slot or
-handing one back with nobody waiting costs no event at all; only a patient who has to wait
-gets one.
+Taking a free slot or handing one back with nobody waiting costs no event at all; only a
+patient who has to wait gets one (plus one per release that others wait for).
 """
 
 from __future__ import annotations
@@ -65,8 +58,6 @@ class Pool(Protocol):
 
     def request(self, priority: int, units: int, now: float) -> simpy.Event | None: ...
 
-    def taken_back(self, event: simpy.Event) -> simpy.Event | None: ...
-
     def cancel(self, now: float) -> None: ...
 
     def release(self, units: int, now: float) -> None: ...
@@ -79,8 +70,7 @@ class Pool(Protocol):
 class SlotPool:
     """A site with a fixed number of slots."""
 
-    __slots__ = ("env", "slots", "free", "queued", "_heap", "_seq", "_offers", "_offered_at",
-                 "_taken_back", "_log", "_busy", "_since")
+    __slots__ = ("env", "slots", "free", "queued", "_heap", "_seq", "_log", "_busy", "_since")
 
     def __init__(self, env: simpy.Environment, slots: int, log: array | None = None) -> None:
         self.env = env
@@ -91,11 +81,6 @@ class SlotPool:
         # patient's clock rang) and is dropped when it reaches the head.
         self._heap: list[tuple[int, int, int, simpy.Event]] = []
         self._seq = 0
-        # Hand-overs of this instant that a better request may still take back (rule 2), and
-        # the event each waiter whose hand-over was taken back waits on instead.
-        self._offers: list[tuple[int, int, int, simpy.Event]] = []
-        self._offered_at = -math.inf
-        self._taken_back: dict[simpy.Event, simpy.Event] = {}
         self._log = log
         self._busy = 0.0  # slot-days in use up to _since
         self._since = 0.0
@@ -118,9 +103,6 @@ class SlotPool:
 
     def _request_in_turn(self, priority: int, units: int, now: float) -> simpy.Event | None:
         """A request when others wait (or no slot is free): the rules of the module docstring."""
-        if self._offers and self._offered_at == now and self._take_back(priority, units):
-            self._record(now)
-            return None
         head = self._head()
         if head is None or priority < head[0]:
             if self.free >= units:
@@ -135,32 +117,20 @@ class SlotPool:
         self._record(now)
         return event
 
-    def taken_back(self, event: simpy.Event) -> simpy.Event | None:
-        return self._taken_back.pop(event, None) if self._taken_back else None
-
     def cancel(self, now: float) -> None:
         self.queued -= 1
         self._record(now)
 
     def release(self, units: int, now: float) -> None:
+        self._account(now)
+        self._give_back(units)
         if self.queued:
-            head = self._head()
-            if head is not None and head[2] == units:
-                # Handed straight to the head as an offer (rule 2): the slots stay in use.
-                heappop(self._heap)
-                self.queued -= 1
-                head[3].succeed(GRANTED)
-                self._offered(head, now)
-                if self._log is not None:
-                    self._log.extend((now, self.slots - self.free, self.queued))
-                return
-        self._busy += (self.slots - self.free) * (now - self._since)
-        self._since = now
-        self.free += units
-        if self.queued:
-            self._offer_head(now)
+            # Rule 2: the waiters are served when the release is processed.
+            dispatch = simpy.Event(self.env)
+            dispatch.callbacks.append(self._dispatch)
+            dispatch.succeed()
         if self._log is not None:
-            self._log.extend((now, self.slots - self.free, self.queued))
+            self._log.extend((now, self.in_use, self.queued))
 
     def busy_slot_days(self, until: float) -> float:
         return self._busy + self.in_use * (until - self._since)
@@ -190,41 +160,20 @@ class SlotPool:
         if self._log is not None:
             self._log.extend((now, self.slots - self.free, self.queued))
 
+    def _give_back(self, units: int) -> None:
+        self.free += units
+
     def _grant_head(self, now: float) -> None:
         _, _, units, event = heappop(self._heap)
         self.queued -= 1
         self._take(units, now)
         event.succeed(GRANTED)
 
-    def _offer_head(self, now: float) -> None:
-        """After a release: hand the slots to the head if they fit, as an offer (rule 2)."""
+    def _dispatch(self, _: simpy.Event) -> None:
+        """A release is processed: serve the head if its slots are free (rule 3)."""
         head = self._head()
         if head is not None and head[2] <= self.free:
-            self._grant_head(now)
-            self._offered(head, now)
-
-    def _offered(self, head: tuple[int, int, int, simpy.Event], now: float) -> None:
-        if self._offered_at != now:  # offers of an earlier instant can no longer be taken back
-            self._offers = []
-            self._offered_at = now
-        self._offers.append(head)
-
-    def _take_back(self, priority: int, units: int) -> bool:
-        """A new request in the instant of a hand-over: if it is better than a hand-over whose
-        waiter has not resumed yet, it takes that hand-over's slots (the worst such one), and the
-        waiter goes back to its place in the queue. True if the request got slots."""
-        live = [o for o in self._offers if o[3].callbacks is not None]  # not yet processed
-        self._offers = live
-        worse = [o for o in live if o[0] > priority and o[2] == units]
-        if not worse:
-            return False
-        offer = max(worse)
-        live.remove(offer)
-        again = simpy.Event(self.env)
-        heappush(self._heap, (offer[0], offer[1], offer[2], again))
-        self.queued += 1
-        self._taken_back[offer[3]] = again
-        return True
+            self._grant_head(self.env.now)
 
     def _record(self, now: float) -> None:
         if self._log is not None:
@@ -298,13 +247,9 @@ class CalendarPool(SlotPool):
         self.refresh()
         self._record(now)
 
-    def release(self, units: int, now: float) -> None:
-        self._account(now)
+    def _give_back(self, units: int) -> None:
         self.held -= units
         self.refresh()
-        if self.queued:
-            self._offer_head(now)
-        self._record(now)
 
     def expected_wait(self, now: float, hold_days: float) -> float:
         """0 if a slot can be taken now, else (waiting + 1) / (uses per day), plus the rest of
@@ -365,9 +310,6 @@ class PriorityResourcePool:
         self._granted.append(req)
         proxy.succeed(GRANTED)
         self._record(self.env.now)
-
-    def taken_back(self, event: simpy.Event) -> simpy.Event | None:
-        return None  # SimPy decides at the release's processing: nothing is taken back
 
     def cancel(self, now: float) -> None:
         for proxy in [p for p in self._waiting if p.triggered]:
