@@ -13,8 +13,8 @@
    test checks that the generated scenarios do queue, ring clocks and retry.
 3. The bundled local and overseas scenarios give identical tables on both.
 4. Hand-worked same-instant traces across two sites (rules 2 and 3), and ties between a
-   patient's cut and a hand-over, where the reference is known to depart from the rule
-   (strict xfails: they turn red when the reference is put right).
+   patient's cut and a hand-over (the reference withdraws a waiter's SimPy request as soon as
+   its cut rings, and hands back a grant made at that very instant).
 """
 
 from __future__ import annotations
@@ -772,11 +772,6 @@ def test_a_waiter_whose_product_expires_leaves_before_a_release_at_that_instant(
     assert p["queue_wait_days"].tolist() == [2.0, 1.0]  # P0: for ship 1-2, make 2-3; P1: ship 3-4
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the reference withdraws a waiter's SimPy request only when its process "
-                          "resumes: at 2 the request of P0 (whose cut has rung) is still queued, "
-                          "is granted ahead of P1's new request, and the slot comes back through a "
-                          "second Release, so P0 makes again at 2 (outcome day 3, not 4)")
 def test_reference_withdraws_a_waiter_when_its_cut_rings() -> None:
     sc = scenario_from_dict(_two_products_expire_together())
     out, ref = run_replication(sc, 1, 0), run_replication(sc, 1, 0, reference=True)
@@ -808,9 +803,6 @@ def test_a_waiter_served_by_a_retry_as_its_clock_rings_dies_and_hands_the_slot_b
     assert p["manufacturing_attempts"].tolist() == [2, 0]
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="the reference grants w's SimPy request inside h's request, w's clock then "
-                          "triggers w's event, and the grant's callback triggers it again")
 def test_reference_survives_a_grant_made_as_the_waiters_clock_rings() -> None:
     sc = scenario_from_dict(_retry_and_a_death_at_that_instant())
     assert_same(run_replication(sc, SEED_H_W, 0), run_replication(sc, SEED_H_W, 0, reference=True))

@@ -203,6 +203,18 @@ def test_an_expiry_is_retried_by_the_infusion_steps_on_failure() -> None:
     assert p["outcome"].tolist() == ["product_expired"] and p["outcome_day"].tolist() == [26.0]
 
 
+def test_an_expiry_that_a_retry_could_not_cure_ends_the_pathway() -> None:
+    # The infusion step retries from conditioning, after the release: a retry would keep the
+    # expired product. Released on day 10 (a Thursday, day 0 a Monday), the product expires on
+    # day 11 while the patient waits for Monday's conditioning: the patient leaves then.
+    data = _release_then_conditioning()
+    data["pathways"]["p"]["steps"][2]["starts_on"] = ["mon"]
+    data["pathways"]["p"]["steps"][3]["shelf_life"] = 1
+    data["pathways"]["p"]["steps"][3]["on_failure"] = {"retry_from": "conditioning", "max_attempts": 3}
+    p = run(data)
+    assert p["outcome"].tolist() == ["product_expired"] and p["outcome_day"].tolist() == [11.0]
+
+
 def test_without_a_release_step_the_shelf_life_runs_from_the_end_of_manufacture() -> None:
     steps = [
         {"name": "manufacture", "kind": "manufacture", "duration": 10},

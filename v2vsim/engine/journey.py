@@ -351,7 +351,10 @@ class Journey:
         if step.index in p.held:  # the step under way gives its slot back
             del p.held[step.index]
             self.pools[step.site].release(1, now)
-        return self.after_failure(p, p.steps[-1], PRODUCT_EXPIRED, now)
+        infusion = p.steps[-1]
+        if infusion.retry_index > p.shelf_clock:  # a retry from there would keep the expired product
+            return self.leave(p, PRODUCT_EXPIRED, infusion, now)
+        return self.after_failure(p, infusion, PRODUCT_EXPIRED, now)
 
     # ------------------------------------------------------------------ 5. leaving
 

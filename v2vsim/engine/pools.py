@@ -124,8 +124,9 @@ class SlotPool:
     def release(self, units: int, now: float) -> None:
         self._account(now)
         self._give_back(units)
-        if self.queued:
-            # Rule 2: the waiters are served when the release is processed.
+        for _ in range(units if self.queued else 0):
+            # Rule 2: the waiters are served when the release is processed (one per slot, as
+            # SimPy processes one Release per slot).
             dispatch = simpy.Event(self.env)
             dispatch.callbacks.append(self._dispatch)
             dispatch.succeed()
@@ -264,6 +265,20 @@ class CalendarPool(SlotPool):
         return wait
 
 
+class _Proxy(simpy.Event):
+    """A waiter's event in the reference pool; triggered by anything but the grant (the cut),
+    it withdraws the waiter's SimPy request."""
+
+    def __init__(self, pool: "PriorityResourcePool", req: simpy.Event) -> None:
+        super().__init__(pool.env)
+        self._pool = pool
+
+    def succeed(self, value: object = None) -> simpy.Event:
+        if value is not GRANTED:
+            self._pool._withdraw(self)
+        return super().succeed(value)
+
+
 class PriorityResourcePool:
     """The reference: the same interface over :class:`simpy.PriorityResource` (one slot per
     request). Slower; the engine runs on it when asked (``run_replication(reference=True)``)
@@ -294,7 +309,7 @@ class PriorityResourcePool:
             self._granted.append(req)
             self._record(now)
             return None
-        proxy = simpy.Event(self.env)
+        proxy = _Proxy(self, req)
         self._waiting[proxy] = req
         req.callbacks.append(lambda _, proxy=proxy: self._granted_later(proxy))
         self.queued += 1
@@ -303,7 +318,7 @@ class PriorityResourcePool:
 
     def _granted_later(self, proxy: simpy.Event) -> None:
         req = self._waiting.pop(proxy, None)
-        if req is None:  # the waiter already left
+        if req is None:  # the waiter left (and its request was withdrawn)
             return
         self._account(self.env.now)
         self.queued -= 1
@@ -311,16 +326,22 @@ class PriorityResourcePool:
         proxy.succeed(GRANTED)
         self._record(self.env.now)
 
+    def _withdraw(self, proxy: simpy.Event) -> None:
+        """The waiter's cut triggered its event: its SimPy request leaves the queue at once (a
+        waiter whose clock has rung no longer competes), or, granted at this very instant and
+        not yet seen, goes straight back."""
+        req = self._waiting.pop(proxy, None)
+        if req is None:
+            return
+        self.queued -= 1
+        if req.triggered:
+            self._account(self.env.now)
+            self.resource.release(req)
+        else:
+            req.cancel()
+
     def cancel(self, now: float) -> None:
-        for proxy in [p for p in self._waiting if p.triggered]:
-            req = self._waiting.pop(proxy)
-            self.queued -= 1
-            if req.triggered:  # granted at this very instant: hand it straight back
-                self._account(now)
-                self.resource.release(req)
-            else:
-                req.cancel()
-        self._record(now)
+        self._record(now)  # the request was withdrawn when the waiter's event was triggered
 
     def release(self, units: int, now: float) -> None:
         self._account(now)
