@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ...scenario import OUTCOME_BY_KIND
 from .style import (
     _FOOTER_COLOR,
     KIND_COLORS,
@@ -129,16 +130,6 @@ _END_MARKERS: Final[Mapping[str, str]] = {
     "ineligible": "D",
     "unresolved": ">",
 }
-# The outcome of a journey whose last step failed for good, by step kind (mirrors the model's
-# rule; repeated here because figures must not import the model or the scenario schema).
-_FAILURE_OUTCOME_BY_KIND: Final[Mapping[str, str]] = {
-    "screen": "screen_failed",
-    "apheresis": "collection_failed",
-    "transport": "lost_in_transit",
-    "manufacture": "manufacturing_failed",
-    "release": "out_of_specification",
-    "infusion": "infusion_failed",
-}
 
 
 def _final_outcome(last: pd.Series) -> str:
@@ -148,7 +139,7 @@ def _final_outcome(last: pd.Series) -> str:
     if status == "done":
         return "infused" if kind == "infusion" else "unresolved"
     if status == "failed":
-        return _FAILURE_OUTCOME_BY_KIND.get(kind, "step_failed")
+        return OUTCOME_BY_KIND.get(kind, "step_failed")
     return status
 
 
