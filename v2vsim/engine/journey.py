@@ -47,7 +47,7 @@ class EngineStep:
                  "failure_probability", "retry_index", "max_attempts", "cost", "failure_outcome",
                  "patient_step", "starts_shelf_clock", "shelf_life", "is_apheresis", "records",
                  "makes_product",
-                 "is_manufacture", "is_release", "is_infusion", "fixed_duration",
+                 "is_manufacture", "is_release", "fixed_duration",
                  "first_durations", "first_failures", "durations", "failures")
 
     def __init__(self, compiled: Any, durations: Any, failures: Any) -> None:
@@ -62,7 +62,6 @@ class EngineStep:
         self.is_manufacture = compiled.kind == "manufacture"
         self.records = self.is_apheresis or self.is_manufacture  # its start is recorded
         self.is_release = compiled.kind == "release"
-        self.is_infusion = compiled.kind == "infusion"
         self.makes_product = self.is_release or self.starts_shelf_clock  # its end is recorded
         self.durations = durations  # attempt number -> Draws (a callable growing the list)
         self.failures = failures

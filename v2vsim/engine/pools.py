@@ -269,7 +269,7 @@ class _Proxy(simpy.Event):
     """A waiter's event in the reference pool; triggered by anything but the grant (the cut),
     it withdraws the waiter's SimPy request."""
 
-    def __init__(self, pool: "PriorityResourcePool", req: simpy.Event) -> None:
+    def __init__(self, pool: "PriorityResourcePool") -> None:
         super().__init__(pool.env)
         self._pool = pool
 
@@ -309,7 +309,7 @@ class PriorityResourcePool:
             self._granted.append(req)
             self._record(now)
             return None
-        proxy = _Proxy(self, req)
+        proxy = _Proxy(self)
         self._waiting[proxy] = req
         req.callbacks.append(lambda _, proxy=proxy: self._granted_later(proxy))
         self.queued += 1
