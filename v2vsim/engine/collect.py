@@ -42,6 +42,8 @@ class ReplicationOutput:
     site_daily_slots: dict[str, np.ndarray] = field(default_factory=dict)
     #: Sites with a calendar: the day each use started (a slot was taken).
     site_starts: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The engine that computed it (see :mod:`.engines`).
+    engine: str = "simpy"
 
 
 class Recorder:

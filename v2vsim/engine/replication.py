@@ -322,15 +322,27 @@ class Replication(Journey):
         stop = sc.horizon_days + sc.drain_days
         run_until(env, stop)
         rec = self.rec
-        if self.live:
+        # Unresolved patients: how far they got, their wait so far (up to the stop), costs.
+        for i, p in self.live.items():
+            waiting = stop - p.waiting_since if p.waiting_since == p.waiting_since else 0.0
+            rec.unresolved(i, p.wait + waiting, p.cost, p.manufacturing_runs)
+        assert self.live or not (rec.outcome == UNRESOLVED).any()
+        busy = {name: pool.busy_slot_days(stop) for name, pool in zip(self.site_names, self.pools)}
+        timeline = {name: np.asarray(log if log is not None else array("d")).reshape(-1, 3)
+                    for name, log in zip(self.site_names, self.site_log)}
+        starts = {self.site_names[self.pools.index(pool)]: np.asarray(pool.starts) for pool, _ in self.calendars}
+        return self.output(busy, timeline, next(env._eid), starts)  # simpy numbers every scheduled event
+
+    def output(self, busy: dict[str, float], timeline: dict[str, np.ndarray], events_processed: int,
+               starts: dict[str, np.ndarray], engine: str = "simpy") -> ReplicationOutput:
+        """The replication's result from the recorder and what the sites report (any engine)."""
+        sc = self.scenario
+        rec = self.rec
+        stop = sc.horizon_days + sc.drain_days
+        if (rec.outcome == UNRESOLVED).any():
             end_day = stop
-            # Unresolved patients: how far they got, their wait so far (up to the stop), costs.
-            for i, p in self.live.items():
-                waiting = stop - p.waiting_since if p.waiting_since == p.waiting_since else 0.0
-                rec.unresolved(i, p.wait + waiting, p.cost, p.manufacturing_runs)
         else:
             end_day = max(sc.horizon_days, float(np.nanmax(rec.outcome_day)) if self.n else 0.0)
-        assert self.live or not (rec.outcome == UNRESOLVED).any()
         self._after_infusion()
         columns = patient_columns(rec, sc, self.arrivals, self.cohort_of, self.pathway_taken, self.step_names)
         columns.update(self._policy_columns())
@@ -340,21 +352,19 @@ class Replication(Journey):
         for name, s in sc.sites.items():
             if isinstance(s.slots, list):
                 site_slots[name], daily_slots[name] = capacity_profile(s, sc.start_date, end_day)
-        starts = {self.site_names[self.pools.index(pool)]: np.asarray(pool.starts) for pool, _ in self.calendars}
-        timeline = {name: np.asarray(log if log is not None else array("d")).reshape(-1, 3)
-                    for name, log in zip(self.site_names, self.site_log)}
         return ReplicationOutput(
             replication=self.replication,
             columns=columns,
             end_day=end_day,
-            site_busy_slot_days={name: pool.busy_slot_days(stop) for name, pool in zip(self.site_names, self.pools)},
+            site_busy_slot_days=busy,
             site_slots=site_slots,
             site_timeline=timeline,
             events=rec.events,
             fixed_cost=fixed,
-            events_processed=next(env._eid),  # simpy numbers every scheduled event
+            events_processed=events_processed,
             site_daily_slots=daily_slots,
             site_starts=starts,
+            engine=engine,
         )
 
     def _after_infusion(self) -> None:

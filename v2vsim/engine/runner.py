@@ -19,7 +19,7 @@ import pandas as pd
 from .. import metrics
 from ..scenario import OUTCOMES
 from .collect import ReplicationOutput
-from .replication import run_replication
+from .engines import check_engine, run_replication
 from ..scenario import Scenario
 
 __all__ = ["Results", "simulate", "default_jobs", "plan_ranges", "run_ranges", "assemble"]
@@ -70,11 +70,12 @@ class _Compact:
     site_days: pd.DataFrame
     events: list[tuple[Any, ...]]
     events_processed: int
+    engine: str
 
 
-def _one(scenario: Scenario, seed: int, replication: int, trace: bool) -> _Compact:
+def _one(scenario: Scenario, seed: int, replication: int, trace: bool, engine: str) -> _Compact:
     out: ReplicationOutput = run_replication(
-        scenario, seed, replication, trace_patients=TRACE_PATIENTS if trace else 0)
+        scenario, seed, replication, engine=engine, trace_patients=TRACE_PATIENTS if trace else 0)
     patients = pd.DataFrame(out.columns)
     patients.insert(0, "replication", replication)
     run = {"replication": replication, "end_day": out.end_day, "fixed_cost": out.fixed_cost}
@@ -91,8 +92,11 @@ def _one(scenario: Scenario, seed: int, replication: int, trace: bool) -> _Compa
     site_days = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["replication", "site", "day", "slots", "in_use", "queue"])
     cohort = out.columns["cohort"]
-    events = [(replication, ev[0], cohort[ev[0]], *ev[1:]) for ev in out.events]
-    return _Compact(replication, patients, run, site_days, events, out.events_processed)
+    # Trace rows patient by patient (each patient's own rows in the order they happened), so
+    # that every engine gives the same table.
+    ordered = sorted(out.events, key=lambda ev: ev[0])
+    events = [(replication, ev[0], cohort[ev[0]], *ev[1:]) for ev in ordered]
+    return _Compact(replication, patients, run, site_days, events, out.events_processed, out.engine)
 
 
 @dataclass
@@ -106,12 +110,17 @@ class _Batch:
     site_days: pd.DataFrame | None
     events: list[tuple[Any, ...]]
     events_processed: int
+    engines: dict[str, int] = field(default_factory=dict)  # engine -> replications it ran
 
 
-def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: bool = True) -> _Batch:
+def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: bool = True,
+               engine: str = "auto") -> _Batch:
     """Run replications ``start..stop-1``; ``detail=False`` drops site days and the trace
     (a sweep needs only the per-replication metrics, and a smaller reply travels faster)."""
-    parts = [_one(scenario, seed, rep, detail and rep == 0) for rep in range(start, stop)]
+    parts = [_one(scenario, seed, rep, detail and rep == 0, engine) for rep in range(start, stop)]
+    engines: dict[str, int] = {}
+    for part in parts:
+        engines[part.engine] = engines.get(part.engine, 0) + 1
     return _Batch(
         start, stop,
         patients=pd.concat([p.patients for p in parts], ignore_index=True),
@@ -119,6 +128,7 @@ def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: boo
         site_days=pd.concat([p.site_days for p in parts], ignore_index=True) if detail else None,
         events=[e for p in parts for e in p.events],
         events_processed=sum(p.events_processed for p in parts),
+        engines=engines,
     )
 
 
@@ -141,17 +151,18 @@ def run_ranges(
     executor: Executor | None = None,
     detail: bool = True,
     progress: Callable[[int], None] | None = None,
+    engine: str = "auto",
 ) -> list[_Batch]:
     """Run each range of replications, in ``executor`` (any concurrent.futures Executor:
     a process pool or a Dask cluster's) or here; ``progress(k)`` after each range of k."""
     if executor is None:
         batches = []
         for start, stop in ranges:
-            batches.append(_run_range(scenario, seed, start, stop, detail))
+            batches.append(_run_range(scenario, seed, start, stop, detail, engine))
             if progress:
                 progress(stop - start)
         return batches
-    futures = [executor.submit(_run_range, scenario, seed, a, b, detail) for a, b in ranges]
+    futures = [executor.submit(_run_range, scenario, seed, a, b, detail, engine) for a, b in ranges]
     try:
         for future in as_completed(futures):
             batch = future.result()
@@ -179,6 +190,7 @@ def simulate(
     jobs: int | None = 1,
     progress: Callable[[int, int], None] | None = None,
     executor: Executor | None = None,
+    engine: str = "auto",
 ) -> Results:
     """Run ``replications`` replications of ``scenario`` (defaults from the scenario).
 
@@ -186,7 +198,13 @@ def simulate(
     identical for any ``jobs``. ``progress(done, total)`` is called as replications finish.
     ``executor`` (e.g. a Dask cluster's, see :mod:`v2vsim.distributed`) runs them instead of
     a local pool; ``jobs`` is then its number of workers.
+
+    ``engine`` chooses how replications are computed (see :mod:`v2vsim.engine.engines`):
+    ``"simpy"`` (the reference model), ``"vectorised"`` (refused for a scenario outside its
+    scope) or ``"auto"`` (the fast engine wherever it is exact, otherwise SimPy). Every engine
+    gives identical results; ``results.extra["engines"]`` counts the replications each ran.
     """
+    engine = check_engine(engine, scenario)
     n = scenario.replications if replications is None else int(replications)
     if n < 1:
         raise ValueError("replications must be at least 1")
@@ -203,14 +221,14 @@ def simulate(
 
     if executor is not None:
         batches = run_ranges(scenario, base_seed, plan_ranges(0, n, jobs), executor=executor,
-                             progress=advance)
+                             progress=advance, engine=engine)
     elif jobs == 1 or n == 1:
-        batches = run_ranges(scenario, base_seed, plan_ranges(0, n, 1), progress=advance)
+        batches = run_ranges(scenario, base_seed, plan_ranges(0, n, 1), progress=advance, engine=engine)
     else:
         # Ranges of replications per task: one pickled scenario and one reply per range.
         with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
             batches = run_ranges(scenario, base_seed, plan_ranges(0, n, jobs), executor=pool,
-                                 progress=advance)
+                                 progress=advance, engine=engine)
     return assemble(scenario, base_seed, batches, time.perf_counter() - started)
 
 
@@ -232,6 +250,10 @@ def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seco
     site_days = pd.concat(days, ignore_index=True) if days else pd.DataFrame(
         columns=["replication", "site", "day", "slots", "in_use", "queue"])
     events = pd.DataFrame([e for p in ordered for e in p.events], columns=list(EVENT_COLUMNS))
+    engines: dict[str, int] = {}
+    for batch in ordered:
+        for name, k in batch.engines.items():
+            engines[name] = engines.get(name, 0) + k
     return Results(
         scenario=scenario,
         seed=base_seed,
@@ -242,5 +264,6 @@ def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seco
         events=events,
         wall_seconds=wall_seconds,
         events_processed=int(sum(p.events_processed for p in ordered)),
+        extra={"engines": engines},
     )
 

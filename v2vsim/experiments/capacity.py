@@ -96,6 +96,7 @@ def capacity_search(
     jobs: int | None = 1,
     cluster: str | None = None,
     progress: Progress | None = None,
+    engine: str = "auto",
 ) -> CapacityResult:
     """The smallest ``sites.SITE.slots`` meeting every target with 95% confidence.
 
@@ -114,7 +115,8 @@ def capacity_search(
 
         def evaluate(slots: int) -> bool:
             if slots not in evaluated:
-                [point] = make_points(source, [{path: slots}], fixed, seed=seed, replications=replications)
+                [point] = make_points(source, [{path: slots}], fixed, seed=seed, replications=replications,
+                                      engine=engine)
                 point.index = slots
                 done = run_stored([point], None, executor=executor, workers=workers,
                                   precision=precision, progress=progress)

@@ -86,6 +86,7 @@ def compare(
     jobs: int | None = 1,
     progress: Callable[[int, int], None] | None = None,
     level: float = 0.95,
+    engine: str = "auto",
 ) -> Comparison:
     """Run every scenario on the same seed and compare each with the first (the baseline).
 
@@ -93,7 +94,8 @@ def compare(
     and ``seed`` default to the first scenario's and apply to all of them (the pairing needs
     one seed). ``jobs`` is passed to :func:`v2vsim.simulate` (results do not depend on it);
     ``progress(done, total)`` counts replications over all scenarios. Raises ``ValueError``
-    for fewer than two scenarios, repeated names or different currencies.
+    for fewer than two scenarios, repeated names or different currencies. ``engine``: as
+    :func:`v2vsim.simulate`.
     """
     loaded = [_as_scenario(s) for s in scenarios]
     check_comparable(loaded)
@@ -105,7 +107,8 @@ def compare(
         done_before = index * n
         step = None if progress is None else (
             lambda done, _total, offset=done_before: progress(offset + done, total))
-        results.append(simulate(scenario, replications=n, seed=base_seed, jobs=jobs, progress=step))
+        results.append(simulate(scenario, replications=n, seed=base_seed, jobs=jobs, progress=step,
+                                engine=engine))
     table = metrics.paired_comparison(
         {r.scenario.name: r.replications for r in results}, loaded[0].currency, level)
     return Comparison(results=results, table=table, seed=base_seed, replications=n, level=level)

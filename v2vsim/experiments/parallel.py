@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.engines import EngineError, check_engine
 from ..engine.runner import Results, _run_range, assemble, default_jobs, plan_ranges
 from ..scenario import Problem, Scenario, ScenarioError
 from ..scenario.overrides import ScenarioSource
@@ -41,12 +42,14 @@ class Point:
     scenario: Scenario
     seed: int
     replications: int
+    engine: str = "auto"  # see v2vsim.engine.engines
 
 
 def make_points(source: ScenarioSource, design: Sequence[Mapping[str, Any]],
                 fixed: Sequence[tuple[str, Any]] = (), *, seed: int | None = None,
-                replications: int | None = None) -> list[Point]:
-    """Validated points (every problem of every point reported before anything runs)."""
+                replications: int | None = None, engine: str = "auto") -> list[Point]:
+    """Validated points (every problem of every point reported before anything runs; a
+    forced ``engine`` that cannot run a point is one of them)."""
     points: list[Point] = []
     problems: list[Problem] = []
     for index, values in enumerate(design):
@@ -55,8 +58,13 @@ def make_points(source: ScenarioSource, design: Sequence[Mapping[str, Any]],
         except ScenarioError as exc:
             problems += exc.problems
             continue
+        try:
+            chosen = check_engine(engine, sc)
+        except EngineError as exc:
+            problems.append(Problem(source.file, None, "--engine", str(exc)))
+            continue
         points.append(Point(index, dict(values), sc, sc.seed if seed is None else int(seed),
-                            sc.replications if replications is None else int(replications)))
+                            sc.replications if replications is None else int(replications), chosen))
     if problems:
         raise ScenarioError(list(dict.fromkeys(problems)))
     return points
@@ -162,7 +170,7 @@ def run_points(
         while queue:
             index, a, b = queue.popleft()
             point = states[index].point
-            receive(index, _run_range(point.scenario, point.seed, a, b, detail))
+            receive(index, _run_range(point.scenario, point.seed, a, b, detail, point.engine))
         return
     inflight: dict[Future[Any], int] = {}
     limit = 2 * max(1, workers)
@@ -171,7 +179,8 @@ def run_points(
             while queue and len(inflight) < limit:
                 index, a, b = queue.popleft()
                 point = states[index].point
-                inflight[executor.submit(_run_range, point.scenario, point.seed, a, b, detail)] = index
+                inflight[executor.submit(_run_range, point.scenario, point.seed, a, b, detail,
+                                         point.engine)] = index
             finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             for future in finished:
                 index = inflight.pop(future)
@@ -190,13 +199,14 @@ def simulate_to_precision(
     jobs: int | None = 1,
     cluster: str | None = None,
     progress: Progress | None = None,
+    engine: str = "auto",
 ) -> Results:
     """Replications in batches until ``precision`` is met; the same results as
     :func:`v2vsim.simulate` with that many replications (``results.extra["precision"]``
     says how many it took and the half-widths reached)."""
     base_seed = scenario.seed if seed is None else int(seed)
     found: list[Results] = []
-    point = Point(0, {}, scenario, base_seed, precision.min_replications)
+    point = Point(0, {}, scenario, base_seed, precision.min_replications, check_engine(engine, scenario))
     with executor_for(jobs, cluster) as (executor, workers):
         run_points([point], lambda _p, res: found.append(res), executor=executor, workers=workers,
                    precision=precision, detail=True, progress=progress)
@@ -211,12 +221,13 @@ def replications_for_precision(
     jobs: int | None = 1,
     cluster: str | None = None,
     progress: Progress | None = None,
+    engine: str = "auto",
 ) -> int:
     """One replication count meeting ``precision`` for every scenario (the largest of their
     counts), for paired comparisons, which need the same replications in every scenario."""
     counts: dict[int, int] = {}
-    points = [Point(i, {}, sc, sc.seed if seed is None else int(seed), precision.min_replications)
-              for i, sc in enumerate(scenarios)]
+    points = [Point(i, {}, sc, sc.seed if seed is None else int(seed), precision.min_replications,
+                    check_engine(engine, sc)) for i, sc in enumerate(scenarios)]
     with executor_for(jobs, cluster) as (executor, workers):
         run_points(points, lambda p, res: counts.__setitem__(p.index, res.n_replications),
                    executor=executor, workers=workers, precision=precision, progress=progress)

@@ -131,6 +131,7 @@ def sensitivity_analysis(
     progress: Progress | None = None,
     store: PointStore | None = None,
     resume: bool = False,
+    engine: str = "auto",
 ) -> tuple[SensitivityResult, list[Point], dict[int, pd.DataFrame]]:
     """One-at-a-time, Morris or Sobol sensitivity of ``metric`` to ``params`` (PATH, LOW, HIGH).
 
@@ -148,7 +149,7 @@ def sensitivity_analysis(
             base_values[name] = value
     design, matrix = design_sensitivity(method, params, base_values, trajectories=trajectories,
                                         levels=levels, samples=samples, seed=base_seed)
-    points = make_points(source, design, fixed, seed=base_seed, replications=replications)
+    points = make_points(source, design, fixed, seed=base_seed, replications=replications, engine=engine)
     with executor_for(jobs, cluster) as (executor, workers):
         done = run_stored(points, store, resume=resume, executor=executor, workers=workers, progress=progress)
     tables = {i: t for i, (t, _) in done.items()}

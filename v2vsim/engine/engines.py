@@ -1,0 +1,83 @@
+"""The engines that compute a replication, and the choice between them.
+
+The SimPy engine (:mod:`.replication` and :mod:`.journey`) is the model's reference: it is
+the documented model and every other engine must give the same patients the same results,
+bit for bit. A faster engine is used only where it is exact:
+
+``"simpy"``
+    The reference, for every scenario.
+``"vectorised"``
+    :mod:`.vectorised`: every patient's journey computed with NumPy, all patients at once,
+    for scenarios in which patients cannot compete for anything (no routing rule that reads a
+    queue, no site calendar). Slots could still bind, so each replication first computes the
+    exact occupancy of every site; a replication in which any site could ever be full when a
+    patient asks for a slot is run by the SimPy engine instead. Forcing it on a scenario
+    outside its scope is refused with the reason.
+``"auto"`` (the default)
+    ``"vectorised"`` where the scenario is in its scope, otherwise ``"simpy"``.
+
+The results never depend on the choice; ``ReplicationOutput.engine`` says which engine ran a
+replication.
+"""
+
+from __future__ import annotations
+
+from ..scenario import Scenario
+from .collect import ReplicationOutput
+
+__all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "run_replication"]
+
+#: The names accepted by ``simulate(engine=...)`` and ``--engine``.
+ENGINES = ("auto", "simpy", "vectorised")
+
+
+class EngineError(ValueError):
+    """An unknown engine, or an engine forced on a scenario outside its scope."""
+
+
+def _known(engine: str) -> str:
+    name = str(engine).strip().lower()
+    if name not in ENGINES:
+        raise EngineError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    return name
+
+
+def engine_for(scenario: Scenario, engine: str = "auto") -> str:
+    """The engine that runs ``scenario``'s replications when ``engine`` is asked for:
+    ``"simpy"`` or ``"vectorised"`` (the SimPy engine still takes any replication of a
+    vectorised run whose slots could bind). Raises :class:`EngineError` for an unknown name or
+    a forced engine that cannot run the scenario."""
+    from .vectorised import scope_problems
+
+    name = _known(engine)
+    if name == "simpy":
+        return name
+    problems = scope_problems(scenario)
+    if name == "auto":
+        return "simpy" if problems else "vectorised"
+    if problems:
+        raise EngineError(f"the vectorised engine cannot run scenario '{scenario.name}': "
+                          + "; ".join(problems) + " (use --engine simpy or auto)")
+    return name
+
+
+def check_engine(engine: str, scenario: Scenario) -> str:
+    """``engine`` checked for ``scenario`` (see :func:`engine_for`), as a name to pass on."""
+    engine_for(scenario, engine)
+    return _known(engine)
+
+
+def run_replication(scenario: Scenario, seed: int, replication: int, *, engine: str = "auto",
+                    trace_patients: int = 0, record_timeline: bool = True) -> ReplicationOutput:
+    """Simulate one replication of ``scenario`` on the chosen engine (see the module text)."""
+    if engine_for(scenario, engine) == "vectorised":
+        from .vectorised import run_vectorised
+
+        out = run_vectorised(scenario, seed, replication, trace_patients=trace_patients,
+                             record_timeline=record_timeline)
+        if out is not None:
+            return out
+    from .replication import run_replication as run_simpy
+
+    return run_simpy(scenario, seed, replication, trace_patients=trace_patients,
+                     record_timeline=record_timeline)

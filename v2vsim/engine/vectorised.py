@@ -1,0 +1,490 @@
+"""The vectorised engine: every patient's journey at once, with NumPy, where patients never compete.
+
+When no patient ever waits for a slot, a patient's journey depends only on its own draws: the
+SimPy engine's story (:meth:`.journey.Journey.patient`) becomes a computation on arrays. This
+module performs that story step by step for all patients standing at the same step at once,
+with the same expressions in the same order as the journey (the clock after a wait is
+``now + (target - now)``, as SimPy schedules a timeout), on the very draws the SimPy engine
+reads (the replication's set-up is :class:`.replication.Replication`'s, unchanged), so the
+results are the same to the last bit.
+
+Scope (:func:`scope_problems`): no routing rule (it reads a queue), no site calendar (slot
+schedules, closures and allocations make patients wait for the date). Slots may still bind,
+so after computing the journeys :func:`run_vectorised` proves, site by site, that every
+request found its slots free whatever the order of the events of one instant: at each instant
+a slot is asked for, the slots taken up to and including that instant minus those given back
+strictly before it (a conservative count) never exceed the site's slots. If the proof fails
+for any site, it returns ``None`` and the SimPy engine runs that replication instead.
+
+Bridging (new disease clocks), a bridging toxicity's start rule, and patients' start days
+that need the scalar rule run the journey's own methods patient by patient, so they are the
+same code as the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from ..scenario import PathwayRule, Scenario
+from .collect import DIED, INELIGIBLE, INFUSED, OUTCOME_CODE, PRODUCT_EXPIRED, ReplicationOutput
+from .journey import _STATUS, Patient
+from .replication import Replication
+
+__all__ = ["scope_problems", "likely_free", "run_vectorised", "VectorisedReplication"]
+
+_INF = math.inf
+_NAN = math.nan
+
+
+def scope_problems(scenario: Scenario) -> list[str]:
+    """Why the vectorised engine cannot run ``scenario`` (empty: it can)."""
+    problems = []
+    for cohort in scenario.cohorts:
+        if isinstance(cohort.pathway, PathwayRule):
+            problems.append(f"cohort '{cohort.name}' is routed by a rule that reads a queue (pathway.when)")
+    for name, site in scenario.sites.items():
+        if site.has_calendar:
+            problems.append(f"site '{name}' has a calendar (a slot schedule, closures or an allocation of starts)")
+    return problems
+
+
+def likely_free(scenario: Scenario) -> bool:
+    """Whether every site's slots are very unlikely to bind (a speed heuristic for ``auto``:
+    the result never depends on it, only which engine is tried first).
+
+    The mean number of slots a site's patients hold (Little's law: referrals per day on the
+    pathways that book it times the mean days from booking to the end of the site's step, plus
+    a day for a weekday start) plus five Poisson standard deviations must stay below its slots.
+    """
+    per_day = scenario.expected_referrals() / scenario.horizon_days
+    shares = scenario.cohort_shares()
+    load: dict[str, float] = {}
+    for cohort, share in zip(scenario.cohorts, shares):
+        if isinstance(cohort.pathway, PathwayRule):
+            return False
+        pathway = scenario.pathways[cohort.pathway]
+        steps = pathway.steps
+        names = {s.name: j for j, s in enumerate(steps)}
+        for j, step in enumerate(steps):
+            if step.site is None:
+                continue
+            first = names[step.reserve_from] if step.reserve_from else j
+            hold = sum(s.duration.mean() + (1.0 if s.starts_on else 0.0) for s in steps[first:j + 1])
+            load[step.site] = load.get(step.site, 0.0) + per_day * share * hold
+    for name, site in scenario.sites.items():
+        mean = load.get(name, 0.0)
+        if mean + 5.0 * math.sqrt(mean) + 1.0 > float(site.slots):  # type: ignore[arg-type]
+            return False
+    return True
+
+
+def referral_clock(arrivals: np.ndarray) -> np.ndarray:
+    """The simulation clock at each referral, as the SimPy engine's referral process reaches
+    it: ``now + (day - now)`` after each wait (rounding can make that differ from ``day``)."""
+    n = arrivals.size
+    if n == 0:
+        return arrivals.copy()
+    prev = np.concatenate(([0.0], arrivals[:-1]))
+    clock = np.where(arrivals > prev, prev + (arrivals - prev), prev)
+    clock[0] = 0.0 + (arrivals[0] - 0.0) if arrivals[0] > 0.0 else 0.0
+    # Where that differs from the day, the clock runs apart from the days until it meets them
+    # again: replay those stretches one referral at a time.
+    k = 0
+    for bad in np.flatnonzero(clock != arrivals).tolist():
+        if bad < k:
+            continue
+        now = clock[bad - 1] if bad > 0 else 0.0
+        k = bad
+        while k < n:
+            day = arrivals[k]
+            if day > now:
+                now = now + (day - now)
+            clock[k] = now
+            k += 1
+            if now == day:
+                break
+    return clock
+
+
+class VectorisedReplication(Replication):
+    """A replication whose journeys are computed on arrays (see the module text)."""
+
+    __slots__ = ("now", "step_at", "deadline", "clock_outcome", "expiry", "cut", "wait",
+                 "waiting_since", "cost", "runs", "mruns", "held", "toxic", "unfit_from",
+                 "unfit_until", "bridged", "referral", "takes", "releases", "trace_rows")
+
+    def run_vectorised(self) -> ReplicationOutput | None:
+        sc = self.scenario
+        n = self.n
+        stop = sc.horizon_days + sc.drain_days
+        self.referral = referral_clock(self.arrivals)
+        death = np.frombuffer(self.death, dtype=float)
+        inel = np.frombuffer(self.ineligible, dtype=float)
+        d_death, d_inel = self.referral + death, self.referral + inel
+        first_death = d_death <= d_inel
+        self.deadline = np.where(first_death, d_death, d_inel)
+        self.clock_outcome = np.where(first_death, DIED, INELIGIBLE).astype(np.int8)
+        self.expiry = np.full(n, _INF)
+        self.cut = self.deadline.copy()
+        self.now = self.referral.copy()
+        self.wait = np.zeros(n)
+        self.waiting_since = np.full(n, _NAN)
+        self.cost = np.zeros(n)
+        self.mruns = np.zeros(n, dtype=np.int64)
+        width = max(len(steps) for steps in self.pathways.values())
+        self.runs = np.zeros((n, width), dtype=np.int64)
+        self.held = np.zeros((n, width), dtype=bool)
+        self.toxic = np.zeros(n, dtype=bool)
+        self.unfit_from = np.zeros(n)
+        self.unfit_until = np.zeros(n)
+        self.bridged = np.zeros(n, dtype=bool)
+        self.step_at = np.zeros(n, dtype=np.int64)
+        self.takes: list[tuple[int, np.ndarray, np.ndarray]] = []  # (site, times, units)
+        self.releases: list[tuple[int, np.ndarray]] = []  # (site, times): one slot each
+        self.trace_rows: list[tuple[Any, ...]] = []
+        pathway_of = self.pathway_taken.astype(np.int64)
+        for p_id, name in enumerate(self.pathway_list):
+            members = np.flatnonzero(pathway_of == p_id)
+            if members.size:
+                self._journeys(members, self.pathways[name], stop)
+        busy, timeline = self._sites(stop)
+        if busy is None:
+            return None
+        rec = self.rec
+        live = rec.outcome == OUTCOME_CODE["unresolved"]
+        waiting = np.where(np.isnan(self.waiting_since), 0.0, stop - self.waiting_since)
+        rec.queue_wait[live] = (self.wait + waiting)[live]
+        rec.cost[live] = self.cost[live]
+        rec.attempts[live] = self.mruns[live]
+        rec.events.extend(self.trace_rows)
+        return self.output(busy, timeline, 0, {}, engine="vectorised")
+
+    # ------------------------------------------------------------------ the journeys
+
+    def _journeys(self, members: np.ndarray, steps: list[Any], stop: float) -> None:
+        """Every patient of one pathway to the end of its journey (or the stop)."""
+        n_steps = len(steps)
+        while True:
+            at = self.step_at[members]
+            active = members[(at >= 0) & (at < n_steps)]
+            if not active.size:
+                break
+            # One pass: each step in order, so a patient moving on is taken at its next step
+            # in the same pass; a retry (back to an earlier step) waits for the next pass.
+            for j in range(n_steps):
+                here = active[self.step_at[active] == j]
+                if here.size:
+                    self._step(here, steps, j, stop)
+        done = members[self.step_at[members] == n_steps]
+        if done.size:  # infused at the end of the last step
+            now = self.now[done]
+            self.rec.infusion_day[done] = now
+            self._leave(done, INFUSED, n_steps - 1, steps, now)
+
+    def _step(self, idx: np.ndarray, steps: list[Any], j: int, stop: float) -> None:
+        """Patients ``idx`` (at step ``j``) do the step once: as the journey's loop body."""
+        step = steps[j]
+        rec = self.rec
+        # Bridging starts at the first visit of its step.
+        self._bridging(idx, steps, j)
+        now = self.now[idx]
+        ready = now.copy()
+        # 1. Slots: never a wait (the site check proves it afterwards).
+        acquire = step.acquire
+        if acquire:
+            units: dict[int, np.ndarray] = {}
+            for k in acquire:
+                need = ~self.held[idx, k]
+                if need.any():
+                    need = need.astype(np.int64)
+                    site = steps[k].site
+                    units[site] = units.get(site, 0) + need
+                    self.held[idx[need > 0], k] = True
+            for site, count in units.items():
+                asked = count > 0
+                self.takes.append((site, now[asked], count[asked].astype(np.int64)))
+        # 2. A day the step may start.
+        start = now
+        toxic = self.toxic[idx]
+        if toxic.any() or not step.any_day:
+            start = self._start_days(idx, step, now, toxic)
+        later = start > now
+        if later.any():
+            cut, deadline, expiry = self.cut[idx], self.deadline[idx], self.expiry[idx]
+            missed = later & ((start >= deadline) | (start > expiry))
+            target = np.where(missed, cut, start)
+            t = np.where(later, now + (target - now), now)
+            stopped = later & (t >= stop)
+            if stopped.any():  # the run ends during the wait
+                self.waiting_since[idx[stopped]] = ready[stopped]
+                self._stop(idx[stopped])
+            cut_now = missed & ~stopped
+            if cut_now.any():
+                self.now[idx[cut_now]] = t[cut_now]
+                self._interrupted(idx[cut_now], steps, j, ready[cut_now], t[cut_now], None)
+            go = ~(stopped | cut_now)
+            idx, now, ready = idx[go], t[go], ready[go]
+            if not idx.size:
+                return
+        # 3. Do the step.
+        begin = now
+        moved = begin != ready
+        if moved.any():
+            self.wait[idx[moved]] += (begin - ready)[moved]
+        runs = self.runs[idx, j] + 1
+        self.runs[idx, j] = runs
+        self.cost[idx] += step.cost
+        if step.is_apheresis:
+            first = np.isnan(rec.apheresis_day[idx])
+            rec.apheresis_day[idx[first]] = begin[first]
+        elif step.is_manufacture:
+            self.mruns[idx] += 1
+            first = self.mruns[idx] == 1
+            rec.manufacture_start_day[idx[first]] = begin[first]
+        if step.fixed_duration is not None:
+            duration = np.full(idx.size, float(step.fixed_duration))
+        else:
+            duration = self._attempt_values(step.first_durations, step.durations, idx, runs)
+        end = begin + duration
+        cut, deadline, expiry = self.cut[idx], self.deadline[idx], self.expiry[idx]
+        broken = (end >= cut) & ((end >= deadline) | (end > expiry))
+        t = np.where(broken, np.where(cut > begin, begin + (cut - begin), begin),
+                     np.where(end > begin, begin + (end - begin), begin))
+        stopped = t >= stop
+        if stopped.any():
+            self._stop(idx[stopped])
+        cut_now = broken & ~stopped
+        if cut_now.any():
+            self.now[idx[cut_now]] = t[cut_now]
+            self._interrupted(idx[cut_now], steps, j, ready[cut_now], t[cut_now], begin[cut_now])
+        ok = ~(broken | stopped)
+        idx, now, ready, begin, runs = idx[ok], t[ok], ready[ok], begin[ok], runs[ok]
+        if not idx.size:
+            return
+        self.now[idx] = now
+        # 4. The step ends: its slot is freed; done, or failed.
+        if step.site >= 0:
+            holding = self.held[idx, j]
+            if holding.any():
+                self.held[idx[holding], j] = False
+                self.releases.append((step.site, now[holding]))
+        failed = np.zeros(idx.size, dtype=bool)
+        if step.failure_probability > 0.0:
+            u = self._attempt_values(step.first_failures, step.failures, idx, runs)
+            failed = u < step.failure_probability
+        self._trace(idx, step, runs, ready, begin, now, np.where(failed, "failed", "done"))
+        if failed.any():
+            self._after_failure(idx[failed], steps, step, step.failure_outcome, now[failed])
+        ok = ~failed
+        idx, now = idx[ok], now[ok]
+        if step.is_release:
+            rec.release_day[idx] = now
+        if j == self._shelf_clock(steps):
+            shelf_life = steps[-1].shelf_life
+            if shelf_life is not None:
+                self.expiry[idx] = now + shelf_life
+                self.cut[idx] = np.minimum(self.deadline[idx], self.expiry[idx])
+        self.step_at[idx] = j + 1
+
+    # ------------------------------------------------------------------ the journey's pieces
+
+    def _shelf_clock(self, steps: list[Any]) -> int:
+        for k, step in enumerate(steps):
+            if step.starts_shelf_clock:
+                return k
+        return -1
+
+    @staticmethod
+    def _attempt_values(first: Any, by_attempt: Any, idx: np.ndarray, runs: np.ndarray) -> np.ndarray:
+        """A step's draw of each patient for the attempt it is on (streams by attempt)."""
+        top = int(idx.max()) + 1
+        if bool((runs == 1).all()):
+            return np.frombuffer(first, dtype=float)[idx]
+        out = np.empty(idx.size)
+        for a in np.unique(runs).tolist():
+            mask = runs == a
+            values = first if a == 1 else by_attempt(a).head(top)
+            out[mask] = np.frombuffer(values, dtype=float)[idx[mask]]
+        return out
+
+    def _start_days(self, idx: np.ndarray, step: Any, now: np.ndarray, toxic: np.ndarray) -> np.ndarray:
+        """The first instant the step may start (the journey's weekday rule, vectorised; a
+        patient with a bridging toxicity by the journey's own scalar rule)."""
+        start = now.copy()
+        days = step.start_days
+        plain = ~toxic
+        if days is not None and plain.any():
+            allowed = np.asarray(days, dtype=bool)
+            ahead = np.array([next((a for a in range(1, 8) if days[(w + a) % 7]), 0) for w in range(7)],
+                             dtype=float)
+            t = now[plain]
+            day = np.floor(t)
+            weekday = (self.start_weekday + day.astype(np.int64)) % 7
+            start[plain] = np.where(allowed[weekday], t, np.where(ahead[weekday] > 0, day + ahead[weekday], _INF))
+        for k in np.flatnonzero(toxic).tolist():
+            i = int(idx[k])
+            who = SimpleNamespace(toxic=True, unfit_from=float(self.unfit_from[i]),
+                                  unfit_until=float(self.unfit_until[i]))
+            start[k] = self.start_time(who, step, float(now[k]))  # type: ignore[arg-type]
+        return start
+
+    def _bridging(self, idx: np.ndarray, steps: list[Any], j: int) -> None:
+        """Patients whose bridging starts at this step, by the replication's own method."""
+        plans = self.cohort_plan
+        cohorts = self.cohort_of[idx]
+        for c in np.unique(cohorts).tolist():
+            plan = plans[c]
+            if plan is None or plan[1] != j:
+                continue
+            for i in idx[(cohorts == c) & ~self.bridged[idx]].tolist():
+                self.bridged[i] = True
+                p = Patient(i, c, self.cohort_priority[c], steps, j, plan[2], float(self.referral[i]),
+                            False, float(self.deadline[i]), int(self.clock_outcome[i]))
+                p.expiry = float(self.expiry[i])
+                p.cost = float(self.cost[i])
+                self.start_bridging(p, float(self.now[i]))
+                self.deadline[i], self.clock_outcome[i], self.cut[i] = p.deadline, p.clock_outcome, p.cut
+                self.cost[i] = p.cost
+                if p.toxic:
+                    self.toxic[i] = True
+                    self.unfit_from[i], self.unfit_until[i] = p.unfit_from, p.unfit_until
+
+    def _after_failure(self, idx: np.ndarray, steps: list[Any], step: Any, outcome: int,
+                       now: np.ndarray) -> None:
+        """Back to ``retry_from`` while it has run fewer than ``max_attempts`` times, else leave."""
+        r = step.retry_index
+        again = np.zeros(idx.size, dtype=bool)
+        if r >= 0:
+            again = self.runs[idx, r] < step.max_attempts
+            back = idx[again]
+            if r <= self._shelf_clock(steps):
+                self.expiry[back] = _INF
+                self.cut[back] = self.deadline[back]
+            self.step_at[back] = r
+        if (~again).any():
+            self._leave(idx[~again], outcome, step.index, steps, now[~again])
+
+    def _interrupted(self, idx: np.ndarray, steps: list[Any], j: int, ready: np.ndarray,
+                     now: np.ndarray, begin: np.ndarray | None) -> None:
+        """The cut came during a wait (``begin`` None) or the step (the journey's rule)."""
+        step = steps[j]
+        self.waiting_since[idx] = _NAN
+        if begin is None:
+            self.wait[idx] += now - ready
+            begin, attempt = now, self.runs[idx, j] + 1
+        else:
+            attempt = self.runs[idx, j]
+        clock = self.deadline[idx] <= self.expiry[idx]
+        if clock.any():
+            status = np.array([_STATUS[c] for c in self.clock_outcome[idx[clock]].tolist()], dtype=object)
+            self._trace(idx[clock], step, attempt[clock], ready[clock], begin[clock], now[clock], status)
+            for code in np.unique(self.clock_outcome[idx[clock]]).tolist():
+                these = clock & (self.clock_outcome[idx] == code)
+                self._leave(idx[these], code, j, steps, now[these])
+        expired = ~clock
+        if not expired.any():
+            return
+        idx, now = idx[expired], now[expired]
+        self._trace(idx, step, attempt[expired], ready[expired], begin[expired], now,
+                    np.full(idx.size, "product_expired", dtype=object))
+        if step.site >= 0:
+            holding = self.held[idx, j]
+            if holding.any():
+                self.held[idx[holding], j] = False
+                self.releases.append((step.site, now[holding]))
+        infusion = steps[-1]
+        if infusion.retry_index > self._shelf_clock(steps):
+            self._leave(idx, PRODUCT_EXPIRED, infusion.index, steps, now)
+        else:
+            self._after_failure(idx, steps, infusion, PRODUCT_EXPIRED, now)
+
+    def _leave(self, idx: np.ndarray, outcome: int, step_index: int, steps: list[Any],
+               now: np.ndarray) -> None:
+        """Leave the pathway: every slot held is freed; the outcome is recorded."""
+        held = self.held[idx]
+        if held.any():
+            for k in np.flatnonzero(held.any(axis=0)).tolist():
+                holding = held[:, k]
+                self.releases.append((steps[k].site, now[holding]))
+            self.held[idx] = False
+        self.step_at[idx] = -1
+        rec = self.rec
+        rec.outcome[idx] = outcome
+        rec.outcome_step[idx] = step_index
+        rec.outcome_day[idx] = now
+        rec.queue_wait[idx] = self.wait[idx]
+        rec.cost[idx] = self.cost[idx]
+        rec.attempts[idx] = self.mruns[idx]
+
+    def _stop(self, idx: np.ndarray) -> None:
+        """The run ends before these patients' next event: they stay where they are."""
+        self.step_at[idx] = -2
+
+    def _trace(self, idx: np.ndarray, step: Any, attempt: np.ndarray, ready: np.ndarray,
+               begin: np.ndarray, end: np.ndarray, status: np.ndarray) -> None:
+        limit = self.rec.trace_patients
+        if not limit:
+            return
+        traced = idx < limit
+        for k in np.flatnonzero(traced).tolist():
+            self.trace_rows.append((int(idx[k]), step.name, step.kind, int(attempt[k]), float(ready[k]),
+                                    float(begin[k]), float(end[k]), str(status[k])))
+
+    # ------------------------------------------------------------------ the sites
+
+    def _sites(self, stop: float) -> tuple[dict[str, float] | None, dict[str, np.ndarray]]:
+        """Prove no request waited (see the module text); then each site's slot-days held up
+        to the stop (summed in time order, as the pools do) and its change log."""
+        busy: dict[str, float] = {}
+        timeline: dict[str, np.ndarray] = {}
+        for s, (name, site) in enumerate(self.scenario.sites.items()):
+            take_t = [t for k, t, _ in self.takes if k == s]
+            take_u = [u for k, _, u in self.takes if k == s]
+            rel_t = [t for k, t in self.releases if k == s]
+            tt = np.concatenate(take_t) if take_t else np.zeros(0)
+            tu = np.concatenate(take_u) if take_u else np.zeros(0, dtype=np.int64)
+            rt = np.concatenate(rel_t) if rel_t else np.zeros(0)
+            keep = tt < stop
+            tt, tu = tt[keep], tu[keep]
+            rt = rt[rt < stop]
+            order = np.argsort(tt, kind="stable")
+            tt, tu = tt[order], tu[order]
+            rt = np.sort(rt)
+            if tt.size:
+                taken_by = np.cumsum(tu)[np.searchsorted(tt, tt, side="right") - 1]
+                back_before = np.searchsorted(rt, tt, side="left")
+                if int((taken_by - back_before).max()) > int(site.slots):  # type: ignore[arg-type]
+                    return None, {}
+            # In use after each instant's changes, and the slot-days, in time order.
+            times = np.concatenate((tt, rt))
+            delta = np.concatenate((tu, -np.ones(rt.size, dtype=np.int64)))
+            order = np.argsort(times, kind="stable")
+            times, delta = times[order], delta[order]
+            level = np.cumsum(delta)
+            last = np.ones(times.size, dtype=bool)
+            last[:-1] = times[1:] != times[:-1]
+            times, level = times[last], level[last]
+            if times.size:
+                terms = np.empty(times.size)
+                terms[0] = 0.0
+                terms[1:] = level[:-1].astype(float) * (times[1:] - times[:-1])
+                total = np.add.accumulate(terms)[-1]
+                busy[name] = float(total + float(level[-1]) * (stop - times[-1]))
+            else:
+                busy[name] = 0.0
+            if self.site_log[s] is not None:
+                timeline[name] = np.column_stack((times, level.astype(float), np.zeros(times.size)))
+            else:
+                timeline[name] = np.zeros((0, 3))
+        return busy, timeline
+
+
+def run_vectorised(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,
+                   record_timeline: bool = True) -> ReplicationOutput | None:
+    """One replication on the vectorised engine, or ``None`` when a site's slots could bind
+    (then the SimPy engine must run it). The scenario must be in scope (:func:`scope_problems`)."""
+    return VectorisedReplication(scenario, seed, replication, trace_patients, record_timeline).run_vectorised()
