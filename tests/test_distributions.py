@@ -233,6 +233,18 @@ def test_gamma_mean_and_sd_parameterisation() -> None:
     assert skew == pytest.approx(6 / 14, abs=0.03)
 
 
+def test_lognormal_median_p90_uses_scipys_normal_quantile_to_the_last_bit() -> None:
+    """The module writes Phi^-1(0.9) out (so loading a scenario need not import scipy.stats);
+    it must be the very double that scipy.stats.norm.ppf(0.9) gives, so no number moves."""
+    from scipy import stats
+
+    from v2vsim.scenario import distributions
+
+    assert distributions._Z90 == float(stats.norm.ppf(0.9))
+    spec = parse({"dist": "lognormal", "median": 14, "p90": 21})
+    assert spec.mu_sigma[1] == (math.log(21) - math.log(14)) / float(stats.norm.ppf(0.9))
+
+
 def test_lognormal_mean_sd_has_the_asked_moments() -> None:
     spec = parse({"dist": "lognormal", "mean": 14, "sd": 3})
     x = sample(spec)

@@ -8,9 +8,39 @@
 >>> cmp.table                                                    # doctest: +SKIP
 """
 
-from .experiments.compare import Comparison, compare
-from .engine.runner import Results, simulate
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .scenario import Scenario, ScenarioError, load_scenario
+
+if TYPE_CHECKING:
+    from .engine.runner import Results, simulate
+    from .experiments.compare import Comparison, compare
+    from .scenario import Scenario, ScenarioError, load_scenario
 
 __all__ = ["Comparison", "Results", "Scenario", "ScenarioError", "compare", "load_scenario", "simulate", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The public names are imported on first use, so that importing a subpackage (the command
+    # line's ``v2vsim.cli`` above all) does not import the simulation stack with them.
+    if name in ("Comparison", "compare"):
+        from .experiments.compare import Comparison, compare
+
+        globals().update(Comparison=Comparison, compare=compare)
+    elif name in ("Results", "simulate"):
+        from .engine.runner import Results, simulate
+
+        globals().update(Results=Results, simulate=simulate)
+    elif name in ("Scenario", "ScenarioError", "load_scenario"):
+        from .scenario import Scenario, ScenarioError, load_scenario
+
+        globals().update(Scenario=Scenario, ScenarioError=ScenarioError, load_scenario=load_scenario)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

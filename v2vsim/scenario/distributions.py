@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
-from scipy import special, stats
 
 __all__ = [
     "Distribution",
@@ -36,7 +35,14 @@ __all__ = [
     "no_bool",
 ]
 
-_Z90 = float(stats.norm.ppf(0.9))
+
+class _SciPySpecial:  # scipy.special, imported on first use: loading a scenario never needs it
+    def __getattr__(self, name: str) -> Any:  # a function once looked up is kept: calls cost the same
+        return self.__dict__.setdefault(name, getattr(__import__("scipy.special", fromlist=[name]), name))
+
+
+special = _SciPySpecial()
+_Z90 = 1.2815515655446004  # Phi^-1(0.9): scipy.stats.norm.ppf(0.9) to the last bit (a test checks)
 
 
 def no_bool(value: Any) -> Any:
