@@ -3,7 +3,10 @@ exiting on bad input, loading scenarios (with ``--set`` overrides), the size lim
 running replications and writing a run's results directory.
 
 The command modules (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) import only this module
-and library code; :mod:`v2vsim.cli` registers their commands on :data:`app`.
+and library code; :mod:`v2vsim.cli` registers their commands on :data:`app`. They import the
+library inside the functions that use it (its type names only under ``TYPE_CHECKING``), so that
+``v2vsim --help`` and ``--version`` import Typer and rich alone, and each command only what it needs
+(tests/test_cli_startup.py checks it).
 
 Exit status: 0 success, 1 a failed check (``verify``), 2 bad input (scenario or options).
 """
@@ -14,17 +17,19 @@ import contextlib
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .._version import __version__
-from .. import experiments as ex
-from ..engine.runner import Results, simulate
-from ..outputs.results_dir import manifest_fields, write_results_dir, write_tables
-from ..scenario import Scenario, ScenarioError, load_scenario
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from .. import experiments as ex
+    from ..engine.runner import Results
+    from ..scenario import Scenario, ScenarioError
 
 app = typer.Typer(
     add_completion=False,
@@ -55,6 +60,8 @@ def _fail(lines: list[str] | str, code: int = 2) -> None:
 
 
 def _load(path: Path) -> Scenario:
+    from ..scenario import ScenarioError, load_scenario
+
     try:
         return load_scenario(path)
     except ScenarioError as exc:
@@ -63,8 +70,11 @@ def _load(path: Path) -> Scenario:
 
 
 def _source(path: Path) -> ex.ScenarioSource:
+    from ..scenario import ScenarioError
+    from ..scenario.overrides import ScenarioSource
+
     try:
-        return ex.ScenarioSource(path)
+        return ScenarioSource(path)
     except ScenarioError as exc:
         _fail([str(p) for p in exc.problems])
         raise
@@ -76,9 +86,12 @@ def _problems(exc: ScenarioError) -> None:
 
 def load_cli(path: Path, sets: Sequence[str]) -> Scenario:
     """The scenario with ``--set`` overrides, or exit 2 listing every problem."""
+    from ..scenario import ScenarioError
+    from ..scenario.overrides import parse_sets
+
     source = _source(path)
     try:
-        return source.variant(ex.parse_sets(sets))
+        return source.variant(parse_sets(sets))
     except ScenarioError as exc:
         _problems(exc)
         raise
@@ -87,6 +100,8 @@ def load_cli(path: Path, sets: Sequence[str]) -> Scenario:
 def _precision(relative: float | None, cap: int | None) -> ex.Precision | None:
     if relative is None:
         return None
+    from .. import experiments as ex
+
     cap = 1000 if cap is None else cap
     try:
         return ex.Precision(relative, min_replications=min(10, cap), max_replications=cap)
@@ -112,6 +127,8 @@ def _slug(name: str) -> str:
 
 
 def _replication_bar() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("replications"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -119,8 +136,10 @@ def _replication_bar() -> Progress:
     )
 
 
-class _Bars(ex.Progress):
-    """Two rich bars on standard error: points finished and replications run."""
+class _Bars:
+    """Two rich bars on standard error: points finished and replications run (the hooks of
+    :class:`v2vsim.experiments.Progress`, not derived from it so that this module does not import
+    the experiments)."""
 
     def __init__(self, bar: Progress, label: str, points: int) -> None:
         self.bar = bar
@@ -141,6 +160,8 @@ class _Bars(ex.Progress):
 
 
 def _bar() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -156,6 +177,8 @@ def _progress(label: str, points: int) -> Iterator[_Bars]:
 
 def run_scenario(scenario: Scenario, replications: int, seed: int, jobs: int, label: str) -> Results:
     """Simulate with a progress bar on the terminal."""
+    from ..engine.runner import simulate
+
     with _replication_bar() as progress:
         task = progress.add_task(label, total=replications)
         return simulate(scenario, replications=replications, seed=seed, jobs=jobs,
@@ -165,6 +188,7 @@ def run_scenario(scenario: Scenario, replications: int, seed: int, jobs: int, la
 def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, force: bool,
                   scenario_file: Path | None, jobs: int = 1) -> Path:
     """The run's results directory (spec section 5), written atomically."""
+    from ..outputs.results_dir import manifest_fields, write_results_dir, write_tables
 
     def fill(tmp: Path) -> dict:
         write_tables(results, tmp, csv=csv, source=scenario_file)
