@@ -8,17 +8,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from .. import experiments as ex
-from ..engine.distributed import ClusterError
-from ..engine.runner import Results, default_jobs, simulate
-from ..metrics import headline_rows, overload_warnings
-from ..outputs.results_dir import OutputError, check_target, verify_dir
-from ..scenario import Scenario, ScenarioError, load_scenario
 from .common import (
     LARGE_REFERRALS,
     Jobs,
@@ -36,12 +29,22 @@ from .common import (
     write_run_dir,
 )
 
+if TYPE_CHECKING:  # the library is imported in the commands that use it (see .common)
+    from rich.table import Table
+
+    from ..engine.runner import Results
+    from ..scenario import Scenario
+
 __all__ = ["run", "run_extended", "schema", "summary_table", "validate", "verify"]
 
 Replications = Annotated[Optional[int], typer.Option("--replications", "-n", min=1, help="Replications (default: the scenario's).")]
 
 
 def summary_table(results: Results, title: str) -> Table:
+    from rich.table import Table
+
+    from ..metrics import headline_rows
+
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("Metric")
     table.add_column("Mean", justify="right")
@@ -66,6 +69,10 @@ def run(
     cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="tcp://HOST:PORT", help="Run the replications on this Dask scheduler's workers (same results).")] = None,
 ) -> None:
     """Run SCENARIO's replications and write its results directory."""
+    from ..engine.runner import default_jobs
+    from ..metrics import overload_warnings
+    from ..outputs.results_dir import OutputError, check_target
+
     if sets:
         scenario = load_cli(scenario_file, sets)
     else:
@@ -125,6 +132,10 @@ def _note_precision(results: Results) -> None:
 def run_extended(scenario: Scenario, replications: int | None, seed: int, jobs: int | None,
                  precision: float | None, cluster: str | None) -> Results:
     """``run`` with ``--precision`` (``replications`` is then the cap) or ``--cluster``."""
+    from .. import experiments as ex
+    from ..engine.distributed import ClusterError
+    from ..engine.runner import simulate
+
     try:
         if precision is not None:
             with _progress(scenario.name, 1) as bars:
@@ -148,6 +159,8 @@ def validate(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Scenario YAML files.")],
 ) -> None:
     """Check scenario files; print every problem as FILE:LINE: key.path: message."""
+    from ..scenario import ScenarioError, load_scenario
+
     bad = False
     for path in files:
         try:
@@ -168,6 +181,8 @@ def schema(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to a file instead of standard output.")] = None,
 ) -> None:
     """Print the JSON Schema of scenario files (for editor completion and checking)."""
+    from ..scenario import Scenario
+
     document = Scenario.model_json_schema(by_alias=True)
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "v2vsim scenario"
@@ -182,6 +197,8 @@ def verify(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="A results directory.")],
 ) -> None:
     """Check every file of a results directory against the sha256 in its manifest."""
+    from ..outputs.results_dir import verify_dir
+
     problems = verify_dir(directory)
     if problems:
         _fail(problems, 1)
