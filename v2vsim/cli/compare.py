@@ -7,18 +7,11 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from .._version import __version__
-from ..engine.runner import default_jobs
-from ..experiments.compare import Comparison, check_comparable
-from ..experiments.compare import compare as compare_scenarios
-from ..metrics import LOSS_CAUSES, overload_warnings
-from ..outputs.comparison_files import write_comparison_files
-from ..outputs.results_dir import OutputError, check_target, manifest_fields, write_results_dir
 from .common import (
     LARGE_REFERRALS,
     Jobs,
@@ -32,6 +25,11 @@ from .common import (
     out,
     write_run_dir,
 )
+
+if TYPE_CHECKING:  # the library is imported in the commands that use it (see .common)
+    from rich.table import Table
+
+    from ..experiments.compare import Comparison
 
 __all__ = [
     "compare",
@@ -67,6 +65,9 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
     """A comparison's results directory, written atomically: one subdirectory per scenario
     exactly as ``run`` writes it (with its own manifest), ``comparison.csv`` and ``.json``,
     the comparison figures and a top-level manifest of every file."""
+    from ..outputs.comparison_files import write_comparison_files
+    from ..outputs.results_dir import manifest_fields, write_results_dir
+
     dirs = _scenario_dirs(comparison.names)
 
     def fill(tmp: Path) -> dict:
@@ -117,6 +118,10 @@ def _fmt_compare(value: float, unit: str, diff: bool = False, bare: bool = False
 def comparison_summary_table(comparison: Comparison, title: str) -> Table:
     """Key metrics per scenario (mean and CI) and the paired difference against the first;
     scenarios are lettered A, B, ... (named in the caption) to keep the table narrow."""
+    from rich.table import Table
+
+    from ..metrics import LOSS_CAUSES
+
     by_metric = {m: frame.set_index("scenario")
                  for m, frame in comparison.table.groupby("metric", sort=False)}
     # Death and ineligibility always; other causes when they happen in any scenario.
@@ -173,6 +178,12 @@ def compare(
     precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Replications until the 95% CI half-width of the key metrics is within this fraction of their mean in every scenario (the largest count is used for all); -n is then the cap (default 1000).")] = None,
 ) -> None:
     """Run scenarios on the same virtual patients and compare each with the first (paired)."""
+    from ..engine.runner import default_jobs
+    from ..experiments.compare import check_comparable
+    from ..experiments.compare import compare as compare_scenarios
+    from ..metrics import overload_warnings
+    from ..outputs.results_dir import OutputError, check_target
+
     if len(scenario_files) < 2:
         _fail("error: compare needs at least two scenario files")
     if sets:
