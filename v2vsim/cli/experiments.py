@@ -20,19 +20,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import pandas as pd
 import typer
-from rich.table import Table
 from typer.core import TyperCommand
 
 from .._version import __version__
-from .. import experiments as ex
-from ..engine.distributed import ClusterError
-from ..metrics import format_value, metric_label
-from ..outputs.results_dir import OutputError, check_target, package_versions, sha256_file, write_json, write_results_dir
-from ..scenario import Scenario, ScenarioError, scenario_to_yaml
 from .common import (
     LARGE_REFERRALS,
     Jobs,
@@ -46,6 +39,12 @@ from .common import (
     err,
     out,
 )
+
+if TYPE_CHECKING:  # the library is imported in the commands that use it (see .common)
+    import pandas as pd
+
+    from .. import experiments as ex
+    from ..scenario import Scenario
 
 __all__ = ["ParamCommand", "capacity", "sensitivity", "sweep"]
 
@@ -78,6 +77,8 @@ def _stop_on_sigterm() -> Iterator[_Stopped]:
 
 
 def _manifest(kind: str, source: ex.ScenarioSource, seed: int, started: float, **extra: Any) -> dict[str, Any]:
+    from ..outputs.results_dir import package_versions, sha256_file
+
     versions = package_versions()
     return {
         "kind": kind,
@@ -103,6 +104,9 @@ def _save(fig: Any, directory: Path, stem: str) -> None:
 
 
 def _fixed_and_check(source: ex.ScenarioSource, sets: Sequence[str]) -> list[tuple[str, Any]]:
+    from .. import experiments as ex
+    from ..scenario import ScenarioError
+
     try:
         fixed = ex.parse_sets(sets)
         source.variant(fixed)
@@ -121,6 +125,8 @@ def _check_total(points: Sequence[ex.Point], precision: ex.Precision | None, all
 
 
 def _target_dir(out_dir: Path | None, scenario: Scenario, suffix: str, force: bool) -> Path:
+    from ..outputs.results_dir import OutputError, check_target
+
     target = out_dir or Path("results") / f"{_slug(scenario.name)}-{suffix}"
     try:
         check_target(target, force)
@@ -139,6 +145,8 @@ def _interrupted(stopped: _Stopped, store: ex.PointStore | None) -> None:
 
 
 def _mean_ci(row: pd.Series, metric: str, currency: str) -> str:
+    from ..metrics import format_value, metric_label
+
     _, unit = metric_label(metric, currency)
     return (f"{format_value(row['mean'], unit)} ({format_value(row['ci_low'], unit)} – "
             f"{format_value(row['ci_high'], unit)})")
@@ -192,6 +200,13 @@ def sweep(
 ) -> None:
     """Run SCENARIO at every point of a grid (or Latin hypercube) of parameter values, with
     the same seeds at every point, and write a tidy table of every metric with its CI."""
+    import pandas as pd
+
+    from .. import experiments as ex
+    from ..engine.distributed import ClusterError
+    from ..outputs.results_dir import OutputError, write_json, write_results_dir
+    from ..scenario import ScenarioError, scenario_to_yaml
+
     started = time.perf_counter()
     if design not in ("grid", "lhs"):
         _fail(f"error: --design must be grid or lhs, not {design!r}")
@@ -304,6 +319,8 @@ def sweep(
 
 def _sweep_figures(table: pd.DataFrame, names: list[str], design: str, scenario: Scenario,
                    directory: Path, seed: int) -> None:
+    import pandas as pd
+
     from ..outputs.figures import experiments as px
 
     n = int(table["n"].max()) if len(table) else 0
@@ -323,6 +340,10 @@ def _sweep_figures(table: pd.DataFrame, names: list[str], design: str, scenario:
 
 
 def _print_sweep(table: pd.DataFrame, names: list[str], scenario: Scenario) -> None:
+    from rich.table import Table
+
+    from ..metrics import metric_label
+
     shown = [m for m in ("infused_fraction", "queue_wait_mean", "vein_to_vein_median") if (table["metric"] == m).any()]
     grid = Table(title=f"{scenario.name} — sweep (mean and 95% CI)", title_justify="left")
     grid.add_column("Point", justify="right")
@@ -394,6 +415,11 @@ def sensitivity(
 ) -> None:
     """How much METRIC depends on each --param: one at a time (tornado), Morris screening or
     Sobol indices (SALib), every point with the same seeds."""
+    from .. import experiments as ex
+    from ..engine.distributed import ClusterError
+    from ..outputs.results_dir import OutputError, write_json, write_results_dir
+    from ..scenario import ScenarioError, scenario_to_yaml
+
     started = time.perf_counter()
     if method not in ("oat", "morris", "sobol"):
         _fail(f"error: --method must be oat, morris or sobol, not {method!r}")
@@ -485,6 +511,8 @@ def sensitivity(
 
 
 def _print_indices(result: ex.SensitivityResult, scenario: Scenario) -> None:
+    from rich.table import Table
+
     grid = Table(title=f"{scenario.name} — sensitivity of {result.metric} ({result.method})", title_justify="left")
     data = result.indices
     columns = {"oat": ["parameter", "low", "high", "low_mean", "base_mean", "high_mean", "swing"],
@@ -523,6 +551,11 @@ def capacity(
     no_figures: NoFigures = False,
 ) -> None:
     """The smallest slot count at SITE that meets every --target with 95% confidence."""
+    from .. import experiments as ex
+    from ..engine.distributed import ClusterError
+    from ..outputs.results_dir import OutputError, write_json, write_results_dir
+    from ..scenario import ScenarioError, scenario_to_yaml
+
     started = time.perf_counter()
     if search not in ("linear", "bisect"):
         _fail(f"error: --search must be linear or bisect, not {search!r}")
@@ -606,6 +639,10 @@ def capacity(
 
 
 def _print_capacity(result: ex.CapacityResult, scenario: Scenario) -> None:
+    from rich.table import Table
+
+    from ..metrics import metric_label
+
     grid = Table(title=f"{scenario.name} — capacity of {result.site} (mean and 95% CI)", title_justify="left")
     grid.add_column("Slots", justify="right")
     shown = list(dict.fromkeys([t.metric for t in result.targets] + [f"utilization_{result.site}"]))
