@@ -289,3 +289,38 @@ def test_auto_tries_the_vectorised_engine_only_where_slots_are_ample() -> None:
     assert likely_free(v2vsim.load_scenario(ROOT / "benchmarks" / "stress_1m.yaml"))
     assert likely_free(v2vsim.load_scenario(ROOT / "scenarios" / "overseas.yaml"))
     assert not likely_free(v2vsim.load_scenario(ROOT / "scenarios" / "local.yaml"))
+
+
+def test_every_command_takes_engine_and_the_results_directory_does_not_depend_on_it(tmp_path: Path) -> None:
+    """``run --engine simpy`` and ``--engine vectorised`` write the same tables (the manifest
+    says which engine ran); a forced engine that cannot run a scenario exits 2 with the reason,
+    before anything runs; every command that simulates has the option."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from v2vsim.cli import app
+
+    runner = CliRunner()
+    overseas = ROOT / "scenarios" / "overseas.yaml"
+    written = {}
+    for engine in ("simpy", "vectorised"):
+        out = tmp_path / engine
+        result = runner.invoke(app, ["run", str(overseas), "-n", "3", "-o", str(out), "--no-figures",
+                                     "-j", "1", "--engine", engine])
+        assert result.exit_code == 0, result.output
+        manifest = __import__("json").loads((out / "manifest.json").read_text())
+        assert manifest["engines"] == {engine: 3}
+        written[engine] = out
+    assert pd.read_parquet(written["simpy"] / "patients.parquet").equals(
+        pd.read_parquet(written["vectorised"] / "patients.parquet"))
+    for name in ("replications.csv", "summary.csv"):
+        assert (written["simpy"] / name).read_bytes() == (written["vectorised"] / name).read_bytes(), name
+    refused = runner.invoke(app, ["run", str(ROOT / "scenarios" / "hybrid.yaml"), "-n", "1", "-o",
+                                  str(tmp_path / "no"), "--engine", "vectorised"])
+    assert refused.exit_code == 2
+    assert "cannot run scenario" in refused.output and "routed by a rule" in refused.output
+    assert not (tmp_path / "no").exists()
+    bad = runner.invoke(app, ["run", str(overseas), "--engine", "fast"])
+    assert bad.exit_code == 2 and "unknown engine 'fast'" in bad.output
+    for command in ("run", "compare", "sweep", "sensitivity", "capacity"):
+        assert "--engine" in runner.invoke(app, [command, "--help"]).output, command

@@ -48,6 +48,7 @@ LARGE_REFERRALS = 20_000_000
 
 Seed = Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")]
 Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores). Results do not depend on it.")]
+Engine = Annotated[str, typer.Option("--engine", metavar="auto|simpy|vectorised", help="How replications are computed: simpy (the reference model), vectorised (scenarios where patients cannot compete; refused otherwise), auto (vectorised where it is exact, else simpy). Results do not depend on it.")]
 
 
 # --------------------------------------------------------------------------- exits and loading
@@ -175,14 +176,27 @@ def _progress(label: str, points: int) -> Iterator[_Bars]:
         yield _Bars(bar, label, points)
 
 
-def run_scenario(scenario: Scenario, replications: int, seed: int, jobs: int, label: str) -> Results:
+def run_scenario(scenario: Scenario, replications: int, seed: int, jobs: int, label: str,
+                 engine: str = "auto") -> Results:
     """Simulate with a progress bar on the terminal."""
     from ..engine.runner import simulate
 
     with _replication_bar() as progress:
         task = progress.add_task(label, total=replications)
-        return simulate(scenario, replications=replications, seed=seed, jobs=jobs,
+        return simulate(scenario, replications=replications, seed=seed, jobs=jobs, engine=engine,
                         progress=lambda done, total: progress.update(task, completed=done))
+
+
+def check_engine_cli(engine: str, scenarios: Sequence[Scenario]) -> str:
+    """``--engine`` checked against every scenario before anything runs (exit 2 if refused)."""
+    from ..engine.engines import EngineError, check_engine
+
+    try:
+        for scenario in scenarios:
+            engine = check_engine(engine, scenario)
+    except EngineError as exc:
+        _fail(f"error: {exc}")
+    return engine
 
 
 def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, force: bool,

@@ -14,8 +14,10 @@ import typer
 from .._version import __version__
 from .common import (
     LARGE_REFERRALS,
+    Engine,
     Jobs,
     _check_size,
+    check_engine_cli,
     _fail,
     _load,
     _replication_bar,
@@ -176,6 +178,7 @@ def compare(
     allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals per scenario.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a value in every scenario (repeatable), e.g. --set cohorts.adult_LBCL.priority=0.")] = None,
     precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Replications until the 95% CI half-width of the key metrics is within this fraction of their mean in every scenario (the largest count is used for all); -n is then the cap (default 1000).")] = None,
+    engine: Engine = "auto",
 ) -> None:
     """Run scenarios on the same virtual patients and compare each with the first (paired)."""
     from ..engine.runner import default_jobs
@@ -194,6 +197,7 @@ def compare(
         check_comparable(scenarios)
     except ValueError as exc:
         _fail(f"error: {exc}")
+    engine = check_engine_cli(engine, scenarios)
     first = scenarios[0]
     n = replications or first.replications
     base_seed = first.seed if seed is None else seed
@@ -215,14 +219,14 @@ def compare(
 
         n = replications_for_precision(
             scenarios, Precision(precision, max_replications=replications or 1000), base_seed,
-            jobs=workers)
+            jobs=workers, engine=engine)
         err.print(f"precision {precision:g}: {n} replications per scenario", markup=False,
                   highlight=False)
     try:
         with _replication_bar() as progress:
             task = progress.add_task(f"{len(scenarios)} scenarios", total=n * len(scenarios))
             comparison = compare_scenarios(
-                scenarios, replications=n, seed=base_seed, jobs=workers,
+                scenarios, replications=n, seed=base_seed, jobs=workers, engine=engine,
                 progress=lambda done, total: progress.update(task, completed=done))
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written", 130)

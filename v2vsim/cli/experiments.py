@@ -28,8 +28,10 @@ from typer.core import TyperCommand
 from .._version import __version__
 from .common import (
     LARGE_REFERRALS,
+    Engine,
     Jobs,
     Seed,
+    check_engine_cli,
     _fail,
     _precision,
     _problems,
@@ -197,6 +199,7 @@ def sweep(
     force: Force = False,
     no_figures: NoFigures = False,
     allow_large: AllowLarge = False,
+    engine: Engine = "auto",
 ) -> None:
     """Run SCENARIO at every point of a grid (or Latin hypercube) of parameter values, with
     the same seeds at every point, and write a tidy table of every metric with its CI."""
@@ -211,6 +214,7 @@ def sweep(
     if design not in ("grid", "lhs"):
         _fail(f"error: --design must be grid or lhs, not {design!r}")
     source = _source(scenario_file)
+    engine = check_engine_cli(engine, [source.base])
     base_seed = source.base.seed if seed is None else seed
     fixed_text: list[str] = []
     parameters: list[tuple[str, list[Any]]] = []
@@ -247,7 +251,7 @@ def sweep(
     prec = _precision(precision, replications)
     try:
         points = ex.make_points(source, design_points, fixed, seed=seed,
-                                replications=None if prec else replications)
+                                replications=None if prec else replications, engine=engine)
     except ScenarioError as exc:
         _problems(exc)
         raise
@@ -412,6 +416,7 @@ def sensitivity(
     force: Force = False,
     no_figures: NoFigures = False,
     allow_large: AllowLarge = False,
+    engine: Engine = "auto",
 ) -> None:
     """How much METRIC depends on each --param: one at a time (tornado), Morris screening or
     Sobol indices (SALib), every point with the same seeds."""
@@ -426,6 +431,7 @@ def sensitivity(
     if method == "sobol" and samples & (samples - 1):
         _fail(f"error: --samples must be a power of 2 for Sobol (e.g. {2 ** round(math.log2(samples))})")
     source = _source(scenario_file)
+    engine = check_engine_cli(engine, [source.base])
     known = ex.known_metrics(source.base)
     if metric not in known:
         _fail(f"error: --metric: no such metric '{metric}'{ex._did_you_mean(metric, known)}")
@@ -462,7 +468,7 @@ def sensitivity(
                 result, points, tables = ex.sensitivity_analysis(
                     source, ranges, method, metric, fixed=fixed, replications=replications, seed=base_seed,
                     trajectories=trajectories, levels=levels, samples=samples, jobs=jobs, cluster=cluster,
-                    progress=bars, store=store, resume=resume)
+                    progress=bars, store=store, resume=resume, engine=engine)
         except ex.StoreError as exc:
             _fail(f"error: {exc}")
             raise
@@ -549,6 +555,7 @@ def capacity(
     out_dir: Out = None,
     force: Force = False,
     no_figures: NoFigures = False,
+    engine: Engine = "auto",
 ) -> None:
     """The smallest slot count at SITE that meets every --target with 95% confidence."""
     from .. import experiments as ex
@@ -562,6 +569,7 @@ def capacity(
     if max_slots < min_slots:
         _fail("error: --max-slots must be at least --min-slots")
     source = _source(scenario_file)
+    engine = check_engine_cli(engine, [source.base])
     fixed = _fixed_and_check(source, sets or [])
     base = source.variant(fixed)
     if site not in base.sites:
@@ -584,7 +592,8 @@ def capacity(
                 result = ex.capacity_search(source, site, parsed, fixed=fixed, min_slots=min_slots,
                                             max_slots=max_slots, search=search, beyond=beyond,
                                             replications=None if prec else replications, seed=base_seed,
-                                            precision=prec, jobs=jobs, cluster=cluster, progress=bars)
+                                            precision=prec, jobs=jobs, cluster=cluster, progress=bars,
+                                            engine=engine)
         except ClusterError as exc:
             _fail(f"error: {exc}")
             raise

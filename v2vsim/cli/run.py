@@ -14,9 +14,11 @@ import typer
 
 from .common import (
     LARGE_REFERRALS,
+    Engine,
     Jobs,
     Seed,
     _check_size,
+    check_engine_cli,
     _fail,
     _load,
     _precision,
@@ -67,6 +69,7 @@ def run(
     sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a scenario value, e.g. --set sites.hkib.slots=2 (repeatable; steps and cohorts by name).")] = None,
     precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Add replications (batches of 10, from 10) until the 95% CI half-width of infused_fraction, vein_to_vein_median and queue_wait_mean is within this fraction of the mean; --replications is then the cap (default 1000).")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="tcp://HOST:PORT", help="Run the replications on this Dask scheduler's workers (same results).")] = None,
+    engine: Engine = "auto",
 ) -> None:
     """Run SCENARIO's replications and write its results directory."""
     from ..engine.runner import default_jobs
@@ -77,6 +80,7 @@ def run(
         scenario = load_cli(scenario_file, sets)
     else:
         scenario = _load(scenario_file)
+    engine = check_engine_cli(engine, [scenario])
     n = replications or scenario.replications
     base_seed = scenario.seed if seed is None else seed
     target = out_dir or Path("results") / _slug(scenario.name)
@@ -89,10 +93,10 @@ def run(
     started = time.perf_counter()
     try:
         if precision is not None or cluster is not None:
-            results = run_extended(scenario, replications, base_seed, jobs, precision, cluster)
+            results = run_extended(scenario, replications, base_seed, jobs, precision, cluster, engine)
             n = results.n_replications
         else:
-            results = run_scenario(scenario, n, base_seed, workers, scenario.name)
+            results = run_scenario(scenario, n, base_seed, workers, scenario.name, engine)
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written", 130)
         raise
@@ -110,8 +114,19 @@ def run(
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written, earlier results are untouched", 130)
         raise
-    out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s "
-              f"({results.events_processed:,} events).", markup=False, highlight=False)
+    out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s ({engine_note(results)}).",
+              markup=False, highlight=False)
+
+
+def engine_note(results: Results) -> str:
+    """Which engines computed the replications, and the SimPy engine's event count."""
+    engines = results.extra.get("engines", {})
+    parts = []
+    if engines.get("vectorised"):
+        parts.append(f"{engines['vectorised']:,} replication(s) vectorised")
+    if engines.get("simpy", 0) or not parts:
+        parts.append(f"{results.events_processed:,} SimPy events")
+    return ", ".join(parts)
 
 
 def _note_precision(results: Results) -> None:
@@ -130,7 +145,7 @@ def _note_precision(results: Results) -> None:
 
 
 def run_extended(scenario: Scenario, replications: int | None, seed: int, jobs: int | None,
-                 precision: float | None, cluster: str | None) -> Results:
+                 precision: float | None, cluster: str | None, engine: str = "auto") -> Results:
     """``run`` with ``--precision`` (``replications`` is then the cap) or ``--cluster``."""
     from .. import experiments as ex
     from ..engine.distributed import ClusterError
@@ -140,15 +155,15 @@ def run_extended(scenario: Scenario, replications: int | None, seed: int, jobs: 
         if precision is not None:
             with _progress(scenario.name, 1) as bars:
                 results = ex.simulate_to_precision(scenario, _precision(precision, replications), seed,
-                                                   jobs=jobs, cluster=cluster, progress=bars)
+                                                   jobs=jobs, cluster=cluster, progress=bars, engine=engine)
             _note_precision(results)
             return results
         n = replications or scenario.replications
         if cluster is None:
-            return run_scenario(scenario, n, seed, jobs or 1, scenario.name)
+            return run_scenario(scenario, n, seed, jobs or 1, scenario.name, engine)
         with ex.executor_for(None, cluster) as (executor, workers), _progress(scenario.name, 1) as bars:
             bars.add_replications(n)
-            return simulate(scenario, n, seed, jobs=workers, executor=executor,
+            return simulate(scenario, n, seed, jobs=workers, executor=executor, engine=engine,
                             progress=lambda done, total: bars.bar.update(bars.reps, completed=done))
     except ClusterError as exc:
         _fail(f"error: {exc}")

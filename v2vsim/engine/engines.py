@@ -14,7 +14,9 @@ bit for bit. A faster engine is used only where it is exact:
     patient asks for a slot is run by the SimPy engine instead. Forcing it on a scenario
     outside its scope is refused with the reason.
 ``"auto"`` (the default)
-    ``"vectorised"`` where the scenario is in its scope, otherwise ``"simpy"``.
+    ``"vectorised"`` where the scenario is in its scope and its slots are ample (a Poisson
+    bound on the expected occupancy, :func:`.vectorised.likely_free`: a speed rule, since a
+    replication whose slots could bind would be computed twice), otherwise ``"simpy"``.
 
 The results never depend on the choice; ``ReplicationOutput.engine`` says which engine ran a
 replication.
@@ -47,14 +49,14 @@ def engine_for(scenario: Scenario, engine: str = "auto") -> str:
     ``"simpy"`` or ``"vectorised"`` (the SimPy engine still takes any replication of a
     vectorised run whose slots could bind). Raises :class:`EngineError` for an unknown name or
     a forced engine that cannot run the scenario."""
-    from .vectorised import scope_problems
+    from .vectorised import likely_free, scope_problems
 
     name = _known(engine)
     if name == "simpy":
         return name
     problems = scope_problems(scenario)
     if name == "auto":
-        return "simpy" if problems else "vectorised"
+        return "vectorised" if not problems and likely_free(scenario) else "simpy"
     if problems:
         raise EngineError(f"the vectorised engine cannot run scenario '{scenario.name}': "
                           + "; ".join(problems) + " (use --engine simpy or auto)")

@@ -134,15 +134,15 @@ class VectorisedReplication(Replication):
         self.wait = np.zeros(n)
         self.waiting_since = np.full(n, _NAN)
         self.cost = np.zeros(n)
-        self.mruns = np.zeros(n, dtype=np.int64)
+        self.mruns = np.zeros(n, dtype=np.int32)
         width = max(len(steps) for steps in self.pathways.values())
-        self.runs = np.zeros((n, width), dtype=np.int64)
+        self.runs = np.zeros((n, width), dtype=np.int32)
         self.held = np.zeros((n, width), dtype=bool)
         self.toxic = np.zeros(n, dtype=bool)
         self.unfit_from = np.zeros(n)
         self.unfit_until = np.zeros(n)
         self.bridged = np.zeros(n, dtype=bool)
-        self.step_at = np.zeros(n, dtype=np.int64)
+        self.step_at = np.zeros(n, dtype=np.int16)
         self.takes: list[tuple[int, np.ndarray, np.ndarray]] = []  # (site, times, units)
         self.releases: list[tuple[int, np.ndarray]] = []  # (site, times): one slot each
         self.trace_rows: list[tuple[Any, ...]] = []
@@ -276,7 +276,7 @@ class VectorisedReplication(Replication):
         if step.failure_probability > 0.0:
             u = self._attempt_values(step.first_failures, step.failures, idx, runs)
             failed = u < step.failure_probability
-        self._trace(idx, step, runs, ready, begin, now, np.where(failed, "failed", "done"))
+        self._trace(idx, step, runs, ready, begin, now, failed)
         if failed.any():
             self._after_failure(idx[failed], steps, step, step.failure_outcome, now[failed])
         ok = ~failed
@@ -301,14 +301,16 @@ class VectorisedReplication(Replication):
     @staticmethod
     def _attempt_values(first: Any, by_attempt: Any, idx: np.ndarray, runs: np.ndarray) -> np.ndarray:
         """A step's draw of each patient for the attempt it is on (streams by attempt)."""
-        top = int(idx.max()) + 1
-        if bool((runs == 1).all()):
+        most = int(runs.max())
+        if most == 1:
             return np.frombuffer(first, dtype=float)[idx]
+        top = int(idx[-1]) + 1  # idx is in increasing order
         out = np.empty(idx.size)
-        for a in np.unique(runs).tolist():
+        for a in range(int(runs.min()), most + 1):
             mask = runs == a
-            values = first if a == 1 else by_attempt(a).head(top)
-            out[mask] = np.frombuffer(values, dtype=float)[idx[mask]]
+            if mask.any():
+                values = first if a == 1 else by_attempt(a).head(top)
+                out[mask] = np.frombuffer(values, dtype=float)[idx[mask]]
         return out
 
     def _start_days(self, idx: np.ndarray, step: Any, now: np.ndarray, toxic: np.ndarray) -> np.ndarray:
@@ -335,11 +337,13 @@ class VectorisedReplication(Replication):
     def _bridging(self, idx: np.ndarray, steps: list[Any], j: int) -> None:
         """Patients whose bridging starts at this step, by the replication's own method."""
         plans = self.cohort_plan
+        here = [c for c, plan in enumerate(plans) if plan is not None and plan[0] is steps and plan[1] == j]
+        if not here:
+            return
         cohorts = self.cohort_of[idx]
-        for c in np.unique(cohorts).tolist():
+        for c in here:
             plan = plans[c]
-            if plan is None or plan[1] != j:
-                continue
+            assert plan is not None
             for i in idx[(cohorts == c) & ~self.bridged[idx]].tolist():
                 self.bridged[i] = True
                 p = Patient(i, c, self.cohort_priority[c], steps, j, plan[2], float(self.referral[i]),
@@ -380,8 +384,8 @@ class VectorisedReplication(Replication):
             attempt = self.runs[idx, j]
         clock = self.deadline[idx] <= self.expiry[idx]
         if clock.any():
-            status = np.array([_STATUS[c] for c in self.clock_outcome[idx[clock]].tolist()], dtype=object)
-            self._trace(idx[clock], step, attempt[clock], ready[clock], begin[clock], now[clock], status)
+            self._trace(idx[clock], step, attempt[clock], ready[clock], begin[clock], now[clock],
+                        self.clock_outcome[idx[clock]])
             for code in np.unique(self.clock_outcome[idx[clock]]).tolist():
                 these = clock & (self.clock_outcome[idx] == code)
                 self._leave(idx[these], code, j, steps, now[these])
@@ -390,7 +394,7 @@ class VectorisedReplication(Replication):
             return
         idx, now = idx[expired], now[expired]
         self._trace(idx, step, attempt[expired], ready[expired], begin[expired], now,
-                    np.full(idx.size, "product_expired", dtype=object))
+                    np.full(idx.size, PRODUCT_EXPIRED, dtype=np.int8))
         if step.site >= 0:
             holding = self.held[idx, j]
             if holding.any():
@@ -426,13 +430,16 @@ class VectorisedReplication(Replication):
 
     def _trace(self, idx: np.ndarray, step: Any, attempt: np.ndarray, ready: np.ndarray,
                begin: np.ndarray, end: np.ndarray, status: np.ndarray) -> None:
+        """Trace rows of the traced patients; ``status``: failed (bool: failed or done) or an
+        outcome code (the clock that rang, or an expiry)."""
         limit = self.rec.trace_patients
-        if not limit:
+        if not limit or idx[0] >= limit:  # idx is in increasing order
             return
-        traced = idx < limit
-        for k in np.flatnonzero(traced).tolist():
+        for k in np.flatnonzero(idx < limit).tolist():
+            code = status[k]
+            text = ("failed" if code else "done") if status.dtype == bool else _STATUS[int(code)]
             self.trace_rows.append((int(idx[k]), step.name, step.kind, int(attempt[k]), float(ready[k]),
-                                    float(begin[k]), float(end[k]), str(status[k])))
+                                    float(begin[k]), float(end[k]), text))
 
     # ------------------------------------------------------------------ the sites
 
@@ -459,27 +466,24 @@ class VectorisedReplication(Replication):
                 back_before = np.searchsorted(rt, tt, side="left")
                 if int((taken_by - back_before).max()) > int(site.slots):  # type: ignore[arg-type]
                     return None, {}
-            # In use after each instant's changes, and the slot-days, in time order.
-            times = np.concatenate((tt, rt))
-            delta = np.concatenate((tu, -np.ones(rt.size, dtype=np.int64)))
-            order = np.argsort(times, kind="stable")
-            times, delta = times[order], delta[order]
-            level = np.cumsum(delta)
-            last = np.ones(times.size, dtype=bool)
-            last[:-1] = times[1:] != times[:-1]
-            times, level = times[last], level[last]
+            # In use after each instant's changes (the distinct instants: the takes and the
+            # releases merged), and the slot-days, summed in time order.
+            times = np.union1d(tt, rt)
+            level = (np.cumsum(np.bincount(np.searchsorted(times, tt), weights=tu, minlength=times.size))
+                     - np.cumsum(np.bincount(np.searchsorted(times, rt), minlength=times.size)))
             if times.size:
                 terms = np.empty(times.size)
                 terms[0] = 0.0
-                terms[1:] = level[:-1].astype(float) * (times[1:] - times[:-1])
+                np.multiply(level[:-1], np.diff(times), out=terms[1:])
                 total = np.add.accumulate(terms)[-1]
                 busy[name] = float(total + float(level[-1]) * (stop - times[-1]))
             else:
                 busy[name] = 0.0
-            if self.site_log[s] is not None:
-                timeline[name] = np.column_stack((times, level.astype(float), np.zeros(times.size)))
-            else:
-                timeline[name] = np.zeros((0, 3))
+            log = np.zeros((times.size if self.site_log[s] is not None else 0, 3))
+            if log.size:
+                log[:, 0] = times
+                log[:, 1] = level
+            timeline[name] = log
         return busy, timeline
 
 

@@ -189,6 +189,8 @@ def manifest_fields(results: Any, command: Iterable[str], scenario_file: Path | 
         "seed": results.seed,
         "replications": results.n_replications,
         "wall_seconds": round(results.wall_seconds, 3),
+        # Replications computed by each engine (every engine gives the same results).
+        "engines": dict(results.extra.get("engines", {})),
         "platform": f"{platform.system()} {platform.machine()}",
         "argv0": Path(sys.argv[0]).name if sys.argv else "",
     }

@@ -1,0 +1,170 @@
+"""Each engine's speed on the bundled scenarios and the stress scenario, measured in one run.
+
+    python benchmarks/engines.py            # everything (about 3 minutes on 2 cores)
+    python benchmarks/engines.py --quick    # smaller stress run (100,000 referrals), smaller PSA
+
+For every case the SimPy engine (the reference) and the vectorised engine run the same
+replications, alternating A B A B, so that load on a shared machine hits both alike; the
+ratio is taken pair by pair and the median printed. Each pair's results are compared: patient
+tables, slot-days and traces must be identical (the same floats). A scenario outside the
+vectorised engine's scope, or a replication whose slots could bind, runs on SimPy: the table
+says how many replications each engine actually ran.
+
+Then peak memory of ``v2vsim run benchmarks/stress_1m.yaml`` (figures included) in a child
+process, and the wall time of a PSA-sized workload: 1,000 parameter sets x 50 replications of
+``scenarios/overseas.yaml`` (manufacturing failure, its most likely duration and the adults'
+median untreated survival drawn per set), run as ``v2vsim sweep`` runs points, on two workers, with ``engine="auto"``;
+the SimPy engine's time for the same workload is measured on a sample of the sets.
+
+Targets (issue #10): vectorised >= 30x SimPy on the stress scenario; peak memory of the 1M
+run <= 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from v2vsim import load_scenario  # noqa: E402
+from v2vsim.engine.engines import engine_for  # noqa: E402
+from v2vsim.engine.replication import run_replication  # noqa: E402
+from v2vsim.engine.vectorised import run_vectorised, scope_problems  # noqa: E402
+
+
+def identical(a, b) -> bool:
+    for key, x in a.columns.items():
+        y = b.columns[key]
+        if x.dtype.kind == "f":
+            if not np.array_equal(x, y, equal_nan=True):
+                return False
+        elif not np.array_equal(x, y):
+            return False
+    return (a.site_busy_slot_days == b.site_busy_slot_days and a.end_day == b.end_day
+            and sorted(a.events, key=lambda e: e[0]) == sorted(b.events, key=lambda e: e[0]))
+
+
+def engine_case(path: Path, replications: int, pairs: int, seed: int = 1) -> dict:
+    """SimPy vs vectorised on ``replications`` replications, ``pairs`` times A B."""
+    sc = load_scenario(path)
+    in_scope = not scope_problems(sc)
+    ratios, simpy_s, vector_s, same, handed_back, patients = [], [], [], True, 0, 0
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        ref = [run_replication(sc, seed, r, trace_patients=40 if r == 0 else 0) for r in range(replications)]
+        t1 = time.perf_counter()
+        fast = [run_vectorised(sc, seed, r, trace_patients=40 if r == 0 else 0) if in_scope else None
+                for r in range(replications)]
+        for r, out in enumerate(fast):  # what the vectorised engine hands back runs on SimPy
+            if out is None:
+                handed_back += 1
+                fast[r] = run_replication(sc, seed, r, trace_patients=40 if r == 0 else 0)
+        t2 = time.perf_counter()
+        simpy_s.append(t1 - t0)
+        vector_s.append(t2 - t1)
+        ratios.append((t1 - t0) / (t2 - t1))
+        same = same and all(identical(a, b) for a, b in zip(fast, ref))
+        patients = sum(o.columns["patient"].size for o in ref)
+    return {
+        "case": path.name, "replications": replications, "patients": patients,
+        "auto": engine_for(sc, "auto"), "in_scope": in_scope,
+        "vectorised_ran": replications - handed_back // pairs,
+        "simpy_patients_per_s": patients / statistics.median(simpy_s),
+        "vectorised_patients_per_s": patients / statistics.median(vector_s),
+        "ratio": statistics.median(ratios), "ratios": ratios, "identical": same,
+    }
+
+
+def peak_rss_of_cli(scenario: Path, out: Path) -> tuple[float, float]:
+    """Peak RSS (MB) and wall time of ``v2vsim run SCENARIO`` (figures included) in a child."""
+    code = ("import resource, sys, time; sys.argv = ['v2vsim', 'run', %r, '-o', %r, '--force', '-j', '1'];"
+            "from v2vsim.cli import main; t = time.perf_counter();\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('WALL', time.perf_counter() - t, file=sys.stderr)") % (str(scenario), str(out))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-2000:])
+    wall = float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("WALL")))
+    return max(after, before) / 1024, wall
+
+
+def psa_workload(sets: int, replications: int, sample: int) -> dict:
+    """Wall time of ``sets`` parameter sets x ``replications`` on two workers (engine auto),
+    and the SimPy engine's time on the first ``sample`` sets, scaled to all of them."""
+    from v2vsim import experiments as ex
+
+    source = ex.ScenarioSource(ROOT / "scenarios" / "overseas.yaml")
+    rng = np.random.default_rng(2026)
+    design = [{"pathways.overseas.steps.manufacture.failure_probability": float(rng.uniform(0.01, 0.1)),
+               "pathways.overseas.steps.manufacture.duration.mode": float(rng.uniform(8, 11)),
+               "cohorts.adult_LBCL.time_to_death.median": float(rng.uniform(150, 250))}
+              for _ in range(sets)]
+    timings = {}
+    for engine, chosen in (("auto", design), ("simpy", design[:sample])):
+        points = ex.make_points(source, chosen, seed=1, replications=replications, engine=engine)
+        started = time.perf_counter()
+        with ex.executor_for(2) as (executor, workers):
+            ex.run_points(points, lambda _p, _r: None, executor=executor, workers=workers)
+        timings[engine] = time.perf_counter() - started
+    return {"sets": sets, "replications": replications, "wall_s_auto": timings["auto"],
+            "wall_s_simpy_estimated": timings["simpy"] * sets / sample, "simpy_sample_sets": sample}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100,000-referral stress, 100-set PSA")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    stress = ROOT / "benchmarks" / "stress_1m.yaml"
+    quick_stress = Path("/tmp/v2vsim-stress-100k.yaml")
+    if args.quick:
+        text = stress.read_text().replace("horizon_days: 3650", "horizon_days: 365")
+        quick_stress.write_text(text)
+        stress = quick_stress
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} · {platform.processor() or platform.machine()} · "
+          f"{os.cpu_count()} cores · load {os.getloadavg()[0]:.2f}", flush=True)
+    cases = [
+        engine_case(ROOT / "scenarios" / "local.yaml", 50, 3),
+        engine_case(ROOT / "scenarios" / "overseas.yaml", 50, 3),
+        engine_case(ROOT / "scenarios" / "slot_shortage.yaml", 50, 3),
+        engine_case(stress, 1, 2 if args.quick else 1),
+    ]
+    print(f"\n{'case':<22}{'reps':>5}{'patients':>10}{'auto':>12}{'SimPy pat/s':>14}"
+          f"{'vectorised pat/s':>18}{'ratio':>8}  identical  vectorised ran")
+    for c in cases:
+        print(f"{c['case']:<22}{c['replications']:>5}{c['patients']:>10,}{c['auto']:>12}"
+              f"{c['simpy_patients_per_s']:>14,.0f}{c['vectorised_patients_per_s']:>18,.0f}"
+              f"{c['ratio']:>7.1f}x  {'yes' if c['identical'] else 'NO':<10} "
+              f"{c['vectorised_ran']}/{c['replications']}" + ("" if c["in_scope"] else " (out of scope)"))
+    rss, wall = peak_rss_of_cli(stress, Path("/tmp/v2vsim-bench-stress"))
+    print(f"\n`v2vsim run {stress.name}` (figures included): peak RSS {rss:,.0f} MB "
+          f"(target <= 1,024), {wall:.1f} s")
+    sets = 100 if args.quick else 1000
+    psa = psa_workload(sets, 50, 10 if args.quick else 40)
+    print(f"PSA-sized workload, {psa['sets']:,} sets x {psa['replications']} replications of overseas.yaml on "
+          f"2 workers: {psa['wall_s_auto']:.1f} s with engine auto; SimPy engine ~{psa['wall_s_simpy_estimated']:.0f} s "
+          f"(from {psa['simpy_sample_sets']} sets)")
+    stress_case = cases[-1]
+    print(f"\ntarget vectorised >= 30x SimPy on the stress scenario: {stress_case['ratio']:.1f}x "
+          + ("met" if stress_case["ratio"] >= 30 else "NOT met")
+          + f"; peak memory <= 1 GB: {'met' if rss <= 1024 else 'NOT met'}")
+    if args.json:
+        args.json.write_text(json.dumps({"cases": cases, "peak_rss_mb": rss, "psa": psa}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
