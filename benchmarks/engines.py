@@ -39,9 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from v2vsim import load_scenario  # noqa: E402
-from v2vsim.engine.engines import engine_for  # noqa: E402
-from v2vsim.engine.replication import run_replication  # noqa: E402
-from v2vsim.engine.vectorised import run_vectorised, scope_problems  # noqa: E402
+from v2vsim.engine.engines import engine_for, run_replications  # noqa: E402
+from v2vsim.engine.vectorised import scope_problems  # noqa: E402
 
 
 def identical(a, b) -> bool:
@@ -63,15 +62,13 @@ def engine_case(path: Path, replications: int, pairs: int, seed: int = 1) -> dic
     ratios, simpy_s, vector_s, same, handed_back, patients = [], [], [], True, 0, 0
     for _ in range(pairs):
         t0 = time.perf_counter()
-        ref = [run_replication(sc, seed, r, trace_patients=40 if r == 0 else 0) for r in range(replications)]
+        ref = run_replications(sc, seed, range(replications), engine="simpy", trace={0: 40})
         t1 = time.perf_counter()
-        fast = [run_vectorised(sc, seed, r, trace_patients=40 if r == 0 else 0) if in_scope else None
-                for r in range(replications)]
-        for r, out in enumerate(fast):  # what the vectorised engine hands back runs on SimPy
-            if out is None:
-                handed_back += 1
-                fast[r] = run_replication(sc, seed, r, trace_patients=40 if r == 0 else 0)
+        # Batched as in a run; what the vectorised engine hands back runs on SimPy.
+        fast = run_replications(sc, seed, range(replications), engine="vectorised" if in_scope else "simpy",
+                                trace={0: 40})
         t2 = time.perf_counter()
+        handed_back = sum(o.engine != "vectorised" for o in fast)
         simpy_s.append(t1 - t0)
         vector_s.append(t2 - t1)
         ratios.append((t1 - t0) / (t2 - t1))
@@ -80,7 +77,7 @@ def engine_case(path: Path, replications: int, pairs: int, seed: int = 1) -> dic
     return {
         "case": path.name, "replications": replications, "patients": patients,
         "auto": engine_for(sc, "auto"), "in_scope": in_scope,
-        "vectorised_ran": replications - handed_back // pairs,
+        "vectorised_ran": replications - handed_back,
         "simpy_patients_per_s": patients / statistics.median(simpy_s),
         "vectorised_patients_per_s": patients / statistics.median(vector_s),
         "ratio": statistics.median(ratios), "ratios": ratios, "identical": same,

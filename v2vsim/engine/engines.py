@@ -24,10 +24,12 @@ replication.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..scenario import Scenario
 from .collect import ReplicationOutput
 
-__all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "run_replication"]
+__all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "run_replication", "run_replications"]
 
 #: The names accepted by ``simulate(engine=...)`` and ``--engine``.
 ENGINES = ("auto", "simpy", "vectorised")
@@ -72,14 +74,31 @@ def check_engine(engine: str, scenario: Scenario) -> str:
 def run_replication(scenario: Scenario, seed: int, replication: int, *, engine: str = "auto",
                     trace_patients: int = 0, record_timeline: bool = True) -> ReplicationOutput:
     """Simulate one replication of ``scenario`` on the chosen engine (see the module text)."""
-    if engine_for(scenario, engine) == "vectorised":
-        from .vectorised import run_vectorised
+    return run_replications(scenario, seed, [replication], engine=engine, trace={replication: trace_patients},
+                            record_timeline=record_timeline)[0]
 
-        out = run_vectorised(scenario, seed, replication, trace_patients=trace_patients,
-                             record_timeline=record_timeline)
-        if out is not None:
-            return out
+
+#: Patients the vectorised engine computes together at most (replications are batched up to it).
+BATCH_PATIENTS = 100_000
+
+
+def run_replications(scenario: Scenario, seed: int, replications: Sequence[int], *, engine: str = "auto",
+                     trace: dict[int, int] | None = None, record_timeline: bool = True) -> list[ReplicationOutput]:
+    """Replications of ``scenario`` in order, on the chosen engine. The vectorised engine computes
+    several small replications together (up to :data:`BATCH_PATIENTS` referrals); any it hands
+    back runs on SimPy. ``trace``: patients traced step by step, by replication number."""
+    trace = trace or {}
+    reps = list(replications)
+    outputs: list[ReplicationOutput | None] = [None] * len(reps)
+    if reps and engine_for(scenario, engine) == "vectorised":
+        from .vectorised import run_batch
+
+        size = max(1, int(BATCH_PATIENTS // max(1.0, scenario.expected_referrals())))
+        for a in range(0, len(reps), size):
+            outputs[a:a + size] = run_batch(scenario, seed, reps[a:a + size], trace=trace,
+                                            record_timeline=record_timeline)
     from .replication import run_replication as run_simpy
 
-    return run_simpy(scenario, seed, replication, trace_patients=trace_patients,
-                     record_timeline=record_timeline)
+    return [out if out is not None else run_simpy(scenario, seed, r, trace_patients=trace.get(r, 0),
+                                                  record_timeline=record_timeline)
+            for r, out in zip(reps, outputs)]

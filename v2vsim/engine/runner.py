@@ -19,7 +19,7 @@ import pandas as pd
 from .. import metrics
 from ..scenario import OUTCOMES
 from .collect import ReplicationOutput
-from .engines import check_engine, run_replication
+from .engines import check_engine, engine_for, run_replications
 from ..scenario import Scenario
 
 __all__ = ["Results", "simulate", "default_jobs", "plan_ranges", "run_ranges", "assemble"]
@@ -73,9 +73,8 @@ class _Compact:
     engine: str
 
 
-def _one(scenario: Scenario, seed: int, replication: int, trace: bool, engine: str) -> _Compact:
-    out: ReplicationOutput = run_replication(
-        scenario, seed, replication, engine=engine, trace_patients=TRACE_PATIENTS if trace else 0)
+def _one(out: ReplicationOutput) -> _Compact:
+    replication = out.replication
     patients = pd.DataFrame(out.columns)
     patients.insert(0, "replication", replication)
     run = {"replication": replication, "end_day": out.end_day, "fixed_cost": out.fixed_cost}
@@ -117,7 +116,8 @@ def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: boo
                engine: str = "auto") -> _Batch:
     """Run replications ``start..stop-1``; ``detail=False`` drops site days and the trace
     (a sweep needs only the per-replication metrics, and a smaller reply travels faster)."""
-    parts = [_one(scenario, seed, rep, detail and rep == 0, engine) for rep in range(start, stop)]
+    trace = {0: TRACE_PATIENTS} if detail else {}
+    parts = [_one(out) for out in run_replications(scenario, seed, range(start, stop), engine=engine, trace=trace)]
     engines: dict[str, int] = {}
     for part in parts:
         engines[part.engine] = engines.get(part.engine, 0) + 1
@@ -132,14 +132,15 @@ def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: boo
     )
 
 
-def plan_ranges(start: int, stop: int, workers: int) -> list[tuple[int, int]]:
+def plan_ranges(start: int, stop: int, workers: int, single: int = 1) -> list[tuple[int, int]]:
     """Replications ``start..stop-1`` split into tasks for ``workers`` workers.
 
     About eight tasks per worker, so that the workers finish together (the last task is the
-    idle time of the others), of at most 10 replications (progress, memory); one replication
-    per task for a single worker.
+    idle time of the others), of at most 10 replications (progress, memory); ``single``
+    replications per task for a single worker (1: progress after each; the vectorised engine
+    computes a task's replications together, so it asks for more).
     """
-    size = 1 if workers <= 1 else max(1, min(10, math.ceil((stop - start) / (8 * workers))))
+    size = single if workers <= 1 else max(1, min(10, math.ceil((stop - start) / (8 * workers))))
     return [(a, min(a + size, stop)) for a in range(start, stop, size)]
 
 
@@ -173,6 +174,11 @@ def run_ranges(
             future.cancel()
         raise
     return [future.result() for future in futures]
+
+
+def single_task(scenario: Scenario, engine: str) -> int:
+    """Replications per task on a single worker: 10 where the vectorised engine runs them."""
+    return 10 if engine_for(scenario, engine) == "vectorised" else 1
 
 
 def default_jobs() -> int:
@@ -223,7 +229,8 @@ def simulate(
         batches = run_ranges(scenario, base_seed, plan_ranges(0, n, jobs), executor=executor,
                              progress=advance, engine=engine)
     elif jobs == 1 or n == 1:
-        batches = run_ranges(scenario, base_seed, plan_ranges(0, n, 1), progress=advance, engine=engine)
+        batches = run_ranges(scenario, base_seed, plan_ranges(0, n, 1, single_task(scenario, engine)),
+                             progress=advance, engine=engine)
     else:
         # Ranges of replications per task: one pickled scenario and one reply per range.
         with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:

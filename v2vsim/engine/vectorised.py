@@ -34,7 +34,7 @@ from .collect import DIED, INELIGIBLE, INFUSED, OUTCOME_CODE, PRODUCT_EXPIRED, R
 from .journey import _STATUS, Patient
 from .replication import Replication
 
-__all__ = ["scope_problems", "likely_free", "run_vectorised", "VectorisedReplication"]
+__all__ = ["scope_problems", "likely_free", "referral_clock", "run_batch", "run_vectorised", "Batch"]
 
 _INF = math.inf
 _NAN = math.nan
@@ -110,20 +110,81 @@ def referral_clock(arrivals: np.ndarray) -> np.ndarray:
     return clock
 
 
-class VectorisedReplication(Replication):
-    """A replication whose journeys are computed on arrays (see the module text)."""
+def _values(draws: Any, n: int) -> np.ndarray:
+    """The first ``n`` values of a replication's draws (an ``array('d')`` or a ``Draws``)."""
+    values = draws.head(n) if hasattr(draws, "head") else draws
+    return np.asarray(values, dtype=float)[:n] if n else np.zeros(0)
 
-    __slots__ = ("now", "step_at", "deadline", "clock_outcome", "expiry", "cut", "wait",
-                 "waiting_since", "cost", "runs", "mruns", "held", "toxic", "unfit_from",
-                 "unfit_until", "bridged", "referral", "takes", "releases", "trace_rows")
 
-    def run_vectorised(self) -> ReplicationOutput | None:
-        sc = self.scenario
-        n = self.n
-        stop = sc.horizon_days + sc.drain_days
-        self.referral = referral_clock(self.arrivals)
-        death = np.frombuffer(self.death, dtype=float)
-        inel = np.frombuffer(self.ineligible, dtype=float)
+class _BatchStep:
+    """A step of a pathway (the same in every replication of a scenario) with the draws of
+    every patient of the batch, replication after replication."""
+
+    _COPY = ("index", "name", "kind", "site", "acquire", "start_days", "closed", "any_day",
+             "failure_probability", "retry_index", "max_attempts", "cost", "failure_outcome",
+             "patient_step", "starts_shelf_clock", "shelf_life", "is_apheresis", "is_manufacture",
+             "is_release", "fixed_duration")
+
+    def __init__(self, by_rep: list[Any], sizes: list[int]) -> None:
+        for name in self._COPY:
+            setattr(self, name, getattr(by_rep[0], name))
+        self._by_rep = by_rep
+        self._sizes = sizes
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def values(self, what: str, attempt: int) -> np.ndarray:
+        """Durations or failure uniforms of attempt ``attempt`` for every patient of the batch."""
+        key = (what, attempt)
+        found = self._cache.get(key)
+        if found is None:
+            parts = []
+            for step, n in zip(self._by_rep, self._sizes):
+                if attempt == 1:
+                    draws = step.first_durations if what == "duration" else step.first_failures
+                else:
+                    draws = (step.durations if what == "duration" else step.failures)(attempt)
+                parts.append(_values(draws, n))
+            found = self._cache[key] = np.concatenate(parts)
+        return found
+
+
+class _Recorded:
+    """The recorder's per-patient arrays for every patient of the batch."""
+
+    def __init__(self, reps: list[Replication]) -> None:
+        for name in _RECORDED:
+            setattr(self, name, np.concatenate([getattr(r.rec, name) for r in reps]))
+
+
+_RECORDED = ("apheresis_day", "manufacture_start_day", "release_day", "infusion_day", "outcome_day",
+             "outcome", "outcome_step", "queue_wait", "attempts", "cost")
+
+
+class Batch:
+    """Replications of one scenario computed together: their patients side by side in the same
+    arrays, each replication with its own draws, clocks and sites (see the module text)."""
+
+    def __init__(self, reps: list[Replication]) -> None:
+        self.reps = reps
+        sizes = [r.n for r in reps]
+        self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        n = self.n = int(self.offsets[-1])
+        self.rep_of = np.repeat(np.arange(len(reps)), sizes)
+        self.local = np.arange(n) - self.offsets[self.rep_of]
+        first = reps[0]
+        self.start_weekday = first.start_weekday
+        self.pathway_list = first.pathway_list
+        self.cohort_of = np.concatenate([r.cohort_of for r in reps]).astype(np.int64)
+        self.pathway_of = np.concatenate([r.pathway_taken for r in reps]).astype(np.int64)
+        self.steps = {name: [_BatchStep([r.pathways[name][j] for r in reps], sizes)
+                             for j in range(len(first.pathways[name]))] for name in self.pathway_list}
+        # Each cohort's (pathway number, bridging step or -1, shelf-clock step); no routing rule.
+        self.plans = [(plan[3], plan[1], plan[2]) for plan in first.cohort_plan]  # type: ignore[index]
+        self.traced = np.concatenate([np.arange(r.n) < r.rec.trace_patients for r in reps])
+        self.rec = _Recorded(reps)
+        self.referral = np.concatenate([referral_clock(r.arrivals) for r in reps])
+        death = np.concatenate([np.asarray(r.death, dtype=float) for r in reps])
+        inel = np.concatenate([np.asarray(r.ineligible, dtype=float) for r in reps])
         d_death, d_inel = self.referral + death, self.referral + inel
         first_death = d_death <= d_inel
         self.deadline = np.where(first_death, d_death, d_inel)
@@ -135,7 +196,7 @@ class VectorisedReplication(Replication):
         self.waiting_since = np.full(n, _NAN)
         self.cost = np.zeros(n)
         self.mruns = np.zeros(n, dtype=np.int32)
-        width = max(len(steps) for steps in self.pathways.values())
+        width = max(len(steps) for steps in self.steps.values())
         self.runs = np.zeros((n, width), dtype=np.int32)
         self.held = np.zeros((n, width), dtype=bool)
         self.toxic = np.zeros(n, dtype=bool)
@@ -143,25 +204,35 @@ class VectorisedReplication(Replication):
         self.unfit_until = np.zeros(n)
         self.bridged = np.zeros(n, dtype=bool)
         self.step_at = np.zeros(n, dtype=np.int16)
-        self.takes: list[tuple[int, np.ndarray, np.ndarray]] = []  # (site, times, units)
-        self.releases: list[tuple[int, np.ndarray]] = []  # (site, times): one slot each
-        self.trace_rows: list[tuple[Any, ...]] = []
-        pathway_of = self.pathway_taken.astype(np.int64)
+        self.takes: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # site, times, units, reps
+        self.releases: list[tuple[int, np.ndarray, np.ndarray]] = []  # site, times, reps: one slot each
+        self.trace_rows: list[list[tuple[Any, ...]]] = [[] for _ in reps]
+
+    def run(self) -> list[ReplicationOutput | None]:
+        """Each replication's result, or ``None`` where a site's slots could bind."""
+        sc = self.reps[0].scenario
+        stop = sc.horizon_days + sc.drain_days
         for p_id, name in enumerate(self.pathway_list):
-            members = np.flatnonzero(pathway_of == p_id)
+            members = np.flatnonzero(self.pathway_of == p_id)
             if members.size:
-                self._journeys(members, self.pathways[name], stop)
-        busy, timeline = self._sites(stop)
-        if busy is None:
-            return None
+                self._journeys(members, self.steps[name], stop)
         rec = self.rec
         live = rec.outcome == OUTCOME_CODE["unresolved"]
         waiting = np.where(np.isnan(self.waiting_since), 0.0, stop - self.waiting_since)
         rec.queue_wait[live] = (self.wait + waiting)[live]
         rec.cost[live] = self.cost[live]
         rec.attempts[live] = self.mruns[live]
-        rec.events.extend(self.trace_rows)
-        return self.output(busy, timeline, 0, {}, engine="vectorised")
+        outputs: list[ReplicationOutput | None] = []
+        for r, (rep, sites) in enumerate(zip(self.reps, self._sites(stop))):
+            if sites is None:
+                outputs.append(None)
+                continue
+            part = slice(int(self.offsets[r]), int(self.offsets[r + 1]))
+            for name in _RECORDED:
+                getattr(rep.rec, name)[:] = getattr(rec, name)[part]
+            rep.rec.events.extend(self.trace_rows[r])
+            outputs.append(rep.output(*sites, 0, {}, engine="vectorised"))
+        return outputs
 
     # ------------------------------------------------------------------ the journeys
 
@@ -206,7 +277,7 @@ class VectorisedReplication(Replication):
                     self.held[idx[need > 0], k] = True
             for site, count in units.items():
                 asked = count > 0
-                self.takes.append((site, now[asked], count[asked].astype(np.int64)))
+                self.takes.append((site, now[asked], count[asked].astype(np.int64), self.rep_of[idx[asked]]))
         # 2. A day the step may start.
         start = now
         toxic = self.toxic[idx]
@@ -248,7 +319,7 @@ class VectorisedReplication(Replication):
         if step.fixed_duration is not None:
             duration = np.full(idx.size, float(step.fixed_duration))
         else:
-            duration = self._attempt_values(step.first_durations, step.durations, idx, runs)
+            duration = self._attempt_values(step, "duration", idx, runs)
         end = begin + duration
         cut, deadline, expiry = self.cut[idx], self.deadline[idx], self.expiry[idx]
         broken = (end >= cut) & ((end >= deadline) | (end > expiry))
@@ -271,10 +342,10 @@ class VectorisedReplication(Replication):
             holding = self.held[idx, j]
             if holding.any():
                 self.held[idx[holding], j] = False
-                self.releases.append((step.site, now[holding]))
+                self.releases.append((step.site, now[holding], self.rep_of[idx[holding]]))
         failed = np.zeros(idx.size, dtype=bool)
         if step.failure_probability > 0.0:
-            u = self._attempt_values(step.first_failures, step.failures, idx, runs)
+            u = self._attempt_values(step, "failure", idx, runs)
             failed = u < step.failure_probability
         self._trace(idx, step, runs, ready, begin, now, failed)
         if failed.any():
@@ -299,18 +370,16 @@ class VectorisedReplication(Replication):
         return -1
 
     @staticmethod
-    def _attempt_values(first: Any, by_attempt: Any, idx: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    def _attempt_values(step: _BatchStep, what: str, idx: np.ndarray, runs: np.ndarray) -> np.ndarray:
         """A step's draw of each patient for the attempt it is on (streams by attempt)."""
         most = int(runs.max())
         if most == 1:
-            return np.frombuffer(first, dtype=float)[idx]
-        top = int(idx[-1]) + 1  # idx is in increasing order
+            return step.values(what, 1)[idx]
         out = np.empty(idx.size)
         for a in range(int(runs.min()), most + 1):
             mask = runs == a
             if mask.any():
-                values = first if a == 1 else by_attempt(a).head(top)
-                out[mask] = np.frombuffer(values, dtype=float)[idx[mask]]
+                out[mask] = step.values(what, a)[idx[mask]]
         return out
 
     def _start_days(self, idx: np.ndarray, step: Any, now: np.ndarray, toxic: np.ndarray) -> np.ndarray:
@@ -331,26 +400,27 @@ class VectorisedReplication(Replication):
             i = int(idx[k])
             who = SimpleNamespace(toxic=True, unfit_from=float(self.unfit_from[i]),
                                   unfit_until=float(self.unfit_until[i]))
-            start[k] = self.start_time(who, step, float(now[k]))  # type: ignore[arg-type]
+            start[k] = self.reps[0].start_time(who, step, float(now[k]))  # type: ignore[arg-type]
         return start
 
     def _bridging(self, idx: np.ndarray, steps: list[Any], j: int) -> None:
-        """Patients whose bridging starts at this step, by the replication's own method."""
-        plans = self.cohort_plan
-        here = [c for c, plan in enumerate(plans) if plan is not None and plan[0] is steps and plan[1] == j]
+        """Patients whose bridging starts at this step, by their replication's own method."""
+        pathway = self.pathway_of[idx[0]]
+        here = [c for c, (p_id, bridge_at, _) in enumerate(self.plans) if p_id == pathway and bridge_at == j]
         if not here:
             return
+        name = self.pathway_list[pathway]
         cohorts = self.cohort_of[idx]
         for c in here:
-            plan = plans[c]
-            assert plan is not None
+            _, _, shelf_clock = self.plans[c]
             for i in idx[(cohorts == c) & ~self.bridged[idx]].tolist():
                 self.bridged[i] = True
-                p = Patient(i, c, self.cohort_priority[c], steps, j, plan[2], float(self.referral[i]),
-                            False, float(self.deadline[i]), int(self.clock_outcome[i]))
+                rep = self.reps[self.rep_of[i]]
+                p = Patient(int(self.local[i]), c, rep.cohort_priority[c], rep.pathways[name], j, shelf_clock,
+                            float(self.referral[i]), False, float(self.deadline[i]), int(self.clock_outcome[i]))
                 p.expiry = float(self.expiry[i])
                 p.cost = float(self.cost[i])
-                self.start_bridging(p, float(self.now[i]))
+                rep.start_bridging(p, float(self.now[i]))
                 self.deadline[i], self.clock_outcome[i], self.cut[i] = p.deadline, p.clock_outcome, p.cut
                 self.cost[i] = p.cost
                 if p.toxic:
@@ -399,7 +469,7 @@ class VectorisedReplication(Replication):
             holding = self.held[idx, j]
             if holding.any():
                 self.held[idx[holding], j] = False
-                self.releases.append((step.site, now[holding]))
+                self.releases.append((step.site, now[holding], self.rep_of[idx[holding]]))
         infusion = steps[-1]
         if infusion.retry_index > self._shelf_clock(steps):
             self._leave(idx, PRODUCT_EXPIRED, infusion.index, steps, now)
@@ -413,7 +483,7 @@ class VectorisedReplication(Replication):
         if held.any():
             for k in np.flatnonzero(held.any(axis=0)).tolist():
                 holding = held[:, k]
-                self.releases.append((steps[k].site, now[holding]))
+                self.releases.append((steps[k].site, now[holding], self.rep_of[idx[holding]]))
             self.held[idx] = False
         self.step_at[idx] = -1
         rec = self.rec
@@ -430,65 +500,97 @@ class VectorisedReplication(Replication):
 
     def _trace(self, idx: np.ndarray, step: Any, attempt: np.ndarray, ready: np.ndarray,
                begin: np.ndarray, end: np.ndarray, status: np.ndarray) -> None:
-        """Trace rows of the traced patients; ``status``: failed (bool: failed or done) or an
-        outcome code (the clock that rang, or an expiry)."""
-        limit = self.rec.trace_patients
-        if not limit or idx[0] >= limit:  # idx is in increasing order
+        """Trace rows of the traced patients (into their replication's trace); ``status``:
+        failed (bool: failed or done) or an outcome code (the clock that rang, or an expiry)."""
+        traced = self.traced[idx]
+        if not traced.any():
             return
-        for k in np.flatnonzero(idx < limit).tolist():
+        for k in np.flatnonzero(traced).tolist():
+            i = int(idx[k])
             code = status[k]
             text = ("failed" if code else "done") if status.dtype == bool else _STATUS[int(code)]
-            self.trace_rows.append((int(idx[k]), step.name, step.kind, int(attempt[k]), float(ready[k]),
-                                    float(begin[k]), float(end[k]), text))
+            self.trace_rows[self.rep_of[i]].append((int(self.local[i]), step.name, step.kind, int(attempt[k]),
+                                                    float(ready[k]), float(begin[k]), float(end[k]), text))
 
     # ------------------------------------------------------------------ the sites
 
-    def _sites(self, stop: float) -> tuple[dict[str, float] | None, dict[str, np.ndarray]]:
-        """Prove no request waited (see the module text); then each site's slot-days held up
-        to the stop (summed in time order, as the pools do) and its change log."""
-        busy: dict[str, float] = {}
-        timeline: dict[str, np.ndarray] = {}
-        for s, (name, site) in enumerate(self.scenario.sites.items()):
-            take_t = [t for k, t, _ in self.takes if k == s]
-            take_u = [u for k, _, u in self.takes if k == s]
-            rel_t = [t for k, t in self.releases if k == s]
-            tt = np.concatenate(take_t) if take_t else np.zeros(0)
-            tu = np.concatenate(take_u) if take_u else np.zeros(0, dtype=np.int64)
-            rt = np.concatenate(rel_t) if rel_t else np.zeros(0)
-            keep = tt < stop
-            tt, tu = tt[keep], tu[keep]
-            rt = rt[rt < stop]
-            order = np.argsort(tt, kind="stable")
-            tt, tu = tt[order], tu[order]
-            rt = np.sort(rt)
-            if tt.size:
-                taken_by = np.cumsum(tu)[np.searchsorted(tt, tt, side="right") - 1]
-                back_before = np.searchsorted(rt, tt, side="left")
-                if int((taken_by - back_before).max()) > int(site.slots):  # type: ignore[arg-type]
-                    return None, {}
-            # In use after each instant's changes (the distinct instants: the takes and the
-            # releases merged), and the slot-days, summed in time order.
-            times = np.union1d(tt, rt)
-            level = (np.cumsum(np.bincount(np.searchsorted(times, tt), weights=tu, minlength=times.size))
-                     - np.cumsum(np.bincount(np.searchsorted(times, rt), minlength=times.size)))
-            if times.size:
-                terms = np.empty(times.size)
-                terms[0] = 0.0
-                np.multiply(level[:-1], np.diff(times), out=terms[1:])
-                total = np.add.accumulate(terms)[-1]
-                busy[name] = float(total + float(level[-1]) * (stop - times[-1]))
-            else:
-                busy[name] = 0.0
-            log = np.zeros((times.size if self.site_log[s] is not None else 0, 3))
-            if log.size:
-                log[:, 0] = times
-                log[:, 1] = level
-            timeline[name] = log
-        return busy, timeline
+    def _sites(self, stop: float) -> list[tuple[dict[str, float], dict[str, np.ndarray]] | None]:
+        """For each replication: ``None`` if a request could have waited (see the module text),
+        else each site's slot-days held up to the stop (summed in time order, as the pools do)
+        and its change log."""
+        n_reps = len(self.reps)
+        found: list[Any] = [({}, {}) for _ in range(n_reps)]
+        for s, (name, site) in enumerate(self.reps[0].scenario.sites.items()):
+            takes = [x for x in self.takes if x[0] == s]
+            releases = [x for x in self.releases if x[0] == s]
+            tt = np.concatenate([x[1] for x in takes]) if takes else np.zeros(0)
+            tu = np.concatenate([x[2] for x in takes]) if takes else np.zeros(0, dtype=np.int64)
+            tr = np.concatenate([x[3] for x in takes]) if takes else np.zeros(0, dtype=np.int64)
+            rt = np.concatenate([x[1] for x in releases]) if releases else np.zeros(0)
+            rr = np.concatenate([x[2] for x in releases]) if releases else np.zeros(0, dtype=np.int64)
+            keep, back = tt < stop, rt < stop
+            tt, tu, tr, rt, rr = tt[keep], tu[keep], tr[keep], rt[back], rr[back]
+            # Replication by replication, in time order.
+            t_order, r_order = np.lexsort((tt, tr)), np.lexsort((rt, rr))
+            tt, tu, tr, rt, rr = tt[t_order], tu[t_order], tr[t_order], rt[r_order], rr[r_order]
+            t_cuts = np.searchsorted(tr, np.arange(n_reps + 1))
+            r_cuts = np.searchsorted(rr, np.arange(n_reps + 1))
+            with_log = self.reps[0].site_log[s] is not None
+            for r in range(n_reps):
+                if found[r] is None:
+                    continue
+                a, b = t_cuts[r], t_cuts[r + 1]
+                found[r] = _site_result(found[r], name, int(site.slots), stop, tt[a:b], tu[a:b],  # type: ignore[arg-type]
+                                        rt[r_cuts[r]:r_cuts[r + 1]], with_log)
+        return found
+
+
+def _site_result(found: Any, name: str, slots: int, stop: float, tt: np.ndarray, tu: np.ndarray,
+                 rt: np.ndarray, with_log: bool) -> Any:
+    """One replication's site: ``None`` if a request could have waited, else ``found`` with the
+    site's slot-days and change log added. ``tt``/``tu``: sorted take times and units, ``rt``:
+    sorted release times (one slot each), all before the stop."""
+    if tt.size:
+        # At each instant a slot is asked for: the slots taken up to and including it minus
+        # those given back strictly before it (whatever the order of the instant's events).
+        taken_by = np.cumsum(tu)[np.searchsorted(tt, tt, side="right") - 1]
+        back_before = np.searchsorted(rt, tt, side="left")
+        if int((taken_by - back_before).max()) > slots:
+            return None
+    # In use after each instant's changes (the distinct instants of the takes and releases),
+    # and the slot-days, summed in time order.
+    times = np.union1d(tt, rt)
+    level = (np.cumsum(np.bincount(np.searchsorted(times, tt), weights=tu, minlength=times.size))
+             - np.cumsum(np.bincount(np.searchsorted(times, rt), minlength=times.size)))
+    busy, timeline = found
+    if times.size:
+        terms = np.empty(times.size)
+        terms[0] = 0.0
+        np.multiply(level[:-1], np.diff(times), out=terms[1:])
+        total = np.add.accumulate(terms)[-1]
+        busy[name] = float(total + float(level[-1]) * (stop - times[-1]))
+    else:
+        busy[name] = 0.0
+    log = np.zeros((times.size if with_log else 0, 3))
+    if log.size:
+        log[:, 0] = times
+        log[:, 1] = level
+    timeline[name] = log
+    return found
+
+
+def run_batch(scenario: Scenario, seed: int, replications: list[int], *, trace: dict[int, int] | None = None,
+              record_timeline: bool = True) -> list[ReplicationOutput | None]:
+    """Replications of ``scenario`` on the vectorised engine, computed together; ``None`` for
+    each whose slots could bind (the SimPy engine must run it). ``trace``: patients traced by
+    replication number. The scenario must be in scope (:func:`scope_problems`)."""
+    trace = trace or {}
+    reps = [Replication(scenario, seed, r, trace.get(r, 0), record_timeline) for r in replications]
+    return Batch(reps).run() if reps else []
 
 
 def run_vectorised(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,
                    record_timeline: bool = True) -> ReplicationOutput | None:
-    """One replication on the vectorised engine, or ``None`` when a site's slots could bind
-    (then the SimPy engine must run it). The scenario must be in scope (:func:`scope_problems`)."""
-    return VectorisedReplication(scenario, seed, replication, trace_patients, record_timeline).run_vectorised()
+    """One replication on the vectorised engine, or ``None`` when a site's slots could bind."""
+    return run_batch(scenario, seed, [replication], trace={replication: trace_patients},
+                     record_timeline=record_timeline)[0]

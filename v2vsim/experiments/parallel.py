@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.engines import EngineError, check_engine
-from ..engine.runner import Results, _run_range, assemble, default_jobs, plan_ranges
+from ..engine.runner import Results, _run_range, assemble, default_jobs, plan_ranges, single_task
 from ..scenario import Problem, Scenario, ScenarioError
 from ..scenario.overrides import ScenarioSource
 from .precision import Precision, precision_status
@@ -141,7 +141,8 @@ def run_points(
         target = point.replications if precision is None else min(
             precision.min_replications, precision.max_replications)
         states[point.index] = _PointState(point, target)
-        queue.extend((point.index, a, b) for a, b in plan_ranges(0, target, workers))
+        queue.extend((point.index, a, b) for a, b in plan_ranges(0, target, workers,
+                                                                 single_task(point.scenario, point.engine)))
         progress.add_replications(target)
 
     def receive(index: int, batch: Any) -> None:
@@ -157,7 +158,8 @@ def run_points(
             if not status.done:
                 more = min(state.target + precision.batch, precision.max_replications)
                 # Ahead of other points: finish this one first (memory, checkpoints).
-                queue.extendleft(reversed([(index, a, b) for a, b in plan_ranges(state.target, more, workers)]))
+                queue.extendleft(reversed([(index, a, b) for a, b in plan_ranges(
+                    state.target, more, workers, single_task(state.point.scenario, state.point.engine))]))
                 progress.add_replications(more - state.target)
                 state.target = more
                 return
