@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .scenario import OUTCOMES
 
@@ -111,6 +110,15 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
     return table
 
 
+def _t_quantile(q: float, df: int) -> float:
+    """``scipy.stats.t.ppf(q, df)``, computed as SciPy computes it (``scipy.special.stdtrit``)
+    without importing ``scipy.stats``, whose import is most of a short run's start-up; a test
+    checks that the two agree to the last bit."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
+
+
 def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float, float, int]:
     """Mean and two-sided t confidence interval of the non-missing values."""
     x = np.asarray(values, dtype=float)
@@ -122,7 +130,7 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tup
     if n == 1:
         return mean, math.nan, math.nan, 1
     sd = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    half = _t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half, n
 
 
@@ -334,7 +342,7 @@ def paired_difference(
     if n == 1:
         return mean, math.nan, math.nan, 1
     sd = float((b - a).std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    half = _t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half, n
 
 

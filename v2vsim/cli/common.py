@@ -6,7 +6,7 @@ The command modules (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) import o
 and library code; :mod:`v2vsim.cli` registers their commands on :data:`app`. They import the
 library inside the functions that use it (its type names only under ``TYPE_CHECKING``), so that
 ``v2vsim --help`` and ``--version`` import Typer and rich alone, and each command only what it needs
-(tests/test_cli_startup.py checks it).
+(tests/test_startup.py checks it).
 
 Exit status: 0 success, 1 a failed check (``verify``), 2 bad input (scenario or options).
 """
