@@ -97,8 +97,8 @@ def run_replications(scenario: Scenario, seed: int, replications: Sequence[int],
         for a in range(0, len(reps), size):
             outputs[a:a + size] = run_batch(scenario, seed, reps[a:a + size], trace=trace,
                                             record_timeline=record_timeline)
-    from .replication import run_replication as run_simpy
+    from .replication import set_up
 
-    return [out if out is not None else run_simpy(scenario, seed, r, trace_patients=trace.get(r, 0),
-                                                  record_timeline=record_timeline)
-            for r, out in zip(reps, outputs)]
+    missing = [r for r, out in zip(reps, outputs) if out is None]
+    by_simpy = {rep.replication: rep.run() for rep in set_up(scenario, seed, missing, trace, record_timeline)}
+    return [out if out is not None else by_simpy[r] for r, out in zip(reps, outputs)]

@@ -26,9 +26,9 @@ from .clocks import Bridge, bridged_clock
 from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns, survival_columns
 from .journey import EngineStep, Journey, Patient
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
-from .rng import Draws, Streams, Uniforms, floats
+from .rng import Draws, Streams, Uniforms, floats, stream_states
 
-__all__ = ["Replication", "arrival_days", "run_replication"]
+__all__ = ["Replication", "arrival_days", "run_replication", "set_up", "stream_purposes"]
 
 
 def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
@@ -113,10 +113,14 @@ class Replication(Journey):
                  "cohort_rule", "pathway_taken")
 
     def __init__(self, scenario: Scenario, seed: int, replication: int, trace_patients: int = 0,
-                 record_timeline: bool = True, reference: bool = False) -> None:
+                 record_timeline: bool = True, reference: bool = False, compiled: Any = None,
+                 states: dict[str, np.ndarray] | None = None) -> None:
+        """``compiled`` (:func:`compile_scenario` of the scenario) and ``states`` (the streams'
+        seed words, :func:`.rng.stream_states`) may be given when several replications of one
+        scenario are set up together; they change nothing but the time it takes."""
         self.scenario = scenario
         self.replication = replication
-        self.streams = streams = Streams(seed, replication)
+        self.streams = streams = Streams(seed, replication, states)
         self.env = simpy.Environment()
         self.arrivals = arrival_days(scenario, streams)
         n = self.n = int(self.arrivals.size)
@@ -125,7 +129,7 @@ class Replication(Journey):
         self.live: dict[int, Patient] = {}
         self._build_pools(record_timeline, reference)
         self._draw_patients()
-        self._build_pathways()
+        self._build_pathways(compile_scenario(scenario) if compiled is None else compiled)
 
     # ------------------------------------------------------------------ set-up
 
@@ -212,9 +216,8 @@ class Replication(Journey):
             steps.append(step)
         return steps
 
-    def _build_pathways(self) -> None:
+    def _build_pathways(self, compiled: dict[str, Any]) -> None:
         sc = self.scenario
-        compiled = compile_scenario(sc)
         self.pathway_list = list(sc.pathways)
         pathway_id = {name: k for k, name in enumerate(self.pathway_list)}
         self.pathways = {name: self._engine_steps(compiled[name].steps) for name in self.pathway_list}
@@ -390,6 +393,37 @@ class Replication(Journey):
         columns.update(survival_columns(self.rec, self.scenario, self.streams, self.arrivals,
                                         self.cohort_of, self.death))
         return columns
+
+
+def stream_purposes(scenario: Scenario) -> list[str]:
+    """The streams a replication of ``scenario`` reads (a retry's streams for the second
+    attempt; later ones are made when first needed)."""
+    purposes = ["arrivals", "cohort", "clock:death", "clock:ineligible", "after:response", "after:icu",
+                "after:survival"]
+    if any(c.bridging is not None for c in scenario.cohorts):
+        purposes += ["bridging:duration", "bridging:toxicity", "bridging:toxicity_delay"]
+    for pathway in scenario.pathways.values():
+        for step in pathway.steps:
+            for attempt in (1, 2):
+                if step.duration.dist != "fixed":
+                    purposes.append(f"step:{step.name}:{attempt}:duration")
+                if step.failure_probability > 0:
+                    purposes.append(f"step:{step.name}:{attempt}:failure")
+    return list(dict.fromkeys(purposes))
+
+
+def set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[int, int],
+           record_timeline: bool = True, kind: type[Replication] = Replication) -> list[Replication]:
+    """Several replications of one scenario set up together: the plan compiled once and the
+    streams' seeds computed together (the same draws as one by one)."""
+    compiled = compile_scenario(scenario)
+    by_rep: dict[int, dict[str, np.ndarray]] = {}
+    if len(replications) >= 4:  # below that, numpy's own seeding is as quick
+        found = stream_states(seed, [(r, p) for r in replications for p in stream_purposes(scenario)])
+        for (r, purpose), words in found.items():
+            by_rep.setdefault(r, {})[purpose] = words
+    return [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, states=by_rep.get(r))
+            for r in replications]
 
 
 def run_replication(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,

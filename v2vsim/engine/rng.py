@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["stream_seed", "UniformStream", "Streams", "Draws", "Uniforms", "floats"]
+__all__ = ["stream_seed", "stream_states", "UniformStream", "Streams", "Draws", "Uniforms", "floats"]
 
 _BLOCK = 256
 _TINY = float(np.finfo(float).tiny)
@@ -27,13 +27,98 @@ def stream_seed(seed: int, replication: int, purpose: str) -> np.random.SeedSequ
     return np.random.SeedSequence(seed, spawn_key=(replication, zlib.crc32(purpose.encode())))
 
 
+def _words(x: int) -> list[int]:
+    """An integer as numpy's SeedSequence takes it: 32-bit words, least significant first."""
+    x = int(x)
+    if x < 0:
+        raise ValueError("seeds and replication numbers must be non-negative")
+    out = [x & 0xFFFFFFFF]
+    x >>= 32
+    while x:
+        out.append(x & 0xFFFFFFFF)
+        x >>= 32
+    return out
+
+
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_MIX_L, _MIX_R = np.uint32(0xCA01F9DD), np.uint32(0x4973F715)
+_SHIFT = np.uint32(16)
+
+
+def _mixed_states(entropy: np.ndarray) -> np.ndarray:
+    """SeedSequence's entropy mixing and ``generate_state(4, uint64)`` for many entropy arrays
+    at once (``entropy``: words x streams, uint32), following numpy's algorithm step by step."""
+    hash_a = _INIT_A
+
+    def hashmix(value: np.ndarray) -> np.ndarray:
+        nonlocal hash_a
+        value = value ^ np.uint32(hash_a)
+        hash_a = (hash_a * _MULT_A) & 0xFFFFFFFF
+        value = value * np.uint32(hash_a)
+        return value ^ (value >> _SHIFT)
+
+    def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        result = _MIX_L * x - _MIX_R * y
+        return result ^ (result >> _SHIFT)
+
+    length, streams = entropy.shape
+    with np.errstate(over="ignore"):
+        pool = [hashmix(entropy[i] if i < length else np.zeros(streams, np.uint32)) for i in range(4)]
+        for src in range(4):
+            for dst in range(4):
+                if src != dst:
+                    pool[dst] = mix(pool[dst], hashmix(pool[src]))
+        for src in range(4, length):
+            for dst in range(4):
+                pool[dst] = mix(pool[dst], hashmix(entropy[src]))
+        hash_b = _INIT_B
+        out = np.empty((streams, 8), dtype=np.uint32)
+        for i in range(8):
+            value = pool[i % 4] ^ np.uint32(hash_b)
+            hash_b = (hash_b * _MULT_B) & 0xFFFFFFFF
+            value = value * np.uint32(hash_b)
+            out[:, i] = value ^ (value >> _SHIFT)
+    return out.view("<u8")
+
+
+def stream_states(seed: int, keys: list[tuple[int, str]]) -> dict[tuple[int, str], np.ndarray]:
+    """The PCG64 seed words of many named streams ``(replication, purpose)`` at once: exactly
+    ``stream_seed(seed, replication, purpose).generate_state(4, np.uint64)`` (a test holds it
+    to numpy's own), computed together instead of one SeedSequence each."""
+    run = _words(seed)
+    groups: dict[int, list[tuple[tuple[int, str], list[int]]]] = {}
+    for key in keys:
+        replication, purpose = key
+        spawn = _words(replication) + _words(zlib.crc32(purpose.encode()))
+        entropy = run + [0] * max(0, 4 - len(run)) + spawn
+        groups.setdefault(len(entropy), []).append((key, entropy))
+    out: dict[tuple[int, str], np.ndarray] = {}
+    for members in groups.values():
+        states = _mixed_states(np.array([e for _, e in members], dtype=np.uint32).T)
+        out.update((key, states[k]) for k, (key, _) in enumerate(members))
+    return out
+
+
+class _GivenState(np.random.bit_generator.ISeedSequence):
+    """A seed sequence whose state words are already known (from :func:`stream_states`)."""
+
+    def __init__(self, state: np.ndarray) -> None:
+        self.state = state
+
+    def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
+        if n_words != 4 or np.dtype(dtype) != np.uint64:  # pragma: no cover - PCG64 asks this
+            raise ValueError("only PCG64's seeding is known")
+        return self.state.copy()
+
+
 class UniformStream:
     """Uniforms in (0, 1) addressed by patient index, generated lazily in blocks."""
 
     __slots__ = ("_gen", "values")
 
-    def __init__(self, seed: int, replication: int, purpose: str) -> None:
-        self._gen = np.random.Generator(np.random.PCG64(stream_seed(seed, replication, purpose)))
+    def __init__(self, seed: int, replication: int, purpose: str, state: np.ndarray | None = None) -> None:
+        source = _GivenState(state) if state is not None else stream_seed(seed, replication, purpose)
+        self._gen = np.random.Generator(np.random.PCG64(source))
         self.values: np.ndarray = np.empty(0)
 
     def extend_to(self, size: int) -> np.ndarray:
@@ -58,19 +143,22 @@ class UniformStream:
 
 
 class Streams:
-    """All streams of one replication, created on first use by purpose name."""
+    """All streams of one replication, created on first use by purpose name (``states``: the
+    seed words of streams computed beforehand, see :func:`stream_states`)."""
 
-    __slots__ = ("seed", "replication", "_streams")
+    __slots__ = ("seed", "replication", "_streams", "_states")
 
-    def __init__(self, seed: int, replication: int) -> None:
+    def __init__(self, seed: int, replication: int, states: dict[str, np.ndarray] | None = None) -> None:
         self.seed = int(seed)
         self.replication = int(replication)
         self._streams: dict[str, UniformStream] = {}
+        self._states = states or {}
 
     def __call__(self, purpose: str) -> UniformStream:
         stream = self._streams.get(purpose)
         if stream is None:
-            stream = self._streams[purpose] = UniformStream(self.seed, self.replication, purpose)
+            stream = self._streams[purpose] = UniformStream(self.seed, self.replication, purpose,
+                                                            self._states.get(purpose))
         return stream
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from ..scenario import PathwayRule, Scenario
 from .collect import DIED, INELIGIBLE, INFUSED, OUTCOME_CODE, PRODUCT_EXPIRED, ReplicationOutput
 from .journey import _STATUS, Patient
-from .replication import Replication
+from .replication import Replication, set_up
 
 __all__ = ["scope_problems", "likely_free", "referral_clock", "run_batch", "run_vectorised", "Batch"]
 
@@ -584,8 +584,7 @@ def run_batch(scenario: Scenario, seed: int, replications: list[int], *, trace: 
     """Replications of ``scenario`` on the vectorised engine, computed together; ``None`` for
     each whose slots could bind (the SimPy engine must run it). ``trace``: patients traced by
     replication number. The scenario must be in scope (:func:`scope_problems`)."""
-    trace = trace or {}
-    reps = [Replication(scenario, seed, r, trace.get(r, 0), record_timeline) for r in replications]
+    reps = set_up(scenario, seed, list(replications), trace or {}, record_timeline)
     return Batch(reps).run() if reps else []
 
 
