@@ -39,8 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from v2vsim import load_scenario  # noqa: E402
-from v2vsim.engine.engines import engine_for, run_replications  # noqa: E402
-from v2vsim.engine.vectorised import scope_problems  # noqa: E402
+from v2vsim.engine.engines import engine_for, run_replications, scope_problems  # noqa: E402
 
 
 def identical(a, b) -> bool:

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import v2vsim
-from v2vsim.engine.engines import EngineError, engine_for
+from v2vsim.engine.engines import EngineError, engine_for, likely_free, scope_problems
 from v2vsim.engine.replication import run_replication
-from v2vsim.engine.vectorised import likely_free, referral_clock, run_vectorised, scope_problems
+from v2vsim.engine.vectorised import referral_clock, run_vectorised
 from v2vsim.scenario import ScenarioError, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ bit for bit. A faster engine is used only where it is exact:
     outside its scope is refused with the reason.
 ``"auto"`` (the default)
     ``"vectorised"`` where the scenario is in its scope and its slots are ample (a Poisson
-    bound on the expected occupancy, :func:`.vectorised.likely_free`: a speed rule, since a
+    bound on the expected occupancy, :func:`likely_free`: a speed rule, since a
     replication whose slots could bind would be computed twice), otherwise ``"simpy"``.
 
 The results never depend on the choice; ``ReplicationOutput.engine`` says which engine ran a
@@ -26,10 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..scenario import Scenario
+import math
+
+from ..scenario import PathwayRule, Scenario
 from .collect import ReplicationOutput
 
-__all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "run_replication", "run_replications"]
+__all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "likely_free", "run_replication",
+           "run_replications", "scope_problems"]
 
 #: The names accepted by ``simulate(engine=...)`` and ``--engine``.
 ENGINES = ("auto", "simpy", "vectorised")
@@ -46,13 +49,53 @@ def _known(engine: str) -> str:
     return name
 
 
+def scope_problems(scenario: Scenario) -> list[str]:
+    """Why the vectorised engine cannot run ``scenario`` (empty: it can)."""
+    problems = []
+    for cohort in scenario.cohorts:
+        if isinstance(cohort.pathway, PathwayRule):
+            problems.append(f"cohort '{cohort.name}' is routed by a rule that reads a queue (pathway.when)")
+    for name, site in scenario.sites.items():
+        if site.has_calendar:
+            problems.append(f"site '{name}' has a calendar (a slot schedule, closures or an allocation of starts)")
+    return problems
+
+
+def likely_free(scenario: Scenario) -> bool:
+    """Whether every site's slots are very unlikely to bind (a speed heuristic for ``auto``:
+    the result never depends on it, only which engine is tried first).
+
+    The mean number of slots a site's patients hold (Little's law: referrals per day on the
+    pathways that book it times the mean days from booking to the end of the site's step, plus
+    a day for a weekday start) plus five Poisson standard deviations must stay below its slots.
+    """
+    per_day = scenario.expected_referrals() / scenario.horizon_days
+    shares = scenario.cohort_shares()
+    load: dict[str, float] = {}
+    for cohort, share in zip(scenario.cohorts, shares):
+        if isinstance(cohort.pathway, PathwayRule):
+            return False
+        pathway = scenario.pathways[cohort.pathway]
+        steps = pathway.steps
+        names = {s.name: j for j, s in enumerate(steps)}
+        for j, step in enumerate(steps):
+            if step.site is None:
+                continue
+            first = names[step.reserve_from] if step.reserve_from else j
+            hold = sum(s.duration.mean() + (1.0 if s.starts_on else 0.0) for s in steps[first:j + 1])
+            load[step.site] = load.get(step.site, 0.0) + per_day * share * hold
+    for name, site in scenario.sites.items():
+        mean = load.get(name, 0.0)
+        if mean + 5.0 * math.sqrt(mean) + 1.0 > float(site.slots):  # type: ignore[arg-type]
+            return False
+    return True
+
+
 def engine_for(scenario: Scenario, engine: str = "auto") -> str:
     """The engine that runs ``scenario``'s replications when ``engine`` is asked for:
     ``"simpy"`` or ``"vectorised"`` (the SimPy engine still takes any replication of a
     vectorised run whose slots could bind). Raises :class:`EngineError` for an unknown name or
     a forced engine that cannot run the scenario."""
-    from .vectorised import likely_free, scope_problems
-
     name = _known(engine)
     if name == "simpy":
         return name

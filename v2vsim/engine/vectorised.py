@@ -8,13 +8,12 @@ with the same expressions in the same order as the journey (the clock after a wa
 reads (the replication's set-up is :class:`.replication.Replication`'s, unchanged), so the
 results are the same to the last bit.
 
-Scope (:func:`scope_problems`): no routing rule (it reads a queue), no site calendar (slot
-schedules, closures and allocations make patients wait for the date). Slots may still bind,
-so after computing the journeys :func:`run_vectorised` proves, site by site, that every
-request found its slots free whatever the order of the events of one instant: at each instant
-a slot is asked for, the slots taken up to and including that instant minus those given back
-strictly before it (a conservative count) never exceed the site's slots. If the proof fails
-for any site, it returns ``None`` and the SimPy engine runs that replication instead.
+Scope (:func:`.engines.scope_problems`): no routing rule (it reads a queue), no site calendar
+(slot schedules, closures and allocations make patients wait for the date). Slots may still
+bind, so after computing the journeys each replication proves that no request could have
+waited (:mod:`.occupancy`); where the proof fails it is handed back (``None``) and the SimPy
+engine runs it. Small replications are computed together (:class:`Batch`), side by side in
+the same arrays.
 
 Bridging (new disease clocks), a bridging toxicity's start rule, and patients' start days
 that need the scalar rule run the journey's own methods patient by patient, so they are the
@@ -29,57 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from ..scenario import PathwayRule, Scenario
+from ..scenario import Scenario
 from .collect import DIED, INELIGIBLE, INFUSED, OUTCOME_CODE, PRODUCT_EXPIRED, ReplicationOutput
 from .journey import _STATUS, Patient
+from .occupancy import site_results
 from .replication import Replication, set_up
 
-__all__ = ["scope_problems", "likely_free", "referral_clock", "run_batch", "run_vectorised", "Batch"]
+__all__ = ["referral_clock", "run_batch", "run_vectorised", "Batch"]
 
 _INF = math.inf
 _NAN = math.nan
-
-
-def scope_problems(scenario: Scenario) -> list[str]:
-    """Why the vectorised engine cannot run ``scenario`` (empty: it can)."""
-    problems = []
-    for cohort in scenario.cohorts:
-        if isinstance(cohort.pathway, PathwayRule):
-            problems.append(f"cohort '{cohort.name}' is routed by a rule that reads a queue (pathway.when)")
-    for name, site in scenario.sites.items():
-        if site.has_calendar:
-            problems.append(f"site '{name}' has a calendar (a slot schedule, closures or an allocation of starts)")
-    return problems
-
-
-def likely_free(scenario: Scenario) -> bool:
-    """Whether every site's slots are very unlikely to bind (a speed heuristic for ``auto``:
-    the result never depends on it, only which engine is tried first).
-
-    The mean number of slots a site's patients hold (Little's law: referrals per day on the
-    pathways that book it times the mean days from booking to the end of the site's step, plus
-    a day for a weekday start) plus five Poisson standard deviations must stay below its slots.
-    """
-    per_day = scenario.expected_referrals() / scenario.horizon_days
-    shares = scenario.cohort_shares()
-    load: dict[str, float] = {}
-    for cohort, share in zip(scenario.cohorts, shares):
-        if isinstance(cohort.pathway, PathwayRule):
-            return False
-        pathway = scenario.pathways[cohort.pathway]
-        steps = pathway.steps
-        names = {s.name: j for j, s in enumerate(steps)}
-        for j, step in enumerate(steps):
-            if step.site is None:
-                continue
-            first = names[step.reserve_from] if step.reserve_from else j
-            hold = sum(s.duration.mean() + (1.0 if s.starts_on else 0.0) for s in steps[first:j + 1])
-            load[step.site] = load.get(step.site, 0.0) + per_day * share * hold
-    for name, site in scenario.sites.items():
-        mean = load.get(name, 0.0)
-        if mean + 5.0 * math.sqrt(mean) + 1.0 > float(site.slots):  # type: ignore[arg-type]
-            return False
-    return True
 
 
 def referral_clock(arrivals: np.ndarray) -> np.ndarray:
@@ -515,68 +473,11 @@ class Batch:
     # ------------------------------------------------------------------ the sites
 
     def _sites(self, stop: float) -> list[tuple[dict[str, float], dict[str, np.ndarray]] | None]:
-        """For each replication: ``None`` if a request could have waited (see the module text),
-        else each site's slot-days held up to the stop (summed in time order, as the pools do)
-        and its change log."""
-        n_reps = len(self.reps)
-        found: list[Any] = [({}, {}) for _ in range(n_reps)]
-        for s, (name, site) in enumerate(self.reps[0].scenario.sites.items()):
-            takes = [x for x in self.takes if x[0] == s]
-            releases = [x for x in self.releases if x[0] == s]
-            tt = np.concatenate([x[1] for x in takes]) if takes else np.zeros(0)
-            tu = np.concatenate([x[2] for x in takes]) if takes else np.zeros(0, dtype=np.int64)
-            tr = np.concatenate([x[3] for x in takes]) if takes else np.zeros(0, dtype=np.int64)
-            rt = np.concatenate([x[1] for x in releases]) if releases else np.zeros(0)
-            rr = np.concatenate([x[2] for x in releases]) if releases else np.zeros(0, dtype=np.int64)
-            keep, back = tt < stop, rt < stop
-            tt, tu, tr, rt, rr = tt[keep], tu[keep], tr[keep], rt[back], rr[back]
-            # Replication by replication, in time order.
-            t_order, r_order = np.lexsort((tt, tr)), np.lexsort((rt, rr))
-            tt, tu, tr, rt, rr = tt[t_order], tu[t_order], tr[t_order], rt[r_order], rr[r_order]
-            t_cuts = np.searchsorted(tr, np.arange(n_reps + 1))
-            r_cuts = np.searchsorted(rr, np.arange(n_reps + 1))
-            with_log = self.reps[0].site_log[s] is not None
-            for r in range(n_reps):
-                if found[r] is None:
-                    continue
-                a, b = t_cuts[r], t_cuts[r + 1]
-                found[r] = _site_result(found[r], name, int(site.slots), stop, tt[a:b], tu[a:b],  # type: ignore[arg-type]
-                                        rt[r_cuts[r]:r_cuts[r + 1]], with_log)
-        return found
-
-
-def _site_result(found: Any, name: str, slots: int, stop: float, tt: np.ndarray, tu: np.ndarray,
-                 rt: np.ndarray, with_log: bool) -> Any:
-    """One replication's site: ``None`` if a request could have waited, else ``found`` with the
-    site's slot-days and change log added. ``tt``/``tu``: sorted take times and units, ``rt``:
-    sorted release times (one slot each), all before the stop."""
-    if tt.size:
-        # At each instant a slot is asked for: the slots taken up to and including it minus
-        # those given back strictly before it (whatever the order of the instant's events).
-        taken_by = np.cumsum(tu)[np.searchsorted(tt, tt, side="right") - 1]
-        back_before = np.searchsorted(rt, tt, side="left")
-        if int((taken_by - back_before).max()) > slots:
-            return None
-    # In use after each instant's changes (the distinct instants of the takes and releases),
-    # and the slot-days, summed in time order.
-    times = np.union1d(tt, rt)
-    level = (np.cumsum(np.bincount(np.searchsorted(times, tt), weights=tu, minlength=times.size))
-             - np.cumsum(np.bincount(np.searchsorted(times, rt), minlength=times.size)))
-    busy, timeline = found
-    if times.size:
-        terms = np.empty(times.size)
-        terms[0] = 0.0
-        np.multiply(level[:-1], np.diff(times), out=terms[1:])
-        total = np.add.accumulate(terms)[-1]
-        busy[name] = float(total + float(level[-1]) * (stop - times[-1]))
-    else:
-        busy[name] = 0.0
-    log = np.zeros((times.size if with_log else 0, 3))
-    if log.size:
-        log[:, 0] = times
-        log[:, 1] = level
-    timeline[name] = log
-    return found
+        """Each replication's sites (see :func:`.occupancy.site_results`), or ``None``."""
+        names = list(self.reps[0].scenario.sites)
+        slots = [int(site.slots) for site in self.reps[0].scenario.sites.values()]  # type: ignore[arg-type]
+        logs = [log is not None for log in self.reps[0].site_log]
+        return site_results(names, slots, logs, len(self.reps), self.takes, self.releases, stop)
 
 
 def run_batch(scenario: Scenario, seed: int, replications: list[int], *, trace: dict[int, int] | None = None,
