@@ -19,6 +19,7 @@ __all__ = [
     "replication_table",
     "summarise",
     "t_interval",
+    "t_quantile",
     "daily_site_profile",
     "COMPARISON_COLUMNS",
     "paired_difference",
@@ -110,7 +111,7 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
     return table
 
 
-def _t_quantile(q: float, df: int) -> float:
+def t_quantile(q: float, df: int) -> float:
     """``scipy.stats.t.ppf(q, df)``, computed as SciPy computes it (``scipy.special.stdtrit``)
     without importing ``scipy.stats``, whose import is most of a short run's start-up; a test
     checks that the two agree to the last bit."""
@@ -130,7 +131,7 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tup
     if n == 1:
         return mean, math.nan, math.nan, 1
     sd = float(x.std(ddof=1))
-    half = _t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    half = t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half, n
 
 
@@ -342,7 +343,7 @@ def paired_difference(
     if n == 1:
         return mean, math.nan, math.nan, 1
     sd = float((b - a).std(ddof=1))
-    half = _t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    half = t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half, n
 
 

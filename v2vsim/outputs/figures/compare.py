@@ -19,9 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
-from scipy.stats import t as student_t
 
-from ...metrics import t_interval
+from ...metrics import t_interval, t_quantile
 from ...scenario import OUTCOMES
 from .outcomes import cumulative_incidence
 from .paired import (
@@ -249,7 +248,7 @@ def compare_cumulative_incidence_figure(
                         .to_numpy(dtype=float) * 100.0)
                 mean = wide.mean(axis=1)
                 n = wide.shape[1]
-                half = (float(student_t.ppf(0.5 + level / 2, n - 1)) * wide.std(axis=1, ddof=1)
+                half = (t_quantile(0.5 + level / 2, n - 1) * wide.std(axis=1, ddof=1)
                         / math.sqrt(n)) if n > 1 else np.zeros_like(mean)
                 draw_band(ax, days, mean - half, mean, mean + half, color=colour)
         for ax in axes[0]:
