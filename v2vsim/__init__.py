@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-
 if TYPE_CHECKING:
+    from ._version import __version__
     from .engine.runner import Results, simulate
     from .experiments.compare import Comparison, compare
     from .scenario import Scenario, ScenarioError, load_scenario
@@ -37,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from .scenario import Scenario, ScenarioError, load_scenario
 
         globals().update(Scenario=Scenario, ScenarioError=ScenarioError, load_scenario=load_scenario)
+    elif name == "__version__":
+        from ._version import __version__
+
+        globals()["__version__"] = __version__
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return globals()[name]

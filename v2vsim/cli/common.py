@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.console import Console
 
-from .._version import __version__
-
 if TYPE_CHECKING:
     from rich.progress import Progress
 
@@ -202,6 +200,7 @@ def check_engine_cli(engine: str, scenarios: Sequence[Scenario]) -> str:
 def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, force: bool,
                   scenario_file: Path | None, jobs: int = 1) -> Path:
     """The run's results directory (spec section 5), written atomically."""
+    from .._version import __version__
     from ..outputs.results_dir import manifest_fields, write_results_dir, write_tables
 
     def fill(tmp: Path) -> dict:
@@ -223,6 +222,8 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
 
 def _version(value: bool) -> None:
     if value:
+        from .._version import __version__
+
         out.print(f"v2vsim {__version__}", markup=False, highlight=False)
         raise typer.Exit()
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .._version import __version__
 from .common import (
     LARGE_REFERRALS,
     Engine,
@@ -67,6 +66,7 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
     """A comparison's results directory, written atomically: one subdirectory per scenario
     exactly as ``run`` writes it (with its own manifest), ``comparison.csv`` and ``.json``,
     the comparison figures and a top-level manifest of every file."""
+    from .._version import __version__
     from ..outputs.comparison_files import write_comparison_files
     from ..outputs.results_dir import manifest_fields, write_results_dir
 

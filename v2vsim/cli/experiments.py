@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from .._version import __version__
 from .common import (
     LARGE_REFERRALS,
     Engine,
@@ -205,6 +204,7 @@ def sweep(
     the same seeds at every point, and write a tidy table of every metric with its CI."""
     import pandas as pd
 
+    from .._version import __version__
     from .. import experiments as ex
     from ..engine.distributed import ClusterError
     from ..outputs.results_dir import OutputError, write_json, write_results_dir
@@ -325,6 +325,7 @@ def _sweep_figures(table: pd.DataFrame, names: list[str], design: str, scenario:
                    directory: Path, seed: int) -> None:
     import pandas as pd
 
+    from .._version import __version__
     from ..outputs.figures import experiments as px
 
     n = int(table["n"].max()) if len(table) else 0
@@ -420,6 +421,7 @@ def sensitivity(
 ) -> None:
     """How much METRIC depends on each --param: one at a time (tornado), Morris screening or
     Sobol indices (SALib), every point with the same seeds."""
+    from .._version import __version__
     from .. import experiments as ex
     from ..engine.distributed import ClusterError
     from ..outputs.results_dir import OutputError, write_json, write_results_dir
@@ -558,6 +560,7 @@ def capacity(
     engine: Engine = "auto",
 ) -> None:
     """The smallest slot count at SITE that meets every --target with 95% confidence."""
+    from .._version import __version__
     from .. import experiments as ex
     from ..engine.distributed import ClusterError
     from ..outputs.results_dir import OutputError, write_json, write_results_dir
