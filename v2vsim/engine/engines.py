@@ -13,10 +13,16 @@ bit for bit. A faster engine is used only where it is exact:
     exact occupancy of every site; a replication in which any site could ever be full when a
     patient asks for a slot is run by the SimPy engine instead. Forcing it on a scenario
     outside its scope is refused with the reason.
+``"compiled"``
+    :mod:`.compiled`: the SimPy engine's events replayed in SimPy's order by one loop over
+    arrays, compiled with Numba (the optional extra ``v2vsim[fast]``), for scenarios where
+    patients queue for slots (no routing rule, no site calendar, no bridging therapy).
 ``"auto"`` (the default)
     ``"vectorised"`` where the scenario is in its scope and its slots are ample (a Poisson
     bound on the expected occupancy, :func:`likely_free`: a speed rule, since a
-    replication whose slots could bind would be computed twice), otherwise ``"simpy"``.
+    replication whose slots could bind would be computed twice); else ``"compiled"`` where it
+    is in scope, Numba is installed and the run is large enough to repay loading the compiled
+    code (:data:`COMPILED_MIN_PATIENTS` referrals over all replications); otherwise ``"simpy"``.
 
 The results never depend on the choice; ``ReplicationOutput.engine`` says which engine ran a
 replication.
@@ -35,7 +41,12 @@ __all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "likely_free"
            "run_replications", "scope_problems"]
 
 #: The names accepted by ``simulate(engine=...)`` and ``--engine``.
-ENGINES = ("auto", "simpy", "vectorised")
+ENGINES = ("auto", "simpy", "vectorised", "compiled")
+
+#: Referrals over all replications from which ``auto`` takes the compiled engine (loading its
+#: compiled code costs about a second per process; compiling it the first time, about half a
+#: minute, once per installation).
+COMPILED_MIN_PATIENTS = 200_000
 
 
 class EngineError(ValueError):
@@ -91,27 +102,38 @@ def likely_free(scenario: Scenario) -> bool:
     return True
 
 
-def engine_for(scenario: Scenario, engine: str = "auto") -> str:
-    """The engine that runs ``scenario``'s replications when ``engine`` is asked for:
-    ``"simpy"`` or ``"vectorised"`` (the SimPy engine still takes any replication of a
-    vectorised run whose slots could bind). Raises :class:`EngineError` for an unknown name or
-    a forced engine that cannot run the scenario."""
+def engine_for(scenario: Scenario, engine: str = "auto", replications: int | None = None) -> str:
+    """The engine that runs ``scenario``'s replications when ``engine`` is asked for (``auto``
+    counts ``replications``, default the scenario's, for the compiled engine's rule); the
+    SimPy engine still takes any replication of a vectorised run whose slots could bind.
+    Raises :class:`EngineError` for an unknown name or a forced engine that cannot run the
+    scenario."""
+    from .compiled import compiled_problems, numba_available
+
     name = _known(engine)
     if name == "simpy":
         return name
-    problems = scope_problems(scenario)
     if name == "auto":
-        return "vectorised" if not problems and likely_free(scenario) else "simpy"
+        if not scope_problems(scenario) and likely_free(scenario):
+            return "vectorised"
+        n = scenario.replications if replications is None else replications
+        if (n * scenario.expected_referrals() >= COMPILED_MIN_PATIENTS and not compiled_problems(scenario)
+                and numba_available()):
+            return "compiled"
+        return "simpy"
+    problems = scope_problems(scenario) if name == "vectorised" else compiled_problems(scenario)
+    if name == "compiled" and not numba_available():
+        problems = problems + ['Numba is not installed (pip install "v2vsim[fast]")']
     if problems:
-        raise EngineError(f"the vectorised engine cannot run scenario '{scenario.name}': "
+        raise EngineError(f"the {name} engine cannot run scenario '{scenario.name}': "
                           + "; ".join(problems) + " (use --engine simpy or auto)")
     return name
 
 
-def check_engine(engine: str, scenario: Scenario) -> str:
-    """``engine`` checked for ``scenario`` (see :func:`engine_for`), as a name to pass on."""
-    engine_for(scenario, engine)
-    return _known(engine)
+def check_engine(engine: str, scenario: Scenario, replications: int | None = None) -> str:
+    """``engine`` checked for ``scenario`` and resolved (``auto`` becomes the engine it
+    chooses for that many replications, see :func:`engine_for`), as a name to pass on."""
+    return engine_for(scenario, engine, replications)
 
 
 def run_replication(scenario: Scenario, seed: int, replication: int, *, engine: str = "auto",
@@ -133,7 +155,12 @@ def run_replications(scenario: Scenario, seed: int, replications: Sequence[int],
     trace = trace or {}
     reps = list(replications)
     outputs: list[ReplicationOutput | None] = [None] * len(reps)
-    if reps and engine_for(scenario, engine) == "vectorised":
+    chosen = engine_for(scenario, engine, len(reps)) if reps else "simpy"
+    if chosen == "compiled":
+        from .compiled import run_compiled
+
+        return run_compiled(scenario, seed, reps, trace=trace, record_timeline=record_timeline)
+    if chosen == "vectorised":
         from .vectorised import run_batch
 
         size = max(1, int(BATCH_PATIENTS // max(1.0, scenario.expected_referrals())))

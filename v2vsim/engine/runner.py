@@ -206,12 +206,13 @@ def simulate(
     a local pool; ``jobs`` is then its number of workers.
 
     ``engine`` chooses how replications are computed (see :mod:`v2vsim.engine.engines`):
-    ``"simpy"`` (the reference model), ``"vectorised"`` (refused for a scenario outside its
-    scope) or ``"auto"`` (the fast engine wherever it is exact, otherwise SimPy). Every engine
-    gives identical results; ``results.extra["engines"]`` counts the replications each ran.
+    ``"simpy"`` (the reference model), ``"vectorised"`` or ``"compiled"`` (refused for a
+    scenario outside their scope) or ``"auto"`` (a fast engine wherever it is exact, otherwise
+    SimPy). Every engine gives identical results; ``results.extra["engines"]`` counts the
+    replications each ran.
     """
-    engine = check_engine(engine, scenario)
     n = scenario.replications if replications is None else int(replications)
+    engine = check_engine(engine, scenario, n)
     if n < 1:
         raise ValueError("replications must be at least 1")
     base_seed = scenario.seed if seed is None else int(seed)

@@ -59,7 +59,7 @@ def make_points(source: ScenarioSource, design: Sequence[Mapping[str, Any]],
             problems += exc.problems
             continue
         try:
-            chosen = check_engine(engine, sc)
+            chosen = check_engine(engine, sc, sc.replications if replications is None else int(replications))
         except EngineError as exc:
             problems.append(Problem(source.file, None, "--engine", str(exc)))
             continue
@@ -208,7 +208,8 @@ def simulate_to_precision(
     says how many it took and the half-widths reached)."""
     base_seed = scenario.seed if seed is None else int(seed)
     found: list[Results] = []
-    point = Point(0, {}, scenario, base_seed, precision.min_replications, check_engine(engine, scenario))
+    point = Point(0, {}, scenario, base_seed, precision.min_replications,
+                  check_engine(engine, scenario, precision.max_replications))
     with executor_for(jobs, cluster) as (executor, workers):
         run_points([point], lambda _p, res: found.append(res), executor=executor, workers=workers,
                    precision=precision, detail=True, progress=progress)
@@ -229,7 +230,7 @@ def replications_for_precision(
     counts), for paired comparisons, which need the same replications in every scenario."""
     counts: dict[int, int] = {}
     points = [Point(i, {}, sc, sc.seed if seed is None else int(seed), precision.min_replications,
-                    check_engine(engine, sc)) for i, sc in enumerate(scenarios)]
+                    check_engine(engine, sc, precision.max_replications)) for i, sc in enumerate(scenarios)]
     with executor_for(jobs, cluster) as (executor, workers):
         run_points(points, lambda p, res: counts.__setitem__(p.index, res.n_replications),
                    executor=executor, workers=workers, precision=precision, progress=progress)

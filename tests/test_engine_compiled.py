@@ -1,0 +1,123 @@
+"""The compiled engine against the SimPy engine (the reference): the same events, the same patients.
+
+Random small scenarios where patients queue (one to three slots, two priorities, referrals at
+the same instant, retries from earlier steps, several sites booked with ``reserve_from``,
+shelf lives, weekday starts, disease clocks that cut waits, runs that stop mid-journey) run on
+both engines with the same seed. Every patient column must be equal (the same floats), and so
+must the slot-days, the sites' change logs row for row, the trace, and the number of events
+SimPy schedules: the compiled loop replays SimPy's own event order, so the counts agree too.
+With Numba installed (``.[fast]``) the compiled loop is tested; the same loop as plain
+Python is tested on a few cases either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import v2vsim
+from v2vsim.engine.compiled import compiled_problems, numba_available, run_compiled
+from v2vsim.engine.engines import EngineError, engine_for
+from v2vsim.engine.replication import run_replication
+
+from test_engine_vectorised import load, scenarios
+
+ROOT = Path(__file__).resolve().parents[1]
+JIT = numba_available()
+
+
+def assert_same_run(out: Any, ref: Any) -> None:
+    assert out.columns.keys() == ref.columns.keys()
+    for key, a in out.columns.items():
+        b = ref.columns[key]
+        assert a.dtype == b.dtype and a.shape == b.shape, key
+        if a.dtype == object:
+            assert a.tolist() == b.tolist(), key
+        else:
+            assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), key
+    assert out.site_busy_slot_days == ref.site_busy_slot_days
+    assert out.end_day == ref.end_day
+    assert out.events == ref.events  # the trace in the order it happened
+    for site, log in ref.site_timeline.items():
+        assert np.array_equal(out.site_timeline[site], log), site
+    assert out.events_processed == ref.events_processed
+
+
+@st.composite
+def queueing(draw: st.DrawFn) -> dict[str, Any]:
+    """The vectorised engine's random scenarios without bridging, mostly with few slots."""
+    data = draw(scenarios())
+    for cohort in data["cohorts"]:
+        cohort.pop("bridging", None)
+    for site in data["sites"].values():
+        if draw(st.integers(0, 9)) < 8:
+            site["slots"] = draw(st.integers(1, 3))
+    return data
+
+
+FOUND: dict[str, int] = {}
+
+
+@settings(max_examples=250, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=queueing(), seed=st.integers(0, 2**32))
+def test_compiled_engine_replays_the_simpy_engines_run(data: dict[str, Any], seed: int) -> None:
+    sc = load(data)
+    assume(sc is not None)
+    assert compiled_problems(sc) == []
+    ref = run_replication(sc, seed, 0, trace_patients=10**6)
+    [out] = run_compiled(sc, seed, [0], trace={0: 10**6}, compiled=JIT)
+    assert out.engine == "compiled"
+    assert_same_run(out, ref)
+    waited = any(log[:, 2].max() > 0 for log in ref.site_timeline.values() if log.size)
+    FOUND["queued"] = FOUND.get("queued", 0) + waited
+    FOUND["unresolved"] = FOUND.get("unresolved", 0) + ("unresolved" in ref.columns["outcome"].tolist())
+    FOUND["expired"] = FOUND.get("expired", 0) + ("product_expired" in ref.columns["outcome"].tolist())
+
+
+def test_the_differential_test_had_patients_queue() -> None:
+    if not FOUND:
+        pytest.skip("run with the differential test")
+    assert FOUND["queued"] >= 100 and FOUND["unresolved"] >= 5 and FOUND["expired"] >= 5, FOUND
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "overseas.yaml"])
+def test_bundled_scenarios_on_the_plain_python_loop_and_the_compiled_one(name: str) -> None:
+    """The loop as plain Python (what Numba compiles) and compiled give SimPy's results."""
+    sc = v2vsim.load_scenario(ROOT / "scenarios" / name)
+    reps = [0, 1, 2]
+    ref = [run_replication(sc, 7, r, trace_patients=40 if r == 0 else 0) for r in reps]
+    for compiled in ([False, True] if JIT else [False]):
+        for out, expect in zip(run_compiled(sc, 7, reps, trace={0: 40}, compiled=compiled), ref):
+            assert_same_run(out, expect)
+
+
+def test_simulate_on_the_compiled_engine_gives_identical_frames() -> None:
+    if not JIT:
+        pytest.skip("Numba is not installed")
+    sc = v2vsim.load_scenario(ROOT / "scenarios" / "local.yaml")
+    ref = v2vsim.simulate(sc, replications=12, seed=5, engine="simpy")
+    for jobs in (1, 2):
+        res = v2vsim.simulate(sc, replications=12, seed=5, engine="compiled", jobs=jobs)
+        assert res.extra["engines"] == {"compiled": 12}
+        for frame in ("patients", "replications", "site_days", "events"):
+            assert getattr(res, frame).equals(getattr(ref, frame)), (jobs, frame)
+        assert res.events_processed == ref.events_processed
+
+
+def test_the_compiled_engine_is_refused_outside_its_scope_and_chosen_by_auto_for_large_runs() -> None:
+    hybrid = v2vsim.load_scenario(ROOT / "scenarios" / "hybrid.yaml")
+    shortage = v2vsim.load_scenario(ROOT / "scenarios" / "slot_shortage.yaml")
+    local = v2vsim.load_scenario(ROOT / "scenarios" / "local.yaml")
+    with pytest.raises(EngineError, match="compiled engine cannot run .*routed by a rule"):
+        engine_for(hybrid, "compiled")
+    with pytest.raises(EngineError, match="calendar"):
+        engine_for(shortage, "compiled")
+    assert engine_for(local, "auto", 10) == "simpy"  # too small to repay loading the compiled code
+    assert engine_for(local, "auto", 100_000) == ("compiled" if JIT else "simpy")
+    assert engine_for(hybrid, "auto", 100_000) == "simpy"

@@ -1,0 +1,411 @@
+"""The compiled engine's loop: SimPy's events for one replication, in SimPy's order, over arrays.
+
+One function, :func:`_kernel`, pops events from the queue (:mod:`.kernel_pools`) and runs the
+patient whose event it is through the journey of :meth:`.journey.Journey.patient`, written as
+a state machine (where a patient waits is kept in its row of the state arrays) until its next
+wait; the journey's pieces (leaving, a failure and its retry, a cut) are the functions before
+it, as in :mod:`.journey`. It is one piece: Numba compiles it with the functions it calls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .collect import DIED, INELIGIBLE, INFUSED, PRODUCT_EXPIRED
+from .kernel_pools import (
+    _C_EID, _C_HEAP, _C_LEFT, _C_LOG, _C_REF_K, _C_REF_WAITED, _C_REQ, _C_TRACE, _CUT, _DISPATCH, _DONE,
+    _FAILED, _GRANTED, _INIT, _NORMAL, _PC_SLOT, _PC_START_CUT, _PC_START_OK, _PC_STEP_CUT, _PC_STEP_END,
+    _REF, _REQ, _RING, _S_FREE, _S_HEAP, _S_SLOTS, _SF_BUSY, _SF_SINCE, _TIMEOUT, _UNRESOLVED, _URGENT,
+    _cancel, _grant_head, _grow, _head, _pop, _release, _request, _schedule,
+)
+
+# Patient floats (columns of PF) and integers (columns of PI).
+_F_DEADLINE, _F_EXPIRY, _F_CUT, _F_WAIT, _F_SINCE, _F_COST, _F_READY, _F_BEGIN = range(8)
+_I_CLOCK, _I_STEP, _I_PC, _I_MRUNS, _I_NEED_N, _I_NEED_POS, _I_HELD_N, _I_PATH = range(8)
+
+# --------------------------------------------------------------------------- the journey
+# Step table columns: integers (TI) and floats (TF).
+_T_SITE, _T_ACQ_N, _T_HAS_DAYS, _T_RETRY, _T_MAX, _T_OUTCOME, _T_APH, _T_MAN, _T_REL, _T_FIXED = range(10)
+_TF_FAIL, _TF_COST, _TF_FIXED = range(3)
+
+
+def _trace(tr, ctr, limit, i, j, attempt, ready, begin, end, status):  # type: ignore[no-untyped-def]
+    if i < limit:
+        k = ctr[_C_TRACE]
+        tr[k, 0], tr[k, 1], tr[k, 2], tr[k, 3], tr[k, 4], tr[k, 5], tr[k, 6] = i, j, attempt, ready, begin, end, status
+        ctr[_C_TRACE] = k + 1
+
+
+def _unhold(PI, held, order, i, j):  # type: ignore[no-untyped-def]
+    """Forget step j's slot in patient i's slots held (keeping the order they were taken)."""
+    held[i, j] = False
+    m = PI[i, _I_HELD_N]
+    k = 0
+    while order[i, k] != j:
+        k += 1
+    while k + 1 < m:
+        order[i, k] = order[i, k + 1]
+        k += 1
+    PI[i, _I_HELD_N] = m - 1
+
+
+def _leave(PF, PI, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, TI, i, outcome, j, now, record):  # type: ignore[no-untyped-def]
+    """Leave the pathway: every slot held is freed at once, in the order taken; -1."""
+    p = PI[i, _I_PATH]
+    for k in range(PI[i, _I_HELD_N]):
+        step = order[i, k]
+        held[i, step] = False
+        _release(ps, psf, ht, hi, lg, ctr, TI[p, step, _T_SITE], 1, now, record)
+    PI[i, _I_HELD_N] = 0
+    PI[i, _I_STEP] = -1
+    rec_i[i, 0], rec_i[i, 1], rec_i[i, 2] = outcome, j, PI[i, _I_MRUNS]
+    rec_f[i, 4], rec_f[i, 5], rec_f[i, 6] = now, PF[i, _F_WAIT], PF[i, _F_COST]
+    ctr[_C_LEFT] += 1
+    return -1
+
+
+def _after_failure(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, TI, PW,
+                   i, j, outcome, now, record):  # type: ignore[no-untyped-def]
+    p = PI[i, _I_PATH]
+    r = TI[p, j, _T_RETRY]
+    if r >= 0 and runs[i, r] < TI[p, j, _T_MAX]:
+        if r <= PW[p, 1]:
+            PF[i, _F_EXPIRY] = math.inf
+            PF[i, _F_CUT] = PF[i, _F_DEADLINE]
+        return r
+    return _leave(PF, PI, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, TI, i, outcome, j, now, record)
+
+
+def _interrupted(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, tr, limit, TI, PW,
+                 i, j, now, in_step, record):  # type: ignore[no-untyped-def]
+    """The cut came during a wait (``in_step`` False) or a step: the next step index."""
+    p = PI[i, _I_PATH]
+    ready = PF[i, _F_READY]
+    PF[i, _F_SINCE] = math.nan
+    if not in_step:
+        PF[i, _F_WAIT] += now - ready
+        begin, attempt = now, runs[i, j] + 1
+    else:
+        begin, attempt = PF[i, _F_BEGIN], runs[i, j]
+    if PF[i, _F_DEADLINE] <= PF[i, _F_EXPIRY]:
+        clock = PI[i, _I_CLOCK]
+        _trace(tr, ctr, limit, i, j, attempt, ready, begin, now, clock)
+        return _leave(PF, PI, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, TI, i, clock, j, now, record)
+    _trace(tr, ctr, limit, i, j, attempt, ready, begin, now, _EXPIRED)
+    if held[i, j]:
+        _unhold(PI, held, order, i, j)
+        _release(ps, psf, ht, hi, lg, ctr, TI[p, j, _T_SITE], 1, now, record)
+    last = PW[p, 0] - 1
+    if TI[p, last, _T_RETRY] > PW[p, 1]:
+        return _leave(PF, PI, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, TI, i, _EXPIRED, last, now, record)
+    return _after_failure(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, TI, PW,
+                          i, last, _EXPIRED, now, record)
+
+
+_EXPIRED = PRODUCT_EXPIRED
+
+# Journey states (where the loop below goes next, within one event).
+_ST_TOP, _ST_ACQ, _ST_START, _ST_BEGIN, _ST_END, _ST_WAIT = range(6)
+
+
+def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, TI, TF, T_acq, T_days, PW, PWF,
+            D, F, slots, start_weekday, stop, limit, record):  # type: ignore[no-untyped-def]
+    """One replication's run (see the module text). Returns the recorder's arrays, the sites'
+    slot-days and logs, the trace and the number of events SimPy would have scheduled."""
+    n = arrivals.shape[0]
+    n_sites = slots.shape[0]
+    width = TI.shape[1]
+    inf = math.inf
+    nan = math.nan
+    PF = np.zeros((n, 8))
+    PI = np.zeros((n, 8), dtype=np.int64)
+    runs = np.zeros((n, width), dtype=np.int64)
+    held = np.zeros((n, width), dtype=np.bool_)
+    order = np.zeros((n, width), dtype=np.int64)
+    need_site = np.zeros((n, width), dtype=np.int64)
+    need_units = np.zeros((n, width), dtype=np.int64)
+    rec_f = np.full((n, 7), nan)
+    rec_f[:, 5] = 0.0
+    rec_f[:, 6] = 0.0
+    rec_i = np.zeros((n, 3), dtype=np.int64)
+    rec_i[:, 0] = _UNRESOLVED
+    rec_i[:, 1] = -1
+    cap = 64 + 4 * n
+    ht = np.zeros(cap)
+    hi = np.zeros((cap, 4), dtype=np.int64)
+    ps = np.zeros((n_sites, 5), dtype=np.int64)
+    psf = np.zeros((n_sites, 2))
+    for s in range(n_sites):
+        ps[s, _S_FREE] = slots[s]
+        ps[s, _S_SLOTS] = slots[s]
+    pcap = 16 + n
+    pht = np.zeros((n_sites, pcap))
+    phi = np.zeros((n_sites, pcap, 4), dtype=np.int64)
+    rq = np.zeros((16 + n, 4), dtype=np.int64)
+    lg = np.zeros((64 + 4 * n if record else 1, 4))
+    tr = np.zeros((16 + 8 * min(n, limit) * width, 7))
+    ctr = np.zeros(8, dtype=np.int64)
+    headroom = 8 * width * (n_sites + 2) + 16
+    # The referral process starts at day 0 (an urgent event, as SimPy's Initialize).
+    _schedule(ht, hi, ctr, 0.0, 0.0, _URGENT, _REF, 0)
+    while ctr[_C_HEAP] > 0:
+        now = ht[0]
+        if now >= stop:  # the stop is an urgent event at `stop`, scheduled before all but the first
+            break
+        kind, a = hi[0, 2], hi[0, 3]
+        ctr[_C_HEAP] = _pop(ht, hi, ctr[_C_HEAP])
+        # Room for what one event can add.
+        if ctr[_C_HEAP] + headroom > ht.shape[0]:
+            ht, hi = _grow(ht), _grow(hi)
+        if ctr[_C_REQ] + headroom > rq.shape[0]:
+            rq = _grow(rq)
+        if ps[:, _S_HEAP].max() + headroom > pht.shape[1]:
+            bigger = 2 * pht.shape[1] + headroom
+            new_t = np.zeros((n_sites, bigger))
+            new_i = np.zeros((n_sites, bigger, 4), dtype=np.int64)
+            new_t[:, :pht.shape[1]] = pht
+            new_i[:, :pht.shape[1]] = phi
+            pht, phi = new_t, new_i
+        if record and ctr[_C_LOG] + 4 * headroom > lg.shape[0]:
+            lg = _grow(lg)
+        if ctr[_C_TRACE] + headroom > tr.shape[0]:
+            tr = _grow(tr)
+        if kind == _REF:
+            k = ctr[_C_REF_K]
+            waited = ctr[_C_REF_WAITED] == 1
+            ctr[_C_REF_WAITED] = 0
+            while k < n:
+                day = arrivals[k]
+                if not waited and day > now:
+                    _schedule(ht, hi, ctr, now, day - now, _NORMAL, _REF, 0)
+                    ctr[_C_REF_WAITED] = 1
+                    break
+                waited = False
+                _schedule(ht, hi, ctr, now, 0.0, _URGENT, _INIT, k)
+                k += 1
+            ctr[_C_REF_K] = k
+            if k == n and ctr[_C_REF_WAITED] == 0:
+                ctr[_C_LEFT] += 1  # the referral process ends (an event SimPy schedules)
+                ctr[_C_REF_K] = n + 1
+            continue
+        if kind == _DISPATCH:
+            head = _head(ps, pht, phi, rq, a)
+            if head >= 0 and rq[head, 2] <= ps[a, _S_FREE]:
+                _grant_head(ps, psf, pht, phi, rq, ht, hi, lg, ctr, a, now, record)
+            continue
+        if kind == _RING:
+            if rq[a, 3] == 0:  # still waiting: the clock cuts the wait
+                rq[a, 3] = _CUT
+                _schedule(ht, hi, ctr, now, 0.0, _NORMAL, _REQ, a)
+            continue
+        # A patient starts or resumes.
+        value = 0
+        if kind == _INIT:
+            i = a
+            c = cohort[i]
+            p = c_path[c]
+            death, inel = now + death_delay[i], now + inel_delay[i]
+            if death <= inel:
+                PF[i, _F_DEADLINE], PI[i, _I_CLOCK] = death, DIED
+            else:
+                PF[i, _F_DEADLINE], PI[i, _I_CLOCK] = inel, INELIGIBLE
+            PF[i, _F_EXPIRY] = inf
+            PF[i, _F_CUT] = PF[i, _F_DEADLINE]
+            PF[i, _F_SINCE] = nan
+            PI[i, _I_PATH] = p
+            state = _ST_TOP
+        elif kind == _REQ:
+            i = rq[a, 0]
+            value = rq[a, 3]
+            state = _ST_WAIT
+        else:
+            i = a
+            state = _ST_WAIT
+        p = PI[i, _I_PATH]
+        prio = c_prio[cohort[i]]
+        n_steps = PW[p, 0]
+        if state == _ST_WAIT:  # where the patient waited
+            pc = PI[i, _I_PC]
+            j = PI[i, _I_STEP]
+            if pc == _PC_SLOT:
+                PF[i, _F_SINCE] = nan
+                pos = PI[i, _I_NEED_POS]
+                s, units = need_site[i, pos], need_units[i, pos]
+                if value != _GRANTED:
+                    _cancel(ps, lg, ctr, s, now, record)
+                    PI[i, _I_STEP] = _interrupted(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr,
+                                                  tr, limit, TI, PW, i, j, now, False, record)
+                    state = _ST_TOP
+                elif now >= PF[i, _F_DEADLINE]:  # granted as the clock rings: the slots go back
+                    _release(ps, psf, ht, hi, lg, ctr, s, units, now, record)
+                    PI[i, _I_STEP] = _interrupted(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr,
+                                                  tr, limit, TI, PW, i, j, now, False, record)
+                    state = _ST_TOP
+                else:
+                    for q in range(TI[p, j, _T_ACQ_N]):
+                        k = T_acq[p, j, q]
+                        if not held[i, k] and TI[p, k, _T_SITE] == s:
+                            held[i, k] = True
+                            order[i, PI[i, _I_HELD_N]] = k
+                            PI[i, _I_HELD_N] += 1
+                    PI[i, _I_NEED_POS] = pos + 1
+                    state = _ST_ACQ
+            elif pc == _PC_START_OK:
+                PF[i, _F_SINCE] = nan
+                state = _ST_BEGIN
+            elif pc == _PC_START_CUT:
+                PI[i, _I_STEP] = _interrupted(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr,
+                                              tr, limit, TI, PW, i, j, now, False, record)
+                state = _ST_TOP
+            elif pc == _PC_STEP_CUT:
+                PI[i, _I_STEP] = _interrupted(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr,
+                                              tr, limit, TI, PW, i, j, now, True, record)
+                state = _ST_TOP
+            else:
+                state = _ST_END
+        while True:  # the journey until its next wait (or its end)
+            j = PI[i, _I_STEP]
+            if state == _ST_TOP:
+                if j < 0:
+                    break
+                if j == n_steps:
+                    rec_f[i, 3] = now
+                    _leave(PF, PI, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, TI, i, INFUSED, n_steps - 1,
+                           now, record)
+                    break
+                PF[i, _F_READY] = now
+                n_acq = TI[p, j, _T_ACQ_N]
+                need = n_acq > 1 or (n_acq == 1 and not held[i, T_acq[p, j, 0]])
+                if need:  # the (site, units) to request, in the global site order
+                    m = 0
+                    for q in range(n_acq):
+                        k = T_acq[p, j, q]
+                        if held[i, k]:
+                            continue
+                        s = TI[p, k, _T_SITE]
+                        if m > 0 and need_site[i, m - 1] == s:
+                            need_units[i, m - 1] += 1
+                        else:
+                            need_site[i, m], need_units[i, m] = s, 1
+                            m += 1
+                    PI[i, _I_NEED_N], PI[i, _I_NEED_POS] = m, 0
+                    state = _ST_ACQ
+                else:
+                    state = _ST_START
+                continue
+            if state == _ST_ACQ:
+                pos = PI[i, _I_NEED_POS]
+                if pos == PI[i, _I_NEED_N]:
+                    state = _ST_START
+                    continue
+                s, units = need_site[i, pos], need_units[i, pos]
+                r = _request(ps, psf, pht, phi, rq, ht, hi, lg, ctr, s, prio, units, i, now, record)
+                if r < 0:
+                    for q in range(TI[p, j, _T_ACQ_N]):
+                        k = T_acq[p, j, q]
+                        if not held[i, k] and TI[p, k, _T_SITE] == s:
+                            held[i, k] = True
+                            order[i, PI[i, _I_HELD_N]] = k
+                            PI[i, _I_HELD_N] += 1
+                    PI[i, _I_NEED_POS] = pos + 1
+                    continue
+                PF[i, _F_SINCE] = PF[i, _F_READY]
+                if PF[i, _F_CUT] < inf:
+                    _schedule(ht, hi, ctr, now, PF[i, _F_CUT] - now, _NORMAL, _RING, r)
+                PI[i, _I_PC] = _PC_SLOT
+                break
+            if state == _ST_START:
+                if TI[p, j, _T_HAS_DAYS]:
+                    if T_days[p, j, (start_weekday + int(now)) % 7]:
+                        start = now
+                    else:
+                        day = math.floor(now)
+                        weekday = (start_weekday + int(day)) % 7
+                        start = inf
+                        for ahead in range(1, 8):
+                            if T_days[p, j, (weekday + ahead) % 7]:
+                                start = day + ahead
+                                break
+                    if start > now:
+                        PF[i, _F_SINCE] = PF[i, _F_READY]
+                        if start >= PF[i, _F_DEADLINE] or start > PF[i, _F_EXPIRY]:
+                            _schedule(ht, hi, ctr, now, PF[i, _F_CUT] - now, _NORMAL, _TIMEOUT, i)
+                            PI[i, _I_PC] = _PC_START_CUT
+                        else:
+                            _schedule(ht, hi, ctr, now, start - now, _NORMAL, _TIMEOUT, i)
+                            PI[i, _I_PC] = _PC_START_OK
+                        break
+                state = _ST_BEGIN
+                continue
+            if state == _ST_BEGIN:
+                begin = now
+                PF[i, _F_BEGIN] = begin
+                if begin != PF[i, _F_READY]:
+                    PF[i, _F_WAIT] += begin - PF[i, _F_READY]
+                runs[i, j] += 1
+                attempt = runs[i, j]
+                PF[i, _F_COST] += TF[p, j, _TF_COST]
+                if TI[p, j, _T_APH]:
+                    if rec_f[i, 0] != rec_f[i, 0]:
+                        rec_f[i, 0] = begin
+                elif TI[p, j, _T_MAN]:
+                    PI[i, _I_MRUNS] += 1
+                    if PI[i, _I_MRUNS] == 1:
+                        rec_f[i, 1] = begin
+                if TI[p, j, _T_FIXED]:
+                    duration = TF[p, j, _TF_FIXED]
+                else:
+                    duration = D[p, j, attempt - 1, i]
+                end = begin + duration
+                cut = PF[i, _F_CUT]
+                if end >= cut and (end >= PF[i, _F_DEADLINE] or end > PF[i, _F_EXPIRY]):
+                    if cut > begin:
+                        _schedule(ht, hi, ctr, now, cut - begin, _NORMAL, _TIMEOUT, i)
+                        PI[i, _I_PC] = _PC_STEP_CUT
+                        break
+                    PI[i, _I_STEP] = _interrupted(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr,
+                                                  tr, limit, TI, PW, i, j, now, True, record)
+                    state = _ST_TOP
+                    continue
+                if end > begin:
+                    _schedule(ht, hi, ctr, now, end - begin, _NORMAL, _TIMEOUT, i)
+                    PI[i, _I_PC] = _PC_STEP_END
+                    break
+                state = _ST_END
+                continue
+            # _ST_END: the step ends; its slot is freed; done, or failed.
+            site = TI[p, j, _T_SITE]
+            if site >= 0 and held[i, j]:
+                _unhold(PI, held, order, i, j)
+                _release(ps, psf, ht, hi, lg, ctr, site, 1, now, record)
+            attempt = runs[i, j]
+            failed = False
+            if TF[p, j, _TF_FAIL] > 0.0:
+                failed = F[p, j, attempt - 1, i] < TF[p, j, _TF_FAIL]
+            _trace(tr, ctr, limit, i, j, attempt, PF[i, _F_READY], PF[i, _F_BEGIN], now, _FAILED if failed else _DONE)
+            if failed:
+                PI[i, _I_STEP] = _after_failure(PF, PI, runs, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr,
+                                                TI, PW, i, j, TI[p, j, _T_OUTCOME], now, record)
+                state = _ST_TOP
+                continue
+            if TI[p, j, _T_REL]:
+                rec_f[i, 2] = now
+            if j == PW[p, 1] and PWF[p] == PWF[p]:  # the shelf-life clock starts
+                PF[i, _F_EXPIRY] = now + PWF[p]
+                PF[i, _F_CUT] = min(PF[i, _F_DEADLINE], PF[i, _F_EXPIRY])
+            PI[i, _I_STEP] = j + 1
+            state = _ST_TOP
+    # The stop: patients still in the pathway keep their wait so far (up to the stop).
+    for i in range(n):
+        if rec_i[i, 0] == _UNRESOLVED:
+            since = PF[i, _F_SINCE]
+            rec_f[i, 5] = PF[i, _F_WAIT] + (stop - since if since == since else 0.0)
+            rec_f[i, 6] = PF[i, _F_COST]
+            rec_i[i, 2] = PI[i, _I_MRUNS]
+    busy = np.empty(n_sites)
+    for s in range(n_sites):
+        busy[s] = psf[s, _SF_BUSY] + (ps[s, _S_SLOTS] - ps[s, _S_FREE]) * (stop - psf[s, _SF_SINCE])
+    # SimPy also schedules each ended process and the stop.
+    return rec_f, rec_i, busy, lg[:ctr[_C_LOG]], tr[:ctr[_C_TRACE]], ctr[_C_EID] + ctr[_C_LEFT] + 1
