@@ -70,20 +70,16 @@ def _attempts_bound(rep: Replication) -> int:
     return most
 
 
-def _tables(rep: Replication) -> tuple[Any, ...]:
-    """The kernel's inputs from a replication set up as for the SimPy engine."""
-    n = rep.n
+def _static_tables(rep: Replication) -> tuple[Any, ...]:
+    """The kernel's inputs that are the same in every replication of a scenario."""
     paths = [rep.pathways[name] for name in rep.pathway_list]
     n_paths, width = len(paths), max(len(steps) for steps in paths)
-    attempts = _attempts_bound(rep)
     TI = np.zeros((n_paths, width, 10), dtype=np.int64)
     TF = np.zeros((n_paths, width, 3))
     T_acq = np.zeros((n_paths, width, width), dtype=np.int64)
     T_days = np.zeros((n_paths, width, 7), dtype=np.bool_)
     PW = np.zeros((n_paths, 2), dtype=np.int64)
     PWF = np.full(n_paths, math.nan)
-    D = np.zeros((n_paths, width, attempts, n))
-    F = np.ones((n_paths, width, attempts, n))
     for p, steps in enumerate(paths):
         clock = next((s.index for s in steps if s.starts_shelf_clock), -1)
         PW[p] = len(steps), clock
@@ -98,7 +94,21 @@ def _tables(rep: Replication) -> tuple[Any, ...]:
             T_acq[p, j, :len(step.acquire)] = step.acquire
             if step.start_days is not None:
                 T_days[p, j] = step.start_days
-            if n:
+    c_prio = np.asarray(rep.cohort_priority, dtype=np.int64)
+    c_path = np.asarray([plan[3] for plan in rep.cohort_plan], dtype=np.int64)  # type: ignore[index]
+    return c_prio, c_path, TI, TF, T_acq, T_days, PW, PWF
+
+
+def _draws(rep: Replication, attempts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every step's durations and failure uniforms, by pathway, step, attempt and patient."""
+    n = rep.n
+    paths = [rep.pathways[name] for name in rep.pathway_list]
+    width = max(len(steps) for steps in paths)
+    D = np.zeros((len(paths), width, attempts, n))
+    F = np.ones((len(paths), width, attempts, n))
+    if n:
+        for p, steps in enumerate(paths):
+            for j, step in enumerate(steps):
                 for a in range(1, attempts + 1):
                     if step.fixed_duration is None:
                         values = step.first_durations if a == 1 else step.durations(a).head(n)
@@ -106,14 +116,7 @@ def _tables(rep: Replication) -> tuple[Any, ...]:
                     if step.failure_probability > 0.0:
                         values = step.first_failures if a == 1 else step.failures(a).head(n)
                         F[p, j, a - 1] = np.asarray(values, dtype=float)[:n]
-    cohort = np.asarray(rep.cohort_of, dtype=np.int64)
-    c_prio = np.asarray(rep.cohort_priority, dtype=np.int64)
-    c_path = np.asarray([plan[3] for plan in rep.cohort_plan], dtype=np.int64)  # type: ignore[index]
-    slots = np.asarray([int(s.slots) for s in rep.scenario.sites.values()], dtype=np.int64)  # type: ignore[arg-type]
-    death = np.asarray(rep.death, dtype=float)
-    inel = np.asarray(rep.ineligible, dtype=float)
-    return (np.asarray(rep.arrivals, dtype=float), cohort, death, inel, c_prio, c_path, TI, TF, T_acq, T_days,
-            PW, PWF, D, F, slots)
+    return D, F
 
 
 _COMPILED: dict[str, Any] = {}
@@ -142,13 +145,16 @@ def _kernel_function(compiled: bool) -> Any:
     return _COMPILED["kernel"]
 
 
-def _run_one(rep: Replication, kernel: Any) -> ReplicationOutput:
+def _run_one(rep: Replication, kernel: Any, static: tuple[Any, ...], attempts: int) -> ReplicationOutput:
     sc = rep.scenario
     stop = sc.horizon_days + sc.drain_days
     record = rep.site_log[0] is not None if rep.site_log else False
-    inputs = _tables(rep)
-    rec_f, rec_i, busy, log, trace, events = kernel(*inputs, rep.start_weekday, stop, rep.rec.trace_patients,
-                                                    record)
+    D, F = _draws(rep, attempts)
+    slots = np.asarray([int(s.slots) for s in sc.sites.values()], dtype=np.int64)  # type: ignore[arg-type]
+    rec_f, rec_i, busy, log, trace, events = kernel(
+        np.asarray(rep.arrivals, dtype=float), np.asarray(rep.cohort_of, dtype=np.int64),
+        np.asarray(rep.death, dtype=float), np.asarray(rep.ineligible, dtype=float), *static, D, F, slots,
+        rep.start_weekday, stop, rep.rec.trace_patients, record)
     rec = rep.rec
     rec.apheresis_day[:] = rec_f[:, 0]
     rec.manufacture_start_day[:] = rec_f[:, 1]
@@ -182,4 +188,7 @@ def run_compiled(scenario: Scenario, seed: int, replications: list[int], *, trac
     ``compiled=False`` runs the same loop as plain Python (the default: Numba if installed)."""
     kernel = _kernel_function(numba_available() if compiled is None else compiled)
     reps = set_up(scenario, seed, list(replications), trace or {}, record_timeline)
-    return [_run_one(rep, kernel) for rep in reps]
+    if not reps:
+        return []
+    static, attempts = _static_tables(reps[0]), _attempts_bound(reps[0])
+    return [_run_one(rep, kernel, static, attempts) for rep in reps]
