@@ -59,7 +59,9 @@ def make_points(source: ScenarioSource, design: Sequence[Mapping[str, Any]],
             problems += exc.problems
             continue
         try:
-            chosen = check_engine(engine, sc, sc.replications if replications is None else int(replications))
+            # auto counts the whole experiment's replications (a fast engine's set-up is per process)
+            per_point = sc.replications if replications is None else int(replications)
+            chosen = check_engine(engine, sc, per_point * len(design))
         except EngineError as exc:
             problems.append(Problem(source.file, None, "--engine", str(exc)))
             continue
