@@ -27,7 +27,7 @@ from v2vsim.engine.vectorised import referral_clock, run_vectorised
 from v2vsim.scenario import ScenarioError, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ["screen", "apheresis", "transport", "manufacture", "qc", "release", "conditioning"]
+KINDS = ["screen", "apheresis", "cryopreserve", "transport", "manufacture", "release", "conditioning", "delay"]
 
 
 @st.composite

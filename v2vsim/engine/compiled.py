@@ -14,8 +14,9 @@ and runs as plain Python otherwise (exact, but slower than SimPy: a reference fo
 Events that have no effect when processed are not scheduled at all (a patient process's end,
 and the stop): the order of the others is unchanged, since only their relative order counts.
 
-Scope (:func:`compiled_problems`): no routing rule, no site calendar, no bridging therapy (its
-new clocks need the distributions' cumulative hazards, which are not compiled).
+Scope (:func:`compiled_problems`): no site calendar, no bridging therapy (its new clocks need the
+distributions' cumulative hazards, which are not compiled). Routing rules are decided at
+referral from the booking site's queue, as :meth:`.replication.Replication.route` does.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..scenario import PathwayRule, Scenario
+from ..scenario import Scenario
 from . import kernel, kernel_pools
 from .collect import ReplicationOutput
 from .journey import _STATUS
@@ -38,8 +39,6 @@ def compiled_problems(scenario: Scenario) -> list[str]:
     """Why the compiled engine cannot run ``scenario`` (empty: it can)."""
     problems = []
     for cohort in scenario.cohorts:
-        if isinstance(cohort.pathway, PathwayRule):
-            problems.append(f"cohort '{cohort.name}' is routed by a rule that reads a queue (pathway.when)")
         if cohort.bridging is not None:
             problems.append(f"cohort '{cohort.name}' has bridging therapy")
     for name, site in scenario.sites.items():
@@ -95,8 +94,19 @@ def _static_tables(rep: Replication) -> tuple[Any, ...]:
             if step.start_days is not None:
                 T_days[p, j] = step.start_days
     c_prio = np.asarray(rep.cohort_priority, dtype=np.int64)
-    c_path = np.asarray([plan[3] for plan in rep.cohort_plan], dtype=np.int64)  # type: ignore[index]
-    return c_prio, c_path, TI, TF, T_acq, T_days, PW, PWF
+    n_cohorts = len(rep.cohort_plan)
+    c_path = np.zeros(n_cohorts, dtype=np.int64)
+    c_rule = np.zeros((n_cohorts, 5), dtype=np.int64)  # rule?, primary, fallback, site, by count?
+    c_rule_f = np.zeros((n_cohorts, 2))  # hold days, threshold
+    for c, (plan, rule) in enumerate(zip(rep.cohort_plan, rep.cohort_rule)):
+        if rule is None:
+            c_path[c] = plan[3]  # type: ignore[index]
+            continue
+        primary, fallback, pool, hold, by_count, threshold = rule
+        c_path[c] = primary[3]
+        c_rule[c] = (1, primary[3], fallback[3], rep.pools.index(pool), by_count)
+        c_rule_f[c] = (hold, threshold)
+    return c_prio, c_path, c_rule, c_rule_f, TI, TF, T_acq, T_days, PW, PWF
 
 
 def _draws(rep: Replication, attempts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,10 +161,11 @@ def _run_one(rep: Replication, kernel: Any, static: tuple[Any, ...], attempts: i
     record = rep.site_log[0] is not None if rep.site_log else False
     D, F = _draws(rep, attempts)
     slots = np.asarray([int(s.slots) for s in sc.sites.values()], dtype=np.int64)  # type: ignore[arg-type]
-    rec_f, rec_i, busy, log, trace, events = kernel(
+    rec_f, rec_i, busy, log, trace, events, taken = kernel(
         np.asarray(rep.arrivals, dtype=float), np.asarray(rep.cohort_of, dtype=np.int64),
         np.asarray(rep.death, dtype=float), np.asarray(rep.ineligible, dtype=float), *static, D, F, slots,
         rep.start_weekday, stop, rep.rec.trace_patients, record)
+    rep.pathway_taken[:] = taken
     rec = rep.rec
     rec.apheresis_day[:] = rec_f[:, 0]
     rec.manufacture_start_day[:] = rec_f[:, 1]

@@ -17,7 +17,7 @@ from .collect import DIED, INELIGIBLE, INFUSED, PRODUCT_EXPIRED
 from .kernel_pools import (
     _C_EID, _C_HEAP, _C_LEFT, _C_LOG, _C_REF_K, _C_REF_WAITED, _C_REQ, _C_TRACE, _CUT, _DISPATCH, _DONE,
     _FAILED, _GRANTED, _INIT, _NORMAL, _PC_SLOT, _PC_START_CUT, _PC_START_OK, _PC_STEP_CUT, _PC_STEP_END,
-    _REF, _REQ, _RING, _S_FREE, _S_HEAP, _S_SLOTS, _SF_BUSY, _SF_SINCE, _TIMEOUT, _UNRESOLVED, _URGENT,
+    _REF, _REQ, _RING, _S_FREE, _S_HEAP, _S_QUEUED, _S_SLOTS, _SF_BUSY, _SF_SINCE, _TIMEOUT, _UNRESOLVED, _URGENT,
     _cancel, _grant_head, _grow, _head, _pop, _release, _request, _schedule,
 )
 
@@ -110,7 +110,7 @@ _EXPIRED = PRODUCT_EXPIRED
 _ST_TOP, _ST_ACQ, _ST_START, _ST_BEGIN, _ST_END, _ST_WAIT = range(6)
 
 
-def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, TI, TF, T_acq, T_days, PW, PWF,
+def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, TI, TF, T_acq, T_days, PW, PWF,
             D, F, slots, start_weekday, stop, limit, record):  # type: ignore[no-untyped-def]
     """One replication's run (see the module text). Returns the recorder's arrays, the sites'
     slot-days and logs, the trace and the number of events SimPy would have scheduled."""
@@ -147,6 +147,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, TI, TF, T
     lg = np.zeros((64 + 4 * n if record else 1, 4))
     tr = np.zeros((16 + 8 * min(n, limit) * width, 7))
     ctr = np.zeros(8, dtype=np.int64)
+    taken = np.zeros(n, dtype=np.int64)
     headroom = 8 * width * (n_sites + 2) + 16
     # The referral process starts at day 0 (an urgent event, as SimPy's Initialize).
     _schedule(ht, hi, ctr, 0.0, 0.0, _URGENT, _REF, 0)
@@ -206,6 +207,16 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, TI, TF, T
             i = a
             c = cohort[i]
             p = c_path[c]
+            if c_rule[c, 0]:  # a routing rule: the fallback when the booking site is congested
+                s = c_rule[c, 3]
+                if c_rule[c, 4]:
+                    busy_now = float(ps[s, _S_QUEUED])
+                else:  # SlotPool.expected_wait
+                    busy_now = (ps[s, _S_QUEUED] + 1) * c_rule_f[c, 0] / ps[s, _S_SLOTS]
+                    if ps[s, _S_FREE] > 0 and _head(ps, pht, phi, rq, s) < 0:
+                        busy_now = 0.0
+                p = c_rule[c, 2] if busy_now > c_rule_f[c, 1] else c_rule[c, 1]
+            taken[i] = p
             death, inel = now + death_delay[i], now + inel_delay[i]
             if death <= inel:
                 PF[i, _F_DEADLINE], PI[i, _I_CLOCK] = death, DIED
@@ -408,4 +419,4 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, TI, TF, T
     for s in range(n_sites):
         busy[s] = psf[s, _SF_BUSY] + (ps[s, _S_SLOTS] - ps[s, _S_FREE]) * (stop - psf[s, _SF_SINCE])
     # SimPy also schedules each ended process and the stop.
-    return rec_f, rec_i, busy, lg[:ctr[_C_LOG]], tr[:ctr[_C_TRACE]], ctr[_C_EID] + ctr[_C_LEFT] + 1
+    return rec_f, rec_i, busy, lg[:ctr[_C_LOG]], tr[:ctr[_C_TRACE]], ctr[_C_EID] + ctr[_C_LEFT] + 1, taken
