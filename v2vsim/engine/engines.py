@@ -16,7 +16,7 @@ bit for bit. A faster engine is used only where it is exact:
 ``"compiled"``
     :mod:`.compiled`: the SimPy engine's events replayed in SimPy's order by one loop over
     arrays, compiled with Numba (the optional extra ``v2vsim[fast]``), for scenarios where
-    patients queue for slots (no routing rule, no site calendar, no bridging therapy).
+    patients queue for slots (no site calendar, no bridging therapy).
 ``"auto"`` (the default)
     ``"vectorised"`` where the scenario is in its scope and its slots are ample (a Poisson
     bound on the expected occupancy, :func:`likely_free`: a speed rule, since a
