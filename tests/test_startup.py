@@ -100,3 +100,13 @@ def test_t_intervals_are_those_of_scipy_stats() -> None:
             diff, low, high, k = metrics.paired_difference(x, y, level)
             half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float((y - x).std(ddof=1)) / math.sqrt(n)
             assert (low, high, k) == (diff - half, diff + half, n)
+
+
+def test_precision_half_widths_take_scipys_t_quantiles_to_the_last_bit() -> None:
+    """The running half-widths use scipy.special.stdtrit, which scipy.stats.t.ppf evaluates."""
+    import numpy as np
+    from scipy import stats
+    from scipy.special import stdtrit
+
+    df = np.arange(1, 5001)
+    assert np.array_equal(stdtrit(df, 0.975), stats.t.ppf(0.975, df))

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 __all__ = ["PRECISION_METRICS", "Precision", "PrecisionStatus", "precision_status"]
 
@@ -69,7 +68,9 @@ def _relative_half_widths(values: np.ndarray) -> np.ndarray:
     mean = np.where(k > 0, s1 / np.maximum(k, 1), np.nan)
     var = np.where(ok, (s2 - k * mean**2) / np.maximum(k - 1, 1), np.nan)
     sd = np.sqrt(np.maximum(var, 0.0))
-    t = stats.t.ppf(0.975, np.maximum(k - 1, 1))
+    from scipy.special import stdtrit  # what scipy.stats.t.ppf computes, without importing scipy.stats
+
+    t = stdtrit(np.maximum(k - 1, 1), 0.975)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = t * sd / np.sqrt(np.maximum(k, 1)) / np.abs(mean)
     out[ok] = rel[ok]
