@@ -1,7 +1,7 @@
 """The compiled engine against the SimPy engine (the reference): the same events, the same patients.
 
 Random small scenarios where patients queue (one to three slots, two priorities, routing rules
-that read the queue at referral, referrals at the same instant, retries from earlier steps, several sites booked with ``reserve_from``,
+that read the queue at referral, site calendars, bridging with toxicity, referrals at the same instant, retries from earlier steps, several sites booked with ``reserve_from``,
 shelf lives, weekday starts, disease clocks that cut waits, runs that stop mid-journey) run on
 both engines with the same seed. Every patient column must be equal (the same floats), and so
 must the slot-days, the sites' change logs row for row, the trace, and the number of events
@@ -45,16 +45,23 @@ def assert_same_run(out: Any, ref: Any) -> None:
     assert out.events == ref.events  # the trace in the order it happened
     for site, log in ref.site_timeline.items():
         assert np.array_equal(out.site_timeline[site], log), site
+    assert out.site_starts.keys() == ref.site_starts.keys()
+    for site, starts in ref.site_starts.items():
+        assert np.array_equal(out.site_starts[site], starts), site
+    for site, daily in ref.site_daily_slots.items():
+        assert np.array_equal(out.site_daily_slots[site], daily), site
+    assert out.site_slots == ref.site_slots
     assert out.events_processed == ref.events_processed
 
 
 @st.composite
 def queueing(draw: st.DrawFn) -> dict[str, Any]:
-    """The vectorised engine's random scenarios without bridging, mostly with few slots, and
-    sometimes a routing rule (the fallback pathway when the booking site is congested)."""
+    """The vectorised engine's random scenarios (bridging with toxicity included), mostly with
+    few slots, sometimes a routing rule (the fallback pathway when the booking site is
+    congested) and site calendars: allocations of starts per month or week, closures, slot
+    schedules."""
     data = draw(scenarios())
-    for cohort in data["cohorts"]:
-        cohort.pop("bridging", None)
+    horizon = data["horizon_days"]
     if "q" in data["pathways"] and draw(st.integers(0, 9)) < 7:
         when = draw(st.sampled_from([{"waiting_more_than": draw(st.integers(0, 2))},
                                      {"expected_wait_more_than_days": draw(st.floats(0.0, 10.0))}]))
@@ -62,6 +69,16 @@ def queueing(draw: st.DrawFn) -> dict[str, Any]:
     for site in data["sites"].values():
         if draw(st.integers(0, 9)) < 8:
             site["slots"] = draw(st.integers(1, 3))
+        if draw(st.integers(0, 9)) < 2:
+            site["starts_per_month"] = draw(st.integers(1, 4))
+        if draw(st.integers(0, 9)) < 2:
+            site["starts_per_week"] = draw(st.integers(1, 2))
+        if draw(st.integers(0, 9)) < 2:
+            first = draw(st.integers(0, horizon))
+            site["closures"] = [{"from_day": first, "to_day": first + draw(st.integers(0, 20))}]
+        if draw(st.integers(0, 9)) < 2:
+            site["slots"] = [{"from_day": 0, "slots": draw(st.integers(1, 3))},
+                             {"from_day": draw(st.integers(1, horizon)), "slots": draw(st.integers(0, 3))}]
     return data
 
 
@@ -84,16 +101,20 @@ def test_compiled_engine_replays_the_simpy_engines_run(data: dict[str, Any], see
     FOUND["unresolved"] = FOUND.get("unresolved", 0) + ("unresolved" in ref.columns["outcome"].tolist())
     FOUND["expired"] = FOUND.get("expired", 0) + ("product_expired" in ref.columns["outcome"].tolist())
     FOUND["rerouted"] = FOUND.get("rerouted", 0) + bool(np.nansum(ref.columns["rerouted"]) > 0)
+    FOUND["bridging"] = FOUND.get("bridging", 0) + bool((~np.isnan(ref.columns["bridging_day"])).any())
+    FOUND["toxicity"] = FOUND.get("toxicity", 0) + bool((ref.columns["bridging_toxicity"] == 1.0).any())
+    FOUND["calendar"] = FOUND.get("calendar", 0) + bool(ref.site_starts)
 
 
 def test_the_differential_test_had_patients_queue() -> None:
     if not FOUND:
         pytest.skip("run with the differential test")
     assert FOUND["queued"] >= 100 and FOUND["unresolved"] >= 5 and FOUND["expired"] >= 5, FOUND
-    assert FOUND["rerouted"] >= 10, FOUND
+    assert FOUND["rerouted"] >= 10 and FOUND["bridging"] >= 30 and FOUND["toxicity"] >= 5, FOUND
+    assert FOUND["calendar"] >= 30, FOUND
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "overseas.yaml", "hybrid.yaml"])
+@pytest.mark.parametrize("name", ["local.yaml", "overseas.yaml", "hybrid.yaml", "slot_shortage.yaml"])
 def test_bundled_scenarios_on_the_plain_python_loop_and_the_compiled_one(name: str) -> None:
     """The loop as plain Python (what Numba compiles) and compiled give SimPy's results."""
     sc = v2vsim.load_scenario(ROOT / "scenarios" / name)
@@ -117,12 +138,16 @@ def test_simulate_on_the_compiled_engine_gives_identical_frames() -> None:
         assert res.events_processed == ref.events_processed
 
 
-def test_the_compiled_engine_is_refused_outside_its_scope_and_chosen_by_auto_for_large_runs() -> None:
-    hybrid = v2vsim.load_scenario(ROOT / "scenarios" / "hybrid.yaml")
-    shortage = v2vsim.load_scenario(ROOT / "scenarios" / "slot_shortage.yaml")
-    local = v2vsim.load_scenario(ROOT / "scenarios" / "local.yaml")
-    with pytest.raises(EngineError, match="compiled engine cannot run .*bridging.*calendar"):
-        engine_for(shortage, "compiled")
-    assert engine_for(local, "auto", 10) == "simpy"  # too small to repay loading the compiled code
-    assert engine_for(local, "auto", 100_000) == ("compiled" if JIT else "simpy")
-    assert engine_for(hybrid, "auto", 100_000) == ("compiled" if JIT else "simpy")
+def test_auto_takes_the_compiled_engine_for_large_runs_of_any_scenario() -> None:
+    """Every feature is in the compiled engine's scope; auto takes it only for runs large
+    enough to repay loading it (and never where the vectorised engine fits)."""
+    for name in ("local.yaml", "hybrid.yaml", "slot_shortage.yaml"):
+        sc = v2vsim.load_scenario(ROOT / "scenarios" / name)
+        assert compiled_problems(sc) == []
+        assert engine_for(sc, "auto", 10) == "simpy", name  # too small to repay loading the loop
+        assert engine_for(sc, "auto", 100_000) == ("compiled" if JIT else "simpy"), name
+    overseas = v2vsim.load_scenario(ROOT / "scenarios" / "overseas.yaml")
+    assert engine_for(overseas, "auto", 100_000) == "vectorised"
+    if not JIT:
+        with pytest.raises(EngineError, match="Numba is not installed"):
+            engine_for(overseas, "compiled")

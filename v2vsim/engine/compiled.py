@@ -14,9 +14,13 @@ and runs as plain Python otherwise (exact, but slower than SimPy: a reference fo
 Events that have no effect when processed are not scheduled at all (a patient process's end,
 and the stop): the order of the others is unchanged, since only their relative order counts.
 
-Scope (:func:`compiled_problems`): no site calendar, no bridging therapy (its new clocks need the
-distributions' cumulative hazards, which are not compiled). Routing rules are decided at
-referral from the booking site's queue, as :meth:`.replication.Replication.route` does.
+Every feature of the model is covered: routing rules are decided at referral from the booking
+site's queue, as :meth:`.replication.Replication.route` does; site calendars (slot schedules,
+closures, allocations of starts) are processes whose changes are urgent events, as
+:func:`.calendar.calendar_process`; bridging therapy calls the replication's own
+:meth:`~.replication.Replication.start_bridging` from the loop (its new clocks need the
+distributions' cumulative hazards), so the same code computes them. The loop is imported, and
+Numba with it, only when the engine runs.
 """
 
 from __future__ import annotations
@@ -27,24 +31,15 @@ from typing import Any
 import numpy as np
 
 from ..scenario import Scenario
-from . import kernel, kernel_pools
 from .collect import ReplicationOutput
-from .journey import _STATUS
-from .kernel_pools import _DONE, _FAILED
+from .journey import _STATUS, Patient
 from .replication import Replication, set_up
 
 __all__ = ["compiled_problems", "numba_available", "run_compiled"]
 
 def compiled_problems(scenario: Scenario) -> list[str]:
-    """Why the compiled engine cannot run ``scenario`` (empty: it can)."""
-    problems = []
-    for cohort in scenario.cohorts:
-        if cohort.bridging is not None:
-            problems.append(f"cohort '{cohort.name}' has bridging therapy")
-    for name, site in scenario.sites.items():
-        if site.has_calendar:
-            problems.append(f"site '{name}' has a calendar (a slot schedule, closures or an allocation of starts)")
-    return problems
+    """Why the compiled engine cannot run ``scenario`` (empty: it can; every feature is covered)."""
+    return []
 
 
 def numba_available() -> bool:
@@ -52,9 +47,6 @@ def numba_available() -> bool:
     from importlib.util import find_spec
 
     return find_spec("numba") is not None
-
-
-# --------------------------------------------------------------------------- set-up and results
 
 
 def _attempts_bound(rep: Replication) -> int:
@@ -70,13 +62,18 @@ def _attempts_bound(rep: Replication) -> int:
 
 
 def _static_tables(rep: Replication) -> tuple[Any, ...]:
-    """The kernel's inputs that are the same in every replication of a scenario."""
+    """The kernel's inputs that are the same in every replication of a scenario: the cohorts'
+    priorities, pathways, routing rules and bridging steps, and the pathways' step tables."""
     paths = [rep.pathways[name] for name in rep.pathway_list]
     n_paths, width = len(paths), max(len(steps) for steps in paths)
-    TI = np.zeros((n_paths, width, 10), dtype=np.int64)
+    closures = max([len(step.closed[0]) for steps in paths for step in steps if step.closed is not None] or [0])
+    TI = np.zeros((n_paths, width, 12), dtype=np.int64)
     TF = np.zeros((n_paths, width, 3))
     T_acq = np.zeros((n_paths, width, width), dtype=np.int64)
     T_days = np.zeros((n_paths, width, 7), dtype=np.bool_)
+    T_cl_start = np.zeros((n_paths, width, max(1, closures)))
+    T_cl_end = np.zeros((n_paths, width, max(1, closures)))
+    T_cl_n = np.zeros((n_paths, width), dtype=np.int64)
     PW = np.zeros((n_paths, 2), dtype=np.int64)
     PWF = np.full(n_paths, math.nan)
     for p, steps in enumerate(paths):
@@ -87,26 +84,67 @@ def _static_tables(rep: Replication) -> tuple[Any, ...]:
         for j, step in enumerate(steps):
             TI[p, j] = (step.site, len(step.acquire), step.start_days is not None, step.retry_index,
                         step.max_attempts, step.failure_outcome, step.is_apheresis, step.is_manufacture,
-                        step.is_release, step.fixed_duration is not None)
+                        step.is_release, step.fixed_duration is not None, step.closed is not None,
+                        step.patient_step)
             TF[p, j] = (step.failure_probability, step.cost,
                         step.fixed_duration if step.fixed_duration is not None else 0.0)
             T_acq[p, j, :len(step.acquire)] = step.acquire
             if step.start_days is not None:
                 T_days[p, j] = step.start_days
+            if step.closed is not None:
+                k = len(step.closed[0])
+                T_cl_start[p, j, :k], T_cl_end[p, j, :k], T_cl_n[p, j] = step.closed[0], step.closed[1], k
     c_prio = np.asarray(rep.cohort_priority, dtype=np.int64)
     n_cohorts = len(rep.cohort_plan)
     c_path = np.zeros(n_cohorts, dtype=np.int64)
     c_rule = np.zeros((n_cohorts, 5), dtype=np.int64)  # rule?, primary, fallback, site, by count?
     c_rule_f = np.zeros((n_cohorts, 2))  # hold days, threshold
+    c_bridge = np.full((n_cohorts, n_paths), -1, dtype=np.int64)  # the step where bridging starts
     for c, (plan, rule) in enumerate(zip(rep.cohort_plan, rep.cohort_rule)):
         if rule is None:
             c_path[c] = plan[3]  # type: ignore[index]
+            c_bridge[c, plan[3]] = plan[1]  # type: ignore[index]
             continue
         primary, fallback, pool, hold, by_count, threshold = rule
         c_path[c] = primary[3]
         c_rule[c] = (1, primary[3], fallback[3], rep.pools.index(pool), by_count)
         c_rule_f[c] = (hold, threshold)
-    return c_prio, c_path, c_rule, c_rule_f, TI, TF, T_acq, T_days, PW, PWF
+        c_bridge[c, primary[3]], c_bridge[c, fallback[3]] = primary[1], fallback[1]
+    return (c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
+            PW, PWF)
+
+
+def _sites(rep: Replication) -> tuple[Any, ...]:
+    """Each site's state at day 0 and its calendar's changes (flat: by site, in time order)."""
+    from .kernel_pools import (_S_CAL, _S_CAP, _S_CH_END, _S_CLOSED, _S_FREE, _S_NEXT,
+                               _S_SLOTS, _SF_MONTH_LEFT, _SF_PER_MONTH, _SF_PER_WEEK, _SF_REOPEN,
+                               _SF_WEEK_LEFT)
+
+    n_sites = len(rep.pools)
+    site_i = np.zeros((n_sites, 11), dtype=np.int64)
+    site_f = np.zeros((n_sites, 7))
+    calendars = {id(pool): changes for pool, changes in rep.calendars}
+    ch_day: list[float] = []
+    ch_first: list[int] = [0]
+    act_kind: list[int] = []
+    act_value: list[float] = []
+    for s, pool in enumerate(rep.pools):
+        site_i[s, _S_FREE], site_i[s, _S_SLOTS] = pool.free, pool.slots
+        site_i[s, _S_NEXT] = len(ch_day)
+        if id(pool) in calendars:
+            site_i[s, _S_CAL], site_i[s, _S_CAP], site_i[s, _S_CLOSED] = 1, pool.capacity, pool.closed_now
+            site_f[s, _SF_REOPEN] = pool.reopen
+            site_f[s, _SF_PER_MONTH], site_f[s, _SF_MONTH_LEFT] = pool.per_month, pool.month_left
+            site_f[s, _SF_PER_WEEK], site_f[s, _SF_WEEK_LEFT] = pool.per_week, pool.week_left
+            for day, actions in calendars[id(pool)]:
+                ch_day.append(day)
+                for kind, value in actions:
+                    act_kind.append(kind)
+                    act_value.append(value)
+                ch_first.append(len(act_kind))
+        site_i[s, _S_CH_END] = len(ch_day)
+    return (site_i, site_f, np.asarray(ch_day + [0.0]), np.asarray(ch_first, dtype=np.int64),
+            np.asarray(act_kind + [0], dtype=np.int64), np.asarray(act_value + [0.0]))
 
 
 def _draws(rep: Replication, attempts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,13 +167,36 @@ def _draws(rep: Replication, attempts: int) -> tuple[np.ndarray, np.ndarray]:
     return D, F
 
 
+def _bridge_for(rep: Replication) -> Any:
+    """The loop's bridging callback for one replication: its own start_bridging, on a patient
+    rebuilt from the loop's state, and the new state back."""
+    paths = [rep.pathways[name] for name in rep.pathway_list]
+
+    def bridge(i: int, now: float, referral: float, deadline: float, clock: int, expiry: float,
+               cost: float) -> np.ndarray:
+        c = int(rep.cohort_of[i])
+        p_id = int(rep.pathway_taken[i])
+        p = Patient(i, c, rep.cohort_priority[c], paths[p_id], -1, -1, referral, False, deadline, int(clock))
+        p.expiry, p.cost = expiry, cost
+        p.cut = min(deadline, expiry)
+        rep.start_bridging(p, now)
+        return np.array([p.deadline, p.clock_outcome, p.cut, p.cost, 1.0 if p.toxic else 0.0,
+                         p.unfit_from, p.unfit_until])
+
+    return bridge
+
+
 _COMPILED: dict[str, Any] = {}
 
 
 def _kernel_function(compiled: bool) -> Any:
     """The loop, compiled with Numba (once per process; cached on disk) or as plain Python."""
+    from . import kernel, kernel_pools
+
+    if "plain" not in _COMPILED:
+        _COMPILED["plain"] = kernel._kernel
     if not compiled:
-        return kernel._kernel
+        return _COMPILED["plain"]
     if "kernel" not in _COMPILED:
         import numba
 
@@ -145,7 +206,8 @@ def _kernel_function(compiled: bool) -> Any:
         done: dict[str, Any] = {}
         for module in (kernel_pools, kernel):
             for name, value in list(vars(module).items()):
-                if name.startswith("_") and callable(value) and getattr(value, "__module__", "") == module.__name__:
+                if name.startswith("_") and callable(value) and getattr(value, "__module__", "") == module.__name__ \
+                        and not isinstance(value, type):
                     done[name] = jit(value)
         for module in (kernel_pools, kernel):
             for name in done:
@@ -155,16 +217,24 @@ def _kernel_function(compiled: bool) -> Any:
     return _COMPILED["kernel"]
 
 
-def _run_one(rep: Replication, kernel: Any, static: tuple[Any, ...], attempts: int) -> ReplicationOutput:
+def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int) -> ReplicationOutput:
+    from . import kernel
+    from .kernel_pools import _DONE, _FAILED
+
     sc = rep.scenario
     stop = sc.horizon_days + sc.drain_days
     record = rep.site_log[0] is not None if rep.site_log else False
     D, F = _draws(rep, attempts)
-    slots = np.asarray([int(s.slots) for s in sc.sites.values()], dtype=np.int64)  # type: ignore[arg-type]
-    rec_f, rec_i, busy, log, trace, events, taken = kernel(
-        np.asarray(rep.arrivals, dtype=float), np.asarray(rep.cohort_of, dtype=np.int64),
-        np.asarray(rep.death, dtype=float), np.asarray(rep.ineligible, dtype=float), *static, D, F, slots,
-        rep.start_weekday, stop, rep.rec.trace_patients, record)
+    c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF = static
+    kernel.bridge_callback = _bridge_for(rep)
+    try:
+        rec_f, rec_i, busy, log, trace, events, taken, starts = run(
+            np.asarray(rep.arrivals, dtype=float), np.asarray(rep.cohort_of, dtype=np.int64),
+            np.asarray(rep.death, dtype=float), np.asarray(rep.ineligible, dtype=float),
+            c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
+            PW, PWF, D, F, *_sites(rep), rep.start_weekday, stop, rep.rec.trace_patients, record)
+    finally:
+        kernel.bridge_callback = None
     rep.pathway_taken[:] = taken
     rec = rep.rec
     rec.apheresis_day[:] = rec_f[:, 0]
@@ -189,17 +259,20 @@ def _run_one(rep: Replication, kernel: Any, static: tuple[Any, ...], attempts: i
     site = log[:, 0].astype(np.int64) if len(log) else np.zeros(0, dtype=np.int64)
     timeline = {name: (np.ascontiguousarray(log[site == s, 1:]) if record else np.zeros((0, 3)))
                 for s, name in enumerate(names)}
-    return rep.output({name: float(busy[s]) for s, name in enumerate(names)}, timeline, int(events), {},
+    started = starts[:, 0].astype(np.int64) if len(starts) else np.zeros(0, dtype=np.int64)
+    by_site = {names[rep.pools.index(pool)]: np.ascontiguousarray(starts[started == rep.pools.index(pool), 1])
+               for pool, _ in rep.calendars}
+    return rep.output({name: float(busy[s]) for s, name in enumerate(names)}, timeline, int(events), by_site,
                       engine="compiled")
 
 
 def run_compiled(scenario: Scenario, seed: int, replications: list[int], *, trace: dict[int, int] | None = None,
                  record_timeline: bool = True, compiled: bool | None = None) -> list[ReplicationOutput]:
-    """Replications of ``scenario`` on the compiled engine (in scope: :func:`compiled_problems`).
-    ``compiled=False`` runs the same loop as plain Python (the default: Numba if installed)."""
-    kernel = _kernel_function(numba_available() if compiled is None else compiled)
+    """Replications of ``scenario`` on the compiled engine. ``compiled=False`` runs the same
+    loop as plain Python (the default: Numba if installed)."""
+    run = _kernel_function(numba_available() if compiled is None else compiled)
     reps = set_up(scenario, seed, list(replications), trace or {}, record_timeline)
     if not reps:
         return []
     static, attempts = _static_tables(reps[0]), _attempts_bound(reps[0])
-    return [_run_one(rep, kernel, static, attempts) for rep in reps]
+    return [_run_one(rep, run, static, attempts) for rep in reps]

@@ -15,14 +15,14 @@ bit for bit. A faster engine is used only where it is exact:
     outside its scope is refused with the reason.
 ``"compiled"``
     :mod:`.compiled`: the SimPy engine's events replayed in SimPy's order by one loop over
-    arrays, compiled with Numba (the optional extra ``v2vsim[fast]``), for scenarios where
-    patients queue for slots (no site calendar, no bridging therapy).
+    arrays, compiled with Numba (the optional extra ``v2vsim[fast]``), for every scenario
+    (routing rules, site calendars and bridging therapy included); it pays where patients queue.
 ``"auto"`` (the default)
     ``"vectorised"`` where the scenario is in its scope and its slots are ample (a Poisson
     bound on the expected occupancy, :func:`likely_free`: a speed rule, since a
-    replication whose slots could bind would be computed twice); else ``"compiled"`` where it
-    is in scope, Numba is installed and the run is large enough to repay loading the compiled
-    code (:data:`COMPILED_MIN_PATIENTS` referrals over all replications); otherwise ``"simpy"``.
+    replication whose slots could bind would be computed twice); else ``"compiled"`` where
+    Numba is installed and the run is large enough to repay loading the compiled code
+    (:data:`COMPILED_MIN_PATIENTS` referrals over all replications); otherwise ``"simpy"``.
 
 The results never depend on the choice; ``ReplicationOutput.engine`` says which engine ran a
 replication.

@@ -17,17 +17,38 @@ from .collect import DIED, INELIGIBLE, INFUSED, PRODUCT_EXPIRED
 from .kernel_pools import (
     _C_EID, _C_HEAP, _C_LEFT, _C_LOG, _C_REF_K, _C_REF_WAITED, _C_REQ, _C_TRACE, _CUT, _DISPATCH, _DONE,
     _FAILED, _GRANTED, _INIT, _NORMAL, _PC_SLOT, _PC_START_CUT, _PC_START_OK, _PC_STEP_CUT, _PC_STEP_END,
-    _REF, _REQ, _RING, _S_FREE, _S_HEAP, _S_QUEUED, _S_SLOTS, _SF_BUSY, _SF_SINCE, _TIMEOUT, _UNRESOLVED, _URGENT,
-    _cancel, _grant_head, _grow, _head, _pop, _release, _request, _schedule,
+    _REF, _REQ, _RING, _S_FREE, _S_HEAP, _S_QUEUED, _SF_BUSY, _SF_SINCE, _TIMEOUT, _UNRESOLVED, _URGENT,
+    _C_START, _CAL, _CAL_INIT, _S_CAL, _S_CH_END, _S_HELD, _S_NEXT,
+    _calendar_change, _cancel, _expected_wait, _grant_head, _grow, _head, _pop, _release, _request, _schedule,
 )
 
+try:
+    from numba import objmode
+except ImportError:  # pragma: no cover - the plain-Python loop without Numba
+    class objmode:  # type: ignore[no-redef]
+        """Stands in for numba.objmode: the block simply runs."""
+
+        def __init__(self, **types: str) -> None:
+            pass
+
+        def __enter__(self) -> None:
+            pass
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+#: Called for a patient whose bridging starts (set by .compiled for the replication it runs):
+#: ``(patient, now, referral, deadline, clock, expiry, cost) -> [deadline, clock, cut, cost,
+#: toxic, unfit_from, unfit_until]`` — the replication's own start_bridging.
+bridge_callback = None
+
 # Patient floats (columns of PF) and integers (columns of PI).
-_F_DEADLINE, _F_EXPIRY, _F_CUT, _F_WAIT, _F_SINCE, _F_COST, _F_READY, _F_BEGIN = range(8)
-_I_CLOCK, _I_STEP, _I_PC, _I_MRUNS, _I_NEED_N, _I_NEED_POS, _I_HELD_N, _I_PATH = range(8)
+_F_DEADLINE, _F_EXPIRY, _F_CUT, _F_WAIT, _F_SINCE, _F_COST, _F_READY, _F_BEGIN, _F_REF, _F_UNFIT_FROM, _F_UNFIT_UNTIL = range(11)
+_I_CLOCK, _I_STEP, _I_PC, _I_MRUNS, _I_NEED_N, _I_NEED_POS, _I_HELD_N, _I_PATH, _I_TOXIC, _I_BRIDGED = range(10)
 
 # --------------------------------------------------------------------------- the journey
 # Step table columns: integers (TI) and floats (TF).
-_T_SITE, _T_ACQ_N, _T_HAS_DAYS, _T_RETRY, _T_MAX, _T_OUTCOME, _T_APH, _T_MAN, _T_REL, _T_FIXED = range(10)
+_T_SITE, _T_ACQ_N, _T_HAS_DAYS, _T_RETRY, _T_MAX, _T_OUTCOME, _T_APH, _T_MAN, _T_REL, _T_FIXED, _T_CLOSED, _T_PATIENT = range(12)
 _TF_FAIL, _TF_COST, _TF_FIXED = range(3)
 
 
@@ -110,17 +131,52 @@ _EXPIRED = PRODUCT_EXPIRED
 _ST_TOP, _ST_ACQ, _ST_START, _ST_BEGIN, _ST_END, _ST_WAIT = range(6)
 
 
-def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, TI, TF, T_acq, T_days, PW, PWF,
-            D, F, slots, start_weekday, stop, limit, record):  # type: ignore[no-untyped-def]
+def _start_time(T_days, T_cl_start, T_cl_end, T_cl_n, TI, p, j, start_weekday, now, toxic, unfit_from,
+                unfit_until):  # type: ignore[no-untyped-def]
+    """Journey.start_time: the first instant from ``now`` on an allowed weekday, outside the
+    site's closures and, for a step that needs the patient, outside its unfit window."""
+    if not (toxic and TI[p, j, _T_PATIENT]):
+        unfit_from, unfit_until = 0.0, -math.inf
+    t = now
+    while t < math.inf:
+        before = t
+        if TI[p, j, _T_HAS_DAYS] and not T_days[p, j, (start_weekday + int(t)) % 7]:
+            day = math.floor(t)
+            weekday = (start_weekday + int(day)) % 7
+            t = math.inf
+            for ahead in range(1, 8):
+                if T_days[p, j, (weekday + ahead) % 7]:
+                    t = day + ahead
+                    break
+            continue
+        if TI[p, j, _T_CLOSED]:
+            k = -1
+            for q in range(T_cl_n[p, j]):  # bisect_right(starts, t) - 1
+                if T_cl_start[p, j, q] <= t:
+                    k = q
+                else:
+                    break
+            if k >= 0 and t < T_cl_end[p, j, k]:
+                t = T_cl_end[p, j, k]
+        if unfit_from <= t < unfit_until:
+            t = unfit_until
+        if t == before:
+            break
+    return t
+
+
+def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq,
+            T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, D, F, site_i, site_f, ch_day, ch_first, act_kind,
+            act_value, start_weekday, stop, limit, record):  # type: ignore[no-untyped-def]
     """One replication's run (see the module text). Returns the recorder's arrays, the sites'
     slot-days and logs, the trace and the number of events SimPy would have scheduled."""
     n = arrivals.shape[0]
-    n_sites = slots.shape[0]
+    n_sites = site_i.shape[0]
     width = TI.shape[1]
     inf = math.inf
     nan = math.nan
-    PF = np.zeros((n, 8))
-    PI = np.zeros((n, 8), dtype=np.int64)
+    PF = np.zeros((n, 11))
+    PI = np.zeros((n, 10), dtype=np.int64)
     runs = np.zeros((n, width), dtype=np.int64)
     held = np.zeros((n, width), dtype=np.bool_)
     order = np.zeros((n, width), dtype=np.int64)
@@ -135,21 +191,23 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
     cap = 64 + 4 * n
     ht = np.zeros(cap)
     hi = np.zeros((cap, 4), dtype=np.int64)
-    ps = np.zeros((n_sites, 5), dtype=np.int64)
-    psf = np.zeros((n_sites, 2))
-    for s in range(n_sites):
-        ps[s, _S_FREE] = slots[s]
-        ps[s, _S_SLOTS] = slots[s]
+    ps = site_i.copy()
+    psf = site_f.copy()
+    st = np.zeros((16 + 4 * n, 2))
     pcap = 16 + n
     pht = np.zeros((n_sites, pcap))
     phi = np.zeros((n_sites, pcap, 4), dtype=np.int64)
     rq = np.zeros((16 + n, 4), dtype=np.int64)
     lg = np.zeros((64 + 4 * n if record else 1, 4))
     tr = np.zeros((16 + 8 * min(n, limit) * width, 7))
-    ctr = np.zeros(8, dtype=np.int64)
+    ctr = np.zeros(9, dtype=np.int64)
     taken = np.zeros(n, dtype=np.int64)
     headroom = 8 * width * (n_sites + 2) + 16
-    # The referral process starts at day 0 (an urgent event, as SimPy's Initialize).
+    # The sites' calendar processes, then the referral process, start at day 0 (urgent events,
+    # as SimPy's Initialize).
+    for s in range(n_sites):
+        if ps[s, _S_CAL]:
+            _schedule(ht, hi, ctr, 0.0, 0.0, _URGENT, _CAL_INIT, s)
     _schedule(ht, hi, ctr, 0.0, 0.0, _URGENT, _REF, 0)
     while ctr[_C_HEAP] > 0:
         now = ht[0]
@@ -173,6 +231,18 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
             lg = _grow(lg)
         if ctr[_C_TRACE] + headroom > tr.shape[0]:
             tr = _grow(tr)
+        if ctr[_C_START] + headroom > st.shape[0]:
+            st = _grow(st)
+        if kind == _CAL_INIT:
+            if ps[a, _S_NEXT] < ps[a, _S_CH_END]:
+                _schedule(ht, hi, ctr, now, ch_day[ps[a, _S_NEXT]] - now, _URGENT, _CAL, a)
+            else:
+                ctr[_C_LEFT] += 1  # a calendar process with nothing to do ends at once
+            continue
+        if kind == _CAL:
+            _calendar_change(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, ch_day, ch_first, act_kind, act_value,
+                             a, now, record)
+            continue
         if kind == _REF:
             k = ctr[_C_REF_K]
             waited = ctr[_C_REF_WAITED] == 1
@@ -194,7 +264,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
         if kind == _DISPATCH:
             head = _head(ps, pht, phi, rq, a)
             if head >= 0 and rq[head, 2] <= ps[a, _S_FREE]:
-                _grant_head(ps, psf, pht, phi, rq, ht, hi, lg, ctr, a, now, record)
+                _grant_head(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, a, now, record)
             continue
         if kind == _RING:
             if rq[a, 3] == 0:  # still waiting: the clock cuts the wait
@@ -211,10 +281,8 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                 s = c_rule[c, 3]
                 if c_rule[c, 4]:
                     busy_now = float(ps[s, _S_QUEUED])
-                else:  # SlotPool.expected_wait
-                    busy_now = (ps[s, _S_QUEUED] + 1) * c_rule_f[c, 0] / ps[s, _S_SLOTS]
-                    if ps[s, _S_FREE] > 0 and _head(ps, pht, phi, rq, s) < 0:
-                        busy_now = 0.0
+                else:
+                    busy_now = _expected_wait(ps, psf, pht, phi, rq, s, now, c_rule_f[c, 0])
                 p = c_rule[c, 2] if busy_now > c_rule_f[c, 1] else c_rule[c, 1]
             taken[i] = p
             death, inel = now + death_delay[i], now + inel_delay[i]
@@ -225,6 +293,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
             PF[i, _F_EXPIRY] = inf
             PF[i, _F_CUT] = PF[i, _F_DEADLINE]
             PF[i, _F_SINCE] = nan
+            PF[i, _F_REF] = now
             PI[i, _I_PATH] = p
             state = _ST_TOP
         elif kind == _REQ:
@@ -286,6 +355,15 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                     _leave(PF, PI, held, order, rec_f, rec_i, ps, psf, ht, hi, lg, ctr, TI, i, INFUSED, n_steps - 1,
                            now, record)
                     break
+                if j == c_bridge[cohort[i], p] and not PI[i, _I_BRIDGED]:  # bridging starts (first visit)
+                    PI[i, _I_BRIDGED] = 1
+                    with objmode(out="float64[:]"):
+                        out = bridge_callback(i, now, PF[i, _F_REF], PF[i, _F_DEADLINE], PI[i, _I_CLOCK],
+                                              PF[i, _F_EXPIRY], PF[i, _F_COST])
+                    PF[i, _F_DEADLINE], PI[i, _I_CLOCK], PF[i, _F_CUT], PF[i, _F_COST] = out[0], int(out[1]), out[2], out[3]
+                    if out[4] > 0:
+                        PI[i, _I_TOXIC] = 1
+                        PF[i, _F_UNFIT_FROM], PF[i, _F_UNFIT_UNTIL] = out[5], out[6]
                 PF[i, _F_READY] = now
                 n_acq = TI[p, j, _T_ACQ_N]
                 need = n_acq > 1 or (n_acq == 1 and not held[i, T_acq[p, j, 0]])
@@ -312,7 +390,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                     state = _ST_START
                     continue
                 s, units = need_site[i, pos], need_units[i, pos]
-                r = _request(ps, psf, pht, phi, rq, ht, hi, lg, ctr, s, prio, units, i, now, record)
+                r = _request(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, s, prio, units, i, now, record)
                 if r < 0:
                     for q in range(TI[p, j, _T_ACQ_N]):
                         k = T_acq[p, j, q]
@@ -328,8 +406,12 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                 PI[i, _I_PC] = _PC_SLOT
                 break
             if state == _ST_START:
-                if TI[p, j, _T_HAS_DAYS]:
-                    if T_days[p, j, (start_weekday + int(now)) % 7]:
+                toxic = PI[i, _I_TOXIC]
+                if toxic or TI[p, j, _T_HAS_DAYS] or TI[p, j, _T_CLOSED]:
+                    if toxic or TI[p, j, _T_CLOSED]:
+                        start = _start_time(T_days, T_cl_start, T_cl_end, T_cl_n, TI, p, j, start_weekday, now,
+                                            toxic, PF[i, _F_UNFIT_FROM], PF[i, _F_UNFIT_UNTIL])
+                    elif T_days[p, j, (start_weekday + int(now)) % 7]:
                         start = now
                     else:
                         day = math.floor(now)
@@ -417,6 +499,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
             rec_i[i, 2] = PI[i, _I_MRUNS]
     busy = np.empty(n_sites)
     for s in range(n_sites):
-        busy[s] = psf[s, _SF_BUSY] + (ps[s, _S_SLOTS] - ps[s, _S_FREE]) * (stop - psf[s, _SF_SINCE])
+        busy[s] = psf[s, _SF_BUSY] + ps[s, _S_HELD] * (stop - psf[s, _SF_SINCE])
     # SimPy also schedules each ended process and the stop.
-    return rec_f, rec_i, busy, lg[:ctr[_C_LOG]], tr[:ctr[_C_TRACE]], ctr[_C_EID] + ctr[_C_LEFT] + 1, taken
+    return (rec_f, rec_i, busy, lg[:ctr[_C_LOG]], tr[:ctr[_C_TRACE]], ctr[_C_EID] + ctr[_C_LEFT] + 1, taken,
+            st[:ctr[_C_START]])

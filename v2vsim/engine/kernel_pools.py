@@ -14,7 +14,7 @@ import numpy as np
 from .collect import OUTCOME_CODE
 
 # Event kinds (what happens when the event is processed).
-_INIT, _REF, _TIMEOUT, _RING, _REQ, _DISPATCH = range(6)
+_INIT, _REF, _TIMEOUT, _RING, _REQ, _DISPATCH, _CAL, _CAL_INIT = range(8)
 _URGENT, _NORMAL = 0, 1
 # Where a waiting patient resumes.
 _PC_SLOT, _PC_START_OK, _PC_START_CUT, _PC_STEP_END, _PC_STEP_CUT = range(5)
@@ -82,12 +82,18 @@ def _pop(ht: np.ndarray, hi: np.ndarray, size: int) -> int:
 
 
 # --------------------------------------------------------------------------- the state
-# Counters (ctr): event order, heap size, requests, log rows, trace rows, next referral, and
-# whether the referral process resumes after its wait; scheduled events.
-_C_EID, _C_HEAP, _C_REQ, _C_LOG, _C_TRACE, _C_REF_K, _C_REF_WAITED, _C_LEFT = range(8)
-# Site integers (PS) and floats (PSF).
-_S_FREE, _S_QUEUED, _S_HEAP, _S_SEQ, _S_SLOTS = range(5)
-_SF_BUSY, _SF_SINCE = range(2)
+# Counters (ctr): event order, heap size, requests, log rows, trace rows, next referral,
+# whether the referral process resumes after its wait, events SimPy schedules besides, starts.
+_C_EID, _C_HEAP, _C_REQ, _C_LOG, _C_TRACE, _C_REF_K, _C_REF_WAITED, _C_LEFT, _C_START = range(9)
+# Site integers (ps): free slots, waiters, heap size, requests so far, slots, slots held, has a
+# calendar, capacity, closed, next calendar change, end of its changes.
+_S_FREE, _S_QUEUED, _S_HEAP, _S_SEQ, _S_SLOTS, _S_HELD, _S_CAL, _S_CAP, _S_CLOSED, _S_NEXT, _S_CH_END = range(11)
+# Site floats (psf): slot-days held, since when, reopening day, allocations and what is left.
+_SF_BUSY, _SF_SINCE, _SF_REOPEN, _SF_PER_MONTH, _SF_MONTH_LEFT, _SF_PER_WEEK, _SF_WEEK_LEFT = range(7)
+# Calendar actions: .calendar's codes.
+from .calendar import _CAPACITY as _A_CAPACITY, _CLOSE as _A_CLOSE, _MONTH as _A_MONTH, _WEEK as _A_WEEK  # noqa: E402
+#: Mean days in a calendar month (as .pools.DAYS_PER_MONTH).
+_DAYS_PER_MONTH = 365.25 / 12
 
 
 def _schedule(ht, hi, ctr, now, delay, prio, kind, a):  # type: ignore[no-untyped-def]
@@ -95,18 +101,41 @@ def _schedule(ht, hi, ctr, now, delay, prio, kind, a):  # type: ignore[no-untype
     ctr[_C_EID] += 1
 
 
-def _log(lg, ctr, site, now, in_use, queued, record):  # type: ignore[no-untyped-def]
+def _log(lg, ctr, ps, s, now, record):  # type: ignore[no-untyped-def]
+    """A row of the site's change log: (site, time, slots held, waiters)."""
     if record:
         k = ctr[_C_LOG]
-        lg[k, 0], lg[k, 1], lg[k, 2], lg[k, 3] = site, now, in_use, queued
+        lg[k, 0], lg[k, 1], lg[k, 2], lg[k, 3] = s, now, ps[s, _S_HELD], ps[s, _S_QUEUED]
         ctr[_C_LOG] = k + 1
 
 
-def _take(ps, psf, lg, ctr, s, units, now, record):  # type: ignore[no-untyped-def]
-    psf[s, _SF_BUSY] += (ps[s, _S_SLOTS] - ps[s, _S_FREE]) * (now - psf[s, _SF_SINCE])
+def _refresh(ps, psf, s):  # type: ignore[no-untyped-def]
+    """CalendarPool.refresh: the slots a request may take now."""
+    if ps[s, _S_CLOSED]:
+        ps[s, _S_FREE] = 0
+        return
+    free = ps[s, _S_CAP] - ps[s, _S_HELD]
+    left = min(psf[s, _SF_MONTH_LEFT], psf[s, _SF_WEEK_LEFT])
+    if free > left:
+        free = int(left)
+    ps[s, _S_FREE] = max(free, 0)
+
+
+def _take(ps, psf, st, lg, ctr, s, units, now, record):  # type: ignore[no-untyped-def]
+    psf[s, _SF_BUSY] += ps[s, _S_HELD] * (now - psf[s, _SF_SINCE])
     psf[s, _SF_SINCE] = now
-    ps[s, _S_FREE] -= units
-    _log(lg, ctr, s, now, ps[s, _S_SLOTS] - ps[s, _S_FREE], ps[s, _S_QUEUED], record)
+    ps[s, _S_HELD] += units
+    if ps[s, _S_CAL]:
+        psf[s, _SF_MONTH_LEFT] -= units
+        psf[s, _SF_WEEK_LEFT] -= units
+        for _ in range(units):  # a use starts when a slot is taken
+            k = ctr[_C_START]
+            st[k, 0], st[k, 1] = s, now
+            ctr[_C_START] = k + 1
+        _refresh(ps, psf, s)
+    else:
+        ps[s, _S_FREE] -= units
+    _log(lg, ctr, ps, s, now, record)
 
 
 def _head(ps, pht, phi, rq, s):  # type: ignore[no-untyped-def]
@@ -116,47 +145,96 @@ def _head(ps, pht, phi, rq, s):  # type: ignore[no-untyped-def]
     return phi[s, 0, 3] if ps[s, _S_HEAP] > 0 else -1
 
 
-def _grant_head(ps, psf, pht, phi, rq, ht, hi, lg, ctr, s, now, record):  # type: ignore[no-untyped-def]
+def _grant_head(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, s, now, record):  # type: ignore[no-untyped-def]
     r = phi[s, 0, 3]
     ps[s, _S_HEAP] = _pop(pht[s], phi[s], ps[s, _S_HEAP])
     ps[s, _S_QUEUED] -= 1
-    _take(ps, psf, lg, ctr, s, rq[r, 2], now, record)
+    _take(ps, psf, st, lg, ctr, s, rq[r, 2], now, record)
     rq[r, 3] = _GRANTED
     _schedule(ht, hi, ctr, now, 0.0, _NORMAL, _REQ, r)
 
 
-def _request(ps, psf, pht, phi, rq, ht, hi, lg, ctr, s, priority, units, patient, now, record):  # type: ignore[no-untyped-def]
+def _request(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, s, priority, units, patient, now, record):  # type: ignore[no-untyped-def]
     """SlotPool.request: -1 if the slots are taken now, else the new request's number."""
     if ps[s, _S_HEAP] == 0 and ps[s, _S_FREE] >= units:
-        _take(ps, psf, lg, ctr, s, units, now, record)
+        _take(ps, psf, st, lg, ctr, s, units, now, record)
         return -1
     head = _head(ps, pht, phi, rq, s)
     if head < 0 or priority < pht[s, 0]:
         if ps[s, _S_FREE] >= units:
-            _take(ps, psf, lg, ctr, s, units, now, record)
+            _take(ps, psf, st, lg, ctr, s, units, now, record)
             return -1
     elif ps[s, _S_FREE] >= rq[head, 2]:
-        _grant_head(ps, psf, pht, phi, rq, ht, hi, lg, ctr, s, now, record)
+        _grant_head(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, s, now, record)
     r = ctr[_C_REQ]
     ctr[_C_REQ] = r + 1
     rq[r, 0], rq[r, 1], rq[r, 2], rq[r, 3] = patient, s, units, 0
     ps[s, _S_HEAP] = _push(pht[s], phi[s], ps[s, _S_HEAP], float(priority), 0, ps[s, _S_SEQ], units, r)
     ps[s, _S_SEQ] += 1
     ps[s, _S_QUEUED] += 1
-    _log(lg, ctr, s, now, ps[s, _S_SLOTS] - ps[s, _S_FREE], ps[s, _S_QUEUED], record)
+    _log(lg, ctr, ps, s, now, record)
     return r
 
 
 def _cancel(ps, lg, ctr, s, now, record):  # type: ignore[no-untyped-def]
     ps[s, _S_QUEUED] -= 1
-    _log(lg, ctr, s, now, ps[s, _S_SLOTS] - ps[s, _S_FREE], ps[s, _S_QUEUED], record)
+    _log(lg, ctr, ps, s, now, record)
 
 
 def _release(ps, psf, ht, hi, lg, ctr, s, units, now, record):  # type: ignore[no-untyped-def]
-    psf[s, _SF_BUSY] += (ps[s, _S_SLOTS] - ps[s, _S_FREE]) * (now - psf[s, _SF_SINCE])
+    psf[s, _SF_BUSY] += ps[s, _S_HELD] * (now - psf[s, _SF_SINCE])
     psf[s, _SF_SINCE] = now
-    ps[s, _S_FREE] += units
+    ps[s, _S_HELD] -= units
+    if ps[s, _S_CAL]:
+        _refresh(ps, psf, s)
+    else:
+        ps[s, _S_FREE] += units
     if ps[s, _S_QUEUED]:
         for _ in range(units):
             _schedule(ht, hi, ctr, now, 0.0, _NORMAL, _DISPATCH, s)
-    _log(lg, ctr, s, now, ps[s, _S_SLOTS] - ps[s, _S_FREE], ps[s, _S_QUEUED], record)
+    _log(lg, ctr, ps, s, now, record)
+
+
+def _expected_wait(ps, psf, pht, phi, rq, s, now, hold):  # type: ignore[no-untyped-def]
+    """SlotPool.expected_wait, or CalendarPool's for a site with a calendar (the routing rule)."""
+    if ps[s, _S_FREE] > 0 and _head(ps, pht, phi, rq, s) < 0:
+        return 0.0
+    if not ps[s, _S_CAL]:
+        return (ps[s, _S_QUEUED] + 1) * hold / ps[s, _S_SLOTS]
+    rate = ps[s, _S_CAP] / hold if hold > 0 else np.inf
+    rate = min(rate, psf[s, _SF_PER_MONTH] / _DAYS_PER_MONTH, psf[s, _SF_PER_WEEK] / 7.0)
+    wait = (ps[s, _S_QUEUED] + 1) / rate if rate > 0 else np.inf
+    if ps[s, _S_CLOSED]:
+        wait += psf[s, _SF_REOPEN] - now
+    return wait
+
+
+def _calendar_change(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, ch_day, ch_first, act_kind, act_value,
+                     s, now, record):  # type: ignore[no-untyped-def]
+    """calendar_process: one change of a site's calendar, at midnight, before anything else of
+    that instant; then every waiter that fits is served, and the next change is scheduled."""
+    k = ps[s, _S_NEXT]
+    for q in range(ch_first[k], ch_first[k + 1]):
+        kind, value = act_kind[q], act_value[q]
+        if kind == _A_MONTH:
+            psf[s, _SF_MONTH_LEFT] = psf[s, _SF_PER_MONTH]
+        elif kind == _A_WEEK:
+            psf[s, _SF_WEEK_LEFT] = psf[s, _SF_PER_WEEK]
+        elif kind == _A_CAPACITY:
+            ps[s, _S_CAP] = int(value)
+        elif kind == _A_CLOSE:
+            ps[s, _S_CLOSED] = 1
+            psf[s, _SF_REOPEN] = value
+        else:
+            ps[s, _S_CLOSED] = 0
+    _refresh(ps, psf, s)
+    while True:  # CalendarPool.serve
+        head = _head(ps, pht, phi, rq, s)
+        if head < 0 or rq[head, 2] > ps[s, _S_FREE]:
+            break
+        _grant_head(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, s, now, record)
+    ps[s, _S_NEXT] = k + 1
+    if k + 1 < ps[s, _S_CH_END]:
+        _schedule(ht, hi, ctr, now, ch_day[k + 1] - now, _URGENT, _CAL, s)
+    else:
+        ctr[_C_LEFT] += 1  # the calendar process ends
