@@ -61,14 +61,19 @@ def _bare_simpy(arrivals: list[float], timeouts_per_patient: float, mean_timeout
 def measure(scenario_path: str, replications: int) -> dict:
     """Model vs bare SimPy on the same arrivals (runs in a child process)."""
     from v2vsim import load_scenario
-    from v2vsim.engine.replication import Replication
+    from v2vsim.engine.replication import set_up
+    from v2vsim.engine.runner import single_task
 
     sc = load_scenario(scenario_path)
     model_s = bare_s = setup_s = 0.0
     model_events = bare_events = patients = 0
+    size = single_task(sc, "simpy")  # replications set up together, as a run's tasks are
+    sims: list = []
     for rep in range(replications):
         started = time.perf_counter()
-        sim = Replication(sc, sc.seed, rep, trace_patients=0, record_timeline=True)
+        if not sims:
+            sims = set_up(sc, sc.seed, list(range(rep, min(rep + size, replications))), {})
+        sim = sims.pop(0)
         built = time.perf_counter()
         out = sim.run()
         model_s += time.perf_counter() - started
