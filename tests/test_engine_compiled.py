@@ -151,3 +151,54 @@ def test_auto_takes_the_compiled_engine_for_large_runs_of_any_scenario() -> None
     if not JIT:
         with pytest.raises(EngineError, match="Numba is not installed"):
             engine_for(overseas, "compiled")
+
+
+def test_a_signal_during_a_compiled_run_stops_it_like_a_simpy_run(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM while the compiled loop runs (at several moments) ends the command
+    with 130 and the message of an interrupted run, never a traceback of the compiled code."""
+    if not JIT:
+        pytest.skip("Numba is not installed")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    long = tmp_path / "long.yaml"
+    long.write_text((ROOT / "scenarios" / "local.yaml").read_text().replace("replications: 200", "replications: 100000"))
+    for sig, delay in ((signal.SIGINT, 2.0), (signal.SIGTERM, 3.0), (signal.SIGINT, 4.5)):
+        proc = subprocess.Popen([sys.executable, "-m", "v2vsim", "run", str(long), "-o", str(tmp_path / "out"),
+                                 "-j", "1", "--engine", "compiled", "--no-figures"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (sig, delay, stderr.decode()[-2000:])
+        assert b"interrupted" in stderr and b"Traceback" not in stderr and b"SystemError" not in stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_signal_that_surfaces_as_systemerror_from_the_compiled_loop_is_raised_as_itself() -> None:
+    """A signal handled while Numba hands back the loop's arrays surfaces as "returned a result
+    with an exception set" (SystemError, the signal's exception as its cause): the engine
+    raises the signal's own exception (KeyboardInterrupt), which the commands turn into exit
+    130; any other SystemError stays what it is."""
+    from v2vsim.engine import compiled
+
+    sc = v2vsim.load_scenario(ROOT / "scenarios" / "local.yaml")
+    [rep] = compiled.set_up(sc, 1, [0], {})
+    static, attempts = compiled._static_tables(rep), compiled._attempts_bound(rep)
+
+    def interrupted(*args: Any) -> Any:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as signal_exc:
+            raise SystemError("CPUDispatcher(<function _kernel>) returned a result with an exception set") from signal_exc
+
+    def broken(*args: Any) -> Any:
+        raise SystemError("something else")
+
+    with pytest.raises(KeyboardInterrupt):
+        compiled._run_one(rep, interrupted, static, attempts)
+    with pytest.raises(SystemError, match="something else"):
+        compiled._run_one(rep, broken, static, attempts)

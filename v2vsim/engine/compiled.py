@@ -233,6 +233,14 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
             np.asarray(rep.death, dtype=float), np.asarray(rep.ineligible, dtype=float),
             c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
             PW, PWF, D, F, *_sites(rep), rep.start_weekday, stop, rep.rec.trace_patients, record)
+    except SystemError as exc:
+        # A signal (Ctrl-C, SIGTERM) handled while the compiled loop hands back its arrays
+        # surfaces as "returned a result with an exception set": raise the signal's own
+        # exception, so the command stops as it does on the SimPy engine.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (KeyboardInterrupt, SystemExit)):
+            raise cause from None
+        raise
     finally:
         kernel.bridge_callback = None
     rep.pathway_taken[:] = taken
