@@ -71,7 +71,7 @@ def referral_clock(arrivals: np.ndarray) -> np.ndarray:
 def _values(draws: Any, n: int) -> np.ndarray:
     """The first ``n`` values of a replication's draws (an ``array('d')`` or a ``Draws``)."""
     values = draws.head(n) if hasattr(draws, "head") else draws
-    return np.asarray(values, dtype=float)[:n] if n else np.zeros(0)
+    return np.frombuffer(values, dtype=float)[:n] if n else np.zeros(0)  # a view: no copy
 
 
 class _BatchStep:
@@ -102,16 +102,22 @@ class _BatchStep:
                 else:
                     draws = (step.durations if what == "duration" else step.failures)(attempt)
                 parts.append(_values(draws, n))
-            found = self._cache[key] = np.concatenate(parts)
+            found = self._cache[key] = _joined(parts)
         return found
 
 
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The parts side by side; a single part itself (no copy: a batch of one large replication)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class _Recorded:
-    """The recorder's per-patient arrays for every patient of the batch."""
+    """The recorder's per-patient arrays for every patient of the batch (a batch of one
+    replication writes into its recorder's own arrays)."""
 
     def __init__(self, reps: list[Replication]) -> None:
         for name in _RECORDED:
-            setattr(self, name, np.concatenate([getattr(r.rec, name) for r in reps]))
+            setattr(self, name, _joined([getattr(r.rec, name) for r in reps]))
 
 
 _RECORDED = ("apheresis_day", "manufacture_start_day", "release_day", "infusion_day", "outcome_day",
@@ -132,8 +138,8 @@ class Batch:
         first = reps[0]
         self.start_weekday = first.start_weekday
         self.pathway_list = first.pathway_list
-        self.cohort_of = np.concatenate([r.cohort_of for r in reps]).astype(np.int64)
-        self.pathway_of = np.concatenate([r.pathway_taken for r in reps]).astype(np.int64)
+        self.cohort_of = _joined([r.cohort_of for r in reps])
+        self.pathway_of = _joined([r.pathway_taken for r in reps])
         self.steps = {name: [_BatchStep([r.pathways[name][j] for r in reps], sizes)
                              for j in range(len(first.pathways[name]))] for name in self.pathway_list}
         # Each cohort's (pathway number, bridging step or -1, shelf-clock step); no routing rule.
@@ -141,8 +147,8 @@ class Batch:
         self.traced = np.concatenate([np.arange(r.n) < r.rec.trace_patients for r in reps])
         self.rec = _Recorded(reps)
         self.referral = np.concatenate([referral_clock(r.arrivals) for r in reps])
-        death = np.concatenate([np.asarray(r.death, dtype=float) for r in reps])
-        inel = np.concatenate([np.asarray(r.ineligible, dtype=float) for r in reps])
+        death = _joined([np.frombuffer(r.death, dtype=float) if r.n else np.zeros(0) for r in reps])
+        inel = _joined([np.frombuffer(r.ineligible, dtype=float) if r.n else np.zeros(0) for r in reps])
         d_death, d_inel = self.referral + death, self.referral + inel
         first_death = d_death <= d_inel
         self.deadline = np.where(first_death, d_death, d_inel)
@@ -180,17 +186,29 @@ class Batch:
         rec.queue_wait[live] = (self.wait + waiting)[live]
         rec.cost[live] = self.cost[live]
         rec.attempts[live] = self.mruns[live]
+        del live, waiting
+        sites_of = self._sites(stop)
+        self._forget()  # the journeys' state is not needed to build the results
         outputs: list[ReplicationOutput | None] = []
-        for r, (rep, sites) in enumerate(zip(self.reps, self._sites(stop))):
+        for r, (rep, sites) in enumerate(zip(self.reps, sites_of)):
             if sites is None:
                 outputs.append(None)
                 continue
             part = slice(int(self.offsets[r]), int(self.offsets[r + 1]))
             for name in _RECORDED:
-                getattr(rep.rec, name)[:] = getattr(rec, name)[part]
+                mine = getattr(rep.rec, name)
+                if mine is not getattr(rec, name):
+                    mine[:] = getattr(rec, name)[part]
             rep.rec.events.extend(self.trace_rows[r])
             outputs.append(rep.output(*sites, 0, {}, engine="vectorised"))
         return outputs
+
+    def _forget(self) -> None:
+        """Drop the journeys' state (memory for the results of a large replication)."""
+        for name in ("deadline", "expiry", "cut", "now", "wait", "waiting_since", "cost", "runs", "held",
+                     "toxic", "unfit_from", "unfit_until", "bridged", "step_at", "referral", "local",
+                     "traced", "takes", "releases", "steps"):
+            setattr(self, name, None)
 
     # ------------------------------------------------------------------ the journeys
 
