@@ -3,10 +3,11 @@
     python benchmarks/engines.py            # everything (about 3 minutes on 2 cores)
     python benchmarks/engines.py --quick    # smaller stress run (100,000 referrals), smaller PSA
 
-For every case the SimPy engine (the reference) and the vectorised engine run the same
-replications, alternating A B A B, so that load on a shared machine hits both alike; the
-ratio is taken pair by pair and the median printed. Each pair's results are compared: patient
-tables, slot-days and traces must be identical (the same floats). A scenario outside the
+For every case each engine that can run it (SimPy, the reference; vectorised; compiled) runs
+the same replications in a fresh process of its own, in turn, A B C A B C, so that load on a
+shared machine hits all alike and no run inherits another's memory; the ratio to SimPy is
+taken round by round and the median printed. The results are compared by a digest of every
+patient column's bytes, the slot-days and the trace: they must be identical (the same floats). A scenario outside the
 vectorised engine's scope, or a replication whose slots could bind, runs on SimPy: the table
 says how many replications each engine actually ran.
 
@@ -44,43 +45,64 @@ from v2vsim.engine.compiled import compiled_problems, numba_available  # noqa: E
 from v2vsim.engine.engines import engine_for, run_replications, scope_problems  # noqa: E402
 
 
-def identical(a, b) -> bool:
-    for key, x in a.columns.items():
-        y = b.columns[key]
-        if x.dtype.kind == "f":
-            if not np.array_equal(x, y, equal_nan=True):
-                return False
-        elif not np.array_equal(x, y):
-            return False
-    return (a.site_busy_slot_days == b.site_busy_slot_days and a.end_day == b.end_day
-            and sorted(a.events, key=lambda e: e[0]) == sorted(b.events, key=lambda e: e[0]))
+def digest(outputs: list) -> str:
+    """A fingerprint of replications' results: every patient column's bytes (NaN included),
+    slot-days, end day and the trace (patient by patient)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for out in outputs:
+        for key in sorted(out.columns):
+            column = out.columns[key]
+            h.update(key.encode())
+            h.update(repr(column.tolist()).encode() if column.dtype == object else np.ascontiguousarray(column).tobytes())
+        h.update(repr(sorted(out.site_busy_slot_days.items())).encode())
+        h.update(repr(out.end_day).encode())
+        h.update(repr(sorted(out.events, key=lambda e: e[0])).encode())
+    return h.hexdigest()
+
+
+def child(engine: str, path: str, replications: int, seed: int) -> None:
+    """One timed run of ``engine`` in this (fresh) process; prints JSON."""
+    sc = load_scenario(path)
+    if engine == "compiled":
+        run_replications(sc, seed, [0], engine="compiled")  # load (or compile) the loop first
+    t0 = time.perf_counter()
+    outs = run_replications(sc, seed, range(replications), engine=engine, trace={0: 40})
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "digest": digest(outs), "patients": sum(o.columns["patient"].size for o in outs),
+                      "ran": sum(o.engine == engine for o in outs)}))
+
+
+def _in_child(engine: str, path: Path, replications: int, seed: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", engine, str(path), str(replications), str(seed)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def engine_case(path: Path, replications: int, pairs: int, seed: int = 1) -> dict:
-    """Every engine that can run ``path`` on the same replications, in turn, ``pairs`` times;
-    ratios to SimPy pair by pair (median), and whether every result is identical."""
+    """Every engine that can run ``path`` on the same replications, each in a fresh process
+    (so that no run inherits another's memory), in turn, ``pairs`` times; ratios to SimPy pair
+    by pair (median), and whether every engine's results have SimPy's digest."""
     sc = load_scenario(path)
     engines = ["simpy"]
     if not scope_problems(sc):
         engines.append("vectorised")
     if not compiled_problems(sc) and numba_available():
         engines.append("compiled")
-        run_replications(sc, seed, [0], engine="compiled")  # load (or compile) the loop first
     seconds: dict[str, list[float]] = {e: [] for e in engines}
     ran: dict[str, int] = {}
     same = True
     patients = 0
     for _ in range(pairs):
-        results = {}
-        for engine in engines:
-            t0 = time.perf_counter()
-            results[engine] = run_replications(sc, seed, range(replications), engine=engine, trace={0: 40})
-            seconds[engine].append(time.perf_counter() - t0)
-            ran[engine] = sum(o.engine == engine for o in results[engine])
-        ref = results["simpy"]
-        patients = sum(o.columns["patient"].size for o in ref)
-        for engine in engines[1:]:
-            same = same and all(identical(a, b) for a, b in zip(results[engine], ref))
+        found = {engine: _in_child(engine, path, replications, seed) for engine in engines}
+        for engine, res in found.items():
+            seconds[engine].append(res["seconds"])
+            ran[engine] = res["ran"]
+        patients = found["simpy"]["patients"]
+        same = same and all(res["digest"] == found["simpy"]["digest"] for res in found.values())
     out = {"case": path.name, "replications": replications, "patients": patients,
            "auto": engine_for(sc, "auto", replications), "identical": same, "engines": {}}
     for engine in engines:
@@ -134,7 +156,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100,000-referral stress, 100-set PSA")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--child", nargs=4, metavar=("ENGINE", "SCENARIO", "REPLICATIONS", "SEED"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        engine, path, reps, seed = args.child
+        child(engine, path, int(reps), int(seed))
+        return
     stress = ROOT / "benchmarks" / "stress_1m.yaml"
     quick_stress = Path("/tmp/v2vsim-stress-100k.yaml")
     if args.quick:
