@@ -25,24 +25,17 @@ from v2vsim.engine.compiled import compiled_problems, numba_available, run_compi
 from v2vsim.engine.engines import EngineError, engine_for
 from v2vsim.engine.replication import run_replication
 
-from test_engine_vectorised import load, scenarios
+from test_engine_vectorised import assert_identical, load, scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 JIT = numba_available()
 
 
 def assert_same_run(out: Any, ref: Any) -> None:
-    assert out.columns.keys() == ref.columns.keys()
-    for key, a in out.columns.items():
-        b = ref.columns[key]
-        assert a.dtype == b.dtype and a.shape == b.shape, key
-        if a.dtype == object:
-            assert a.tolist() == b.tolist(), key
-        else:
-            assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), key
-    assert out.site_busy_slot_days == ref.site_busy_slot_days
-    assert out.end_day == ref.end_day
-    assert out.events == ref.events  # the trace in the order it happened
+    """What the vectorised engine's test compares, and more: the trace in the order it
+    happened, the change logs row for row, the start of each use and SimPy's event count."""
+    assert_identical(out, ref)
+    assert out.events == ref.events
     for site, log in ref.site_timeline.items():
         assert np.array_equal(out.site_timeline[site], log), site
     assert out.site_starts.keys() == ref.site_starts.keys()

@@ -152,7 +152,7 @@ def assert_identical(out: Any, ref: Any) -> None:
     assert sorted(out.events, key=lambda e: e[0]) == sorted(ref.events, key=lambda e: e[0])
     for site, log in ref.site_timeline.items():  # the per-day profile reads the last row of each instant
         mine = out.site_timeline[site]
-        if out.engine == ref.engine:
+        if out.engine != "vectorised":  # the other engines log every change, as the pools do
             assert np.array_equal(mine, log), site
         elif log.size:
             last = np.ones(len(log), dtype=bool)

@@ -59,6 +59,17 @@ def _trace(tr, ctr, limit, i, j, attempt, ready, begin, end, status):  # type: i
         ctr[_C_TRACE] = k + 1
 
 
+def _hold(PI, held, order, TI, T_acq, i, p, j, s):  # type: ignore[no-untyped-def]
+    """Journey.hold: the slots of site ``s`` just taken, against the steps they serve (in the
+    order taken, which is the order they are given back when the patient leaves)."""
+    for q in range(TI[p, j, _T_ACQ_N]):
+        k = T_acq[p, j, q]
+        if not held[i, k] and TI[p, k, _T_SITE] == s:
+            held[i, k] = True
+            order[i, PI[i, _I_HELD_N]] = k
+            PI[i, _I_HELD_N] += 1
+
+
 def _unhold(PI, held, order, i, j):  # type: ignore[no-untyped-def]
     """Forget step j's slot in patient i's slots held (keeping the order they were taken)."""
     held[i, j] = False
@@ -324,12 +335,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                                                   tr, limit, TI, PW, i, j, now, False, record)
                     state = _ST_TOP
                 else:
-                    for q in range(TI[p, j, _T_ACQ_N]):
-                        k = T_acq[p, j, q]
-                        if not held[i, k] and TI[p, k, _T_SITE] == s:
-                            held[i, k] = True
-                            order[i, PI[i, _I_HELD_N]] = k
-                            PI[i, _I_HELD_N] += 1
+                    _hold(PI, held, order, TI, T_acq, i, p, j, s)
                     PI[i, _I_NEED_POS] = pos + 1
                     state = _ST_ACQ
             elif pc == _PC_START_OK:
@@ -392,12 +398,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                 s, units = need_site[i, pos], need_units[i, pos]
                 r = _request(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, s, prio, units, i, now, record)
                 if r < 0:
-                    for q in range(TI[p, j, _T_ACQ_N]):
-                        k = T_acq[p, j, q]
-                        if not held[i, k] and TI[p, k, _T_SITE] == s:
-                            held[i, k] = True
-                            order[i, PI[i, _I_HELD_N]] = k
-                            PI[i, _I_HELD_N] += 1
+                    _hold(PI, held, order, TI, T_acq, i, p, j, s)
                     PI[i, _I_NEED_POS] = pos + 1
                     continue
                 PF[i, _F_SINCE] = PF[i, _F_READY]
