@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ __all__ = [
     "summarise",
     "t_interval",
     "t_quantile",
-    "daily_site_profile",
+    "daily_site_use",
+    "SiteDays",
     "COMPARISON_COLUMNS",
     "paired_difference",
     "paired_comparison",
@@ -146,29 +148,100 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n"])
 
 
-def daily_site_profile(log: np.ndarray, slots: float, end_day: float) -> pd.DataFrame:
-    """Mean slots held and mean queue length per one-day bin from a change log.
-
-    ``log`` rows are ``(time, in_use, queue)`` after each change; values hold until the next row.
-    """
+def daily_site_use(log: np.ndarray, end_day: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean slots held and mean queue length per one-day bin (days ``0..ceil(end_day)-1``)
+    from a change log: rows ``(time, in_use, queue)`` after each change; values hold until
+    the next row."""
     n_days = max(1, int(math.ceil(end_day)))
-    edges = np.arange(n_days + 1, dtype=float)
-    out = {"day": np.arange(n_days), "slots": np.full(n_days, float(slots))}
     if log.size == 0:
-        out["in_use"] = np.zeros(n_days)
-        out["queue"] = np.zeros(n_days)
-        return pd.DataFrame(out)
+        return np.zeros(n_days), np.zeros(n_days)
+    edges = np.arange(n_days + 1, dtype=float)
     times = log[:, 0]
     k = np.searchsorted(times, edges, side="right") - 1  # last change at or before each edge
     seen = k >= 0
     kk = np.maximum(k, 0)
-    for col, name in ((1, "in_use"), (2, "queue")):
+    out = []
+    for col in (1, 2):
         values = log[:, col]
         # Integral of the step function up to each change time, then up to each bin edge.
         at_change = np.concatenate(([0.0], np.cumsum(values[:-1] * np.diff(times))))
         cum = np.where(seen, at_change[kk] + values[kk] * (edges - times[kk]), 0.0)
-        out[name] = np.diff(cum)
-    return pd.DataFrame(out)
+        out.append(np.diff(cum))
+    return out[0], out[1]
+
+
+#: Columns of ``Results.site_days``.
+SITE_DAY_COLUMNS = ("replication", "site", "day", "slots", "in_use", "queue")
+
+#: One replication's days at one site: ``(replication, site, slots, in_use, queue)``, where
+#: ``slots`` is the capacity or, with a slot schedule, the capacity of each day.
+SiteBlock = tuple[int, str, "float | np.ndarray", np.ndarray, np.ndarray]
+
+
+@dataclass
+class SiteDays:
+    """A run's site-day profile as arrays: for each replication and site in turn (a *block*),
+    days ``0..n-1`` with the capacity, the mean slots in use and the mean queue of each one-day
+    bin. :meth:`frame` is the long table ``Results.site_days``; :meth:`site_frame` is one site's
+    rows of it, all that the figures and warnings read, without building the whole table."""
+
+    sites: tuple[str, ...]
+    replication: np.ndarray  # per block
+    site: np.ndarray  # per block: index into sites
+    days: np.ndarray  # per block: its number of days
+    slots: np.ndarray  # per block: the capacity (NaN: a slot schedule, in daily_slots)
+    in_use: np.ndarray  # per day of every block, block after block
+    queue: np.ndarray
+    daily_slots: dict[int, np.ndarray] = field(default_factory=dict)  # block -> capacity per day
+
+    @classmethod
+    def from_blocks(cls, blocks: Sequence[SiteBlock]) -> SiteDays:
+        """The profile of ``blocks`` in order (one concatenation per column)."""
+        sites = tuple(dict.fromkeys(b[1] for b in blocks))
+        return cls(
+            sites, np.array([b[0] for b in blocks], np.int64),
+            np.array([sites.index(b[1]) for b in blocks], np.int64),
+            np.array([len(b[3]) for b in blocks], np.int64),
+            np.array([math.nan if np.ndim(b[2]) else float(b[2]) for b in blocks]),
+            np.concatenate([np.zeros(0)] + [b[3] for b in blocks]),
+            np.concatenate([np.zeros(0)] + [b[4] for b in blocks]),
+            {i: np.asarray(b[2]) for i, b in enumerate(blocks) if np.ndim(b[2])})
+
+    def __len__(self) -> int:
+        return int(self.days.sum())
+
+    def _columns(self, blocks: np.ndarray) -> dict[str, np.ndarray]:
+        """``replication, day, slots, in_use, queue`` of the rows of ``blocks`` (in order)."""
+        days = self.days[blocks]
+        start = (np.cumsum(self.days) - self.days)[blocks]  # first row of each block
+        at = np.cumsum(days) - days  # the same among the rows of these blocks
+        day = np.arange(int(days.sum()), dtype=np.int64) - np.repeat(at, days)
+        slots = np.repeat(self.slots[blocks], days)
+        for b, a, n in zip(blocks.tolist(), at.tolist(), days.tolist()):
+            if b in self.daily_slots:
+                slots[a:a + n] = self.daily_slots[b]
+        every = len(blocks) == len(self.days)  # all blocks in order: the arrays themselves
+        rows = slice(None) if every else day + np.repeat(start, days)
+        return {"replication": np.repeat(self.replication[blocks], days), "day": day,
+                "slots": slots, "in_use": self.in_use[rows], "queue": self.queue[rows]}
+
+    def frame(self) -> pd.DataFrame:
+        """The long table: ``replication, site, day, slots, in_use, queue`` (blocks in order)."""
+        if not len(self.days):
+            return pd.DataFrame(columns=list(SITE_DAY_COLUMNS))
+        columns = self._columns(np.arange(len(self.days)))
+        site = pd.array(list(self.sites), dtype="str").take(np.repeat(self.site, self.days))
+        return pd.DataFrame({"replication": columns.pop("replication"), "site": site, **columns},
+                            copy=False)
+
+    def site_names(self) -> list[str]:
+        """The sites, in the order of their first rows."""
+        return [self.sites[i] for i in dict.fromkeys(self.site.tolist())]
+
+    def site_frame(self, site: str) -> pd.DataFrame:
+        """``replication, day, slots, in_use, queue``: the rows of ``site``, in order."""
+        blocks = np.flatnonzero(self.site == self.sites.index(site))
+        return pd.DataFrame(self._columns(blocks), copy=False)
 
 
 #: Human labels for metrics: (label, unit). Units: "%" for fractions shown as percentages,

@@ -3,11 +3,14 @@
 The journey reports facts as they happen (:class:`Recorder`: the day of the first apheresis,
 an outcome, a trace row); at the end :func:`patient_columns` builds the patient table's
 columns once, from plain arrays, and :func:`survival_columns` adds life-years (vectorised).
+String columns (cohort, pathway, outcome, outcome step) stay small integer codes into their
+labels (:class:`PatientColumns`) until someone reads them as strings.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +19,7 @@ import numpy as np
 from ..scenario import DAYS_PER_YEAR, OUTCOMES, Scenario
 from .rng import Streams
 
-__all__ = ["OUTCOME_CODE", "Recorder", "ReplicationOutput", "patient_columns"]
+__all__ = ["OUTCOME_CODE", "Coded", "PatientColumns", "Recorder", "ReplicationOutput", "patient_columns"]
 
 #: The model's outcome codes (int8 in the recorder): positions in OUTCOMES.
 OUTCOME_CODE = {name: i for i, name in enumerate(OUTCOMES)}
@@ -24,12 +27,62 @@ INFUSED, DIED, INELIGIBLE, UNRESOLVED = (OUTCOME_CODE[k] for k in ("infused", "d
 PRODUCT_EXPIRED = OUTCOME_CODE["product_expired"]
 
 
+@dataclass(frozen=True)
+class Coded:
+    """A string column as small integer codes into its labels (``labels[codes]``)."""
+
+    codes: np.ndarray
+    labels: tuple[str, ...]
+
+    def decode(self) -> np.ndarray:
+        """The strings, an object array."""
+        if not self.codes.size:
+            return np.array([], dtype=object)
+        return np.array(self.labels, dtype=object)[self.codes]
+
+
+def small_codes(codes: np.ndarray, n_labels: int) -> np.ndarray:
+    """``codes`` in the smallest integer type that holds ``n_labels`` labels."""
+    for kind in (np.int8, np.int16, np.int32):
+        if n_labels <= np.iinfo(kind).max:
+            return np.asarray(codes).astype(kind, copy=False)
+    return np.asarray(codes, dtype=np.int64)
+
+
+class PatientColumns(dict):  # type: ignore[type-arg]
+    """A replication's patient columns by name, in order (a dict of arrays). A string column
+    may be held as :class:`Coded`: reading it gives its strings, :meth:`coded` the codes."""
+
+    def coded(self, name: str) -> np.ndarray | Coded:
+        """The column as held: an array, or a :class:`Coded` string column (not decoded)."""
+        return dict.__getitem__(self, name)  # type: ignore[no-any-return]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        value = dict.__getitem__(self, name)
+        return value.decode() if isinstance(value, Coded) else value
+
+    def __iter__(self) -> Iterator[str]:  # also makes dict(self) and {**self} read __getitem__
+        return dict.__iter__(self)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+    def values(self) -> Any:
+        return [self[name] for name in self]
+
+    def items(self) -> Any:
+        return [(name, self[name]) for name in self]
+
+    def copy(self) -> dict[str, np.ndarray]:
+        return dict(self.items())
+
+
 @dataclass
 class ReplicationOutput:
     """Raw result of one replication (plain arrays; metrics are computed elsewhere)."""
 
     replication: int
-    columns: dict[str, np.ndarray]
+    columns: PatientColumns  # by name; string columns held as codes (see PatientColumns)
     end_day: float
     site_busy_slot_days: dict[str, float]
     site_slots: dict[str, float]
@@ -87,27 +140,35 @@ class Recorder:
         self.attempts[i] = runs
 
 
+def _step_codes(pathway_taken: np.ndarray, outcome_step: np.ndarray,
+                step_names: list[list[str]]) -> Coded:
+    """The name of each patient's outcome step ("" for none) as codes into the distinct names."""
+    labels: dict[str, int] = {"": 0}
+    table = np.zeros((max(len(step_names), 1), 1 + max((len(s) for s in step_names), default=0)),
+                     dtype=np.int64)
+    for p, names in enumerate(step_names):
+        for s, name in enumerate(names):
+            table[p, s + 1] = labels.setdefault(name, len(labels))
+    codes = table[pathway_taken, outcome_step.astype(np.int64) + 1]
+    return Coded(small_codes(codes, len(labels)), tuple(labels))
+
+
 def patient_columns(rec: Recorder, scenario: Scenario, arrivals: np.ndarray, cohort_of: np.ndarray,
-                    pathway_taken: np.ndarray, step_names: list[list[str]]) -> dict[str, np.ndarray]:
+                    pathway_taken: np.ndarray, step_names: list[list[str]]) -> PatientColumns:
     """The contract's patient columns (the runner adds ``replication``)."""
-    n = rec.n
-    empty = np.array([], dtype=object)
-    pathway_list = list(scenario.pathways)
-    step_label = np.array([
-        step_names[p][s] if s >= 0 else ""
-        for p, s in zip(pathway_taken.tolist(), rec.outcome_step.tolist())
-    ], dtype=object) if n else empty
-    return {
-        "patient": np.arange(n),
-        "cohort": np.array([c.name for c in scenario.cohorts], dtype=object)[cohort_of] if n else empty,
-        "pathway": np.array(pathway_list, dtype=object)[pathway_taken] if n else empty,
+    cohorts = tuple(c.name for c in scenario.cohorts)
+    pathways = tuple(scenario.pathways)
+    return PatientColumns({
+        "patient": np.arange(rec.n),
+        "cohort": Coded(small_codes(cohort_of, len(cohorts)), cohorts),
+        "pathway": Coded(small_codes(pathway_taken, len(pathways)), pathways),
         "referral_day": arrivals,
         "apheresis_day": rec.apheresis_day,
         "manufacture_start_day": rec.manufacture_start_day,
         "release_day": rec.release_day,
         "infusion_day": rec.infusion_day,
-        "outcome": np.array(OUTCOMES, dtype=object)[rec.outcome] if n else empty,
-        "outcome_step": step_label,
+        "outcome": Coded(rec.outcome, tuple(OUTCOMES)),
+        "outcome_step": _step_codes(pathway_taken, rec.outcome_step, step_names),
         "outcome_day": rec.outcome_day,
         "vein_to_vein_days": rec.infusion_day - rec.apheresis_day,
         "referral_to_infusion_days": rec.infusion_day - arrivals,
@@ -116,7 +177,7 @@ def patient_columns(rec: Recorder, scenario: Scenario, arrivals: np.ndarray, coh
         "cost": rec.cost,
         "responded": rec.responded,
         "icu": rec.icu,
-    }
+    })
 
 
 def survival_columns(rec: Recorder, scenario: Scenario, streams: Streams, arrivals: np.ndarray,

@@ -2,6 +2,11 @@
 
 Results depend only on the scenario, the base seed and the replication numbers, never on
 the number of workers or the order in which replications finish.
+
+Workers send back plain arrays, column by column (string columns as small integer codes into
+their labels), never frames: the patients table is built once, in the parent, from one
+concatenation per column, and the site-day profile stays arrays (:class:`~v2vsim.metrics.SiteDays`)
+until someone asks for ``Results.site_days``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..metrics import SiteBlock, SiteDays
 from ..scenario import OUTCOMES
-from .collect import ReplicationOutput
+from .collect import Coded, PatientColumns, ReplicationOutput, small_codes
 from .engines import check_engine, engine_for, run_replications
 from ..scenario import Scenario
 
@@ -49,64 +56,111 @@ class Results:
     n_replications: int
     patients: pd.DataFrame
     replications: pd.DataFrame
-    site_days: pd.DataFrame
+    #: The site-day profile as arrays; ``site_days`` is its long table.
+    site_profile: SiteDays
     events: pd.DataFrame
     wall_seconds: float = 0.0
     events_processed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    _site_days: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def site_days(self) -> pd.DataFrame:
+        """Per replication, site and day: ``slots`` (capacity), mean slots ``in_use`` and mean
+        ``queue``. Built from :attr:`site_profile` when first read (many replications make it
+        the largest table of a run, and the figures and warnings do without it)."""
+        if self._site_days is None:
+            self._site_days = self.site_profile.frame()
+        return self._site_days
+
+    @site_days.setter
+    def site_days(self, frame: pd.DataFrame) -> None:
+        self._site_days = frame
 
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         """``metric, mean, ci_low, ci_high, n`` across replications (t-interval)."""
         return metrics.summarise(self.replications, level)
 
 
+#: A patient column as a worker sends it: numbers, or strings as codes.
+Column = np.ndarray | Coded
+
+
+def _held(columns: PatientColumns | dict[str, np.ndarray], name: str) -> Column:
+    """A patient column as the engine holds it; strings (an object array) become codes."""
+    value = columns.coded(name) if isinstance(columns, PatientColumns) else columns[name]
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        labels, codes = np.unique(value, return_inverse=True)
+        return Coded(small_codes(codes.reshape(-1), len(labels)), tuple(labels.tolist()))
+    return value
+
+
+def _size(value: Column) -> int:
+    return len(value.codes) if isinstance(value, Coded) else len(value)
+
+
+def _concat(values: Sequence[Column]) -> Column:
+    """One column from the parts of several replications (codes merged onto one label list)."""
+    if len(values) == 1:
+        return values[0]
+    if not isinstance(values[0], Coded):
+        return np.concatenate(values)  # type: ignore[arg-type]
+    labels = tuple(dict.fromkeys(label for v in values for label in v.labels))  # type: ignore[union-attr]
+    if all(v.labels == labels for v in values):  # type: ignore[union-attr]
+        return Coded(np.concatenate([v.codes for v in values]), labels)  # type: ignore[union-attr]
+    position = {label: i for i, label in enumerate(labels)}
+    return Coded(np.concatenate([
+        small_codes(np.array([position[x] for x in v.labels], np.int64), len(labels))[v.codes]  # type: ignore[union-attr]
+        for v in values]), labels)
+
+
 @dataclass
 class _Compact:
-    """What a worker sends back for one replication (small and picklable)."""
+    """What a worker keeps of one replication: plain arrays and numbers."""
 
     replication: int
-    patients: pd.DataFrame
+    patients: dict[str, Column]
     run: dict[str, float]
-    site_days: pd.DataFrame
+    sites: list[SiteBlock]
     events: list[tuple[Any, ...]]
     events_processed: int
     engine: str
 
 
-def _one(out: ReplicationOutput) -> _Compact:
+def _one(out: ReplicationOutput, detail: bool = True) -> _Compact:
     replication = out.replication
-    patients = pd.DataFrame(out.columns)
-    patients.insert(0, "replication", replication)
+    patients = {name: _held(out.columns, name) for name in out.columns}
     run = {"replication": replication, "end_day": out.end_day, "fixed_cost": out.fixed_cost}
-    frames = []
+    sites = []
     for site, busy in out.site_busy_slot_days.items():
         run[f"busy_{site}"] = busy
         run[f"slots_{site}"] = out.site_slots[site]
-        profile = metrics.daily_site_profile(out.site_timeline[site], out.site_slots[site], out.end_day)
-        if site in out.site_daily_slots:  # a slot schedule: the capacity of each day
-            profile["slots"] = out.site_daily_slots[site]
-        profile.insert(0, "site", site)
-        profile.insert(0, "replication", replication)
-        frames.append(profile)
-    site_days = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["replication", "site", "day", "slots", "in_use", "queue"])
-    cohort = out.columns["cohort"]
+        if detail:
+            in_use, queue = metrics.daily_site_use(out.site_timeline[site], out.end_day)
+            # A slot schedule gives the capacity of each day.
+            slots = out.site_daily_slots.get(site, float(out.site_slots[site]))
+            sites.append((replication, site, slots, in_use, queue))
+    cohort = patients["cohort"]
+    cohort_of = ((lambda i: cohort.labels[cohort.codes[i]]) if isinstance(cohort, Coded)
+                 else (lambda i: cohort[i]))
     # Trace rows patient by patient (each patient's own rows in the order they happened), so
     # that every engine gives the same table.
     ordered = sorted(out.events, key=lambda ev: ev[0])
-    events = [(replication, ev[0], cohort[ev[0]], *ev[1:]) for ev in ordered]
-    return _Compact(replication, patients, run, site_days, events, out.events_processed, out.engine)
+    events = [(replication, ev[0], cohort_of(ev[0]), *ev[1:]) for ev in ordered]
+    return _Compact(replication, patients, run, sites, events, out.events_processed, out.engine)
 
 
 @dataclass
 class _Batch:
-    """Replications ``start..stop-1`` of one task: one reply per range, not per replication."""
+    """Replications ``start..stop-1`` of one task: one reply per range, not per replication;
+    every column of its patients in one array."""
 
     start: int
     stop: int
-    patients: pd.DataFrame
+    patients: dict[str, Column]
+    counts: np.ndarray  # patients of each replication
     runs: list[dict[str, float]]
-    site_days: pd.DataFrame | None
+    site_days: list[SiteBlock] | None  # one block per replication and site
     events: list[tuple[Any, ...]]
     events_processed: int
     engines: dict[str, int] = field(default_factory=dict)  # engine -> replications it ran
@@ -117,15 +171,18 @@ def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: boo
     """Run replications ``start..stop-1``; ``detail=False`` drops site days and the trace
     (a sweep needs only the per-replication metrics, and a smaller reply travels faster)."""
     trace = {0: TRACE_PATIENTS} if detail else {}
-    parts = [_one(out) for out in run_replications(scenario, seed, range(start, stop), engine=engine, trace=trace)]
+    parts = [_one(out, detail) for out in run_replications(scenario, seed, range(start, stop),
+                                                             engine=engine, trace=trace)]
     engines: dict[str, int] = {}
     for part in parts:
         engines[part.engine] = engines.get(part.engine, 0) + 1
+    names = list(parts[0].patients) if parts else []
     return _Batch(
         start, stop,
-        patients=pd.concat([p.patients for p in parts], ignore_index=True),
+        patients={name: _concat([p.patients[name] for p in parts]) for name in names},
+        counts=np.array([_size(p.patients[names[0]]) if names else 0 for p in parts], np.int64),
         runs=[p.run for p in parts],
-        site_days=pd.concat([p.site_days for p in parts], ignore_index=True) if detail else None,
+        site_days=[b for p in parts for b in p.sites] if detail else None,
         events=[e for p in parts for e in p.events],
         events_processed=sum(p.events_processed for p in parts),
         engines=engines,
@@ -248,6 +305,29 @@ def simulate(
     return assemble(scenario, base_seed, batches, time.perf_counter() - started)
 
 
+def _patient_frame(batches: Sequence[_Batch]) -> pd.DataFrame:
+    """The patients table: every column concatenated once and put into the frame as it is."""
+    counts = np.concatenate([b.counts for b in batches])
+    columns: dict[str, Any] = {"replication": np.repeat(np.arange(len(counts), dtype=np.int64), counts)}
+    for name in PATIENT_COLUMNS[1:] + EXTRA_PATIENT_COLUMNS:
+        value = _concat([b.patients[name] for b in batches])
+        if name == "outcome":
+            if not isinstance(value, Coded):
+                codes, uniques = pd.factorize(np.asarray(value, dtype=object))
+                value = Coded(codes, tuple(uniques))
+            position = {o: i for i, o in enumerate(OUTCOMES)}
+            codes = value.codes if value.labels == tuple(OUTCOMES) else np.array(
+                [position.get(x, -1) for x in value.labels], np.int8)[value.codes]
+            columns[name] = pd.Categorical.from_codes(small_codes(codes, len(OUTCOMES)),
+                                                      categories=list(OUTCOMES))
+        elif name in ("cohort", "pathway", "outcome_step"):
+            columns[name] = (pd.array(list(value.labels), dtype="str").take(value.codes)
+                             if isinstance(value, Coded) else pd.Series(value).astype(str).array)
+        else:
+            columns[name] = value.decode() if isinstance(value, Coded) else value
+    return pd.DataFrame(columns, copy=False)
+
+
 def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seconds: float = 0.0) -> Results:
     """The result frames of replications ``0..n-1`` from batches covering them (any order)."""
     ordered = sorted(batches, key=lambda b: b.start)
@@ -255,16 +335,10 @@ def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seco
     if n < 1 or [b.start for b in ordered] != [0] + [b.stop for b in ordered[:-1]]:
         raise ValueError("batches must cover replications 0..n-1 exactly once")
     base_seed = seed
-    patients = pd.concat([p.patients for p in ordered], ignore_index=True)
-    patients = patients[list(PATIENT_COLUMNS) + list(EXTRA_PATIENT_COLUMNS)]
-    for column in ("cohort", "pathway", "outcome_step"):
-        patients[column] = patients[column].astype(str)
-    patients["outcome"] = pd.Categorical(patients["outcome"], categories=list(OUTCOMES))
+    patients = _patient_frame(ordered)
     runs = pd.DataFrame([r for p in ordered for r in p.runs])
     table = metrics.replication_table(patients, runs)
-    days = [p.site_days for p in ordered if p.site_days is not None]
-    site_days = pd.concat(days, ignore_index=True) if days else pd.DataFrame(
-        columns=["replication", "site", "day", "slots", "in_use", "queue"])
+    site_profile = SiteDays.from_blocks([b for p in ordered for b in p.site_days or ()])
     events = pd.DataFrame([e for p in ordered for e in p.events], columns=list(EVENT_COLUMNS))
     engines: dict[str, int] = {}
     for batch in ordered:
@@ -276,10 +350,9 @@ def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seco
         n_replications=n,
         patients=patients,
         replications=table,
-        site_days=site_days,
+        site_profile=site_profile,
         events=events,
         wall_seconds=wall_seconds,
         events_processed=int(sum(p.events_processed for p in ordered)),
         extra={"engines": engines},
     )
-

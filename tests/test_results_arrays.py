@@ -1,0 +1,108 @@
+"""Results travel as arrays: workers send columns (strings as codes), the parent builds each
+frame once, the site-day profile stays arrays. The frames are the ones pandas built before, to
+the dtype."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import v2vsim
+from v2vsim import metrics
+from v2vsim.engine.collect import Coded
+from v2vsim.engine.engines import run_replication
+from v2vsim.engine.runner import EXTRA_PATIENT_COLUMNS, PATIENT_COLUMNS, _run_range
+from v2vsim.scenario import OUTCOMES, scenario_from_dict
+
+STEPS = [
+    {"name": "collect", "kind": "apheresis", "site": "clinic", "duration": 1},
+    {"name": "make", "kind": "manufacture", "site": "plant", "reserve_from": "collect",
+     "duration": {"dist": "uniform", "low": 8, "high": 14}, "failure_probability": 0.2,
+     "on_failure": {"retry_from": "collect", "max_attempts": 2}},
+    {"name": "infusion", "kind": "infusion", "duration": 1},
+]
+SCENARIO = {
+    "name": "arrays", "horizon_days": 240, "start_date": "2025-01-06", "replications": 6, "seed": 4,
+    "arrivals": {"rate_per_year": 70},
+    "cohorts": [{"name": "adult", "pathway": "p", "time_to_death": {"dist": "exponential", "mean": 90}},
+                {"name": "child", "pathway": "q", "share": 0.4, "priority": 0}],
+    "sites": {"plant": {"slots": [{"from": "2025-01-06", "slots": 1}, {"from": "2025-03-03", "slots": 2}]},
+              "clinic": {"slots": 1}},
+    "pathways": {"p": {"steps": STEPS}, "q": {"steps": [STEPS[0], dict(STEPS[1], name="make_q"), STEPS[2]]}},
+}
+
+
+@pytest.fixture(scope="module")
+def scenario() -> v2vsim.Scenario:
+    return scenario_from_dict(SCENARIO)
+
+
+def _frames_as_pandas_built_them(scenario: v2vsim.Scenario, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The patients and site-day tables built frame by frame, as the runner once did."""
+    patients, days = [], []
+    for rep in range(n):
+        out = run_replication(scenario, scenario.seed, rep, trace_patients=40 if rep == 0 else 0)
+        frame = pd.DataFrame(out.columns)
+        frame.insert(0, "replication", rep)
+        patients.append(frame)
+        for site in out.site_busy_slot_days:
+            in_use, queue = metrics.daily_site_use(out.site_timeline[site], out.end_day)
+            profile = pd.DataFrame({"day": np.arange(in_use.size),
+                                    "slots": np.full(in_use.size, float(out.site_slots[site])),
+                                    "in_use": in_use, "queue": queue})
+            if site in out.site_daily_slots:
+                profile["slots"] = out.site_daily_slots[site]
+            profile.insert(0, "site", site)
+            profile.insert(0, "replication", rep)
+            days.append(profile)
+    table = pd.concat(patients, ignore_index=True)[list(PATIENT_COLUMNS) + list(EXTRA_PATIENT_COLUMNS)]
+    for column in ("cohort", "pathway", "outcome_step"):
+        table[column] = table[column].astype(str)
+    table["outcome"] = pd.Categorical(table["outcome"], categories=list(OUTCOMES))
+    return table, pd.concat(days, ignore_index=True)
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert a.equals(b)
+    assert list(a.columns) == list(b.columns)
+    assert a.dtypes.to_dict() == b.dtypes.to_dict()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_frames_are_the_ones_pandas_built(scenario: v2vsim.Scenario, jobs: int) -> None:
+    res = v2vsim.simulate(scenario, 5, jobs=jobs)
+    patients, site_days = _frames_as_pandas_built_them(scenario, 5)
+    _same(res.patients, patients)
+    _same(res.site_days, site_days)
+    assert res.site_days is res.site_days  # built once, when first read
+    assert len(res.site_profile) == len(site_days)
+
+
+def test_string_columns_are_codes_until_read(scenario: v2vsim.Scenario) -> None:
+    out = run_replication(scenario, 3, 0)
+    held = out.columns.coded("cohort")
+    assert isinstance(held, Coded) and held.codes.dtype == np.int8
+    assert out.columns["cohort"].dtype == object
+    assert out.columns["cohort"].tolist() == [held.labels[c] for c in held.codes]
+    assert dict(out.columns)["outcome_step"].tolist() == out.columns["outcome_step"].tolist()
+    assert set(pd.DataFrame(out.columns)["outcome"]) <= set(OUTCOMES)
+
+
+def test_a_batch_is_arrays(scenario: v2vsim.Scenario) -> None:
+    batch = pickle.loads(pickle.dumps(_run_range(scenario, 3, 0, 3)))
+    assert all(isinstance(v, (np.ndarray, Coded)) for v in batch.patients.values())
+    assert not any(v.dtype == object for v in batch.patients.values() if isinstance(v, np.ndarray))
+    assert batch.counts.sum() == len(batch.patients["referral_day"])
+    assert {site for _, site, *_ in batch.site_days} == {"plant", "clinic"}
+
+
+def test_a_site_s_rows_are_those_of_the_long_table(scenario: v2vsim.Scenario) -> None:
+    res = v2vsim.simulate(scenario, 4)
+    profile = res.site_profile
+    assert profile.site_names() == ["plant", "clinic"]
+    for site in profile.site_names():
+        rows = res.site_days[res.site_days["site"] == site].drop(columns="site").reset_index(drop=True)
+        _same(profile.site_frame(site), rows)
