@@ -1,10 +1,11 @@
 """Results travel as arrays: workers send columns (strings as codes), the parent builds each
 frame once, the site-day profile stays arrays. The frames are the ones pandas built before, to
-the dtype."""
+the dtype, and the figures and warnings read the arrays to the same bytes."""
 
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,8 @@ from v2vsim import metrics
 from v2vsim.engine.collect import Coded
 from v2vsim.engine.engines import run_replication
 from v2vsim.engine.runner import EXTRA_PATIENT_COLUMNS, PATIENT_COLUMNS, _run_range
+from v2vsim.outputs.figures import sites
+from v2vsim.outputs.figures.style import save_figure
 from v2vsim.scenario import OUTCOMES, scenario_from_dict
 
 STEPS = [
@@ -106,3 +109,16 @@ def test_a_site_s_rows_are_those_of_the_long_table(scenario: v2vsim.Scenario) ->
     for site in profile.site_names():
         rows = res.site_days[res.site_days["site"] == site].drop(columns="site").reset_index(drop=True)
         _same(profile.site_frame(site), rows)
+
+
+def test_figures_and_warnings_read_the_arrays_to_the_same_bytes(scenario: v2vsim.Scenario,
+                                                                   tmp_path: Path) -> None:
+    res = v2vsim.simulate(scenario, 4)
+    for name, source in (("frame", res.site_days), ("arrays", res.site_profile)):
+        save_figure(sites.site_timeline_figure(source, "x"), tmp_path / name, "sites")
+    for suffix in (".png", ".svg"):
+        assert (tmp_path / "frame" / f"sites{suffix}").read_bytes() == \
+            (tmp_path / "arrays" / f"sites{suffix}").read_bytes()
+    horizon, stop = scenario.horizon_days, scenario.horizon_days + scenario.drain_days
+    assert metrics.overload_warnings(res.replications, res.site_profile, horizon, stop) == \
+        metrics.overload_warnings(res.replications, res.site_days, horizon, stop)

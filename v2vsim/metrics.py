@@ -333,7 +333,7 @@ def headline_rows(summary: pd.DataFrame, currency: str = "") -> list[tuple[str, 
     return rows
 
 
-def overload_warnings(replications: pd.DataFrame, site_days: pd.DataFrame,
+def overload_warnings(replications: pd.DataFrame, site_days: pd.DataFrame | SiteDays,
                       horizon_days: float, stop_day: float) -> list[str]:
     """Warnings for sites whose demand exceeds capacity, and for unresolved patients.
 
@@ -344,7 +344,9 @@ def overload_warnings(replications: pd.DataFrame, site_days: pd.DataFrame,
     """
     warnings: list[str] = []
     quarter = horizon_days / 4
-    for site, frame in site_days.groupby("site", sort=True):
+    by_site = ([(site, site_days.site_frame(site)) for site in sorted(site_days.site_names())]
+               if isinstance(site_days, SiteDays) else site_days.groupby("site", sort=True))
+    for site, frame in by_site:
         early = frame.loc[frame["day"] < quarter, "queue"].mean()
         late = frame.loc[(frame["day"] >= horizon_days - quarter) & (frame["day"] < horizon_days),
                          "queue"].mean()

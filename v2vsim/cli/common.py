@@ -210,7 +210,7 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
 
             footer = (f"{results.scenario.name} · {results.n_replications} replications · "
                       f"seed {results.seed} · v2vsim {__version__}")
-            run_figures(results.patients, results.site_days, results.events,
+            run_figures(results.patients, results.site_profile, results.events,
                         results.scenario.name, tmp / "figures", footer=footer, jobs=jobs)
         return manifest_fields(results, ["v2vsim", *sys.argv[1:]], scenario_file)
 

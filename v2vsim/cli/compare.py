@@ -236,7 +236,7 @@ def compare(
         "same patients in each"))
     for results in comparison.results:
         sc = results.scenario
-        for warning in overload_warnings(results.replications, results.site_days,
+        for warning in overload_warnings(results.replications, results.site_profile,
                                          sc.horizon_days, sc.horizon_days + sc.drain_days):
             err.print(f"warning: {sc.name}: {warning}", markup=False, highlight=False,
                       soft_wrap=True)

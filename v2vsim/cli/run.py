@@ -101,7 +101,7 @@ def run(
         _fail("interrupted: nothing was written", 130)
         raise
     out.print(summary_table(results, f"{scenario.name} — {n} replications, seed {base_seed}"))
-    for warning in overload_warnings(results.replications, results.site_days,
+    for warning in overload_warnings(results.replications, results.site_profile,
                                      scenario.horizon_days,
                                      scenario.horizon_days + scenario.drain_days):
         err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...metrics import SiteDays
 from .outcomes import attrition_funnel_figure, cumulative_incidence_figure
 from .sites import site_timeline_figure
 from .style import save_figure
@@ -13,8 +14,16 @@ from .timing import journey_figure, vein_to_vein_figure
 
 __all__ = ["run_figures"]
 
+#: The patient columns each figure reads: only these go to it (and to a worker drawing it).
+PATIENT_COLUMNS = {
+    "vein_to_vein": ("outcome", "vein_to_vein_days", "referral_to_infusion_days"),
+    "attrition_funnel": ("replication", "outcome", "apheresis_day", "manufacture_start_day",
+                         "release_day"),
+    "cumulative_incidence": ("replication", "outcome", "referral_day", "outcome_day"),
+}
 
-def _draw_and_save(stem: str, frame: pd.DataFrame, scenario_name: str, out_dir: Path,
+
+def _draw_and_save(stem: str, frame: pd.DataFrame | SiteDays, scenario_name: str, out_dir: Path,
                    footer: str, journey_relative: bool) -> list[Path]:
     """Build one standard figure, save it and free it (runs in a worker process too)."""
     if stem == "vein_to_vein":
@@ -36,7 +45,7 @@ def _draw_and_save(stem: str, frame: pd.DataFrame, scenario_name: str, out_dir: 
 
 def run_figures(
     patients: pd.DataFrame,
-    site_days: pd.DataFrame,
+    site_days: pd.DataFrame | SiteDays,
     events: pd.DataFrame,
     scenario_name: str,
     out_dir: Path,
@@ -52,14 +61,19 @@ def run_figures(
     drawn in days since referral by default: traced patients are referred over months or
     years, so on the simulation-day axis each month-long journey would be a sliver (slot
     contention over calendar time is what ``site_utilisation`` shows). With ``jobs > 1``
-    the figures are drawn in that many worker processes (same files).
+    the figures are drawn in that many worker processes (same files). ``site_days`` is
+    ``Results.site_days`` or the arrays it is built from (``Results.site_profile``).
     """
+
+    def columns(stem: str) -> pd.DataFrame:
+        return patients[[c for c in PATIENT_COLUMNS[stem] if c in patients.columns]]
+
     work = (
         ("journey", events),
-        ("vein_to_vein", patients),
+        ("vein_to_vein", columns("vein_to_vein")),
         ("site_utilisation", site_days),
-        ("attrition_funnel", patients),
-        ("cumulative_incidence", patients),
+        ("attrition_funnel", columns("attrition_funnel")),
+        ("cumulative_incidence", columns("cumulative_incidence")),
     )
     out_dir = Path(out_dir)
     if jobs <= 1:

@@ -3,6 +3,7 @@ waiting for a slot, per site, across replications."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ...metrics import SiteDays
 from .style import (
     OKABE_ITO,
     _empty_message,
@@ -48,8 +50,25 @@ def site_mean_band(
     return wide.index.to_numpy(dtype=float), low, np.nanmean(values, axis=1), high
 
 
+def _by_site(site_days: pd.DataFrame | SiteDays,
+             ) -> tuple[list[str], int, Callable[[str], pd.DataFrame], tuple[float, float]]:
+    """The sites in order, the number of replications, each site's rows and the first and last
+    day (a day past the last row), from the long table or from its arrays."""
+    if isinstance(site_days, SiteDays):
+        if not len(site_days):
+            return [], 0, site_days.site_frame, (0.0, 0.0)
+        return (site_days.site_names(), int(np.unique(site_days.replication).size),
+                site_days.site_frame, (0.0, float(site_days.days.max() - 1) + 1.0))
+    if not len(site_days):
+        return [], 0, lambda site: site_days, (0.0, 0.0)
+    names = site_days["site"].astype(str)
+    return (list(pd.unique(names)), _n_replications(site_days),
+            lambda site: site_days[names == site],
+            (float(site_days["day"].min()), float(site_days["day"].max()) + 1.0))
+
+
 def site_timeline_figure(
-    site_days: pd.DataFrame,
+    site_days: pd.DataFrame | SiteDays,
     scenario_name: str,
     *,
     smooth_days: int = 7,
@@ -61,10 +80,9 @@ def site_timeline_figure(
     a ``smooth_days``-day centred rolling mean (1 = no smoothing), with the 2.5th–97.5th
     percentile band across replications (:func:`site_mean_band`); capacity is not smoothed.
     Panel titles give the mean utilisation and queue length over the days shown.
+    ``site_days`` is ``Results.site_days`` or the arrays it is built from (``site_profile``).
     """
-    data = site_days.dropna(subset=["in_use", "queue"])
-    sites = list(pd.unique(site_days["site"].astype(str))) if len(site_days) else []
-    n_reps = _n_replications(site_days)
+    sites, n_reps, rows_of, (first_day, last_day) = _by_site(site_days)
     n_rows = max(len(sites), 1)
     with house_style():
         fig, axes = new_figure(
@@ -80,11 +98,9 @@ def site_timeline_figure(
         colour_use, colour_queue = OKABE_ITO["blue"], OKABE_ITO["vermillion"]
         for row, site in enumerate(sites):
             ax_use, ax_queue = axes[row]
-            frame = data[data["site"].astype(str) == site]
-            capacity = (
-                site_days[site_days["site"].astype(str) == site]
-                .groupby("day")["slots"].median().sort_index()
-            )
+            rows = rows_of(site)
+            frame = rows.dropna(subset=["in_use", "queue"])
+            capacity = rows.groupby("day")["slots"].median().sort_index()
             # Means over the days shown and the replications: the expected utilisation and
             # queue length (second title line, so long site names do not collide).
             total_slots = float(frame["slots"].sum()) if len(frame) else 0.0
@@ -123,7 +139,5 @@ def site_timeline_figure(
         handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.5,
                               label="Capacity (slots)"))
         side_legend(axes[0, -1], handles)
-        first_day = float(site_days["day"].min())
-        last_day = float(site_days["day"].max()) + 1.0
         axes[0, 0].set_xlim(first_day, last_day)
     return fig
