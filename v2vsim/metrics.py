@@ -69,7 +69,9 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
         table[name] = counts[name].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         table["infused_fraction"] = np.where(referred > 0, table["infused"] / np.maximum(referred, 1), math.nan)
-    infused = patients[patients["outcome"] == "infused"]
+    # Only the columns read below (a row filter copies every column it keeps).
+    infused = patients.loc[patients["outcome"] == "infused", ["replication", "vein_to_vein_days",
+                           "referral_to_infusion_days", "responded", "icu"]]
     by_rep = infused.groupby("replication", sort=True)
     v2v = by_rep["vein_to_vein_days"]
     r2i = by_rep["referral_to_infusion_days"]
