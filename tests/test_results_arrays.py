@@ -122,3 +122,28 @@ def test_figures_and_warnings_read_the_arrays_to_the_same_bytes(scenario: v2vsim
     horizon, stop = scenario.horizon_days, scenario.horizon_days + scenario.drain_days
     assert metrics.overload_warnings(res.replications, res.site_profile, horizon, stop) == \
         metrics.overload_warnings(res.replications, res.site_days, horizon, stop)
+
+
+def test_the_day_by_replication_table_is_pivot_table_s() -> None:
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        rows = []
+        for rep in range(int(rng.integers(1, 12))):
+            n = int(rng.integers(1, 60))
+            values = rng.uniform(0, 3, n)
+            values[rng.uniform(size=n) < (0.2 if trial % 3 == 0 else 0.0)] = np.nan
+            rows.append(pd.DataFrame({"replication": 2 * rep, "day": np.arange(n) + trial % 2,
+                                      "in_use": values}))
+        frame = pd.concat(rows, ignore_index=True)
+        if trial % 4 == 1:
+            frame = frame.sample(frac=1, random_state=trial)
+        if trial % 5 == 2:
+            frame = pd.concat([frame, frame.iloc[:2]])  # two rows to a cell: pivot_table's mean
+        wide = sites._day_by_replication(frame, "in_use")
+        expected = frame.pivot_table(index="day", columns="replication", values="in_use", aggfunc="mean")
+        _same(wide, expected)
+        assert wide.index.equals(expected.index) and wide.columns.equals(expected.columns)
+        if len(wide):  # the same memory layout: row means add up in the same order
+            assert wide.to_numpy().flags["C_CONTIGUOUS"] == expected.to_numpy().flags["C_CONTIGUOUS"]
+            np.testing.assert_array_equal(np.nanmean(wide.to_numpy(), axis=1),
+                                          np.nanmean(expected.to_numpy(), axis=1))

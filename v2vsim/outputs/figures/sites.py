@@ -30,6 +30,25 @@ __all__ = ["site_mean_band", "site_timeline_figure"]
 # --------------------------------------------------------------------------------------------
 
 
+def _day_by_replication(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")``,
+    built directly where every (day, replication) has one row at most (a site's rows): the same
+    frame, down to its memory layout, without the group-by of millions of rows."""
+    day, rep = frame["day"].to_numpy(), frame["replication"].to_numpy()
+    values = frame[column].to_numpy(dtype=float)
+    keep = ~np.isnan(values)  # as pivot_table: no cell, row or column from missing values
+    d, days = pd.factorize(day[keep], sort=True)
+    r, reps = pd.factorize(rep[keep], sort=True)
+    cell = d.astype(np.int64) * len(reps) + r
+    if (day.dtype.kind not in "iu" or rep.dtype.kind not in "iu"
+            or np.bincount(cell, minlength=1).max(initial=0) > 1):  # several rows to a cell
+        return frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")
+    wide = np.full((len(days), len(reps)), np.nan)
+    wide.reshape(-1)[cell] = values[keep]
+    return pd.DataFrame(wide, index=pd.Index(days, name="day"),
+                        columns=pd.Index(reps, name="replication"), copy=False)
+
+
 def site_mean_band(
     frame: pd.DataFrame, column: str, smooth_days: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -40,8 +59,7 @@ def site_mean_band(
     whole number, so the median jumps between 0 and 1 and says nothing about utilisation,
     while the mean is the expected number in use (or waiting) on that day.
     """
-    wide = frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")
-    wide = wide.sort_index()
+    wide = _day_by_replication(frame, column).sort_index()
     if smooth_days > 1:
         # Centred so the smoothed curve is not shifted later in time.
         wide = wide.rolling(smooth_days, center=True, min_periods=1).mean()
