@@ -16,7 +16,7 @@ from v2vsim import metrics
 from v2vsim.engine.collect import Coded
 from v2vsim.engine.engines import run_replication
 from v2vsim.engine.runner import EXTRA_PATIENT_COLUMNS, PATIENT_COLUMNS, _run_range
-from v2vsim.outputs.figures import sites
+from v2vsim.outputs.figures import outcomes, sites
 from v2vsim.outputs.figures.style import save_figure
 from v2vsim.scenario import OUTCOMES, scenario_from_dict
 
@@ -147,3 +147,37 @@ def test_the_day_by_replication_table_is_pivot_table_s() -> None:
             assert wide.to_numpy().flags["C_CONTIGUOUS"] == expected.to_numpy().flags["C_CONTIGUOUS"]
             np.testing.assert_array_equal(np.nanmean(wide.to_numpy(), axis=1),
                                           np.nanmean(expected.to_numpy(), axis=1))
+
+
+def _incidence_one_replication_at_a_time(patients: pd.DataFrame, days: np.ndarray,
+                                         groups: dict[str, list[str]]) -> pd.DataFrame:
+    elapsed = (patients["outcome_day"] - patients["referral_day"]).to_numpy(dtype=float)
+    outcome = patients["outcome"].astype(str).to_numpy()
+    replication = patients["replication"].to_numpy()
+    parts = []
+    for rep in np.unique(replication):
+        in_rep = replication == rep
+        for name, members in groups.items():
+            t = elapsed[in_rep & np.isin(outcome, members)]
+            t = np.sort(t[~np.isnan(t)])
+            parts.append(pd.DataFrame({
+                "replication": np.full(days.size, rep), "outcome": np.full(days.size, name, dtype=object),
+                "day": days, "share": np.searchsorted(t, days, side="right") / int(in_rep.sum())}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_cumulative_incidence_counts_each_replication_s_slice() -> None:
+    rng = np.random.default_rng(6)
+    kinds = ["infused", "died", "ineligible", "unresolved"]
+    for trial in range(10):
+        n = int(rng.integers(1, 800))
+        patients = pd.DataFrame({
+            "replication": rng.integers(0, 7, n),
+            "outcome": pd.Categorical(rng.choice(kinds, n), categories=list(OUTCOMES)),
+            "referral_day": rng.uniform(0, 50, n)})
+        patients["outcome_day"] = patients["referral_day"] + np.round(rng.exponential(20, n), trial % 3)
+        patients.loc[patients["outcome"] == "unresolved", "outcome_day"] = np.nan
+        days = np.arange(0.0, float(rng.integers(1, 120)))
+        groups = {"infused": ["infused"], "losses": ["died", "ineligible"], "died": ["died"]}
+        _same(outcomes.cumulative_incidence(patients, days, groups),
+              _incidence_one_replication_at_a_time(patients, days, groups))

@@ -228,24 +228,8 @@ def cumulative_incidence(
         groups = {
             o: [o] for o in _ordered_outcomes(patients["outcome"].astype(str)) if o != "unresolved"
         }
-    elapsed = (patients["outcome_day"] - patients["referral_day"]).to_numpy(dtype=float)
-    outcome = patients["outcome"].astype(str).to_numpy()
-    replication = patients["replication"].to_numpy()
-    reps: list[np.ndarray] = []
-    names: list[np.ndarray] = []
-    day_cols: list[np.ndarray] = []
-    shares: list[np.ndarray] = []
-    for rep in np.unique(replication):
-        in_rep = replication == rep
-        n = int(in_rep.sum())
-        for name, members in groups.items():
-            t = elapsed[in_rep & np.isin(outcome, list(members))]
-            t = np.sort(t[~np.isnan(t)])
-            shares.append(np.searchsorted(t, days_arr, side="right") / n)
-            reps.append(np.full(days_arr.size, rep))
-            names.append(np.full(days_arr.size, name, dtype=object))
-            day_cols.append(days_arr)
-    if not shares:
+    reps, shares = _incidence_shares(patients, days_arr, groups)
+    if not shares or not reps.size:
         return pd.DataFrame(
             {
                 "replication": pd.Series(dtype="int64"),
@@ -254,14 +238,43 @@ def cumulative_incidence(
                 "share": pd.Series(dtype=float),
             }
         )
+    names = np.array(list(shares), dtype=object)
     return pd.DataFrame(
-        {
-            "replication": np.concatenate(reps),
-            "outcome": np.concatenate(names),
-            "day": np.concatenate(day_cols),
-            "share": np.concatenate(shares),
+        {  # replication after replication, each group's days in turn
+            "replication": np.repeat(reps, names.size * days_arr.size),
+            "outcome": np.tile(np.repeat(names, days_arr.size), reps.size),
+            "day": np.tile(days_arr, reps.size * names.size),
+            "share": np.stack([shares[name].T for name in shares], axis=1).reshape(-1),
         }
     )
+
+
+def _incidence_shares(
+    patients: pd.DataFrame, days: np.ndarray, groups: Mapping[str, Sequence[str]]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The replications (sorted) and, per group, the share of each replication's referred
+    patients with an outcome of the group by each day: an array ``days x replications``.
+
+    Each group sorts its patients once, by replication and then elapsed days, and counts each
+    replication's slice (not the whole table once per replication)."""
+    elapsed = (patients["outcome_day"] - patients["referral_day"]).to_numpy(dtype=float)
+    outcome = patients["outcome"].astype(str)
+    reps, rep_index, referred = np.unique(
+        patients["replication"].to_numpy(), return_inverse=True, return_counts=True
+    )
+    rep_index = rep_index.reshape(-1)
+    shares: dict[str, np.ndarray] = {}
+    for name, members in groups.items():
+        keep = outcome.isin(list(members)).to_numpy(dtype=bool) & ~np.isnan(elapsed)
+        r, t = rep_index[keep], elapsed[keep]
+        order = np.lexsort((t, r))
+        r, t = r[order], t[order]
+        bounds = np.searchsorted(r, np.arange(reps.size + 1))
+        share = np.empty((days.size, reps.size))
+        for k in range(reps.size):
+            share[:, k] = np.searchsorted(t[bounds[k]:bounds[k + 1]], days, side="right") / referred[k]
+        shares[name] = share
+    return reps, shares
 
 
 def _incidence_groups(patients: pd.DataFrame) -> dict[str, list[str]]:
@@ -295,7 +308,7 @@ def cumulative_incidence_figure(
     if max_day is None:
         max_day = float(math.ceil(elapsed.max())) if len(elapsed) else 1.0
     days = np.arange(0.0, max(max_day, 1.0) + 1.0)
-    incidence = cumulative_incidence(patients, days, groups)
+    reps, incidence = _incidence_shares(patients, days, groups)
     with house_style():
         fig, axes = new_figure(
             1, 1, figsize=(12, 6), title=f"Outcomes over time since referral — {scenario_name}",
@@ -305,15 +318,11 @@ def cumulative_incidence_figure(
         ax.set_title("Cumulative share of referred patients by outcome")
         ax.set_xlabel("Days since referral")
         ax.set_ylabel("Share of referred patients (%)")
-        if incidence.empty:
+        if not incidence or not reps.size:
             _empty_message(ax, "No patients with an outcome")
             return fig
         for name, members in groups.items():
-            wide = (
-                incidence[incidence["outcome"] == name]
-                .pivot(index="day", columns="replication", values="share")
-                .to_numpy()
-            )
+            wide = incidence[name]  # days x replications
             # The mean is the expected cumulative incidence; the median of a share of ~100
             # patients jumps in steps and reads 0% for rare outcomes that do happen.
             low, high = 100.0 * np.percentile(wide, [2.5, 97.5], axis=1)
