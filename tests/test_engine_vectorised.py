@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 import v2vsim
 from v2vsim.engine.engines import EngineError, engine_for, likely_free, scope_problems
 from v2vsim.engine.replication import run_replication
-from v2vsim.engine.vectorised import referral_clock, run_vectorised
+from v2vsim.engine.clocks import referral_clock
+from v2vsim.engine.vectorised import run_vectorised
 from v2vsim.scenario import ScenarioError, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""Disease clocks under bridging therapy: a hazard ratio for a while, as an exact new deadline.
+"""Clocks: disease clocks under bridging therapy (a hazard ratio for a while, as an exact new
+deadline), and the simulation clock at each referral as the SimPy engine reaches it.
 
 Each clock is a cumulative-hazard budget ``E = -log(1 - u)`` (the same uniform as the plain
 clock, so common random numbers hold) consumed at ``hazard_ratio`` times the hazard while
@@ -10,10 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..scenario.distributions import DistributionSpec
 from .rng import Draws, Uniforms
 
-__all__ = ["Bridge", "bridged_clock"]
+__all__ = ["Bridge", "bridged_clock", "referral_clock"]
 
 
 def bridged_clock(dist: DistributionSpec, u: float, t0: float, s: float, d: float, ratio: float) -> float:
@@ -52,3 +55,31 @@ class Bridge:
     durations: "Draws"
     toxicity: "Uniforms | None"
     delays: "Draws | None"
+
+
+def referral_clock(arrivals: np.ndarray) -> np.ndarray:
+    """The simulation clock at each referral, as the SimPy engine's referral process reaches
+    it: ``now + (day - now)`` after each wait (rounding can make that differ from ``day``)."""
+    n = arrivals.size
+    if n == 0:
+        return arrivals.copy()
+    prev = np.concatenate(([0.0], arrivals[:-1]))
+    clock = np.where(arrivals > prev, prev + (arrivals - prev), prev)
+    clock[0] = 0.0 + (arrivals[0] - 0.0) if arrivals[0] > 0.0 else 0.0
+    # Where that differs from the day, the clock runs apart from the days until it meets them
+    # again: replay those stretches one referral at a time.
+    k = 0
+    for bad in np.flatnonzero(clock != arrivals).tolist():
+        if bad < k:
+            continue
+        now = clock[bad - 1] if bad > 0 else 0.0
+        k = bad
+        while k < n:
+            day = arrivals[k]
+            if day > now:
+                now = now + (day - now)
+            clock[k] = now
+            k += 1
+            if now == day:
+                break
+    return clock

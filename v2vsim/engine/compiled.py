@@ -227,6 +227,10 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     D, F = _draws(rep, attempts)
     c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF = static
     kernel.bridge_callback = _bridge_for(rep)
+    # Ctrl-C and SIGTERM are held while the compiled loop runs and hands back its arrays (a
+    # signal handled in the middle of that surfaces as a SystemError, "returned a result with
+    # an exception set"); they are delivered as the loop returns, as on the SimPy engine.
+    held = _hold_signals()
     try:
         rec_f, rec_i, busy, log, trace, events, taken, starts = run(
             np.asarray(rep.arrivals, dtype=float), np.asarray(rep.cohort_of, dtype=np.int64),
@@ -234,15 +238,13 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
             c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
             PW, PWF, D, F, *_sites(rep), rep.start_weekday, stop, rep.rec.trace_patients, record)
     except SystemError as exc:
-        # A signal (Ctrl-C, SIGTERM) handled while the compiled loop hands back its arrays
-        # surfaces as "returned a result with an exception set": raise the signal's own
-        # exception, so the command stops as it does on the SimPy engine.
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, (KeyboardInterrupt, SystemExit)):
-            raise cause from None
+        signal_exc = _signal_in(exc)
+        if signal_exc is not None:
+            raise signal_exc from None
         raise
     finally:
         kernel.bridge_callback = None
+        _release_signals(held)
     rep.pathway_taken[:] = taken
     rec = rep.rec
     rec.apheresis_day[:] = rec_f[:, 0]
@@ -272,6 +274,35 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
                for pool, _ in rep.calendars}
     return rep.output({name: float(busy[s]) for s, name in enumerate(names)}, timeline, int(events), by_site,
                       engine="compiled")
+
+
+def _hold_signals() -> Any:
+    """Block SIGINT and SIGTERM in this thread (where the platform can); what was blocked before."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _release_signals(previous: Any) -> None:
+    """Restore the signal mask; a signal that came meanwhile is handled now, in Python."""
+    import signal
+
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _signal_in(exc: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt or SystemExit somewhere in an exception's chain, if any."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        if isinstance(found, (KeyboardInterrupt, SystemExit)):
+            return found
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return None
 
 
 def run_compiled(scenario: Scenario, seed: int, replications: list[int], *, trace: dict[int, int] | None = None,

@@ -31,41 +31,14 @@ import numpy as np
 from ..scenario import Scenario
 from .collect import DIED, INELIGIBLE, INFUSED, OUTCOME_CODE, PRODUCT_EXPIRED, ReplicationOutput
 from .journey import _STATUS, Patient
+from .clocks import referral_clock
 from .occupancy import site_results
 from .replication import Replication, set_up
 
-__all__ = ["referral_clock", "run_batch", "run_vectorised", "Batch"]
+__all__ = ["run_batch", "run_vectorised", "Batch"]
 
 _INF = math.inf
 _NAN = math.nan
-
-
-def referral_clock(arrivals: np.ndarray) -> np.ndarray:
-    """The simulation clock at each referral, as the SimPy engine's referral process reaches
-    it: ``now + (day - now)`` after each wait (rounding can make that differ from ``day``)."""
-    n = arrivals.size
-    if n == 0:
-        return arrivals.copy()
-    prev = np.concatenate(([0.0], arrivals[:-1]))
-    clock = np.where(arrivals > prev, prev + (arrivals - prev), prev)
-    clock[0] = 0.0 + (arrivals[0] - 0.0) if arrivals[0] > 0.0 else 0.0
-    # Where that differs from the day, the clock runs apart from the days until it meets them
-    # again: replay those stretches one referral at a time.
-    k = 0
-    for bad in np.flatnonzero(clock != arrivals).tolist():
-        if bad < k:
-            continue
-        now = clock[bad - 1] if bad > 0 else 0.0
-        k = bad
-        while k < n:
-            day = arrivals[k]
-            if day > now:
-                now = now + (day - now)
-            clock[k] = now
-            k += 1
-            if now == day:
-                break
-    return clock
 
 
 def _values(draws: Any, n: int) -> np.ndarray:
