@@ -10,10 +10,15 @@ processes get ranges of replications (about eight tasks per worker, see
 ``v2vsim.engine.runner.plan_ranges``), so one pickled scenario goes out and one reply comes back per
 range rather than per replication. ``--check`` exits 1 below the target.
 
-CPU seconds of this process and of the workers are printed too, and the *ceiling* measured in
-the same rounds: two bare processes, each running half of the replications with nothing sent
-back. On a machine shared with other work (or whose two vCPUs share a physical core) the
-ceiling itself falls below 2x; the speed-up is then best read as a fraction of it.
+CPU seconds of this process and of the workers are printed too, and, measured in the same
+rounds, what the speed-up is short of:
+
+* the *ceiling*: two bare processes, each running half of the replications with nothing sent
+  back. On a machine shared with other work (or whose two vCPUs share a physical core) the
+  ceiling itself falls below 2x; the speed-up is then best read as a fraction of it;
+* the same pool and tasks as ``jobs=2`` with the replies dropped in the workers (what sending
+  results back costs is the difference), the size of the replies and the time this process
+  spends reading them and building the result frames (the part that does not run in parallel).
 """
 
 from __future__ import annotations
@@ -34,6 +39,43 @@ def _half(scenario, start: int, stop: int) -> None:  # type: ignore[no-untyped-d
     from v2vsim.engine.runner import _run_range
 
     _run_range(scenario, scenario.seed, start, stop)
+
+
+def _quiet(scenario, start: int, stop: int) -> int:  # type: ignore[no-untyped-def]
+    """A pool task that computes its range like ``simulate`` and sends nothing back."""
+    from v2vsim.engine.runner import _run_range
+
+    _run_range(scenario, scenario.seed, start, stop)
+    return stop - start
+
+
+def _no_replies_seconds(scenario, n: int) -> float:  # type: ignore[no-untyped-def]
+    """Wall time of ``jobs=2``'s pool and tasks with the replies dropped in the workers."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from v2vsim.engine.runner import plan_ranges
+
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        done = sum(f.result() for f in [pool.submit(_quiet, scenario, a, b) for a, b in plan_ranges(0, n, 2)])
+    assert done == n
+    return time.perf_counter() - started
+
+
+def _replies(scenario, n: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """Mean reply size (bytes) of ``jobs=2``'s tasks, and this process's seconds to unpickle all
+    of them and to assemble the result frames from them."""
+    import pickle
+
+    from v2vsim.engine.runner import _run_range, assemble, plan_ranges
+
+    replies = [pickle.dumps(_run_range(scenario, scenario.seed, a, b)) for a, b in plan_ranges(0, n, 2)]
+    started = time.perf_counter()
+    batches = [pickle.loads(r) for r in replies]
+    read = time.perf_counter() - started
+    started = time.perf_counter()
+    assemble(scenario, scenario.seed, batches)
+    return sum(map(len, replies)) / len(replies), read, time.perf_counter() - started
 
 
 def _ceiling_seconds(scenario, n: int) -> float:  # type: ignore[no-untyped-def]
@@ -67,9 +109,10 @@ def main() -> int:
     cpu: dict[int, tuple[float, float]] = {}
     reference = None
     v2vsim.simulate(sc, 4, jobs=1)  # warm-up: imports and first-call costs are not the point
-    bare = float("inf")
+    bare = quiet = float("inf")
     for _ in range(args.rounds):
         bare = min(bare, _ceiling_seconds(sc, args.replications))
+        quiet = min(quiet, _no_replies_seconds(sc, args.replications))
         for jobs in (1, 2):
             before = os.times()
             started = time.perf_counter()
@@ -92,6 +135,9 @@ def main() -> int:
         main_cpu, workers_cpu = cpu[jobs]
         print(f"  jobs={jobs}: {best[jobs]:6.2f} s wall, {main_cpu:5.2f} s CPU here, {workers_cpu:5.2f} s CPU in workers")
     ceiling = best[1] / bare
+    size, read, build = _replies(sc, args.replications)
+    print(f"  jobs=2 without replies (same pool and tasks): {quiet:6.2f} s wall; replies "
+          f"{size / 1e3:,.0f} kB a task, read here in {read:.3f} s, frames built in {build:.3f} s")
     print(f"speed-up: {speedup:.2f}x (target >= {TARGET}x on 2 free cores); two bare processes: "
           f"{ceiling:.2f}x, so v2vsim reaches {100 * speedup / ceiling:.0f}% of what this machine gives now")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
