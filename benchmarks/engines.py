@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -113,18 +112,20 @@ def engine_case(path: Path, replications: int, pairs: int, seed: int = 1) -> dic
 
 
 def peak_rss_of_cli(scenario: Path, out: Path) -> tuple[float, float]:
-    """Peak RSS (MB) and wall time of ``v2vsim run SCENARIO`` (figures included) in a child."""
+    """Peak RSS (MB) and wall time of ``v2vsim run SCENARIO`` (figures included), as the CLI
+    process itself reports it at its end (its own ``ru_maxrss``: the children of this benchmark
+    would otherwise count too)."""
     code = ("import resource, sys, time; sys.argv = ['v2vsim', 'run', %r, '-o', %r, '--force', '-j', '1'];"
             "from v2vsim.cli import main; t = time.perf_counter();\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('WALL', time.perf_counter() - t, file=sys.stderr)") % (str(scenario), str(out))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            "print('WALL', time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+            ) % (str(scenario), str(out))
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])
-    wall = float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("WALL")))
-    return max(after, before) / 1024, wall
+    line = next(line for line in proc.stderr.splitlines() if line.startswith("WALL"))
+    _, wall, rss_kb = line.split()
+    return float(rss_kb) / 1024, float(wall)
 
 
 def psa_workload(scenario: str, sets: int, replications: int, sample: int) -> dict:
