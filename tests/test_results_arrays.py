@@ -181,3 +181,25 @@ def test_cumulative_incidence_counts_each_replication_s_slice() -> None:
         groups = {"infused": ["infused"], "losses": ["died", "ineligible"], "died": ["died"]}
         _same(outcomes.cumulative_incidence(patients, days, groups),
               _incidence_one_replication_at_a_time(patients, days, groups))
+
+
+def test_outcome_counts_are_crosstab_s() -> None:
+    rng = np.random.default_rng(8)
+    kinds = list(OUTCOMES) + ["not an outcome"]
+    for trial in range(10):
+        n = int(rng.integers(0, 500))
+        values = rng.choice(kinds, n).astype(object)
+        values[: trial % 3] = None
+        outcome = (pd.Categorical(values, categories=kinds[::-1]) if trial % 2
+                   else pd.array(values, dtype="str"))
+        patients = pd.DataFrame({"replication": rng.integers(0, 6, n), "outcome": outcome})
+        for column in ("vein_to_vein_days", "referral_to_infusion_days", "queue_wait_days", "responded",
+                       "icu", "cost"):
+            patients[column] = rng.uniform(0, 10, n)
+        runs = pd.DataFrame({"replication": np.arange(5), "end_day": 100.0, "fixed_cost": 0.0})
+        table = metrics.replication_table(patients, runs)
+        expected = pd.crosstab(patients["replication"], patients["outcome"]).reindex(
+            index=runs["replication"], columns=list(OUTCOMES), fill_value=0)
+        for name in OUTCOMES:
+            assert table[name].dtype == np.int64
+            assert table[name].tolist() == expected[name].tolist()

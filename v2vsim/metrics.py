@@ -50,6 +50,14 @@ def _quantile(values: pd.Series, q: float) -> float:
     return float(np.quantile(values.to_numpy(), q)) if len(values) else math.nan
 
 
+def _positions(values: pd.Series, labels: Sequence[str]) -> np.ndarray:
+    """Each value's position in ``labels`` (-1: not there, or missing)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        lookup = np.append(pd.Index(list(labels)).get_indexer(values.cat.categories), -1)
+        return lookup[values.cat.codes.to_numpy()]  # code -1 (missing) reads the last entry
+    return pd.Index(list(labels)).get_indexer(values)
+
+
 def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row of metrics per replication.
 
@@ -58,15 +66,17 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
     """
     reps = runs["replication"].to_numpy()
     grouped = patients.groupby("replication", sort=True)
-    counts = (
-        pd.crosstab(patients["replication"], patients["outcome"])
-        .reindex(index=reps, columns=list(OUTCOME_COLUMNS), fill_value=0)
-    )
+    # Patients by replication (of runs) and outcome (of OUTCOME_COLUMNS), others not counted.
+    row = pd.Index(reps).get_indexer(patients["replication"])
+    col = _positions(patients["outcome"], OUTCOME_COLUMNS)
+    k = len(OUTCOME_COLUMNS)
+    known = (row >= 0) & (col >= 0)
+    counts = np.bincount(row[known] * k + col[known], minlength=len(reps) * k).reshape(len(reps), k)
     table = pd.DataFrame({"replication": reps})
     referred = grouped.size().reindex(reps, fill_value=0).to_numpy()
     table["referred"] = referred
-    for name in OUTCOME_COLUMNS:
-        table[name] = counts[name].to_numpy()
+    for j, name in enumerate(OUTCOME_COLUMNS):
+        table[name] = counts[:, j].astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         table["infused_fraction"] = np.where(referred > 0, table["infused"] / np.maximum(referred, 1), math.nan)
     # Only the columns read below (a row filter copies every column it keeps).
