@@ -13,7 +13,7 @@ import pytest
 
 import v2vsim
 from v2vsim import metrics
-from v2vsim.engine.collect import Coded
+from v2vsim.engine.collect import Coded, daily_site_use
 from v2vsim.engine.engines import run_replication
 from v2vsim.engine.runner import EXTRA_PATIENT_COLUMNS, PATIENT_COLUMNS, _run_range
 from v2vsim.outputs.figures import outcomes, sites
@@ -52,7 +52,7 @@ def _frames_as_pandas_built_them(scenario: v2vsim.Scenario, n: int) -> tuple[pd.
         frame.insert(0, "replication", rep)
         patients.append(frame)
         for site in out.site_busy_slot_days:
-            in_use, queue = metrics.daily_site_use(out.site_timeline[site], out.end_day)
+            in_use, queue = daily_site_use(out.site_timeline[site], out.end_day)
             profile = pd.DataFrame({"day": np.arange(in_use.size),
                                     "slots": np.full(in_use.size, float(out.site_slots[site])),
                                     "in_use": in_use, "queue": queue})

@@ -21,7 +21,7 @@ __all__ = [
     "summarise",
     "t_interval",
     "t_quantile",
-    "daily_site_use",
+    "Runs",
     "SiteDays",
     "COMPARISON_COLUMNS",
     "paired_difference",
@@ -160,82 +160,85 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n"])
 
 
-def daily_site_use(log: np.ndarray, end_day: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean slots held and mean queue length per one-day bin (days ``0..ceil(end_day)-1``)
-    from a change log: rows ``(time, in_use, queue)`` after each change; values hold until
-    the next row."""
-    n_days = max(1, int(math.ceil(end_day)))
-    if log.size == 0:
-        return np.zeros(n_days), np.zeros(n_days)
-    edges = np.arange(n_days + 1, dtype=float)
-    times = log[:, 0]
-    k = np.searchsorted(times, edges, side="right") - 1  # last change at or before each edge
-    seen = k >= 0
-    kk = np.maximum(k, 0)
-    out = []
-    for col in (1, 2):
-        values = log[:, col]
-        # Integral of the step function up to each change time, then up to each bin edge.
-        at_change = np.concatenate(([0.0], np.cumsum(values[:-1] * np.diff(times))))
-        cum = np.where(seen, at_change[kk] + values[kk] * (edges - times[kk]), 0.0)
-        out.append(np.diff(cum))
-    return out[0], out[1]
-
-
-#: Columns of ``Results.site_days``.
 SITE_DAY_COLUMNS = ("replication", "site", "day", "slots", "in_use", "queue")
-
 #: One replication's days at one site: ``(replication, site, slots, in_use, queue)``, where
 #: ``slots`` is the capacity or, with a slot schedule, the capacity of each day.
-SiteBlock = tuple[int, str, "float | np.ndarray", np.ndarray, np.ndarray]
+SiteBlock = tuple[int, str, "float | np.ndarray", "Runs | np.ndarray", "Runs | np.ndarray"]
+
+
+@dataclass
+class Runs:
+    """Blocks of a daily series, each as runs of equal values (the same bits): a site's days
+    change seldom, so a replication's series takes a tenth of its days. Exact both ways."""
+
+    values: np.ndarray  # one per run
+    lengths: np.ndarray  # days of each run (int32)
+    blocks: np.ndarray  # runs of each block
+
+    @classmethod
+    def encode(cls, series: np.ndarray) -> Runs:
+        """One block: ``series`` as runs."""
+        a = np.ascontiguousarray(series, dtype=float)
+        bits = a.view(np.int64)
+        starts = np.flatnonzero(np.concatenate(([a.size > 0], bits[1:] != bits[:-1])))
+        return cls(a[starts], np.diff(np.append(starts, a.size)).astype(np.int32), np.array([starts.size]))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Runs]) -> Runs:
+        return cls(*(np.concatenate([np.zeros(0, dtype)] + [getattr(p, name) for p in parts])
+                     for name, dtype in (("values", float), ("lengths", np.int32), ("blocks", np.int64))))
+
+    def expand(self, blocks: np.ndarray) -> np.ndarray:
+        """The days of ``blocks``, one block after the other."""
+        count = self.blocks[blocks]
+        first = (np.cumsum(self.blocks) - self.blocks)[blocks]  # each block's first run
+        runs = np.arange(int(count.sum())) + np.repeat(first - (np.cumsum(count) - count), count)
+        return np.repeat(self.values[runs], self.lengths[runs])
 
 
 @dataclass
 class SiteDays:
-    """A run's site-day profile as arrays: for each replication and site in turn (a *block*),
-    days ``0..n-1`` with the capacity, the mean slots in use and the mean queue of each one-day
-    bin. :meth:`frame` is the long table ``Results.site_days``; :meth:`site_frame` is one site's
-    rows of it, all that the figures and warnings read, without building the whole table."""
+    """A run's site-day profile: for each replication and site in turn (a *block*), days
+    ``0..n-1`` with the capacity, mean slots in use and mean queue of each one-day bin (as
+    :class:`Runs`). :meth:`frame` is ``Results.site_days``; :meth:`site_frame` one site's rows
+    of it, all the figures and warnings read, without the whole table."""
 
     sites: tuple[str, ...]
     replication: np.ndarray  # per block
     site: np.ndarray  # per block: index into sites
     days: np.ndarray  # per block: its number of days
     slots: np.ndarray  # per block: the capacity (NaN: a slot schedule, in daily_slots)
-    in_use: np.ndarray  # per day of every block, block after block
-    queue: np.ndarray
+    in_use: Runs
+    queue: Runs
     daily_slots: dict[int, np.ndarray] = field(default_factory=dict)  # block -> capacity per day
 
     @classmethod
     def from_blocks(cls, blocks: Sequence[SiteBlock]) -> SiteDays:
         """The profile of ``blocks`` in order (one concatenation per column)."""
         sites = tuple(dict.fromkeys(b[1] for b in blocks))
+        runs = [[b[k] if isinstance(b[k], Runs) else Runs.encode(b[k]) for b in blocks] for k in (3, 4)]
         return cls(
             sites, np.array([b[0] for b in blocks], np.int64),
             np.array([sites.index(b[1]) for b in blocks], np.int64),
-            np.array([len(b[3]) for b in blocks], np.int64),
+            np.array([int(r.lengths.sum()) for r in runs[0]], np.int64),
             np.array([math.nan if np.ndim(b[2]) else float(b[2]) for b in blocks]),
-            np.concatenate([np.zeros(0)] + [b[3] for b in blocks]),
-            np.concatenate([np.zeros(0)] + [b[4] for b in blocks]),
+            Runs.concat(runs[0]), Runs.concat(runs[1]),
             {i: np.asarray(b[2]) for i, b in enumerate(blocks) if np.ndim(b[2])})
 
     def __len__(self) -> int:
         return int(self.days.sum())
 
     def _columns(self, blocks: np.ndarray) -> dict[str, np.ndarray]:
-        """``replication, day, slots, in_use, queue`` of the rows of ``blocks`` (in order)."""
+        """``replication, day, slots, in_use, queue`` of the rows of ``blocks`` (ascending)."""
         days = self.days[blocks]
-        start = (np.cumsum(self.days) - self.days)[blocks]  # first row of each block
-        at = np.cumsum(days) - days  # the same among the rows of these blocks
-        day = np.arange(int(days.sum()), dtype=np.int64) - np.repeat(at, days)
+        at = np.cumsum(days) - days  # each block's first row among these rows
         slots = np.repeat(self.slots[blocks], days)
         for b, a, n in zip(blocks.tolist(), at.tolist(), days.tolist()):
             if b in self.daily_slots:
                 slots[a:a + n] = self.daily_slots[b]
-        every = len(blocks) == len(self.days)  # all blocks in order: the arrays themselves
-        rows = slice(None) if every else day + np.repeat(start, days)
-        return {"replication": np.repeat(self.replication[blocks], days), "day": day,
-                "slots": slots, "in_use": self.in_use[rows], "queue": self.queue[rows]}
+        return {"replication": np.repeat(self.replication[blocks], days),
+                "day": np.arange(int(days.sum()), dtype=np.int64) - np.repeat(at, days),
+                "slots": slots, "in_use": self.in_use.expand(blocks), "queue": self.queue.expand(blocks)}
 
     def frame(self) -> pd.DataFrame:
         """The long table: ``replication, site, day, slots, in_use, queue`` (blocks in order)."""

@@ -19,7 +19,8 @@ import numpy as np
 from ..scenario import DAYS_PER_YEAR, OUTCOMES, Scenario
 from .rng import Streams
 
-__all__ = ["OUTCOME_CODE", "Coded", "PatientColumns", "Recorder", "ReplicationOutput", "patient_columns"]
+__all__ = ["OUTCOME_CODE", "Coded", "PatientColumns", "Recorder", "ReplicationOutput", "daily_site_use",
+           "patient_columns"]
 
 #: The model's outcome codes (int8 in the recorder): positions in OUTCOMES.
 OUTCOME_CODE = {name: i for i, name in enumerate(OUTCOMES)}
@@ -178,6 +179,28 @@ def patient_columns(rec: Recorder, scenario: Scenario, arrivals: np.ndarray, coh
         "responded": rec.responded,
         "icu": rec.icu,
     })
+
+
+def daily_site_use(log: np.ndarray, end_day: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean slots held and mean queue length per one-day bin (days ``0..ceil(end_day)-1``)
+    from a change log: rows ``(time, in_use, queue)`` after each change; values hold until
+    the next row."""
+    n_days = max(1, int(math.ceil(end_day)))
+    if log.size == 0:
+        return np.zeros(n_days), np.zeros(n_days)
+    edges = np.arange(n_days + 1, dtype=float)
+    times = log[:, 0]
+    k = np.searchsorted(times, edges, side="right") - 1  # last change at or before each edge
+    seen = k >= 0
+    kk = np.maximum(k, 0)
+    out = []
+    for col in (1, 2):
+        values = log[:, col]
+        # Integral of the step function up to each change time, then up to each bin edge.
+        at_change = np.concatenate(([0.0], np.cumsum(values[:-1] * np.diff(times))))
+        cum = np.where(seen, at_change[kk] + values[kk] * (edges - times[kk]), 0.0)
+        out.append(np.diff(cum))
+    return out[0], out[1]
 
 
 def survival_columns(rec: Recorder, scenario: Scenario, streams: Streams, arrivals: np.ndarray,

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..metrics import SiteBlock, SiteDays
+from ..metrics import Runs, SiteBlock, SiteDays
 from ..scenario import OUTCOMES
-from .collect import Coded, PatientColumns, ReplicationOutput, small_codes
+from .collect import Coded, PatientColumns, ReplicationOutput, daily_site_use, small_codes
 from .engines import check_engine, engine_for, run_replications
 from ..scenario import Scenario
 
@@ -136,10 +136,10 @@ def _one(out: ReplicationOutput, detail: bool = True) -> _Compact:
         run[f"busy_{site}"] = busy
         run[f"slots_{site}"] = out.site_slots[site]
         if detail:
-            in_use, queue = metrics.daily_site_use(out.site_timeline[site], out.end_day)
+            in_use, queue = daily_site_use(out.site_timeline[site], out.end_day)
             # A slot schedule gives the capacity of each day.
             slots = out.site_daily_slots.get(site, float(out.site_slots[site]))
-            sites.append((replication, site, slots, in_use, queue))
+            sites.append((replication, site, slots, Runs.encode(in_use), Runs.encode(queue)))
     cohort = patients["cohort"]
     cohort_of = ((lambda i: cohort.labels[cohort.codes[i]]) if isinstance(cohort, Coded)
                  else (lambda i: cohort[i]))
