@@ -203,3 +203,18 @@ def test_outcome_counts_are_crosstab_s() -> None:
         for name in OUTCOMES:
             assert table[name].dtype == np.int64
             assert table[name].tolist() == expected[name].tolist()
+
+
+def test_runs_give_back_every_bit() -> None:
+    rng = np.random.default_rng(9)
+    series = []
+    for _ in range(30):
+        values = np.round(rng.uniform(0, 3, int(rng.integers(0, 50)))) * rng.choice([1.0, -1.0, 0.5])
+        values[rng.uniform(size=values.size) < 0.1] = np.nan
+        values[rng.uniform(size=values.size) < 0.1] = -0.0
+        series.append(values)
+    runs = metrics.Runs.concat([metrics.Runs.encode(s) for s in series])
+    assert runs.values.size < sum(s.size for s in series)
+    for blocks in (np.arange(30), np.array([], dtype=np.int64), np.array([0, 3, 29]), np.arange(1, 30, 2)):
+        expected = np.concatenate([np.zeros(0)] + [series[b] for b in blocks])
+        assert runs.expand(blocks).view(np.int64).tolist() == expected.view(np.int64).tolist()
