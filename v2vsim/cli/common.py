@@ -212,9 +212,32 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
                       f"seed {results.seed} · v2vsim {__version__}")
             run_figures(results.patients, results.site_profile, results.events,
                         results.scenario.name, tmp / "figures", footer=footer, jobs=jobs)
+        budget = getattr(results, "budget", None)
+        if budget is not None and len(budget):
+            write_budget_files(results, budget, tmp, figures)
         return manifest_fields(results, ["v2vsim", *sys.argv[1:]], scenario_file)
 
     return write_results_dir(out_dir, fill, force=force)
+
+
+def write_budget_files(results: Results, budget: object, directory: Path, figures: bool) -> None:
+    """A run's budget impact: ``budget.csv`` (mean cost per calendar year and category, with
+    its interval across replications) and, with figures, ``figures/budget_impact``."""
+    from .._version import __version__
+    from ..experiments.economics import budget_summary
+    from ..outputs.comparison_files import write_budget
+
+    summary = budget_summary(budget, results.replications["replication"].tolist())  # type: ignore[arg-type]
+    write_budget(summary, directory)
+    if figures:
+        from ..outputs.figures.economics import budget_figure
+        from ..outputs.figures.style import save_figure
+
+        footer = (f"{results.scenario.name} · {results.n_replications} replications · "
+                  f"seed {results.seed} · v2vsim {__version__}")
+        fig = budget_figure(summary, results.scenario.currency, footer=footer)
+        save_figure(fig, directory / "figures", "budget_impact")
+        fig.clear()
 
 
 # --------------------------------------------------------------------------- the app's own option

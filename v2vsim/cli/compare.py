@@ -33,9 +33,12 @@ if TYPE_CHECKING:  # the library is imported in the commands that use it (see .c
     from ..experiments.compare import Comparison
 
 __all__ = [
+    "budget_table",
     "compare",
     "comparison_summary_table",
     "default_compare_dir",
+    "economics_table",
+    "parse_wtp",
     "report",
     "write_compare_dir",
 ]
@@ -43,7 +46,7 @@ __all__ = [
 
 def _scenario_dirs(names: list[str]) -> list[str]:
     """Distinct subdirectory names for the scenarios of a comparison (slugs, made unique)."""
-    taken = {"figures", "comparison.csv", "comparison.json", "manifest.json"}
+    taken = {"figures", "comparison.csv", "comparison.json", "budget.csv", "manifest.json"}
     dirs = []
     for name in names:
         base = _slug(name)[:80]
@@ -87,6 +90,14 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
                                {r.scenario.name: r.replications for r in comparison.results},
                                tmp / "figures", currency=comparison.currency, footer=footer,
                                jobs=jobs)
+            economics = comparison.economics
+            if economics is not None and len(economics.budget):
+                from ..outputs.figures.economics import budget_figure
+                from ..outputs.figures.style import save_figure
+
+                save_figure(budget_figure(economics.budget, comparison.currency, footer=footer,
+                                          level=comparison.level, names=comparison.names),
+                            tmp / "figures", "budget_impact", formats=("png", "svg", "pdf"), dpi=300)
         manifest = manifest_fields(comparison.results[0], ["v2vsim", *sys.argv[1:]], None)
         for key in ("scenario_name", "scenario_file", "scenario_sha256"):
             manifest.pop(key, None)
@@ -114,6 +125,8 @@ def _fmt_compare(value: float, unit: str, diff: bool = False, bare: bool = False
         return f"{value:{sign}.1f}"
     if unit == "count":
         return f"{value:{sign}.2f}"
+    if unit in ("years", "QALYs"):
+        return f"{value:{sign}.3f}"
     return f"{value:{sign},.0f}"
 
 
@@ -131,7 +144,9 @@ def comparison_summary_table(comparison: Comparison, title: str) -> Table:
               and (m == "ineligible" or (by_metric[m]["mean"] > 0).any())]
     order = ["infused_fraction", "died", *causes, "vein_to_vein_median", "vein_to_vein_p90",
              "referral_to_infusion_median", "queue_wait_mean", "cost_per_infused",
-             "cost_per_referred", "responders", "icu_admissions"]
+             "cost_per_referred", "cost_discounted_per_referred", "life_years_per_referred",
+             "life_years_discounted_per_referred", "qalys_per_referred",
+             "qalys_discounted_per_referred", "responders", "icu_admissions"]
     names = comparison.names
     letters = [chr(ord("A") + i) if i < 26 else f"S{i + 1}" for i in range(len(names))]
     caption = "\n".join(f"{letter} = {name}" + (" (baseline)" if i == 0 else "")
@@ -167,6 +182,114 @@ def comparison_summary_table(comparison: Comparison, title: str) -> Table:
     return table
 
 
+def parse_wtp(text: str | None) -> list[float] | None:
+    """``--wtp 20000,50000``: the thresholds, or exit 2 naming the bad one."""
+    if text is None:
+        return None
+    values = []
+    for part in text.split(","):
+        part = part.strip().replace("_", "")
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            _fail(f"error: --wtp: '{part}' is not a positive number; give thresholds per QALY "
+                  "separated by commas, e.g. --wtp 20000,50000")
+        values.append(value)
+    return values
+
+
+def _interval(row: Any, unit: str) -> str:
+    """An estimate and its interval for the console (an unbounded interval says so)."""
+    estimate = _fmt_compare(row["estimate"], unit, diff=unit != "ratio")
+    low, high = float(row["ci_low"]), float(row["ci_high"])
+    if math.isinf(low) or math.isinf(high):
+        return f"{estimate}\n(unbounded)"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return estimate
+    diff = unit != "ratio"
+    return (f"{estimate}\n({_fmt_compare(low, unit, diff, True)} to "
+            f"{_fmt_compare(high, unit, diff, True)})")
+
+
+def economics_table(comparison: Comparison) -> Table:
+    """Incremental costs, life-years, QALYs, the ICERs and net monetary benefit of every
+    scenario against the first, with paired 95% intervals (Fieller's for the ICERs)."""
+    from rich.table import Table
+
+    economics = comparison.economics
+    assert economics is not None
+    currency = economics.currency
+    names = economics.scenarios
+    table = Table(title=f"Cost-effectiveness against {economics.comparator} (per referred patient)",
+                  title_justify="left", show_lines=True,
+                  caption="Differences are paired by replication (the same patients). ICER "
+                          "intervals: Fieller's method; unbounded when the interval of the "
+                          "incremental effect includes 0.", caption_justify="left")
+    table.add_column("Measure")
+    for name in names:
+        table.add_column(f"{name}\nvs {economics.comparator}\n{economics.level:.0%} CI",
+                         justify="right")
+    measures = [("incremental_cost_discounted", None, f"Δ cost, discounted ({currency})", "currency"),
+                ("incremental_cost", None, f"Δ cost, undiscounted ({currency})", "currency"),
+                ("incremental_life_years_discounted", None, "Δ life-years, discounted", "years"),
+                ("incremental_life_years", None, "Δ life-years, undiscounted", "years"),
+                ("incremental_qalys_discounted", None, "Δ QALYs, discounted", "QALYs"),
+                ("incremental_qalys", None, "Δ QALYs, undiscounted", "QALYs"),
+                ("icer_per_qaly", None, f"ICER ({currency} per QALY)", "ratio"),
+                ("icer_per_life_year", None, f"ICER ({currency} per life-year)", "ratio")]
+    measures += [("nmb", w, f"Net monetary benefit at {w:,.0f} {currency}/QALY", "currency")
+                 for w in economics.wtp]
+    for measure, wtp, label, unit in measures:
+        cells = []
+        for name in names:
+            try:
+                row = economics.value(name, measure, wtp)
+            except KeyError:
+                cells.append("–")
+                continue
+            cells.append(_interval(row, unit))
+        table.add_row(label, *cells)
+    table.add_row("In words (discounted)",
+                  *[economics.sentence(name) for name in names])
+    return table
+
+
+def budget_table(comparison: Comparison) -> Table:
+    """Budget impact: each scenario's mean cost charged per calendar year (all categories) with
+    its 95% interval, and the paired difference from the first scenario."""
+    from rich.table import Table
+
+    economics = comparison.economics
+    assert economics is not None
+    budget = economics.budget
+    total = budget[budget["category"] == "total"]
+    names = comparison.names
+    table = Table(title=f"Budget impact: cost charged per calendar year ({economics.currency}, "
+                        "undiscounted, all patients)", title_justify="left")
+    table.add_column("Year")
+    for name in names:
+        table.add_column(f"{name}\nmean (95% CI)", justify="right")
+    for name in names[1:]:
+        table.add_column(f"{name} − {names[0]}\npaired (95% CI)", justify="right")
+    for year, rows in total.groupby("year", sort=True):
+        by_name = rows.set_index("scenario")
+        cells = [str(year)]
+        for name in names:
+            r = by_name.loc[name] if name in by_name.index else None
+            cells.append("–" if r is None else
+                         f"{_fmt_compare(r['mean'], 'currency')} ({_fmt_compare(r['ci_low'], 'currency', bare=True)}"
+                         f" to {_fmt_compare(r['ci_high'], 'currency', bare=True)})")
+        for name in names[1:]:
+            r = by_name.loc[name] if name in by_name.index else None
+            cells.append("–" if r is None else
+                         f"{_fmt_compare(r['diff'], 'currency', True)} ({_fmt_compare(r['diff_ci_low'], 'currency', True, True)}"
+                         f" to {_fmt_compare(r['diff_ci_high'], 'currency', True, True)})")
+        table.add_row(*cells)
+    return table
+
+
 def compare(
     scenario_files: Annotated[list[Path], typer.Argument(metavar="A B [C...]", help="Scenario YAML files; the first is the baseline.")],
     replications: Annotated[Optional[int], typer.Option("--replications", "-n", min=1, help="Replications of every scenario (default: the first scenario's).")] = None,
@@ -179,6 +302,7 @@ def compare(
     sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a value in every scenario (repeatable), e.g. --set cohorts.adult_LBCL.priority=0.")] = None,
     precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Replications until the 95% CI half-width of the key metrics is within this fraction of their mean in every scenario (the largest count is used for all); -n is then the cap (default 1000).")] = None,
     engine: Engine = "auto",
+    wtp: Annotated[Optional[str], typer.Option("--wtp", metavar="W1,W2,...", help="Willingness-to-pay thresholds per QALY (the scenarios' currency), separated by commas, for net monetary benefit; every scenario needs an economics section (default: the thresholds of the scenarios' economics sections).")] = None,
 ) -> None:
     """Run scenarios on the same virtual patients and compare each with the first (paired)."""
     from ..engine.runner import default_jobs
@@ -197,6 +321,13 @@ def compare(
         check_comparable(scenarios)
     except ValueError as exc:
         _fail(f"error: {exc}")
+    thresholds = parse_wtp(wtp)
+    if thresholds is not None:
+        without = [str(path) for path, s in zip(scenario_files, scenarios)
+                   if getattr(s, "economics", None) is None]
+        if without:
+            _fail([f"error: --wtp needs an economics section in every scenario; {path} has none"
+                   for path in without])
     engine = check_engine_cli(engine, scenarios)
     first = scenarios[0]
     n = replications or first.replications
@@ -227,6 +358,7 @@ def compare(
             task = progress.add_task(f"{len(scenarios)} scenarios", total=n * len(scenarios))
             comparison = compare_scenarios(
                 scenarios, replications=n, seed=base_seed, jobs=workers, engine=engine,
+                wtp=thresholds,
                 progress=lambda done, total: progress.update(task, completed=done))
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written", 130)
@@ -234,6 +366,13 @@ def compare(
     out.print(comparison_summary_table(
         comparison, f"{len(scenarios)} scenarios — {n} replications each, seed {base_seed}, "
         "same patients in each"))
+    if comparison.economics is not None:
+        out.print(economics_table(comparison))
+        for name, sentence in comparison.economics.sentences().items():
+            out.print(f"Against {comparison.baseline}: {sentence}.", markup=False, highlight=False,
+                      soft_wrap=True)
+        if len(comparison.economics.budget):
+            out.print(budget_table(comparison))
     for results in comparison.results:
         sc = results.scenario
         for warning in overload_warnings(results.replications, results.site_profile,
