@@ -2,7 +2,7 @@
 
 The journey reports facts as they happen (:class:`Recorder`: the day of the first apheresis,
 an outcome, a trace row); at the end :func:`patient_columns` builds the patient table's
-columns once, from plain arrays, and :func:`survival_columns` adds life-years (vectorised).
+columns once, from plain arrays (:mod:`.health` adds survival and the economics).
 String columns (cohort, pathway, outcome, outcome step) stay small integer codes into their
 labels (:class:`PatientColumns`) until someone reads them as strings.
 """
@@ -10,14 +10,14 @@ labels (:class:`PatientColumns`) until someone reads them as strings.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..scenario import DAYS_PER_YEAR, OUTCOMES, Scenario
-from .rng import Streams
+from ..scenario import OUTCOMES, Scenario
 
 __all__ = ["OUTCOME_CODE", "Coded", "PatientColumns", "Recorder", "ReplicationOutput", "daily_site_use",
            "patient_columns"]
@@ -98,12 +98,16 @@ class ReplicationOutput:
     site_starts: dict[str, np.ndarray] = field(default_factory=dict)
     #: The engine that computed it (see :mod:`.engines`).
     engine: str = "simpy"
+    #: With economics: costs by category (rows, COST_CATEGORIES) and calendar year of the
+    #: horizon (columns), and the fixed costs discounted.
+    budget: np.ndarray | None = None
+    fixed_cost_discounted: float = math.nan
 
 
 class Recorder:
     """Per-patient facts of one replication, by patient index (NaN: did not happen)."""
 
-    def __init__(self, n: int, trace_patients: int) -> None:
+    def __init__(self, n: int, trace_patients: int, charges: bool = False) -> None:
         nan = math.nan
         self.n = n
         self.apheresis_day = np.full(n, nan)
@@ -123,6 +127,8 @@ class Recorder:
         self.trace_patients = trace_patients
         #: (patient, step, kind, attempt, ready_day, start_day, end_day, status)
         self.events: list[tuple[Any, ...]] = []
+        #: With economics: every step's cost as it is charged, flat (patient, step index, day).
+        self.charges: array[float] | None = array("d") if charges else None
 
     def left(self, i: int, outcome: int, step: int, day: float, wait: float, cost: float,
              runs: int) -> None:
@@ -201,41 +207,3 @@ def daily_site_use(log: np.ndarray, end_day: float) -> tuple[np.ndarray, np.ndar
         cum = np.where(seen, at_change[kk] + values[kk] * (edges - times[kk]), 0.0)
         out.append(np.diff(cum))
     return out[0], out[1]
-
-
-def survival_columns(rec: Recorder, scenario: Scenario, streams: Streams, arrivals: np.ndarray,
-                     cohort_of: np.ndarray, death_after_referral: Any) -> dict[str, np.ndarray]:
-    """Death day and life-years in each cohort's follow-up window (NaN where not modelled).
-
-    Alive from referral until the untreated death clock (as changed by bridging) unless
-    infused; after infusion, the survival draw of a responder or a non-responder (the same
-    uniform for both: common random numbers).
-    """
-    n = rec.n
-    nan = math.nan
-    follow = np.full(n, nan)
-    death_day = np.full(n, nan)
-    life_years = np.full(n, nan)
-    modelled = [c for c, co in enumerate(scenario.cohorts) if co.after_infusion.models_survival]
-    if modelled and n:
-        dead = arrivals + np.asarray(death_after_referral)
-        died = rec.outcome == DIED
-        dead[died] = rec.outcome_day[died]  # the very instant the patient left
-        u = streams("after:survival").extend_to(n)[:n]
-        infused = rec.outcome == INFUSED
-        for c in modelled:
-            after = scenario.cohorts[c].after_infusion
-            mask = cohort_of == c
-            follow[mask] = after.follow_up_days
-            m = mask & infused
-            if m.any():
-                resp = rec.responded[m] == 1.0
-                survival = np.where(resp, after.survival_responder.ppf(u[m]),  # type: ignore[union-attr]
-                                    after.survival_non_responder.ppf(u[m]))  # type: ignore[union-attr]
-                dead[m] = rec.infusion_day[m] + survival
-        has = ~np.isnan(follow)
-        alive = np.minimum(dead - arrivals, follow)
-        life_years[has] = alive[has] / DAYS_PER_YEAR
-        within = has & (dead - arrivals <= follow)
-        death_day[within] = dead[within]
-    return {"death_day": death_day, "life_years": life_years}

@@ -232,11 +232,12 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     # an exception set"); they are delivered as the loop returns, as on the SimPy engine.
     held = _hold_signals()
     try:
-        rec_f, rec_i, busy, log, trace, events, taken, starts = run(
+        rec_f, rec_i, busy, log, trace, events, taken, starts, charges = run(
             np.asarray(rep.arrivals, dtype=float), np.asarray(rep.cohort_of, dtype=np.int64),
             np.asarray(rep.death, dtype=float), np.asarray(rep.ineligible, dtype=float),
             c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
-            PW, PWF, D, F, *_sites(rep), rep.start_weekday, stop, rep.rec.trace_patients, record)
+            PW, PWF, D, F, *_sites(rep), rep.start_weekday, stop, rep.rec.trace_patients, record,
+            rep.rec.charges is not None)
     except SystemError as exc:
         signal_exc = _signal_in(exc)
         if signal_exc is not None:
@@ -257,6 +258,8 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     rec.outcome[:] = rec_i[:, 0]
     rec.outcome_step[:] = rec_i[:, 1]
     rec.attempts[:] = rec_i[:, 2]
+    if rec.charges is not None:
+        rec.charges.frombytes(np.ascontiguousarray(charges).tobytes())
     paths = [rep.pathways[name] for name in rep.pathway_list]
     for row in trace:
         i, j = int(row[0]), int(row[1])

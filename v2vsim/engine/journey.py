@@ -128,6 +128,7 @@ class Journey:
         timeout = env.timeout
         pools = self.pools
         apheresis_day = self.rec.apheresis_day
+        charges = self.rec.charges
         p = self.admit(i)
         steps = p.steps
         held = p.held
@@ -179,6 +180,8 @@ class Journey:
                 p.wait += begin - ready
             runs = p.runs[j] = p.runs[j] + 1
             p.cost += step.cost
+            if charges is not None and step.cost:
+                charges.extend((i, j, begin))
             if step.records:  # the first apheresis and manufacture days, manufacturing runs
                 if step.is_apheresis:
                     if apheresis_day[i] != apheresis_day[i]:  # NaN: the first apheresis

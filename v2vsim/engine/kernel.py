@@ -18,7 +18,7 @@ from .kernel_pools import (
     _C_EID, _C_HEAP, _C_LEFT, _C_LOG, _C_REF_K, _C_REF_WAITED, _C_REQ, _C_TRACE, _CUT, _DISPATCH, _DONE,
     _FAILED, _GRANTED, _INIT, _NORMAL, _PC_SLOT, _PC_START_CUT, _PC_START_OK, _PC_STEP_CUT, _PC_STEP_END,
     _REF, _REQ, _RING, _S_FREE, _S_HEAP, _S_QUEUED, _SF_BUSY, _SF_SINCE, _TIMEOUT, _UNRESOLVED, _URGENT,
-    _C_START, _CAL, _CAL_INIT, _S_CAL, _S_CH_END, _S_HELD, _S_NEXT,
+    _C_START, _C_CHARGE, _CAL, _CAL_INIT, _S_CAL, _S_CH_END, _S_HELD, _S_NEXT,
     _calendar_change, _cancel, _expected_wait, _grant_head, _grow, _head, _pop, _release, _request, _schedule,
 )
 
@@ -178,7 +178,7 @@ def _start_time(T_days, T_cl_start, T_cl_end, T_cl_n, TI, p, j, start_weekday, n
 
 def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq,
             T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, D, F, site_i, site_f, ch_day, ch_first, act_kind,
-            act_value, start_weekday, stop, limit, record):  # type: ignore[no-untyped-def]
+            act_value, start_weekday, stop, limit, record, charging):  # type: ignore[no-untyped-def]
     """One replication's run (see the module text). Returns the recorder's arrays, the sites'
     slot-days and logs, the trace and the number of events SimPy would have scheduled."""
     n = arrivals.shape[0]
@@ -211,7 +211,8 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
     rq = np.zeros((16 + n, 4), dtype=np.int64)
     lg = np.zeros((64 + 4 * n if record else 1, 4))
     tr = np.zeros((16 + 8 * min(n, limit) * width, 7))
-    ctr = np.zeros(9, dtype=np.int64)
+    ctr = np.zeros(10, dtype=np.int64)
+    cg = np.zeros((16 + (2 * n * width if charging else 0), 3))
     taken = np.zeros(n, dtype=np.int64)
     headroom = 8 * width * (n_sites + 2) + 16
     # The sites' calendar processes, then the referral process, start at day 0 (urgent events,
@@ -441,6 +442,12 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                 runs[i, j] += 1
                 attempt = runs[i, j]
                 PF[i, _F_COST] += TF[p, j, _TF_COST]
+                if charging and TF[p, j, _TF_COST] != 0.0:
+                    k = ctr[_C_CHARGE]
+                    if k == cg.shape[0]:
+                        cg = _grow(cg)
+                    cg[k, 0], cg[k, 1], cg[k, 2] = i, j, begin
+                    ctr[_C_CHARGE] = k + 1
                 if TI[p, j, _T_APH]:
                     if rec_f[i, 0] != rec_f[i, 0]:
                         rec_f[i, 0] = begin
@@ -503,4 +510,4 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
         busy[s] = psf[s, _SF_BUSY] + ps[s, _S_HELD] * (stop - psf[s, _SF_SINCE])
     # SimPy also schedules each ended process and the stop.
     return (rec_f, rec_i, busy, lg[:ctr[_C_LOG]], tr[:ctr[_C_TRACE]], ctr[_C_EID] + ctr[_C_LEFT] + 1, taken,
-            st[:ctr[_C_START]])
+            st[:ctr[_C_START]], cg[:ctr[_C_CHARGE]])

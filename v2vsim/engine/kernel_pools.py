@@ -84,7 +84,7 @@ def _pop(ht: np.ndarray, hi: np.ndarray, size: int) -> int:
 # --------------------------------------------------------------------------- the state
 # Counters (ctr): event order, heap size, requests, log rows, trace rows, next referral,
 # whether the referral process resumes after its wait, events SimPy schedules besides, starts.
-_C_EID, _C_HEAP, _C_REQ, _C_LOG, _C_TRACE, _C_REF_K, _C_REF_WAITED, _C_LEFT, _C_START = range(9)
+_C_EID, _C_HEAP, _C_REQ, _C_LOG, _C_TRACE, _C_REF_K, _C_REF_WAITED, _C_LEFT, _C_START, _C_CHARGE = range(10)
 # Site integers (ps): free slots, waiters, heap size, requests so far, slots, slots held, has a
 # calendar, capacity, closed, next calendar change, end of its changes.
 _S_FREE, _S_QUEUED, _S_HEAP, _S_SEQ, _S_SLOTS, _S_HELD, _S_CAL, _S_CAP, _S_CLOSED, _S_NEXT, _S_CH_END = range(11)

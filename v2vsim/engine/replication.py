@@ -23,7 +23,8 @@ from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
 from .calendar import calendar_changes, calendar_process, capacity_profile
 from .clocks import Bridge, bridged_clock
-from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns, survival_columns
+from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns
+from .health import economics_columns, response_probability, survival
 from .journey import EngineStep, Journey, Patient
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
 from .rng import Draws, Streams, Uniforms, floats, stream_states
@@ -125,7 +126,7 @@ class Replication(Journey):
         self.arrivals = arrival_days(scenario, streams)
         n = self.n = int(self.arrivals.size)
         self.start_weekday = scenario.start_date.weekday()
-        self.rec = Recorder(n, trace_patients)
+        self.rec = Recorder(n, trace_patients, charges=scenario.economics is not None)
         self.live: dict[int, Patient] = {}
         self._build_pools(record_timeline, reference)
         self._draw_patients()
@@ -348,8 +349,18 @@ class Replication(Journey):
             end_day = max(sc.horizon_days, float(np.nanmax(rec.outcome_day)) if self.n else 0.0)
         self._after_infusion()
         columns = patient_columns(rec, sc, self.arrivals, self.cohort_of, self.pathway_taken, self.step_names)
-        columns.update(self._policy_columns())
+        policy = self._policy_columns()
+        alive_days = policy.pop("_alive_days", None)
+        columns.update(policy)
         fixed = sum(s.fixed_cost_per_year for s in sc.sites.values()) * sc.horizon_days / 365.0
+        budget, fixed_discounted = None, math.nan
+        if sc.economics is not None:
+            crs = self._crs()
+            columns["crs"] = crs
+            eco, budget, fixed_discounted = economics_columns(
+                rec, sc, self.streams, self.arrivals, self.cohort_of, self.pathway_taken, self.pathway_list,
+                self._step_costs(), alive_days, crs, rec.bridging_day, self._bridging_lengths())
+            columns.update(eco)
         site_slots: dict[str, float] = {name: s.slots for name, s in sc.sites.items()}  # type: ignore[misc]
         daily_slots: dict[str, np.ndarray] = {}
         for name, s in sc.sites.items():
@@ -368,17 +379,57 @@ class Replication(Journey):
             site_daily_slots=daily_slots,
             site_starts=starts,
             engine=engine,
+            budget=budget,
+            fixed_cost_discounted=fixed_discounted,
         )
 
     def _after_infusion(self) -> None:
-        """Response and ICU admission of every infused patient (drawn by patient index)."""
+        """Response and ICU admission of every infused patient (drawn by patient index); the
+        chance of a response may depend on the wait (``wait_effect``)."""
         rec = self.rec
         infused = rec.outcome == INFUSED
         if infused.any():
             response = np.asarray(self.cohort_response)[self.cohort_of]
+            for c, cohort in enumerate(self.scenario.cohorts):
+                effect = cohort.after_infusion.wait_effect
+                if effect.response_odds_ratio != 1.0:
+                    m = infused & (self.cohort_of == c)
+                    response = response.copy() if response.base is None else response
+                    response[m] = response_probability(
+                        cohort.after_infusion.response_probability, rec.infusion_day[m] - self.arrivals[m], effect)
             icu = np.asarray(self.cohort_icu)[self.cohort_of]
             rec.responded[infused] = (np.asarray(self.u_response) < response)[infused]
             rec.icu[infused] = (np.asarray(self.u_icu) < icu)[infused]
+
+    def _crs(self) -> np.ndarray:
+        """Cytokine release syndrome after each infusion (its own draw; NaN if not infused)."""
+        rec = self.rec
+        crs = np.full(self.n, math.nan)
+        infused = rec.outcome == INFUSED
+        if infused.any():
+            p = np.asarray([c.after_infusion.crs_probability for c in self.scenario.cohorts])[self.cohort_of]
+            u = self.streams("after:crs").extend_to(self.n)[:self.n]
+            crs[infused] = (u < p)[infused]
+        return crs
+
+    def _step_costs(self) -> np.ndarray:
+        """The cost charged when step ``j`` of pathway ``p`` begins (as the engines charge it)."""
+        width = max(len(self.pathways[name]) for name in self.pathway_list)
+        out = np.zeros((len(self.pathway_list), width))
+        for p, name in enumerate(self.pathway_list):
+            for j, step in enumerate(self.pathways[name]):
+                out[p, j] = step.cost
+        return out
+
+    def _bridging_lengths(self) -> np.ndarray:
+        """The length of each bridged patient's course (NaN: no bridging)."""
+        out = np.full(self.n, math.nan)
+        bridged = ~np.isnan(self.rec.bridging_day)
+        for c, b in enumerate(self.cohort_bridge):
+            m = bridged & (self.cohort_of == c)
+            if b is not None and m.any():
+                out[m] = np.frombuffer(b.durations.head(self.n), dtype=float)[:self.n][m]
+        return out
 
     def _policy_columns(self) -> dict[str, np.ndarray]:
         """Patient columns of the optional policies (NaN where a policy does not apply)."""
@@ -390,8 +441,8 @@ class Replication(Journey):
                 rerouted[mask] = (self.pathway_taken[mask] != rule[0][3]).astype(float)
         columns = {"rerouted": rerouted, "bridging_day": self.rec.bridging_day,
                    "bridging_toxicity": self.rec.bridging_toxicity}
-        columns.update(survival_columns(self.rec, self.scenario, self.streams, self.arrivals,
-                                        self.cohort_of, self.death))
+        columns.update(survival(self.rec, self.scenario, self.streams, self.arrivals,
+                                self.cohort_of, self.death))
         return columns
 
 
@@ -400,6 +451,8 @@ def stream_purposes(scenario: Scenario) -> list[str]:
     attempt; later ones are made when first needed)."""
     purposes = ["arrivals", "cohort", "clock:death", "clock:ineligible", "after:response", "after:icu",
                 "after:survival"]
+    if scenario.economics is not None:
+        purposes += ["after:crs", "after:cure", "after:background", "cohort:age", "cohort:sex"]
     if any(c.bridging is not None for c in scenario.cohorts):
         purposes += ["bridging:duration", "bridging:toxicity", "bridging:toxicity_delay"]
     for pathway in scenario.pathways.values():

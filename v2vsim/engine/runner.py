@@ -43,6 +43,10 @@ PATIENT_COLUMNS = (
 #: Columns beyond the contract's list (documented in the README).
 EXTRA_PATIENT_COLUMNS = ("outcome_day", "responded", "icu", "rerouted", "bridging_day",
                          "bridging_toxicity", "death_day", "life_years")
+#: Columns of a scenario with economics (see :mod:`.health`).
+ECONOMIC_PATIENT_COLUMNS = ("age", "male", "cured", "crs", "cost_after_pathway", "cost_discounted",
+                            "life_years_discounted", "qalys", "qalys_discounted")
+BUDGET_COLUMNS = ("replication", "year", "category", "cost")
 EVENT_COLUMNS = ("replication", "patient", "cohort", "step", "kind", "attempt", "ready_day",
                  "start_day", "end_day", "status")
 
@@ -59,6 +63,9 @@ class Results:
     #: The site-day profile as arrays; ``site_days`` is its long table.
     site_profile: SiteDays
     events: pd.DataFrame
+    #: With economics: the payer's costs by replication, calendar year of the horizon and
+    #: category (undiscounted; see :mod:`.health`); no rows without economics.
+    budget: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(BUDGET_COLUMNS)))
     wall_seconds: float = 0.0
     events_processed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -125,12 +132,15 @@ class _Compact:
     events: list[tuple[Any, ...]]
     events_processed: int
     engine: str
+    budget: np.ndarray | None = None
 
 
 def _one(out: ReplicationOutput, detail: bool = True) -> _Compact:
     replication = out.replication
     patients = {name: _held(out.columns, name) for name in out.columns}
     run = {"replication": replication, "end_day": out.end_day, "fixed_cost": out.fixed_cost}
+    if out.budget is not None:
+        run["fixed_cost_discounted"] = out.fixed_cost_discounted
     sites = []
     for site, busy in out.site_busy_slot_days.items():
         run[f"busy_{site}"] = busy
@@ -147,7 +157,7 @@ def _one(out: ReplicationOutput, detail: bool = True) -> _Compact:
     # that every engine gives the same table.
     ordered = sorted(out.events, key=lambda ev: ev[0])
     events = [(replication, ev[0], cohort_of(ev[0]), *ev[1:]) for ev in ordered]
-    return _Compact(replication, patients, run, sites, events, out.events_processed, out.engine)
+    return _Compact(replication, patients, run, sites, events, out.events_processed, out.engine, out.budget)
 
 
 @dataclass
@@ -164,6 +174,7 @@ class _Batch:
     events: list[tuple[Any, ...]]
     events_processed: int
     engines: dict[str, int] = field(default_factory=dict)  # engine -> replications it ran
+    budget: list[np.ndarray] | None = None  # with economics: one (category x year) array each
 
 
 def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: bool = True,
@@ -186,6 +197,7 @@ def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: boo
         events=[e for p in parts for e in p.events],
         events_processed=sum(p.events_processed for p in parts),
         engines=engines,
+        budget=[p.budget for p in parts] if parts and parts[0].budget is not None else None,  # type: ignore[misc]
     )
 
 
@@ -309,7 +321,8 @@ def _patient_frame(batches: Sequence[_Batch]) -> pd.DataFrame:
     """The patients table: every column concatenated once and put into the frame as it is."""
     counts = np.concatenate([b.counts for b in batches])
     columns: dict[str, Any] = {"replication": np.repeat(np.arange(len(counts), dtype=np.int64), counts)}
-    for name in PATIENT_COLUMNS[1:] + EXTRA_PATIENT_COLUMNS:
+    economic = tuple(c for c in ECONOMIC_PATIENT_COLUMNS if batches and c in batches[0].patients)
+    for name in PATIENT_COLUMNS[1:] + EXTRA_PATIENT_COLUMNS + economic:
         value = _concat([b.patients[name] for b in batches])
         if name == "outcome":
             if not isinstance(value, Coded):
@@ -326,6 +339,25 @@ def _patient_frame(batches: Sequence[_Batch]) -> pd.DataFrame:
         else:
             columns[name] = value.decode() if isinstance(value, Coded) else value
     return pd.DataFrame(columns, copy=False)
+
+
+def budget_frame(scenario: Scenario, arrays: Sequence[np.ndarray]) -> pd.DataFrame:
+    """The long budget table from each replication's (category x year) array."""
+    if not arrays or scenario.economics is None:
+        return pd.DataFrame({"replication": pd.Series(dtype=np.int64), "year": pd.Series(dtype=np.int64),
+                             "category": pd.Series(dtype=str), "cost": pd.Series(dtype=float)})
+    from ..scenario.economics import COST_CATEGORIES
+    from .health import calendar_years
+
+    years, _ = calendar_years(scenario)
+    n_cat, n_year = len(COST_CATEGORIES), years.size
+    stacked = np.stack(arrays)  # replication, category, year
+    return pd.DataFrame({
+        "replication": np.repeat(np.arange(len(arrays), dtype=np.int64), n_cat * n_year),
+        "year": np.tile(years.astype(np.int64), len(arrays) * n_cat),
+        "category": np.tile(np.repeat(np.array(COST_CATEGORIES, dtype=object), n_year), len(arrays)),
+        "cost": stacked.reshape(-1),
+    })
 
 
 def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seconds: float = 0.0) -> Results:
@@ -345,6 +377,7 @@ def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seco
         for name, k in batch.engines.items():
             engines[name] = engines.get(name, 0) + k
     return Results(
+        budget=budget_frame(scenario, [a for b in ordered for a in (b.budget or ())]),
         scenario=scenario,
         seed=base_seed,
         n_replications=n,

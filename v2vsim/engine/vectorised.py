@@ -17,7 +17,8 @@ the same arrays.
 
 Bridging (new disease clocks), a bridging toxicity's start rule, and patients' start days
 that need the scalar rule run the journey's own methods patient by patient, so they are the
-same code as the reference.
+same code as the reference. It is one piece: the journey's story told for arrays, in the
+journey's order, reads best beside it as one text.
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ class Batch:
         self.takes: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # site, times, units, reps
         self.releases: list[tuple[int, np.ndarray, np.ndarray]] = []  # site, times, reps: one slot each
         self.trace_rows: list[list[tuple[Any, ...]]] = [[] for _ in reps]
+        #: With economics: (patients, step index, days) of each step's charges (Recorder.charges).
+        self.charges: list[tuple[np.ndarray, int, np.ndarray]] | None = [] if first.rec.charges is not None else None
 
     def run(self) -> list[ReplicationOutput | None]:
         """Each replication's result, or ``None`` where a site's slots could bind."""
@@ -161,6 +164,7 @@ class Batch:
         rec.attempts[live] = self.mruns[live]
         del live, waiting
         sites_of = self._sites(stop)
+        self._hand_charges()
         self._forget()  # the journeys' state is not needed to build the results
         outputs: list[ReplicationOutput | None] = []
         for r, (rep, sites) in enumerate(zip(self.reps, sites_of)):
@@ -175,6 +179,21 @@ class Batch:
             rep.rec.events.extend(self.trace_rows[r])
             outputs.append(rep.output(*sites, 0, {}, engine="vectorised"))
         return outputs
+
+    def _hand_charges(self) -> None:
+        """Each replication's charges into its recorder, as (patient, step, day) triples."""
+        if not self.charges:
+            return
+        who = np.concatenate([c[0] for c in self.charges])
+        step = np.concatenate([np.full(c[0].size, float(c[1])) for c in self.charges])
+        day = np.concatenate([c[2] for c in self.charges])
+        rep = self.rep_of[who]
+        for r, replication in enumerate(self.reps):
+            mine = rep == r
+            if mine.any():
+                rows = np.column_stack((self.local[who[mine]].astype(float), step[mine], day[mine]))
+                replication.rec.charges.frombytes(np.ascontiguousarray(rows).tobytes())  # type: ignore[union-attr]
+        self.charges = None
 
     def _forget(self) -> None:
         """Drop the journeys' state (memory for the results of a large replication)."""
@@ -258,6 +277,8 @@ class Batch:
         runs = self.runs[idx, j] + 1
         self.runs[idx, j] = runs
         self.cost[idx] += step.cost
+        if self.charges is not None and step.cost:
+            self.charges.append((idx.copy(), j, begin.copy()))
         if step.is_apheresis:
             first = np.isnan(rec.apheresis_day[idx])
             rec.apheresis_day[idx[first]] = begin[first]

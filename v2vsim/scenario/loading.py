@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .economics import read_life_table
 from .errors import Problem, ScenarioError, format_path
 from .messages import clean_loc, error_message
 from .references import reference_problems
@@ -23,13 +24,44 @@ from .yaml_io import MAX_FILE_BYTES, line_of, read_yaml, tag_problems, to_plain
 __all__ = ["load_scenario", "scenario_from_dict"]
 
 
-def scenario_from_dict(data: Any, file: str = "<scenario>", tree: Any = None) -> Scenario:
-    """Validate plain data (as loaded from YAML) into a :class:`Scenario`."""
+def _read_life_table(raw: Any, file: str, base: Path | None) -> str | None:
+    """Replace a life table named by its CSV's path with the CSV's rows; the problem, if any."""
+    eco = raw.get("economics")
+    if not isinstance(eco, Mapping) or not isinstance(eco.get("life_table"), str):
+        return None
+    name = eco["life_table"]
+    folder = base if base is not None else (Path(file).parent if not file.startswith("<") else Path.cwd())
+    path = Path(name) if Path(name).is_absolute() else folder / name
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return f"{name}: larger than {MAX_FILE_BYTES} bytes"
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return f"no such file: {path}"
+    except UnicodeDecodeError as exc:
+        return f"{name}: not UTF-8 text ({exc.reason})"
+    except OSError as exc:
+        return f"{name}: cannot read ({exc.strerror})"
+    try:
+        eco["life_table"] = read_life_table(text, name)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def scenario_from_dict(data: Any, file: str = "<scenario>", tree: Any = None, base: Path | None = None) -> Scenario:
+    """Validate plain data (as loaded from YAML) into a :class:`Scenario`. A life table named by
+    a CSV's path is read relative to ``base`` (default: the folder of ``file``)."""
     raw = to_plain(data)
     tree = data if tree is None else tree
     problems: list[Problem] = []
     if not isinstance(raw, Mapping):
         raise ScenarioError([Problem(file, 1, "", "a scenario must be a mapping of keys to values")])
+    table_problem = _read_life_table(raw, file, base)
+    if table_problem:
+        path = ["economics", "life_table"]
+        raise ScenarioError([Problem(file, line_of(tree, path), format_path(path), table_problem)])
     scenario: Scenario | None = None
     try:
         scenario = Scenario.model_validate(raw)
@@ -40,6 +72,9 @@ def scenario_from_dict(data: Any, file: str = "<scenario>", tree: Any = None) ->
                                     error_message(err, raw, path)))
     for path, msg in reference_problems(raw):
         problems.append(Problem(file, line_of(tree, path), format_path(path), msg))
+    if scenario is not None and not problems:
+        for path, msg in scenario.economics_problems():
+            problems.append(Problem(file, line_of(tree, path), format_path(path), msg))
     if scenario is not None and not problems:
         # What validates must also run: the engine's preconditions (see .compile).
         from .compile import precondition_problems

@@ -25,6 +25,8 @@ from pydantic import (
 )
 
 from .distributions import Distribution, DistributionSpec, Fixed, Never, no_bool
+from .economics import DAYS_PER_YEAR, AfterInfusion, Economics
+from .uncertain import Uncertain
 
 __all__ = [
     "Scenario",
@@ -110,6 +112,11 @@ class Step(_Model):
     failure_probability: Probability = 0.0
     on_failure: OnFailure | None = None
     cost: NonNegative = 0.0
+    cost_category: Literal["manufacture", "logistics", "hospital"] | None = Field(
+        default=None,
+        description="Category of the step's cost and its site's cost per use in the economic "
+                    "breakdown (default by kind: manufacture and release -> manufacture; transport "
+                    "and cryopreserve -> logistics; the rest -> hospital).")
     shelf_life: Positive | None = None
 
     _check_duration = field_validator("duration")(_not_never)
@@ -135,40 +142,6 @@ class Step(_Model):
 
 class Pathway(_Model):
     steps: list[Step] = Field(min_length=1)
-
-
-#: Days in a year, for life-years.
-DAYS_PER_YEAR = 365.25
-
-
-class AfterInfusion(_Model):
-    response_probability: Probability = 0.0
-    icu_probability: Probability = 0.0
-    survival_responder: Distribution | None = Field(
-        default=None,
-        description="Survival of a responder, in days from infusion ('never': alive through the "
-                    "follow-up). Give with survival_non_responder and follow_up_days.")
-    survival_non_responder: Distribution | None = Field(
-        default=None, description="Survival of a non-responder, in days from infusion.")
-    follow_up_days: Positive | None = Field(
-        default=None,
-        description="Window, in days from referral, over which life-years and deaths are counted "
-                    "(life_years, death_day; metrics life_years_per_referred, deaths_in_follow_up).")
-
-    @model_validator(mode="after")
-    def _survival_together(self) -> "AfterInfusion":
-        given = [k for k in ("survival_responder", "survival_non_responder", "follow_up_days")
-                 if getattr(self, k) is not None]
-        if given and len(given) < 3:
-            missing = [k for k in ("survival_responder", "survival_non_responder", "follow_up_days")
-                       if k not in given]
-            raise ValueError("give survival_responder, survival_non_responder and follow_up_days "
-                             f"together (missing: {', '.join(missing)})")
-        return self
-
-    @property
-    def models_survival(self) -> bool:
-        return self.follow_up_days is not None
 
 
 class Bridging(_Model):
@@ -263,6 +236,13 @@ class Cohort(_Model):
     bridging: Bridging | None = Field(
         default=None,
         description="Optional bridging therapy: multiplies the disease-clock hazards while it lasts.")
+    age: Distribution | None = Field(
+        default=None,
+        description="Age at referral, in years (needed with a life table).")
+    male_share: Probability | None = Field(
+        default=None, description="Share of men (needed with a life table by sex).")
+
+    _check_age = field_validator("age")(lambda v: _not_never(v) if v is not None else v)
 
     def pathway_names(self) -> list[str]:
         """Every pathway a patient of this cohort may take (primary first)."""
@@ -436,6 +416,44 @@ class Scenario(_Model):
     cohorts: list[Cohort] = Field(min_length=1)
     sites: dict[Name, Site] = Field(default_factory=dict)
     pathways: dict[Name, Pathway] = Field(min_length=1)
+    economics: Economics | None = Field(
+        default=None,
+        description="Health-economic evaluation: follow-up, discounting, utilities, costs, life table.")
+    uncertain: list[Uncertain] = Field(
+        default_factory=list,
+        description="Uncertain inputs for probabilistic sensitivity analysis (v2vsim psa): scenario "
+                    "values by dotted path, each with a distribution for the value itself.")
+
+    def economics_problems(self) -> list[tuple[list[Any], str]]:
+        """What the economics section needs of the cohorts, as ``(key path, message)``."""
+        eco = self.economics
+        out: list[tuple[list[Any], str]] = []
+        for k, c in enumerate(self.cohorts):
+            after = c.after_infusion
+            at = ["cohorts", k, "after_infusion"]
+            if eco is None:
+                if after.has_survival and after.follow_up_days is None:
+                    out.append((at, "give survival_responder, survival_non_responder and follow_up_days "
+                                    "together (missing: follow_up_days), or an economics section"))
+                if c.age is not None or c.male_share is not None:
+                    out.append((["cohorts", k, "age" if c.age is not None else "male_share"],
+                                "only used with an economics section's life table"))
+                continue
+            if not after.has_survival:
+                out.append((at, "economics needs survival_responder and survival_non_responder "
+                                "(days from infusion)"))
+            if after.follow_up_days is not None:
+                out.append((at + ["follow_up_days"], "with economics the follow-up is "
+                            "economics.follow_up_years; remove follow_up_days"))
+            table = eco.life_table
+            if table is not None and c.age is None:
+                out.append((["cohorts", k], "a life table needs the cohort's age (years at referral)"))
+            if table is not None and table.by_sex and c.male_share is None:
+                out.append((["cohorts", k], "the life table is by sex: give male_share (the share of men)"))
+            if c.male_share is not None and (table is None or not table.by_sex):
+                out.append((["cohorts", k, "male_share"], "needs a life table by sex"))
+        return out
+
 
     def cohort_shares(self) -> list[float]:
         total = sum(c.share for c in self.cohorts)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .scenario import OUTCOMES
+from ..scenario import OUTCOMES
+from .sites import SITE_DAY_COLUMNS, Runs, SiteBlock, SiteDays
 
 __all__ = [
     "OUTCOME_COLUMNS",
@@ -22,6 +22,8 @@ __all__ = [
     "t_interval",
     "t_quantile",
     "Runs",
+    "SiteBlock",
+    "SITE_DAY_COLUMNS",
     "SiteDays",
     "COMPARISON_COLUMNS",
     "paired_difference",
@@ -109,12 +111,25 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
             table["life_years_per_referred"] = np.where(referred > 0, life / np.maximum(referred, 1), math.nan)
         table["deaths_in_follow_up"] = grouped["death_day"].count().reindex(reps, fill_value=0).to_numpy()
     patient_cost = grouped["cost"].sum().reindex(reps, fill_value=0.0).to_numpy()
+    economic = "qalys" in patients
+    if economic:  # ICU, CRS and follow-up costs count too
+        patient_cost = patient_cost + grouped["cost_after_pathway"].sum().reindex(reps, fill_value=0.0).to_numpy()
     table["cost_total"] = patient_cost + runs["fixed_cost"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         table["cost_per_infused"] = np.where(
             table["infused"] > 0, table["cost_total"] / np.maximum(table["infused"], 1), math.nan)
         table["cost_per_referred"] = np.where(
             referred > 0, table["cost_total"] / np.maximum(referred, 1), math.nan)
+    if economic:
+        # Per referred patient, from each patient's own referral (fixed costs from day 0).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per = np.maximum(referred, 1)
+            cost_d = grouped["cost_discounted"].sum().reindex(reps, fill_value=0.0).to_numpy()
+            table["cost_discounted_per_referred"] = np.where(
+                referred > 0, (cost_d + runs["fixed_cost_discounted"].to_numpy()) / per, math.nan)
+            for column in ("life_years_discounted", "qalys", "qalys_discounted"):
+                total = grouped[column].sum().reindex(reps, fill_value=0.0).to_numpy()
+                table[f"{column}_per_referred"] = np.where(referred > 0, total / per, math.nan)
     end = runs["end_day"].to_numpy()
     table["end_day"] = end
     for column in runs.columns:
@@ -160,105 +175,6 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n"])
 
 
-SITE_DAY_COLUMNS = ("replication", "site", "day", "slots", "in_use", "queue")
-#: One replication's days at one site: ``(replication, site, slots, in_use, queue)``, where
-#: ``slots`` is the capacity or, with a slot schedule, the capacity of each day.
-SiteBlock = tuple[int, str, "float | np.ndarray", "Runs | np.ndarray", "Runs | np.ndarray"]
-
-
-@dataclass
-class Runs:
-    """Blocks of a daily series, each as runs of equal values (the same bits): a site's days
-    change seldom, so a replication's series takes a tenth of its days. Exact both ways."""
-
-    values: np.ndarray  # one per run
-    lengths: np.ndarray  # days of each run (int32)
-    blocks: np.ndarray  # runs of each block
-
-    @classmethod
-    def encode(cls, series: np.ndarray) -> Runs:
-        """One block: ``series`` as runs."""
-        a = np.ascontiguousarray(series, dtype=float)
-        bits = a.view(np.int64)
-        starts = np.flatnonzero(np.concatenate(([a.size > 0], bits[1:] != bits[:-1])))
-        return cls(a[starts], np.diff(np.append(starts, a.size)).astype(np.int32), np.array([starts.size]))
-
-    @classmethod
-    def concat(cls, parts: Sequence[Runs]) -> Runs:
-        return cls(*(np.concatenate([np.zeros(0, dtype)] + [getattr(p, name) for p in parts])
-                     for name, dtype in (("values", float), ("lengths", np.int32), ("blocks", np.int64))))
-
-    def expand(self, blocks: np.ndarray) -> np.ndarray:
-        """The days of ``blocks``, one block after the other."""
-        count = self.blocks[blocks]
-        first = (np.cumsum(self.blocks) - self.blocks)[blocks]  # each block's first run
-        runs = np.arange(int(count.sum())) + np.repeat(first - (np.cumsum(count) - count), count)
-        return np.repeat(self.values[runs], self.lengths[runs])
-
-
-@dataclass
-class SiteDays:
-    """A run's site-day profile: for each replication and site in turn (a *block*), days
-    ``0..n-1`` with the capacity, mean slots in use and mean queue of each one-day bin (as
-    :class:`Runs`). :meth:`frame` is ``Results.site_days``; :meth:`site_frame` one site's rows
-    of it, all the figures and warnings read, without the whole table."""
-
-    sites: tuple[str, ...]
-    replication: np.ndarray  # per block
-    site: np.ndarray  # per block: index into sites
-    days: np.ndarray  # per block: its number of days
-    slots: np.ndarray  # per block: the capacity (NaN: a slot schedule, in daily_slots)
-    in_use: Runs
-    queue: Runs
-    daily_slots: dict[int, np.ndarray] = field(default_factory=dict)  # block -> capacity per day
-
-    @classmethod
-    def from_blocks(cls, blocks: Sequence[SiteBlock]) -> SiteDays:
-        """The profile of ``blocks`` in order (one concatenation per column)."""
-        sites = tuple(dict.fromkeys(b[1] for b in blocks))
-        runs = [[b[k] if isinstance(b[k], Runs) else Runs.encode(b[k]) for b in blocks] for k in (3, 4)]
-        return cls(
-            sites, np.array([b[0] for b in blocks], np.int64),
-            np.array([sites.index(b[1]) for b in blocks], np.int64),
-            np.array([int(r.lengths.sum()) for r in runs[0]], np.int64),
-            np.array([math.nan if np.ndim(b[2]) else float(b[2]) for b in blocks]),
-            Runs.concat(runs[0]), Runs.concat(runs[1]),
-            {i: np.asarray(b[2]) for i, b in enumerate(blocks) if np.ndim(b[2])})
-
-    def __len__(self) -> int:
-        return int(self.days.sum())
-
-    def _columns(self, blocks: np.ndarray) -> dict[str, np.ndarray]:
-        """``replication, day, slots, in_use, queue`` of the rows of ``blocks`` (ascending)."""
-        days = self.days[blocks]
-        at = np.cumsum(days) - days  # each block's first row among these rows
-        slots = np.repeat(self.slots[blocks], days)
-        for b, a, n in zip(blocks.tolist(), at.tolist(), days.tolist()):
-            if b in self.daily_slots:
-                slots[a:a + n] = self.daily_slots[b]
-        return {"replication": np.repeat(self.replication[blocks], days),
-                "day": np.arange(int(days.sum()), dtype=np.int64) - np.repeat(at, days),
-                "slots": slots, "in_use": self.in_use.expand(blocks), "queue": self.queue.expand(blocks)}
-
-    def frame(self) -> pd.DataFrame:
-        """The long table: ``replication, site, day, slots, in_use, queue`` (blocks in order)."""
-        if not len(self.days):
-            return pd.DataFrame(columns=list(SITE_DAY_COLUMNS))
-        columns = self._columns(np.arange(len(self.days)))
-        site = pd.array(list(self.sites), dtype="str").take(np.repeat(self.site, self.days))
-        return pd.DataFrame({"replication": columns.pop("replication"), "site": site, **columns},
-                            copy=False)
-
-    def site_names(self) -> list[str]:
-        """The sites, in the order of their first rows."""
-        return [self.sites[i] for i in dict.fromkeys(self.site.tolist())]
-
-    def site_frame(self, site: str) -> pd.DataFrame:
-        """``replication, day, slots, in_use, queue``: the rows of ``site``, in order."""
-        blocks = np.flatnonzero(self.site == self.sites.index(site))
-        return pd.DataFrame(self._columns(blocks), copy=False)
-
-
 #: Human labels for metrics: (label, unit). Units: "%" for fractions shown as percentages,
 #: "days", "count" (per replication), "currency".
 METRIC_LABELS: dict[str, tuple[str, str]] = {
@@ -288,6 +204,10 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "bridged": ("Given bridging therapy", "count"),
     "bridging_toxicities": ("Bridging toxicities", "count"),
     "life_years_per_referred": ("Life-years in follow-up per referred patient", "years"),
+    "life_years_discounted_per_referred": ("Life-years per referred patient, discounted", "years"),
+    "qalys_per_referred": ("QALYs per referred patient", "QALYs"),
+    "qalys_discounted_per_referred": ("QALYs per referred patient, discounted", "QALYs"),
+    "cost_discounted_per_referred": ("Cost per referred patient, discounted", "currency"),
     "deaths_in_follow_up": ("Deaths within follow-up", "count"),
     "cost_total": ("Total cost", "currency"),
     "cost_per_infused": ("Cost per infused patient", "currency"),
@@ -315,7 +235,7 @@ def format_value(value: float, unit: str) -> str:
         return f"{100 * value:.1f}%"
     if unit == "days":
         return f"{value:.1f}"
-    if unit == "years":
+    if unit in ("years", "QALYs"):
         return f"{value:.2f}"
     if unit == "count":
         return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
@@ -332,7 +252,9 @@ def headline_rows(summary: pd.DataFrame, currency: str = "") -> list[tuple[str, 
     order += ["vein_to_vein_median", "vein_to_vein_p90", "referral_to_infusion_median",
               "queue_wait_mean"]
     order += [m for m in by_metric.index if m.startswith("utilization_")]
-    order += ["cost_per_infused", "cost_per_referred"]
+    order += ["cost_per_infused", "cost_per_referred", "life_years_per_referred",
+              "life_years_discounted_per_referred", "qalys_discounted_per_referred",
+              "cost_discounted_per_referred"]
     rows = []
     for metric in order:
         if metric not in by_metric.index:
@@ -404,6 +326,11 @@ COMPARISON_METRICS = (
     "cost_per_infused",
     "icu_admissions",
     "responders",
+    "life_years_per_referred",
+    "life_years_discounted_per_referred",
+    "qalys_per_referred",
+    "qalys_discounted_per_referred",
+    "cost_discounted_per_referred",
 )
 
 
