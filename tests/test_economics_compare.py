@@ -8,6 +8,7 @@ numerically (root finding, not the quadratic formula the code uses).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from scipy import optimize, stats
 from typer.testing import CliRunner
 
+import v2vsim
 from v2vsim.cli import app
 from v2vsim.experiments.economics import (
     budget_impact,
@@ -27,6 +29,7 @@ from v2vsim.experiments.economics import (
     fieller_interval,
     incremental_analysis,
 )
+from v2vsim.scenario import load_scenario
 
 runner = CliRunner()
 
@@ -283,6 +286,7 @@ def test_budget_impact_pairs_the_scenarios_by_replication() -> None:
 
 PLAIN = """\
 name: {name}
+currency: HKD
 horizon_days: 200
 replications: 3
 seed: 5
@@ -310,3 +314,116 @@ def test_compare_refuses_wtp_without_economics(tmp_path: Path) -> None:
     assert not out.exists()
     bad = runner.invoke(app, ["compare", str(a), str(b), "--wtp", "20000,lots", "-o", str(out)])
     assert bad.exit_code == 2 and "--wtp" in bad.output and "lots" in bad.output
+
+
+# ---------------------------------------------------------------- end to end
+
+ECONOMIC = """\
+name: {name}
+horizon_days: 730
+replications: 3
+seed: 11
+currency: HKD
+arrivals: {{rate_per_year: 30}}
+cohorts:
+  - name: adult
+    pathway: p
+    after_infusion: {{response_probability: 1.0, survival_responder: {survival},
+                     survival_non_responder: 365}}
+pathways:
+  p:
+    steps:
+      - {{name: apheresis, kind: apheresis, duration: 1, cost: {apheresis}}}
+      - {{name: infusion, kind: infusion, duration: 1, cost: 2000}}
+economics:
+  follow_up_years: 5
+  discount: {{costs: 0.035, outcomes: 0.0}}
+  utilities: {{waiting: 0.6, responder: 0.8, non_responder: 0.5, progressed: 0.3}}
+  wtp: [20000, 50000]
+"""
+
+
+@pytest.fixture(scope="module")
+def economic_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    # No disease clocks and a certain response: every patient is infused. "local" charges
+    # 10,000 more for apheresis, on the referral day (discount weight 1 in year 0), and its
+    # responders live exactly one year longer (730 + 365.25 days, within the 5-year follow-up,
+    # outcomes undiscounted): +10,000 and +0.8 QALYs (utility 0.8) per referred patient.
+    folder = tmp_path_factory.mktemp("economic")
+    a, b = folder / "overseas.yaml", folder / "local.yaml"
+    a.write_text(ECONOMIC.format(name="overseas", survival=730, apheresis=1000), encoding="utf-8")
+    b.write_text(ECONOMIC.format(name="local", survival=1095.25, apheresis=11000), encoding="utf-8")
+    return a, b
+
+
+def test_compare_command_writes_the_economic_rows_and_budgets(economic_pair: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compare", *map(str, economic_pair), "-o", str(out), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "local is more effective and more costly: ICER 12,500 HKD per QALY" in result.output
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table.columns) == ["metric", "label", "unit", "scenario", "mean", "ci_low",
+                                   "ci_high", "n", "diff", "diff_ci_low", "diff_ci_high"]
+    rows = table[table["scenario"] == "local"].set_index("metric")
+    expected = {"incremental_cost_discounted": 10_000, "incremental_cost": 10_000,
+                "incremental_life_years": 1.0, "incremental_qalys": 0.8,
+                "incremental_qalys_discounted": 0.8, "icer_per_qaly": 12_500,
+                "icer_per_life_year": 10_000, "nmb_20000": 6_000, "nmb_50000": 30_000}
+    for metric, value in expected.items():
+        assert rows.loc[metric, "diff"] == pytest.approx(value, rel=1e-9), metric
+        assert rows.loc[metric, "diff_ci_low"] == pytest.approx(value, rel=1e-6), metric
+        assert rows.loc[metric, "diff_ci_high"] == pytest.approx(value, rel=1e-6), metric
+    assert rows.loc["icer_per_qaly", "unit"] == "HKD per QALY"
+    assert not (table["scenario"] == "overseas").any() or not table.loc[
+        table["scenario"] == "overseas", "metric"].str.startswith(("icer_", "nmb_")).any()
+    document = json.loads((out / "comparison.json").read_text())
+    assert document["economics"]["quadrants"] == {"local": "more_effective_more_costly"}
+    assert document["economics"]["wtp"] == [20_000, 50_000]
+
+    # Budget: per calendar year, local - overseas is 10,000 per apheresis begun in that year;
+    # over all years each scenario's budget is its total cost.
+    budget = pd.read_csv(out / "budget.csv")
+    totals = budget[budget["category"] == "total"]
+    patients = pd.read_parquet(out / "local" / "patients.parquet")
+    start = pd.Timestamp(load_scenario(out / "local" / "scenario.yaml").start_date)
+    year = (start + pd.to_timedelta(patients["apheresis_day"], unit="D")).dt.year
+    per_rep = patients.assign(year=year).groupby(["year", "replication"]).size().unstack(fill_value=0)
+    local_totals = totals[totals["scenario"] == "local"].set_index("year")
+    for y, counts in per_rep.iterrows():
+        assert local_totals.loc[y, "diff"] == pytest.approx(10_000 * counts.mean(), rel=1e-9)
+    for name in ("overseas", "local"):
+        reps = pd.read_csv(out / name / "replications.csv")
+        assert totals.loc[totals["scenario"] == name, "mean"].sum() == pytest.approx(
+            reps["cost_total"].mean(), rel=1e-9)
+        own = pd.read_csv(out / name / "budget.csv")
+        mine = budget[budget["scenario"] == name]
+        assert own["mean"].to_numpy() == pytest.approx(mine["mean"].to_numpy(), rel=1e-12)
+        assert (out / name / "figures" / "budget_impact.png").is_file()
+    assert (out / "figures" / "budget_impact.png").is_file()
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+
+    report = tmp_path / "report.html"
+    made = runner.invoke(app, ["report", str(out), "-o", str(report)])
+    assert made.exit_code == 0, made.output
+    page = report.read_text(encoding="utf-8")
+    assert "Cost-effectiveness against" in page and "ICER: discounted cost per QALY gained" in page
+    assert "local is more effective and more costly: ICER 12,500 HKD per QALY" in page
+    assert "Net monetary benefit at 50,000 HKD per QALY" in page and "+30,000" in page
+    assert "Budget impact" in page
+
+
+def test_wtp_given_to_compare_replaces_the_scenarios_thresholds(economic_pair: tuple[Path, Path]) -> None:
+    comparison = v2vsim.compare(list(economic_pair), replications=2, wtp=[10_000])
+    assert comparison.economics is not None
+    table = comparison.economics.table
+    nmb = table[table["measure"] == "nmb"]
+    assert nmb["wtp"].tolist() == [10_000]
+    assert nmb["estimate"].iloc[0] == pytest.approx(10_000 * 0.8 - 10_000, rel=1e-9)
+    assert comparison.economics.sentence("local") == \
+        "local is more effective and more costly: ICER 12,500 HKD per QALY"
+    plain = PLAIN.format(name="plain", cost=1)
+    with pytest.raises(ValueError, match="economics section in every scenario"):
+        path = economic_pair[0].parent / "plain.yaml"
+        path.write_text(plain, encoding="utf-8")
+        v2vsim.compare([economic_pair[0], load_scenario(path)], replications=2, wtp=[1.0])

@@ -251,8 +251,6 @@ def economics_table(comparison: Comparison) -> Table:
                 continue
             cells.append(_interval(row, unit))
         table.add_row(label, *cells)
-    table.add_row("In words (discounted)",
-                  *[economics.sentence(name) for name in names])
     return table
 
 

@@ -77,7 +77,10 @@ def budget_figure(budget: pd.DataFrame, currency: str = "", *, footer: str = "",
     frame["scenario"] = frame["scenario"].fillna("").astype(str)
     names = list(names) if names is not None else list(dict.fromkeys(frame["scenario"]))
     years = sorted({int(y) for y in frame["year"]}) if len(frame) else []
-    parts = [c for c in dict.fromkeys(frame["category"].astype(str)) if c != "total"]
+    # Categories that cost nothing in any scenario and year are left out of bars and legend.
+    costs = frame.groupby(frame["category"].astype(str), sort=False)["mean"].apply(
+        lambda v: bool(np.nan_to_num(v.to_numpy(dtype=float)).any()))
+    parts = [c for c in dict.fromkeys(frame["category"].astype(str)) if c != "total" and costs.get(c, False)]
     categories = [c for c in COST_CATEGORIES if c in parts] + [c for c in parts if c not in COST_CATEGORIES]
     totals = frame[frame["category"] == "total"]
     top = float(np.nanmax(totals["ci_high"].to_numpy(dtype=float))) if len(totals) else 0.0

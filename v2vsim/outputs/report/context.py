@@ -17,6 +17,7 @@ import pandas as pd
 from ..._version import __version__
 from ..results_dir import verify_dir
 from .describe import scenario_logic
+from .economics import budget_context, drop_economic_rows, economics_context
 from .load import CompareDir, ReportError, RunDir
 from .sources import Parameter, _flatten_plain, _hint, _path_text, format_yaml_value, source_parameters
 from .table import (
@@ -35,6 +36,8 @@ __all__ = ["COMPARISON_CAPTIONS", "FIGURE_CAPTIONS", "KEY_METRICS", "build_conte
 
 #: The numbers shown first, in this order.
 KEY_METRICS = ("infused_fraction", "died", "vein_to_vein_median", "cost_per_infused")
+#: Key numbers of scenarios with an economics section (shown when present).
+ECONOMIC_CARDS = ("qalys_discounted_per_referred", "cost_discounted_per_referred")
 
 #: Captions of the standard figures (``figures.run_figures``) and of comparison figures.
 FIGURE_CAPTIONS: dict[str, tuple[str, str]] = {
@@ -63,6 +66,11 @@ FIGURE_CAPTIONS: dict[str, tuple[str, str]] = {
         "Step-by-step journeys of the traced patients of the first replication, in days since "
         "referral: hatched bars are waits for a slot or a start day, coloured bars the steps; "
         "the marker at the end is the patient's outcome."),
+    "budget_impact": (
+        "Budget impact by calendar year",
+        "The payer's cost charged in each calendar year of the horizon (undiscounted), stacked "
+        "by cost category: means across replications; above each bar the year's total with the "
+        "95% t-interval of the total as an error bar."),
 }
 
 #: Captions of the figures of a comparison directory (``figures.comparison_figures``).
@@ -88,6 +96,11 @@ COMPARISON_CAPTIONS: dict[str, tuple[str, str]] = {
         "Cost per patient",
         "Cost per infused patient and per referred patient per scenario. Means across "
         "replications with 95% t-interval error bars."),
+    "budget_impact": (
+        "Budget impact by calendar year",
+        "The payer's cost charged in each calendar year of the horizon (undiscounted), stacked "
+        "by cost category, one panel per scenario: means across replications; above each bar "
+        "the year's total with the 95% t-interval of the total as an error bar."),
 }
 
 
@@ -127,7 +140,8 @@ def _describe_key_card(metric: str, table: pd.DataFrame, scenarios: Sequence[str
             "count": "patients per replication"
                      + (f" ({float(horizon_days):,.0f} days of referrals)" if _finite(horizon_days) else ""),
             "days": "days, among infused patients (mean of replication medians)"}.get(
-        unit, f"{unit}, total cost / infused patients" if metric == "cost_per_infused" else unit)
+        unit, f"{unit}, total cost / infused patients" if metric == "cost_per_infused"
+        else "mean over replications, within the follow-up" if metric in ECONOMIC_CARDS else unit)
     values, diffs = [], []
     for i, name in enumerate(scenarios):
         row = rows[rows["scenario"] == name]
@@ -255,7 +269,11 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str) ->
     multi = len(names) > 1
     first = runs[0]
     horizon = first.scenario.get("horizon_days")
+    economics = economics_context(compare, names)
+    budget = budget_context(compare, runs, names)
+    table = drop_economic_rows(table)
     cards = [c for c in (_describe_key_card(m, table, names, horizon) for m in KEY_METRICS) if c]
+    cards += [c for c in (_describe_key_card(m, table, names, horizon) for m in ECONOMIC_CARDS) if c]
     results_table = _results_table(table, names, paired)
 
     figure_groups = []
@@ -341,6 +359,8 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str) ->
         "names": names,
         "cards": cards,
         "table": results_table,
+        "economics": economics,
+        "budget": budget,
         "figure_groups": figure_groups,
         "scenarios": scenarios,
         "seeds": seeds,

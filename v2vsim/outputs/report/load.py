@@ -19,7 +19,11 @@ __all__ = ["CompareDir", "FIGURE_ORDER", "ReportError", "RunDir", "load_results"
 
 #: Order of the figures in the report; other figures follow alphabetically.
 FIGURE_ORDER = ("outcomes_per_100", "vein_to_vein", "attrition_funnel", "attrition_by_cause",
-                "cumulative_incidence", "cost_per_patient", "site_utilisation", "journey")
+                "cumulative_incidence", "cost_per_patient", "budget_impact", "site_utilisation",
+                "journey")
+
+#: Columns of a budget table (``budget.csv``); a comparison's also has ``scenario`` and ``diff*``.
+_BUDGET_COLUMNS = ["year", "category", "mean", "ci_low", "ci_high", "n"]
 
 _COMPARISON_COLUMNS = ["metric", "label", "unit", "scenario", "mean", "ci_low", "ci_high", "n",
                        "diff", "diff_ci_low", "diff_ci_high"]
@@ -41,6 +45,8 @@ class RunDir:
     replications: pd.DataFrame | None
     figures: list[Path]
     label: str = ""
+    #: ``budget.csv`` (a run with an economics section), else None.
+    budget: pd.DataFrame | None = None
 
     @property
     def name(self) -> str:
@@ -69,6 +75,18 @@ class CompareDir:
     runs: list[RunDir]
     comparison: pd.DataFrame
     figures: list[Path]
+    #: ``budget.csv`` of the comparison (scenarios with economics sections), else None.
+    budget: pd.DataFrame | None = None
+
+    @property
+    def economics(self) -> dict[str, Any] | None:
+        """The ``economics`` part of ``comparison.json`` (incremental analysis), if any."""
+        value = self.info.get("economics")
+        return value if isinstance(value, dict) else None
+
+
+def _budget(path: Path) -> pd.DataFrame | None:
+    return _read_csv(path / "budget.csv", _BUDGET_COLUMNS) if (path / "budget.csv").is_file() else None
 
 
 def _not_results(path: Path, why: str) -> ReportError:
@@ -148,7 +166,8 @@ def _load_run(path: Path, manifest: dict[str, Any] | None = None) -> RunDir:
     reps_path = path / "replications.csv"
     replications = _read_csv(reps_path, ["replication"]) if reps_path.is_file() else None
     return RunDir(path=path, manifest=manifest, scenario=scenario, source_text=source_text,
-                  summary=summary, replications=replications, figures=_figures(path))
+                  summary=summary, replications=replications, figures=_figures(path),
+                  budget=_budget(path))
 
 
 def _load_compare(path: Path, manifest: dict[str, Any]) -> CompareDir:
@@ -173,7 +192,7 @@ def _load_compare(path: Path, manifest: dict[str, Any]) -> CompareDir:
         run.label = str(entry.get("name") or run.name)
         runs.append(run)
     return CompareDir(path=path, manifest=manifest, info=info, runs=runs,
-                      comparison=comparison, figures=_figures(path))
+                      comparison=comparison, figures=_figures(path), budget=_budget(path))
 
 
 def load_results(path: str | Path) -> RunDir | CompareDir:
