@@ -427,3 +427,23 @@ def test_wtp_given_to_compare_replaces_the_scenarios_thresholds(economic_pair: t
         path = economic_pair[0].parent / "plain.yaml"
         path.write_text(plain, encoding="utf-8")
         v2vsim.compare([economic_pair[0], load_scenario(path)], replications=2, wtp=[1.0])
+
+
+def test_console_table_shows_dominance_in_place_of_a_negative_icer() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from v2vsim.cli.compare import economics_table
+
+    base = table(BASE_COST, BASE_QALYS)
+    cheaper = table([c - 20_000 for c in BASE_COST], [q + 0.1 for q in BASE_QALYS])
+    economics = economic_comparison({"overseas": base, "local": cheaper}, currency="HKD", wtp=[50_000])
+    console = Console(width=200, record=True)
+    console.print(economics_table(SimpleNamespace(economics=economics)))  # type: ignore[arg-type]
+    text = console.export_text()
+    lines = text.splitlines()
+    at = next(k for k, line in enumerate(lines) if "ICER (HKD per QALY)" in line)
+    assert "dominant" in lines[at] and "(ratio -200,000" in lines[at + 1]
+    nmb_line = next(line for line in text.splitlines() if "Net monetary benefit at 50,000" in line)
+    assert "+25,000" in nmb_line  # 50,000 x 0.1 + 20,000

@@ -249,7 +249,12 @@ def economics_table(comparison: Comparison) -> Table:
             except KeyError:
                 cells.append("–")
                 continue
-            cells.append(_interval(row, unit))
+            text = _interval(row, unit)
+            quadrant = economics.quadrant(name)
+            if unit == "ratio" and quadrant in ("dominant", "dominated"):
+                # A negative ICER does not rank options: say which way it goes instead.
+                text = f"{quadrant}\n(ratio {text.replace(chr(10), ' ')})"
+            cells.append(text)
         table.add_row(label, *cells)
     return table
 

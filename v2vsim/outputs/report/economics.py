@@ -74,13 +74,25 @@ def economics_context(compare: CompareDir | None, names: Sequence[str]) -> dict[
                 return r
         return None
 
+    quadrants = info.get("quadrants") if isinstance(info.get("quadrants"), Mapping) else {}
+
+    def ratio_cell(scenario: str, measure: str) -> dict[str, Any]:
+        cell = _cell(find(scenario, measure), "ratio")
+        quadrant = str(quadrants.get(scenario, ""))
+        if quadrant in ("dominant", "dominated"):
+            # A negative ICER does not rank options: say which way it goes instead.
+            cell["ci"] = f"ratio {cell['value']}" + (f"; {cell['ci']}" if cell["ci"] else "")
+            cell["value"] = quadrant
+        return cell
+
     table = []
     for measure, label, kind in _MEASURES:
         unit = (f"{currency} per referred patient" if kind == "money"
                 else "per referred patient" if kind == "effect"
                 else f"{currency} per {'QALY' if measure.endswith('qaly') else 'life-year'}")
         table.append({"label": label, "unit": unit.strip(),
-                      "cells": [_cell(find(s, measure), kind) for s in scenarios]})
+                      "cells": [ratio_cell(s, measure) if kind == "ratio" else _cell(find(s, measure), kind)
+                                for s in scenarios]})
     thresholds = sorted({float(r["wtp"]) for r in rows if r.get("measure") == "nmb" and _finite(r.get("wtp"))})
     for wtp in thresholds:
         table.append({"label": f"Net monetary benefit at {wtp:,.0f} {currency} per QALY".replace("  ", " "),
