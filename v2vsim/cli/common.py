@@ -235,7 +235,8 @@ def write_budget_files(results: Results, budget: object, directory: Path, figure
 
         footer = (f"{results.scenario.name} · {results.n_replications} replications · "
                   f"seed {results.seed} · v2vsim {__version__}")
-        fig = budget_figure(summary, results.scenario.currency, footer=footer)
+        fig = budget_figure(summary.assign(scenario=results.scenario.name),
+                            results.scenario.currency, footer=footer)
         save_figure(fig, directory / "figures", "budget_impact")
         fig.clear()
 
