@@ -124,10 +124,39 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         spread = draw(st.integers(1, 2 * horizon))
         arrivals = {"schedule": draw(st.lists(st.integers(0, spread).map(lambda k: k / 2), min_size=2, max_size=60))}
     cohorts = [draw(cohort("a", paths["p"], "p")), draw(cohort("b", paths["q" if two else "p"], "q" if two else "p"))]
-    return {"name": "differential", "horizon_days": horizon,
+    data = {"name": "differential", "horizon_days": horizon,
             "drain_days": draw(st.sampled_from([5, 30, 400])),  # short drains stop runs mid-journey
             "start_date": draw(st.sampled_from(["2025-01-01", "2025-01-04", "2025-06-30"])),
             "arrivals": arrivals, "cohorts": cohorts, "sites": sites, "pathways": paths}
+    if draw(st.integers(0, 9)) < 3:
+        data["economics"] = draw(economics(cohorts, sites))
+    return data
+
+
+@st.composite
+def economics(draw: st.DrawFn, cohorts: list[dict[str, Any]], sites: dict[str, Any]) -> dict[str, Any]:
+    """An economics section (and what it needs of the cohorts): the charges' log, discounting
+    by charge day and the budget by calendar year must come out the same on every engine."""
+    for c in cohorts:
+        after = c["after_infusion"]
+        after.pop("follow_up_days", None)
+        after.setdefault("survival_responder", {"dist": "exponential", "mean": draw(st.floats(100.0, 3000.0))})
+        after.setdefault("survival_non_responder", {"dist": "exponential", "mean": 200.0})
+        after.update(cure_fraction=draw(st.sampled_from([0.0, 0.5])), crs_probability=draw(st.floats(0.0, 0.5)),
+                     wait_effect={"response_odds_ratio": draw(st.sampled_from([1.0, 0.8])),
+                                  "survival_hazard_ratio": draw(st.sampled_from([1.0, 1.3]))})
+        c["age"] = {"dist": "uniform", "low": 1.0, "high": 99.0}
+    for site in sites.values():
+        site["fixed_cost_per_year"] = draw(st.sampled_from([0.0, 1000.0]))
+        site["cost_per_use"] = draw(st.sampled_from([0.0, 77.0]))
+    return {"follow_up_years": draw(st.sampled_from([0.5, 3, "lifetime"])),
+            "discount": {"costs": draw(st.sampled_from([0.0, 0.035, 0.2])), "outcomes": draw(st.sampled_from([0.0, 0.035])),
+                         "method": draw(st.sampled_from(["annual", "continuous"]))},
+            "life_table": {"ages": list(range(0, 101)), "qx": {"all": [min(1.0, 0.001 * 1.09 ** a) for a in range(101)]}},
+            "utilities": {"waiting": 0.6, "bridging": 0.5, "responder": 0.8, "non_responder": 0.5, "progressed": -0.1},
+            "disutilities": {"icu": 0.03, "crs": 0.01},
+            "costs": {"icu": 100.0, "crs": 50.0, "follow_up_per_year": draw(st.sampled_from([0.0, 365.25])),
+                      "progressed_per_year": 10.0}}
 
 
 def load(data: dict[str, Any]) -> Any:
@@ -150,6 +179,10 @@ def assert_identical(out: Any, ref: Any) -> None:
                 ~((a == b) | (np.isnan(a) & np.isnan(b)) if a.dtype.kind == "f" else a == b))[:5])
     assert out.site_busy_slot_days == ref.site_busy_slot_days
     assert out.end_day == ref.end_day
+    assert (out.budget is None) == (ref.budget is None)
+    if ref.budget is not None:
+        assert np.array_equal(out.budget, ref.budget)
+        assert out.fixed_cost_discounted == ref.fixed_cost_discounted
     assert sorted(out.events, key=lambda e: e[0]) == sorted(ref.events, key=lambda e: e[0])
     for site, log in ref.site_timeline.items():  # the per-day profile reads the last row of each instant
         mine = out.site_timeline[site]
@@ -188,13 +221,15 @@ def test_vectorised_engine_gives_the_simpy_engines_patients_bit_for_bit(data: di
         FOUND["toxicity"] += 1
     if not np.isnan(ref.columns["life_years"]).all():
         FOUND["survival"] += 1
+    if "qalys" in ref.columns and ref.budget.sum() > 0:
+        FOUND["economics"] += 1
 
 
 def test_the_differential_test_exercised_every_feature() -> None:
     """The random scenarios above reached every rule they are meant to test (run after it)."""
     if not FOUND:
         pytest.skip("run with the differential test")
-    for what in ("compared", "handed back", "retries", "bridging", "toxicity", "survival",
+    for what in ("compared", "handed back", "retries", "bridging", "toxicity", "survival", "economics",
                  "outcome infused", "outcome died", "outcome ineligible", "outcome product_expired",
                  "outcome unresolved", "outcome manufacturing_failed"):
         assert FOUND[what] >= 3, (what, dict(FOUND))

@@ -46,7 +46,8 @@ def discounted_years(a: np.ndarray, b: np.ndarray, rate: float, method: str) -> 
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if rate == 0.0:
-        return b - a
+        with np.errstate(invalid="ignore"):  # an empty interval at infinity
+            return np.where(b > a, b - a, 0.0)
     v = 1.0 / (1.0 + rate)
 
     def cumulative(t: np.ndarray) -> np.ndarray:
@@ -236,7 +237,8 @@ def survival(rec: Recorder, scenario: Scenario, streams: Streams, arrivals: np.n
         age, male = _ages(scenario, streams, cohort_of, n)
         out["age"] = age
         out["male"] = male if male is not None else np.full(n, nan)
-        left = np.where(np.isnan(rec.outcome_day), math.inf, rec.outcome_day)  # unresolved: never left
+        # Patients still in the pathway when the run stops: from the stop.
+        left = np.where(np.isnan(rec.outcome_day), scenario.horizon_days + scenario.drain_days, rec.outcome_day)
         alive_at_exit = ~died & np.isfinite(left)
         if alive_at_exit.any():
             k = alive_at_exit
