@@ -447,3 +447,12 @@ def test_console_table_shows_dominance_in_place_of_a_negative_icer() -> None:
     assert "dominant" in lines[at] and "(ratio -200,000" in lines[at + 1]
     nmb_line = next(line for line in text.splitlines() if "Net monetary benefit at 50,000" in line)
     assert "+25,000" in nmb_line  # 50,000 x 0.1 + 20,000
+
+
+def test_threshold_names_are_plain_numbers() -> None:
+    """``nmb_<threshold>`` reads as the threshold: 1119000, not 1.119e+06."""
+    from v2vsim.experiments.economics import _threshold_name
+
+    assert _threshold_name(1_119_000.0) == "1119000"
+    assert _threshold_name(50_000) == "50000"
+    assert _threshold_name(2500.5) == "2500.5"

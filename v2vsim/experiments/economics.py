@@ -446,7 +446,7 @@ class EconomicComparison:
         (they are differences from the comparator), ``mean`` and ``ci*`` empty; NMB rows are
         named ``nmb_<threshold>``."""
         table = self.table
-        metric = [m if m != "nmb" else f"nmb_{w:g}" for m, w in zip(table["measure"], table["wtp"])]
+        metric = [m if m != "nmb" else f"nmb_{_threshold_name(w)}" for m, w in zip(table["measure"], table["wtp"])]
         frame = pd.DataFrame({
             "metric": metric, "label": table["label"], "unit": table["unit"],
             "scenario": table["scenario"], "mean": math.nan, "ci_low": math.nan,
@@ -493,3 +493,8 @@ def economic_comparison(tables: Mapping[str, pd.DataFrame],
               for n in names[1:]}
     return EconomicComparison(table=table, budget=budget, comparator=names[0], currency=currency,
                               wtp=[float(w) for w in wtp], level=level, scales=scales)
+
+
+def _threshold_name(wtp: float) -> str:
+    """A threshold as a metric name's suffix: ``1119000``, ``2500.5`` (never ``1.119e+06``)."""
+    return str(int(wtp)) if float(wtp).is_integer() else repr(float(wtp))
