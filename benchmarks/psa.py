@@ -1,6 +1,7 @@
 """A 1,000-set probabilistic sensitivity analysis of a pair of scenarios at 50 replications a
 set (100,000 replications), on two worker processes: wall time and peak memory.
 
+    python benchmarks/psa.py scenarios/economics_overseas.yaml scenarios/economics_local.yaml   # the bundled pair
     python benchmarks/psa.py                       # the pair below, built from scenarios/
     python benchmarks/psa.py A.yaml B.yaml         # a pair of economic scenarios with uncertain inputs
     python benchmarks/psa.py --sets 100            # a smaller run
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        files = args.scenarios or _pair(Path(tmp))
+        files = [p.resolve() for p in args.scenarios] or _pair(Path(tmp))
         out = Path(tmp) / "out"
         command = [str(Path(sys.executable).with_name("v2vsim")), "psa", *map(str, files), "--sets", str(args.sets),
                    "-n", str(args.replications), "--jobs", str(args.jobs), "-o", str(out)]
