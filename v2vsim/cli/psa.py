@@ -268,8 +268,9 @@ def _figures(result: PsaResult, directory: Path, version: str) -> None:
 
     names = result.names
     currency = result.scenarios[0].currency
-    footer = (f"{' vs '.join(names)} · {result.n_sets:,} parameter sets x {result.replications} replications "
-              f"· seed {result.seed} · v2vsim {version}")
+    # The scenarios are named in the figures themselves; the footer says how they were run.
+    footer = (f"{result.n_sets:,} parameter sets x {result.replications} replications per scenario "
+              f"· seed {result.seed}: the same virtual patients in every set and scenario · v2vsim {version}")
 
     def save(fig: Any, stem: str) -> None:
         save_figure(fig, directory, stem)

@@ -28,6 +28,18 @@ __all__ = ["background_years", "discount_factor", "discounted_years", "response_
            "step_categories", "calendar_years"]
 
 _CATEGORY = {name: k for k, name in enumerate(COST_CATEGORIES)}
+#: What is derived once per scenario or life table, by the object's identity (a run reads the
+#: same objects for every replication; a PSA makes a scenario per set, so a few are kept).
+_DERIVED: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+
+def _once(obj: Any, what: str, make: Any) -> Any:
+    hit = _DERIVED.get((id(obj), what))
+    if hit is None or hit[0] is not obj:
+        if len(_DERIVED) > 64:
+            _DERIVED.clear()
+        hit = _DERIVED[(id(obj), what)] = (obj, make())
+    return hit[1]
 
 
 # --------------------------------------------------------------------------- discounting
@@ -106,12 +118,13 @@ def background_years(table: LifeTable, age: np.ndarray, male: np.ndarray | None,
     out = np.empty(age.size)
     first = table.ages[0]
     if not table.by_sex:
-        out[:] = _Table(first, table.qx["all"]).death_age(age, budget)
+        out[:] = _once(table, "all", lambda: _Table(first, table.qx["all"])).death_age(age, budget)
     else:
         assert male is not None
         for key, mask in (("male", male == 1.0), ("female", male != 1.0)):
             if mask.any():
-                out[mask] = _Table(first, table.qx[key]).death_age(age[mask], budget[mask])  # type: ignore[index]
+                column = _once(table, key, lambda: _Table(first, table.qx[key]))  # type: ignore[index]
+                out[mask] = column.death_age(age[mask], budget[mask])
     return out - age
 
 
@@ -284,7 +297,7 @@ def economics_columns(rec: Recorder, scenario: Scenario, streams: Streams, arriv
     n = rec.n
     disc = eco.discount
     rc, ro, method = disc.costs, disc.outcomes, disc.method
-    years, edges = calendar_years(scenario)
+    years, edges = _once(scenario, "years", lambda: calendar_years(scenario))
     budget = np.zeros((len(COST_CATEGORIES), years.size))
     util, dis, costs = eco.utilities, eco.disutilities, eco.costs
     y = DAYS_PER_YEAR
@@ -322,7 +335,7 @@ def economics_columns(rec: Recorder, scenario: Scenario, streams: Streams, arriv
     who, step, day = log[order, 0].astype(np.int64), log[order, 1].astype(np.int64), log[order, 2]
     path = pathway_taken[who].astype(np.int64)
     amount = step_cost[path, step]
-    category = step_categories(scenario, pathway_list)[path, step]
+    category = _once(scenario, "categories", lambda: step_categories(scenario, pathway_list))[path, step]
     weight = discount_factor((day - arrivals[who]) / y, rc, method)
     pathway_disc = np.bincount(who, weights=amount * weight, minlength=n)
     for k in range(len(COST_CATEGORIES)):

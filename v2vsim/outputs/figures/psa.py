@@ -9,6 +9,8 @@ are the ones ``v2vsim psa`` writes (``psa_sets.csv``, ``ceac.csv``, ``evpi.csv``
 
 from __future__ import annotations
 
+import textwrap
+
 import math
 from collections.abc import Sequence
 
@@ -67,7 +69,7 @@ def ce_plane_figure(sets: pd.DataFrame, names: Sequence[str], *, currency: str, 
             ax.scatter(dq, dc, s=14, alpha=0.5, color=colors[j], linewidths=0, rasterized=True)
             ax.scatter([dq.mean()], [dc.mean()], s=140, color=colors[j], edgecolor="black", linewidth=1.5, zorder=5)
             handles.append(Line2D([], [], color=colors[j], marker="o", linestyle="none", markersize=6,
-                                  label=f"{names[j]} − {names[0]}\n(one point per parameter set)"))
+                                  label=_wrap(f"{names[j]} − {names[0]} (one point per parameter set)")))
         handles.append(Line2D([], [], color="#777777", marker="o", markeredgecolor="black", linestyle="none",
                               markersize=11, label="Mean of the sets"))
         x_lo, x_hi = min(xs), max(xs)
@@ -89,8 +91,8 @@ def ce_plane_figure(sets: pd.DataFrame, names: Sequence[str], *, currency: str, 
         ax.yaxis.set_major_formatter(_MONEY)
         ax.set_xlabel("Incremental QALYs per referred patient (discounted)")
         ax.set_ylabel(f"Incremental cost per referred patient ({currency}, discounted)")
-        ax.set_title(f"Right of the origin: more QALYs than {names[0]}; below a threshold's line: "
-                     "cost-effective at it", loc="left", fontsize=11.5, color=_GREY)
+        ax.set_title(textwrap.fill(f"Right of the origin: more QALYs than {names[0]}; below a threshold's "
+                                   "line: cost-effective at it", 90), loc="left", fontsize=11.5, color=_GREY)
         side_legend(ax, handles)
     return fig
 
@@ -110,7 +112,7 @@ def ceac_figure(ceac: pd.DataFrame, names: Sequence[str], *, currency: str, titl
             w = rows["wtp"].to_numpy(dtype=float)
             p = rows["probability_cost_effective"].to_numpy(dtype=float)
             ax.plot(w, p, color=colors[j], linewidth=2.2, zorder=3)
-            handles.append(Line2D([], [], color=colors[j], linewidth=2.2, label=name))
+            handles.append(Line2D([], [], color=colors[j], linewidth=2.2, label=_wrap(name)))
             on = rows["on_frontier"].to_numpy(dtype=bool)
             ax.plot(w, np.where(on, p, np.nan), color="black", linewidth=6, alpha=0.28, solid_capstyle="butt", zorder=2)
         handles.append(Line2D([], [], color="black", linewidth=6, alpha=0.28,
@@ -188,6 +190,11 @@ def evppi_figure(evppi: pd.DataFrame, *, currency: str, wtp: Sequence[float], ev
         ax.set_xlabel(f"EVPPI per year ({currency}): value of knowing the parameter exactly")
         side_legend(ax, handles, title="Willingness to pay")
     return fig
+
+
+def _wrap(label: str, width: int = 36) -> str:
+    """A legend label over lines of at most ``width`` characters (long scenario names)."""
+    return textwrap.fill(label, width)
 
 
 def _short(path: str) -> str:
