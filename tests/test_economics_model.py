@@ -362,3 +362,17 @@ def test_bad_economics(tmp_path: Path, change: Any, key: str, fragment: str) -> 
     found = problems(path)
     assert any(f": {key}: " in line and fragment in line for line in found), found
     assert all(line.split(":")[1].isdigit() for line in found), found
+
+
+def test_validate_checks_uncertain_inputs_as_psa_does(tmp_path: Path) -> None:
+    """`validate` refuses what `psa` would: an uncertain path that is not in the scenario."""
+    data = deterministic()
+    data["uncertain"] = [{"path": "economics.utilities.responder", "distribution": {"beta": {"mean": 0.8, "sd": 0.05}}},
+                         {"path": "economics.utilities.respondr", "distribution": {"beta": {"mean": 0.8, "sd": 0.05}}}]
+    path = write(tmp_path, data)
+    found = problems(path)
+    assert len(found) == 1, found
+    assert ": uncertain[1].path: " in found[0] and "did you mean 'responder'" in found[0], found
+    data["uncertain"].pop()
+    ok = runner.invoke(app, ["validate", str(write(tmp_path, data))])
+    assert ok.exit_code == 0, ok.output

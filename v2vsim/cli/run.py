@@ -180,6 +180,13 @@ def validate(
     for path in files:
         try:
             sc = load_scenario(path)
+            if sc.uncertain:  # what `psa` would refuse: unknown paths, draws the value does not allow
+                from ..experiments.psa import uncertain_problems
+                from ..scenario.overrides import ScenarioSource
+
+                problems = uncertain_problems(ScenarioSource(path))
+                if problems:
+                    raise ScenarioError(problems)
         except ScenarioError as exc:
             bad = True
             for problem in exc.problems:
