@@ -611,7 +611,7 @@ def test_light_pools_and_simpy_priority_resource_give_the_same_patients(data: di
     assert per_patient(out.events) == per_patient(ref.events)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=scenarios(), seed=st.integers(0, 2**32))
 def _sample(data: dict[str, Any], seed: int, found: Counter) -> None:
@@ -646,7 +646,7 @@ def test_the_generated_scenarios_exercise_queues_clocks_and_retries() -> None:
     found: Counter = Counter()
     _sample(found=found)
     n = found["examples"]
-    assert n == 60
+    assert n == 120
     assert found["valid"] >= 0.85 * n, found
     for what, share in (("patients wait for slots", 0.3), ("disease clocks ring", 0.5),
                         ("a clock cuts a wait", 0.1), ("a clock cuts a step", 0.5),

@@ -181,8 +181,8 @@ def validate(
         try:
             sc = load_scenario(path)
             if sc.uncertain:  # what `psa` would refuse: unknown paths, draws the value does not allow
-                from ..experiments.psa import uncertain_problems
                 from ..scenario.overrides import ScenarioSource
+                from ..scenario.uncertain_checks import uncertain_problems
 
                 problems = uncertain_problems(ScenarioSource(path))
                 if problems:

@@ -19,7 +19,7 @@ inversion, so the draws stay inside and keep the distribution's shape there.
 
 This module holds the contract and the sampling only. Whether a path exists in the scenario and
 whether every possible draw is a value the parameter allows are checked against the scenario's
-variants by :func:`v2vsim.experiments.psa.uncertain_problems` (they need the file's overrides,
+variants by :func:`v2vsim.scenario.uncertain_checks.uncertain_problems` (they need the file's overrides,
 which are built on the schema that holds this list).
 """
 
