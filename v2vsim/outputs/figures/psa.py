@@ -135,6 +135,11 @@ def evpi_figure(evpi: pd.DataFrame, *, currency: str, title: str = "", footer: s
         ax = axes[0, 0]
         ax.plot(evpi["wtp"], evpi["evpi_per_year"], color=OKABE_ITO["blue"], linewidth=2.4)
         ax.set_ylim(bottom=0)
+        if len(evpi) and not (evpi["evpi_per_year"].to_numpy(dtype=float) > 0).any():
+            ax.set_ylim(0, 1)
+            ax.text(0.5, 0.5, "EVPI is 0 at every threshold: the same option has the highest net\n"
+                    "benefit in every parameter set, so no information would change the decision",
+                    ha="center", va="center", transform=ax.transAxes, color=_GREY)
         ax.xaxis.set_major_formatter(_MONEY)
         ax.yaxis.set_major_formatter(_MONEY)
         ax.set_xlabel(f"Willingness to pay ({currency} per QALY)")
