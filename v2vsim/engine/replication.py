@@ -389,12 +389,11 @@ class Replication(Journey):
         rec = self.rec
         infused = rec.outcome == INFUSED
         if infused.any():
-            response = np.asarray(self.cohort_response)[self.cohort_of]
+            response = np.asarray(self.cohort_response)[self.cohort_of]  # a new array (indexed)
             for c, cohort in enumerate(self.scenario.cohorts):
                 effect = cohort.after_infusion.wait_effect
                 if effect.response_odds_ratio != 1.0:
                     m = infused & (self.cohort_of == c)
-                    response = response.copy() if response.base is None else response
                     response[m] = response_probability(
                         cohort.after_infusion.response_probability, rec.infusion_day[m] - self.arrivals[m], effect)
             icu = np.asarray(self.cohort_icu)[self.cohort_of]
