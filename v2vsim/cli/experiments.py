@@ -78,15 +78,10 @@ def _stop_on_sigterm() -> Iterator[_Stopped]:
 
 
 def _manifest(kind: str, source: ex.ScenarioSource, seed: int, started: float, **extra: Any) -> dict[str, Any]:
-    from ..outputs.results_dir import package_versions, sha256_file
+    from ..outputs.results_dir import provenance, sha256_file
 
-    versions = package_versions()
     return {
-        "kind": kind,
-        "v2vsim_version": versions["v2vsim"],
-        "python": versions["python"],
-        "packages": versions,
-        "command": ["v2vsim", *sys.argv[1:]],
+        **provenance(kind, ["v2vsim", *sys.argv[1:]]),
         "scenario_name": source.base.name,
         "scenario_file": str(source.path),
         "scenario_sha256": sha256_file(source.path),

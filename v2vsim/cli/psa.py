@@ -289,15 +289,10 @@ def _figures(result: PsaResult, directory: Path, version: str) -> None:
 
 
 def _manifest(sources: list[Any], result: PsaResult, started: float, points: int) -> dict[str, Any]:
-    from ..outputs.results_dir import package_versions, sha256_file
+    from ..outputs.results_dir import provenance, sha256_file
 
-    versions = package_versions()
     return {
-        "kind": "psa",
-        "v2vsim_version": versions["v2vsim"],
-        "python": versions["python"],
-        "packages": versions,
-        "command": ["v2vsim", *sys.argv[1:]],
+        **provenance("psa", ["v2vsim", *sys.argv[1:]]),
         "scenario_names": result.names,
         "scenario_files": [str(s.path) for s in sources],
         "scenario_sha256": [sha256_file(s.path) for s in sources],

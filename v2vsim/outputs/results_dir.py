@@ -175,14 +175,16 @@ def write_tables(results: Any, directory: Path, *, csv: bool, source: Path | Non
     write_json(directory / "summary.json", summary.to_dict(orient="records"))
 
 
-def manifest_fields(results: Any, command: Iterable[str], scenario_file: Path | None) -> dict[str, Any]:
+def provenance(kind: str, command: Iterable[str]) -> dict[str, Any]:
+    """The first fields of every manifest: what wrote it, with which versions, by which command."""
     versions = package_versions()
+    return {"kind": kind, "v2vsim_version": versions["v2vsim"], "python": versions["python"],
+            "packages": versions, "command": list(command)}
+
+
+def manifest_fields(results: Any, command: Iterable[str], scenario_file: Path | None) -> dict[str, Any]:
     return {
-        "kind": "run",
-        "v2vsim_version": versions["v2vsim"],
-        "python": versions["python"],
-        "packages": versions,
-        "command": list(command),
+        **provenance("run", command),
         "scenario_name": results.scenario.name,
         "scenario_file": str(scenario_file) if scenario_file else None,
         "scenario_sha256": sha256_file(scenario_file) if scenario_file and scenario_file.is_file() else None,
