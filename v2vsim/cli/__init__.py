@@ -5,7 +5,7 @@ module (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) that imports only :mo
 library code. The commands are registered here, in the order ``v2vsim --help`` lists them.
 """
 
-from . import compare, experiments, psa, run
+from . import compare, experiments, psa, run, validation
 from .common import app
 from .compare import default_compare_dir
 
@@ -19,6 +19,7 @@ app.command()(experiments.sweep)
 app.command(cls=experiments.ParamCommand)(experiments.sensitivity)  # --param takes three words
 app.command()(experiments.capacity)
 app.command()(psa.psa)
+app.command()(validation.validation)
 
 
 def _terminate(signum: int, frame: object) -> None:

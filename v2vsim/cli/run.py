@@ -201,13 +201,19 @@ def validate(
 
 def schema(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to a file instead of standard output.")] = None,
+    case: Annotated[bool, typer.Option("--case", help="The schema of validation case files instead (see `v2vsim validation`).")] = False,
 ) -> None:
     """Print the JSON Schema of scenario files (for editor completion and checking)."""
     from ..scenario import Scenario
 
-    document = Scenario.model_json_schema(by_alias=True)
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["title"] = "v2vsim scenario"
+    if case:
+        from ..scenario.cases import case_json_schema
+
+        document = case_json_schema()
+    else:
+        document = Scenario.model_json_schema(by_alias=True)
+        document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        document["title"] = "v2vsim scenario"
     text = json.dumps(document, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
