@@ -554,7 +554,7 @@ def test_report_in_headless_chromium(browser: DevTools, compare_dir: Path, run_d
     for image in images:
         assert image["complete"] and image["w"] > 0 and image["h"] > 0 and image["shown"] > 0, image
     assert browser.evaluate("document.scripts.length") == 0
-    assert browser.evaluate("document.querySelectorAll('section').length") == 4
+    assert browser.evaluate("document.querySelectorAll('section').length") == 5
     # The page fits the window: nothing wider than the viewport forces a horizontal scroll.
     assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     assert browser.problems() == []

@@ -398,12 +398,13 @@ def compare(
 def report(
     directories: Annotated[list[Path], typer.Argument(metavar="RESULTS_DIR...", help="Results directories written by `v2vsim run` or `v2vsim compare`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    validation: Annotated[Optional[Path], typer.Option("--validation", metavar="DIR", help="A validation results directory written by `v2vsim validation`, for the report's external validation (predicted against observed in published trials).")] = None,
 ) -> None:
-    """Write one self-contained HTML report (key numbers, figures, assumptions, method)."""
+    """Write one self-contained HTML report (key numbers, figures, assumptions, method, validation)."""
     from ..outputs.report import ReportError, write_report
 
     try:
-        written = write_report(directories, output)
+        written = write_report(directories, output, validation=validation)
     except ReportError as exc:
         _fail(f"error: {exc}")
         raise

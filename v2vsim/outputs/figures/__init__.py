@@ -23,6 +23,8 @@ Modules, one kind of figure each:
   differences paired by replication (common random numbers), saved by
   :func:`comparison_figures`.
 - :mod:`.experiments`: figures of sweeps, sensitivity analyses and capacity searches.
+- :mod:`.validation`: external validation (``v2vsim validation``): predicted against observed
+  in published trials, and how the predictions move with the inputs the trials do not report.
 """
 
 from ...scenario import OUTCOMES
@@ -75,6 +77,7 @@ from .style import (
     tail_limit,
 )
 from .timing import journey_figure, vein_to_vein_figure
+from .validation import sensitivity_figure, sensitivity_plot, validation_figure, validation_plot
 
 __all__ = [
     "COMPARISON_FIGURES",
@@ -112,6 +115,8 @@ __all__ = [
     "run_figures",
     "save_figure",
     "scenario_colors",
+    "sensitivity_figure",
+    "sensitivity_plot",
     "side_legend",
     "site_mean_band",
     "site_timeline_figure",
@@ -121,5 +126,7 @@ __all__ = [
     "sweep_scatter_figure",
     "tail_limit",
     "tornado_figure",
+    "validation_figure",
+    "validation_plot",
     "vein_to_vein_figure",
 ]

@@ -4,8 +4,10 @@
 directories (``v2vsim compare``) and writes a single HTML file: key numbers with 95% confidence
 intervals (paired differences for comparisons), a results table, the figures (embedded as
 base64 PNG, or SVG when there is no PNG) with captions, an assumptions table pairing every
-scenario parameter with the comment written next to it in the scenario file, and a method
-section in the order of the STRESS-DES reporting checklist (Monks et al. 2019).
+scenario parameter with the comment written next to it in the scenario file, a method
+section in the order of the STRESS-DES reporting checklist (Monks et al. 2019), and a
+validation section by the ISPOR–SMDM validity types (Eddy et al. 2012), with the external
+validation of a ``v2vsim validation`` directory when one is given (``validation=``).
 
 The page needs no network and no JavaScript: CSS is inline, images are ``data:`` URIs, and a
 Content-Security-Policy forbids scripts and remote loads. Everything users wrote (scenario
@@ -15,12 +17,13 @@ engine (Jinja2 with autoescaping on), never pasted into markup.
 This package reads results; it never imports the model. Its modules, in the order the data
 flows: :mod:`.load` (results directories), :mod:`.sources` (parameters and their source
 comments), :mod:`.table` (the comparison table and number formats), :mod:`.describe` (the
-scenario in words), :mod:`.context` (everything the page shows, as plain data) and
-:mod:`.render` (the template ``report.html.j2`` and the written file).
+scenario in words), :mod:`.validity` (the validation section), :mod:`.context` (everything the
+page shows, as plain data) and :mod:`.render` (the template ``report.html.j2`` and the written
+file).
 """
 
 from .context import KEY_METRICS
-from .load import CompareDir, ReportError, RunDir, load_results
+from .load import CompareDir, ReportError, RunDir, ValidationDir, load_results, load_validation
 from .render import render_report, write_report
 from .sources import Parameter, source_parameters
 from .table import paired_comparison
@@ -29,8 +32,10 @@ __all__ = [
     "ReportError",
     "RunDir",
     "CompareDir",
+    "ValidationDir",
     "Parameter",
     "load_results",
+    "load_validation",
     "source_parameters",
     "paired_comparison",
     "render_report",

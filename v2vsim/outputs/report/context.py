@@ -1,5 +1,6 @@
 """What the report shows, as plain data for the template: key-number cards, the results
-table, figures with captions, each scenario's assumptions and logic, versions and integrity."""
+table, figures with captions, each scenario's assumptions and logic, versions and integrity, and
+the validation section (:mod:`.validity`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..._version import __version__
 from ..results_dir import verify_dir
 from .describe import scenario_logic
 from .economics import budget_context, drop_economic_rows, economics_context
-from .load import CompareDir, ReportError, RunDir
+from .load import CompareDir, ReportError, RunDir, ValidationDir
 from .sources import Parameter, _flatten_plain, _hint, _path_text, format_yaml_value, source_parameters
 from .table import (
     _as_fractions,
@@ -31,6 +32,7 @@ from .table import (
     fmt_value,
     paired_comparison,
 )
+from .validity import validation_context
 
 __all__ = ["COMPARISON_CAPTIONS", "FIGURE_CAPTIONS", "KEY_METRICS", "build_context"]
 
@@ -234,7 +236,8 @@ def _versions(runs: Sequence[RunDir], compare: CompareDir | None) -> dict[str, A
             "platforms": sorted({str(m.get("platform", "–")) for _, m in manifests})}
 
 
-def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str) -> dict[str, Any]:
+def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
+                  validation: ValidationDir | None = None) -> dict[str, Any]:
     compares = [i for i in inputs if isinstance(i, CompareDir)]
     runs: list[RunDir] = []
     for item in inputs:
@@ -340,6 +343,8 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str) ->
             integrity.extend(_integrity(r.path, r.manifest) for r in item.runs)
         else:
             integrity.append(_integrity(item.path, item.manifest))
+    if validation is not None:
+        integrity.append(_integrity(validation.path, validation.manifest))
 
     seeds = sorted({str(r.seed) for r in runs})
     reps = sorted({str(r.n_replications) for r in runs})
@@ -373,7 +378,8 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str) ->
             "wall_seconds": (f"{float(compare.manifest['wall_seconds']):.1f} s"
                              if _finite(compare.manifest.get("wall_seconds")) else "–"),
         },
+        "validation": validation_context(validation, _data_uri, first_figure=number + 1),
         "report_command": report_command,
         "v2vsim_version": __version__,
-        "inputs": [str(i.path) for i in inputs],
+        "inputs": [str(i.path) for i in inputs] + ([str(validation.path)] if validation else []),
     }

@@ -1,10 +1,11 @@
 """Reading results directories: a run directory (``v2vsim run``) or a comparison directory
-(``v2vsim compare``, one run directory per scenario), checked to be v2vsim's own."""
+(``v2vsim compare``, one run directory per scenario), checked to be v2vsim's own; and the
+validation results directory (``v2vsim validation``) that ``report --validation`` reads."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,18 +16,30 @@ from ruamel.yaml.error import YAMLError
 
 from ..results_dir import MANIFEST
 
-__all__ = ["CompareDir", "FIGURE_ORDER", "ReportError", "RunDir", "load_results"]
+__all__ = ["CompareDir", "FIGURE_ORDER", "ReportError", "RunDir", "ValidationDir", "load_results",
+           "load_validation"]
 
 #: Order of the figures in the report; other figures follow alphabetically.
 FIGURE_ORDER = ("outcomes_per_100", "vein_to_vein", "attrition_funnel", "attrition_by_cause",
                 "cumulative_incidence", "cost_per_patient", "budget_impact", "site_utilisation",
-                "journey")
+                "journey", "validation", "validation_sensitivity")
 
 #: Columns of a budget table (``budget.csv``); a comparison's also has ``scenario`` and ``diff*``.
 _BUDGET_COLUMNS = ["year", "category", "mean", "ci_low", "ci_high", "n"]
 
 _COMPARISON_COLUMNS = ["metric", "label", "unit", "scenario", "mean", "ci_low", "ci_high", "n",
                        "diff", "diff_ci_low", "diff_ci_high"]
+
+
+#: Columns of ``validation.csv`` the report reads (``observed_k``, ``observed_n``,
+#: ``observed_source`` and ``mechanism`` are shown when present).
+_VALIDATION_COLUMNS = ["case", "trial", "metric", "label", "unit", "trial_size", "replications",
+                       "predicted_mean", "predicted_ci_low", "predicted_ci_high", "trial_low",
+                       "trial_high", "observed", "observed_ci_low", "observed_ci_high", "error",
+                       "verdict"]
+#: Columns of ``sensitivity.csv`` the report reads.
+_SENSITIVITY_COLUMNS = ["case", "trial", "metric", "label", "unit", "path", "input_label", "value",
+                        "baseline", "predicted_mean", "trial_low", "trial_high", "observed"]
 
 
 class ReportError(ValueError):
@@ -85,6 +98,24 @@ class CompareDir:
         return value if isinstance(value, dict) else None
 
 
+@dataclass
+class ValidationDir:
+    """A validation results directory (``v2vsim validation``): published trials run as cases."""
+
+    path: Path
+    manifest: dict[str, Any]
+    #: ``validation.csv``: one row per case and metric.
+    table: pd.DataFrame
+    #: ``sensitivity.csv`` (one row per case, metric and input value), else None.
+    sensitivity: pd.DataFrame | None
+    figures: list[Path]
+
+
+def is_validation_manifest(manifest: Mapping[str, Any]) -> bool:
+    """Whether a manifest is the one ``v2vsim validation`` writes (``kind`` or ``command``)."""
+    return manifest.get("kind") == "validation" or manifest.get("command") == "validation"
+
+
 def _budget(path: Path) -> pd.DataFrame | None:
     return _read_csv(path / "budget.csv", _BUDGET_COLUMNS) if (path / "budget.csv").is_file() else None
 
@@ -112,17 +143,19 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest(path: Path, refuse: Callable[[Path, str], ReportError] | None = None) -> dict[str, Any]:
+    """The manifest of a directory v2vsim wrote; ``refuse(path, why)`` words the error."""
+    refuse = refuse or _not_results
     if not path.exists():
         raise ReportError(f"{path}: no such directory")
     if not path.is_dir():
-        raise _not_results(path, "it is not a directory")
+        raise refuse(path, "it is not a directory")
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        raise _not_results(path, f"no {MANIFEST}")
+        raise refuse(path, f"no {MANIFEST}")
     manifest = _read_json(manifest_path)
     if not isinstance(manifest, dict) or "v2vsim_version" not in manifest:
-        raise _not_results(path, f"{MANIFEST} was not written by v2vsim")
+        raise refuse(path, f"{MANIFEST} was not written by v2vsim")
     return manifest
 
 
@@ -199,9 +232,38 @@ def load_results(path: str | Path) -> RunDir | CompareDir:
     """Read a run or comparison directory; :class:`ReportError` if it is neither."""
     path = Path(path)
     manifest = _read_manifest(path)
+    if is_validation_manifest(manifest):
+        raise ReportError(f"{path}: a validation results directory (`v2vsim validation`), not a "
+                          "run or comparison; pass it with --validation")
     kind = manifest.get("kind", "run")
     if kind == "compare":
         return _load_compare(path, manifest)
     if kind == "run":
         return _load_run(path, manifest)
     raise _not_results(path, f"unknown kind {kind!r} in {MANIFEST}")
+
+
+def _not_validation(path: Path, why: str) -> ReportError:
+    return ReportError(f"{path}: not a validation results directory ({why}); give --validation a "
+                       "directory written by `v2vsim validation`")
+
+
+def load_validation(path: str | Path) -> ValidationDir:
+    """Read a validation results directory; :class:`ReportError` if it is not one.
+
+    It is recognised by its manifest (``"kind": "validation"``, or ``"command": "validation"``)
+    and must hold ``validation.csv``; ``sensitivity.csv`` and ``figures/`` are read when present.
+    """
+    path = Path(path)
+    manifest = _read_manifest(path, _not_validation)
+    if not is_validation_manifest(manifest):
+        kind = manifest.get("kind", "run")
+        raise _not_validation(path, f"its {MANIFEST} says kind {kind!r}")
+    csv_path = path / "validation.csv"
+    if not csv_path.is_file():
+        raise _not_validation(path, "no validation.csv")
+    table = _read_csv(csv_path, _VALIDATION_COLUMNS)
+    sens_path = path / "sensitivity.csv"
+    sensitivity = _read_csv(sens_path, _SENSITIVITY_COLUMNS) if sens_path.is_file() else None
+    return ValidationDir(path=path, manifest=manifest, table=table, sensitivity=sensitivity,
+                         figures=_figures(path))

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 
 from .context import build_context
-from .load import CompareDir, ReportError, RunDir, load_results
+from .load import CompareDir, ReportError, RunDir, ValidationDir, load_results, load_validation
 
 __all__ = ["render_report", "write_report"]
 
@@ -34,27 +34,33 @@ def _template() -> Environment:
                         lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def render_report(inputs: Sequence[RunDir | CompareDir], report_command: str = "") -> str:
-    """The report's HTML text for loaded results directories."""
+def render_report(inputs: Sequence[RunDir | CompareDir], report_command: str = "",
+                  validation: ValidationDir | None = None) -> str:
+    """The report's HTML text for loaded results directories (and a validation directory)."""
     if not inputs:
         raise ReportError("no results directory given")
     text = resources.files("v2vsim.outputs.report").joinpath("report.html.j2").read_text(encoding="utf-8")
     template = _template().from_string(text)
-    return template.render(**build_context(inputs, report_command))
+    return template.render(**build_context(inputs, report_command, validation))
 
 
-def write_report(directories: Sequence[str | Path], output: str | Path = "report.html") -> Path:
+def write_report(directories: Sequence[str | Path], output: str | Path = "report.html",
+                 validation: str | Path | None = None) -> Path:
     """Write the report of ``directories`` (run or comparison directories) to ``output``.
 
-    Raises :class:`ReportError` (nothing is written) for a directory that is not a v2vsim
-    results directory. The file is written atomically.
+    ``validation`` is a validation results directory (``v2vsim validation``) for the report's
+    external-validity section. Raises :class:`ReportError` (nothing is written) for a directory
+    that is not what it is given as. The file is written atomically.
     """
     output = Path(output)
     if output.is_dir():
         raise ReportError(f"{output} is a directory; give the HTML file to write with -o")
     inputs = [load_results(d) for d in directories]
-    command = shlex.join(["v2vsim", "report", *[str(d) for d in directories], "-o", str(output)])
-    html = render_report(inputs, command)
+    checked = load_validation(validation) if validation is not None else None
+    command = shlex.join(["v2vsim", "report", *[str(d) for d in directories],
+                          *(["--validation", str(validation)] if validation is not None else []),
+                          "-o", str(output)])
+    html = render_report(inputs, command, checked)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     try:
