@@ -309,7 +309,8 @@ def validation_figure(table: pd.DataFrame, out_dir: Path, *, footer: str | None 
 # --------------------------------------------------------------------------------------------
 
 
-def _sensitivity_panel(ax: Axes, rows: pd.DataFrame) -> None:
+def _sensitivity_panel(ax: Axes, rows: pd.DataFrame, wrap: int) -> None:
+    """One input of one case and metric; titles and labels wrap at ``wrap`` characters."""
     first = rows.iloc[0]
     unit = _text(first.get("unit"))
     factor = _scale(unit)
@@ -376,8 +377,9 @@ def _sensitivity_panel(ax: Axes, rows: pd.DataFrame) -> None:
         ax.set_xticks(x, ["\n".join(textwrap.wrap(str(v), 14)) for v in data["value"]])
         ax.set_xlim(-0.5, len(x) - 0.5)
     label = _text(first.get("label")) or _text(first.get("metric"))
-    ax.set_title("\n".join(textwrap.wrap(f"{_trial_name(first)} · {label}", 38)), fontsize=12.5)
-    ax.set_xlabel("\n".join(textwrap.wrap(_text(first.get("input_label")) or _text(first.get("path")), 40)))
+    ax.set_title("\n".join(textwrap.wrap(f"{_trial_name(first)} · {label}", wrap)), fontsize=12.5)
+    ax.set_xlabel("\n".join(textwrap.wrap(_text(first.get("input_label")) or _text(first.get("path")),
+                                          wrap + 4)))
     ax.set_ylabel("Percent" if _is_fraction(unit) else "Days" if unit == "days" else unit)
 
 
@@ -397,10 +399,12 @@ def sensitivity_plot(sens: pd.DataFrame, *, footer: str = "") -> Figure:
     width = 12.0 if ncols > 1 else 10.0
     with house_style():
         fig, axes = new_figure(
-            nrows, ncols, figsize=(width, 1.9 + (4.0 if nrows <= 2 else 3.4) * nrows), footer=footer,
+            nrows, ncols, figsize=(width, 1.9 + (4.0 if nrows <= 2 else 3.2) * nrows), footer=footer,
             title="How the predictions move with the inputs the trials do not report")
         for k, rows in enumerate(groups):
-            _sensitivity_panel(axes[k // ncols, k % ncols], rows)
+            # Titles are not moved by the layout: wrap them to the panel's width (~9 characters
+            # an inch at 12.5 pt).
+            _sensitivity_panel(axes[k // ncols, k % ncols], rows, wrap=int(width / ncols * 8.4))
         for k in range(n, nrows * ncols):
             axes[k // ncols, k % ncols].set_visible(False)
         # Listed column by column: the prediction, the observation, the range and the case.
