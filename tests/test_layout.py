@@ -25,6 +25,10 @@ ALLOWED = {
     "__init__": {"experiments", "engine", "scenario", "_version"},
     "__main__": {"cli"},
 }
+#: Single imports across the layers, each with its reason: ``Results.save`` writes the results
+#: directory ``v2vsim run`` writes (imported in the method; the outputs never import the engine,
+#: so this makes no cycle).
+EXCEPTIONS = {("v2vsim.engine.runner", "v2vsim.outputs.run_dir")}
 #: Longest module without a written reason (the reason says "one piece" in its docstring).
 MAX_LINES = 500
 
@@ -76,7 +80,7 @@ def test_every_layer_imports_only_the_layers_below_it() -> None:
         assert layer in ALLOWED, f"{module}: a new layer; say where it sits in ALLOWED"
         for target in targets:
             other = _layer(target)
-            if other != layer and other not in ALLOWED[layer]:
+            if other != layer and other not in ALLOWED[layer] and (module, target) not in EXCEPTIONS:
                 wrong.append(f"{module} imports {target}")
     assert not wrong, "\n".join(wrong)
 

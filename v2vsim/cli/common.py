@@ -199,46 +199,12 @@ def check_engine_cli(engine: str, scenarios: Sequence[Scenario]) -> str:
 
 def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, force: bool,
                   scenario_file: Path | None, jobs: int = 1) -> Path:
-    """The run's results directory (spec section 5), written atomically."""
-    from .._version import __version__
-    from ..outputs.results_dir import manifest_fields, write_results_dir, write_tables
+    """The run's results directory (spec section 5), written atomically, with this command
+    line in its manifest (:func:`v2vsim.outputs.run_dir.write_run_dir`)."""
+    from ..outputs.run_dir import write_run_dir as write
 
-    def fill(tmp: Path) -> dict:
-        write_tables(results, tmp, csv=csv, source=scenario_file)
-        if figures:
-            from ..outputs.figures import run_figures
-
-            footer = (f"{results.scenario.name} · {results.n_replications} replications · "
-                      f"seed {results.seed} · v2vsim {__version__}")
-            run_figures(results.patients, results.site_profile, results.events,
-                        results.scenario.name, tmp / "figures", footer=footer, jobs=jobs)
-        budget = getattr(results, "budget", None)
-        if budget is not None and len(budget):
-            write_budget_files(results, budget, tmp, figures)
-        return manifest_fields(results, ["v2vsim", *sys.argv[1:]], scenario_file)
-
-    return write_results_dir(out_dir, fill, force=force)
-
-
-def write_budget_files(results: Results, budget: object, directory: Path, figures: bool) -> None:
-    """A run's budget impact: ``budget.csv`` (mean cost per calendar year and category, with
-    its interval across replications) and, with figures, ``figures/budget_impact``."""
-    from .._version import __version__
-    from ..experiments.economics import budget_summary
-    from ..outputs.comparison_files import write_budget
-
-    summary = budget_summary(budget, results.replications["replication"].tolist())  # type: ignore[arg-type]
-    write_budget(summary, directory)
-    if figures:
-        from ..outputs.figures.economics import budget_figure
-        from ..outputs.figures.style import save_figure
-
-        footer = (f"{results.scenario.name} · {results.n_replications} replications · "
-                  f"seed {results.seed} · v2vsim {__version__}")
-        fig = budget_figure(summary.assign(scenario=results.scenario.name),
-                            results.scenario.currency, footer=footer)
-        save_figure(fig, directory / "figures", "budget_impact")
-        fig.clear()
+    return write(results, out_dir, command=["v2vsim", *sys.argv[1:]], csv=csv, figures=figures,
+                 force=force, scenario_file=scenario_file, jobs=jobs)
 
 
 # --------------------------------------------------------------------------- the app's own option

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,25 @@ class Results:
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         """``metric, mean, ci_low, ci_high, n`` across replications (t-interval)."""
         return metrics.summarise(self.replications, level)
+
+    def save(self, directory: str | os.PathLike[str], figures: bool = True, csv: bool = False,
+             force: bool = False, *, scenario_file: str | os.PathLike[str] | None = None) -> Path:
+        """Write the results directory ``v2vsim run`` writes (tables, figures, manifest with
+        hashes; ``v2vsim verify`` checks it), atomically, and return its path.
+
+        ``csv`` adds ``patients.csv``; ``scenario_file``, the file the scenario was loaded from,
+        is copied as ``scenario_source.yaml`` (reports show its source comments) and hashed in
+        the manifest. A directory that v2vsim did not write is replaced only with ``force``
+        (else :class:`v2vsim.outputs.results_dir.OutputError`).
+        """
+        # Imported here: the outputs read result frames and never import the engine.
+        from ..outputs.run_dir import write_run_dir
+
+        target = Path(directory)
+        call = (f"v2vsim.simulate(<{self.scenario.name}>, replications={self.n_replications}, "
+                f"seed={self.seed}).save({str(target)!r})")
+        return write_run_dir(self, target, command=[call], csv=csv, figures=figures, force=force,
+                             scenario_file=None if scenario_file is None else Path(scenario_file))
 
 
 #: A patient column as a worker sends it: numbers, or strings as codes.

@@ -1,0 +1,68 @@
+"""A run's results directory: what ``v2vsim run`` writes and ``Results.save`` writes.
+
+The contract's tables (:func:`~.results_dir.write_tables`), the figures, the budget impact of a
+scenario with economics and the manifest, written atomically by
+:func:`~.results_dir.write_results_dir`. Like the rest of :mod:`v2vsim.outputs` it reads the
+result frames (typed by shape, ``Any``) and never imports the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._version import __version__
+from .comparison_files import write_budget
+from .results_dir import manifest_fields, write_results_dir, write_tables
+
+__all__ = ["run_footer", "write_budget_files", "write_run_dir"]
+
+
+def run_footer(results: Any) -> str:
+    """The footer of a run's figures: scenario, replications, seed and version."""
+    return (f"{results.scenario.name} · {results.n_replications} replications · "
+            f"seed {results.seed} · v2vsim {__version__}")
+
+
+def write_run_dir(results: Any, out_dir: Path, *, command: Iterable[str], csv: bool = False,
+                  figures: bool = True, force: bool = False, scenario_file: Path | None = None,
+                  jobs: int = 1) -> Path:
+    """Write ``results`` into ``out_dir`` atomically and return it; ``command`` is recorded in
+    the manifest, ``scenario_file`` (the file as written, comments and all) is copied to
+    ``scenario_source.yaml``. Raises :class:`~.results_dir.OutputError` for a target that
+    v2vsim did not write, unless ``force``."""
+    command = list(command)
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        write_tables(results, tmp, csv=csv, source=scenario_file)
+        if figures:
+            from .figures import run_figures
+
+            run_figures(results.patients, results.site_profile, results.events,
+                        results.scenario.name, tmp / "figures", footer=run_footer(results), jobs=jobs)
+        budget = getattr(results, "budget", None)
+        if budget is not None and len(budget):
+            write_budget_files(results, budget, tmp, figures)
+        return manifest_fields(results, command, scenario_file)
+
+    return write_results_dir(Path(out_dir), fill, force=force)
+
+
+def write_budget_files(results: Any, budget: pd.DataFrame, directory: Path, figures: bool) -> None:
+    """A run's budget impact: ``budget.csv`` (mean cost per calendar year and category, with
+    its interval across replications) and, with figures, ``figures/budget_impact``."""
+    from ..metrics.budget import budget_summary
+
+    summary = budget_summary(budget, results.replications["replication"].tolist())
+    write_budget(summary, directory)
+    if figures:
+        from .figures.economics import budget_figure
+        from .figures.style import save_figure
+
+        fig = budget_figure(summary.assign(scenario=results.scenario.name),
+                            results.scenario.currency, footer=run_footer(results))
+        save_figure(fig, directory / "figures", "budget_impact")
+        fig.clear()
