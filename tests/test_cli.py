@@ -89,11 +89,18 @@ def test_run_options_override_the_file(small: Path, tmp_path: Path) -> None:
     assert len(pd.read_csv(out / "replications.csv")) == 3
 
 
-def test_default_output_directory_is_named_after_the_scenario(small: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_output_directory_is_named_after_the_file(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """results/<file stem>, not the title: a 90-character Chinese title is 270 bytes, past the
+    255-byte limit of a file name."""
+    title = "香港本地製造新鮮產品" * 9
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL.replace("name: small test", f"name: {title}"), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    assert invoke("run", small, "-n", "2", "--no-figures").exit_code == 0
-    assert (tmp_path / "results" / "small_test" / "manifest.json").is_file()
+    result = invoke("run", path, "-n", "2", "--no-figures")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["small"]
+    assert json.loads((tmp_path / "results" / "small" / "manifest.json").read_text())["scenario_name"] == title
 
 
 def test_bad_scenario_exits_2_with_located_problems(tmp_path: Path) -> None:

@@ -234,9 +234,10 @@ def test_compare_command_rejects_bad_input(tmp_path: Path) -> None:
     assert runner.invoke(app, ["compare", str(LOCAL)]).exit_code == 2
 
 
-def test_default_directory_names_every_scenario() -> None:
-    assert default_compare_dir(["Local (fresh)", "Overseas"]) == Path(
-        "results/compare-Local__fresh-vs-Overseas")
+def test_default_directory_names_every_scenario_file() -> None:
+    assert default_compare_dir([Path("scenarios/local.yaml"), Path("scenarios/overseas.yaml")]) \
+        == Path("results/compare-local-vs-overseas")
+    assert default_compare_dir(["a.yaml", "b.yml", "local"]) == Path("results/compare-a-vs-b-vs-local")
 
 
 def test_compare_accepts_overrides_and_precision(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ Exit status: 0 success, 1 a failed check (``verify``), 2 bad input (scenario or 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -117,9 +118,43 @@ def _check_size(scenario: Scenario, replications: int, allow_large: bool) -> Non
               f"more than {LARGE_REFERRALS:,}; pass --allow-large if that is intended")
 
 
-def _slug(name: str) -> str:
+#: Longest default name of a results directory, in bytes (file systems allow 255; the atomic
+#: writer adds a prefix and a suffix to its temporary directory, and paths stay readable).
+NAME_BYTES = 100
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` within ``limit`` bytes of UTF-8; a shortened text ends in 8 hex digits of its
+    full form's hash, so that two long names that start alike stay apart."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    head = raw[:max(limit - 9, 1)].decode("utf-8", errors="ignore").rstrip("-_.")
+    return f"{head}-{digest}"
+
+
+def _slug(name: str, limit: int = NAME_BYTES) -> str:
+    """``name`` as a file name: letters (of any script), digits, ``-_.``; others become ``_``."""
     keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name.strip())
-    return keep.strip("._") or "scenario"
+    return _clip(keep.strip("._") or "scenario", limit)
+
+
+def scenario_stem(path: Path | str) -> str:
+    """What names a scenario's results: its file name without ``.yaml`` (a bundled NAME as is)."""
+    path = Path(path)
+    return path.stem if path.suffix.lower() in (".yaml", ".yml") else path.name
+
+
+def result_name(scenario_files: Sequence[Path | str], prefix: str = "", suffix: str = "") -> str:
+    """The default results directory name of a command: ``prefix``, the scenario files' stems
+    joined by ``-vs-``, ``suffix`` (``local``, ``compare-local-vs-overseas``,
+    ``local-sweep``), within :data:`NAME_BYTES` bytes: each stem gets an equal share of what
+    the prefix and suffix leave (shortened as :func:`_clip` does)."""
+    stems = [scenario_stem(p) for p in scenario_files]
+    fixed = len(prefix.encode()) + len(suffix.encode()) + len("-vs-") * (len(stems) - 1)
+    share = max(12, (NAME_BYTES - fixed) // max(len(stems), 1))
+    return _clip(prefix + "-vs-".join(_slug(s, share) for s in stems) + suffix, NAME_BYTES)
 
 
 # --------------------------------------------------------------------------- progress and runs

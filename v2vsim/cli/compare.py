@@ -24,10 +24,14 @@ from .common import (
     err,
     load_cli,
     out,
+    result_name,
+    scenario_stem,
     write_run_dir,
 )
 
 if TYPE_CHECKING:  # the library is imported in the commands that use it (see .common)
+    from collections.abc import Sequence
+
     from rich.table import Table
 
     from ..experiments.compare import Comparison
@@ -44,12 +48,13 @@ __all__ = [
 ]
 
 
-def _scenario_dirs(names: list[str]) -> list[str]:
-    """Distinct subdirectory names for the scenarios of a comparison (slugs, made unique)."""
+def _scenario_dirs(scenario_files: Sequence[Path | str]) -> list[str]:
+    """Distinct subdirectory names for the scenarios of a comparison: their files' stems
+    (``local``), made unique (the same file twice: ``local``, ``local-2``)."""
     taken = {"figures", "comparison.csv", "comparison.json", "budget.csv", "manifest.json"}
     dirs = []
-    for name in names:
-        base = _slug(name)[:80]
+    for path in scenario_files:
+        base = _slug(scenario_stem(path), 80)
         slug, k = base, 2
         while slug in taken:
             slug, k = f"{base}-{k}", k + 1
@@ -58,10 +63,10 @@ def _scenario_dirs(names: list[str]) -> list[str]:
     return dirs
 
 
-def default_compare_dir(names: list[str]) -> Path:
-    """``results/compare-<first>-vs-<second>...`` from the scenario names."""
-    stem = "compare-" + "-vs-".join(_slug(n)[:60] for n in names)
-    return Path("results") / stem[:200]
+def default_compare_dir(scenario_files: Sequence[Path | str]) -> Path:
+    """``results/compare-<first>-vs-<second>...`` from the scenario files' stems
+    (``results/compare-local-vs-overseas``), within 100 bytes."""
+    return Path("results") / result_name(scenario_files, prefix="compare-")
 
 
 def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: list[Path],
@@ -73,7 +78,7 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
     from ..outputs.comparison_files import write_comparison_files
     from ..outputs.results_dir import manifest_fields, write_results_dir
 
-    dirs = _scenario_dirs(comparison.names)
+    dirs = _scenario_dirs(scenario_files)
 
     def fill(tmp: Path) -> dict:
         for results, sub, path in zip(comparison.results, dirs, scenario_files):
@@ -341,7 +346,7 @@ def compare(
            or (replications is None and s.replications != first.replications) for s in scenarios):
         err.print(f"note: every scenario runs with the first one's seed {base_seed} and {n} "
                   "replications (the pairing needs one seed)", markup=False, highlight=False)
-    target = out_dir or default_compare_dir([s.name for s in scenarios])
+    target = out_dir or default_compare_dir(scenario_files)
     try:
         check_target(target, force)
     except OutputError as exc:

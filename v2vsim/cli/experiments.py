@@ -39,6 +39,7 @@ from .common import (
     _source,
     err,
     out,
+    result_name,
 )
 
 if TYPE_CHECKING:  # the library is imported in the commands that use it (see .common)
@@ -120,10 +121,12 @@ def _check_total(points: Sequence[ex.Point], precision: ex.Precision | None, all
               f"{LARGE_REFERRALS:,}; pass --allow-large if that is intended")
 
 
-def _target_dir(out_dir: Path | None, scenario: Scenario, suffix: str, force: bool) -> Path:
+def _target_dir(out_dir: Path | None, scenario_file: Path, suffix: str, force: bool) -> Path:
+    """``--out``, or ``results/<file stem>-<suffix>`` (``results/local-sweep``); exit 2 if
+    it is a directory that v2vsim did not write."""
     from ..outputs.results_dir import OutputError, check_target
 
-    target = out_dir or Path("results") / f"{_slug(scenario.name)}-{suffix}"
+    target = out_dir or Path("results") / result_name([scenario_file], suffix=f"-{suffix}")
     try:
         check_target(target, force)
     except OutputError as exc:
@@ -159,7 +162,7 @@ Cluster = Annotated[Optional[str], typer.Option(
     "--cluster", metavar="tcp://HOST:PORT", help="Run on this Dask scheduler's workers (same results).")]
 Sets = Annotated[Optional[list[str]], typer.Option(
     "--set", metavar="PATH=VALUE", help="Override a scenario value, e.g. --set sites.hkib.slots=2 (repeatable).")]
-Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory.")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/<file name without .yaml>-<command>, e.g. results/local-sweep, results/local-sensitivity-oat, results/local-capacity-hkib).")]
 Force = Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")]
 NoFigures = Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")]
 AllowLarge = Annotated[bool, typer.Option("--allow-large", help="Allow runs larger than run's limit on referrals in all.")]
@@ -252,7 +255,7 @@ def sweep(
         raise
     _check_total(points, prec, allow_large)
     base = points[0].scenario
-    target = _target_dir(out_dir, base, "sweep", force)
+    target = _target_dir(out_dir, scenario_file, "sweep", force)
     fingerprint = {
         "kind": "sweep", "scenario_sha256": source.sha256(), "fixed": [[p, ex.display_value(v)] for p, v in fixed],
         "parameters": names, "design": design, "samples": samples if design == "lhs" else None,
@@ -445,7 +448,7 @@ def sensitivity(
         _problems(exc)
         raise
     names = [p for p, _, _ in ranges]
-    target = _target_dir(out_dir, source.base, f"sensitivity-{method}", force)
+    target = _target_dir(out_dir, scenario_file, f"sensitivity-{method}", force)
     fingerprint = {"kind": "sensitivity", "method": method, "scenario_sha256": source.sha256(),
                    "fixed": [[p, ex.display_value(v)] for p, v in fixed], "params": [list(r) for r in ranges],
                    "replications": replications, "seed": base_seed, "trajectories": trajectories,
@@ -579,7 +582,7 @@ def capacity(
         raise
     prec = _precision(precision, replications)
     base_seed = base.seed if seed is None else seed
-    target = _target_dir(out_dir, base, f"capacity-{_slug(site)}", force)
+    target = _target_dir(out_dir, scenario_file, f"capacity-{_slug(site, 40)}", force)
     err.print(f"capacity of {site}: {', '.join(map(str, parsed))} with 95% confidence; {search} search from "
               f"{min_slots}, " + (f"replications to {100 * prec.relative:g}% precision" if prec
                                    else f"{replications or base.replications} replications per count"),

@@ -24,11 +24,11 @@ from .common import (
     _fail,
     _problems,
     _progress,
-    _slug,
     _source,
     check_engine_cli,
     err,
     out,
+    result_name,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def psa(
     overrides: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="PATH=VALUE", help="Override a value of every scenario (repeatable).")] = None,
     jobs: Jobs = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/psa-<first>-vs-<second>..., from the files' names).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted PSA from DIR.partial (also with more --sets).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
@@ -119,7 +119,7 @@ def psa(
     if total > LARGE_REFERRALS and not allow_large:
         _fail(f"error: this PSA would simulate about {total:,.0f} referrals in all ({points:,} runs of "
               f"{replications} replications), more than {LARGE_REFERRALS:,}; pass --allow-large if that is intended")
-    target = out_dir or Path("results") / ("psa-" + "-vs-".join(_slug(n) for n in names))[:120]
+    target = out_dir or Path("results") / result_name(scenario_files, prefix="psa-")
     try:
         check_target(target, force)
     except OutputError as exc:

@@ -23,10 +23,10 @@ from .common import (
     _load,
     _precision,
     _progress,
-    _slug,
     err,
     load_cli,
     out,
+    result_name,
     run_scenario,
     write_run_dir,
 )
@@ -60,7 +60,7 @@ def run(
     scenario_file: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file.")],
     replications: Replications = None,
     seed: Seed = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/<scenario name>).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/<file name without .yaml>, e.g. results/local).")] = None,
     jobs: Jobs = None,
     csv: Annotated[bool, typer.Option("--csv", help="Also write patients.csv.")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
@@ -83,7 +83,7 @@ def run(
     engine = check_engine_cli(engine, [scenario])
     n = replications or scenario.replications
     base_seed = scenario.seed if seed is None else seed
-    target = out_dir or Path("results") / _slug(scenario.name)
+    target = out_dir or Path("results") / result_name([scenario_file])
     _check_size(scenario, n, allow_large)
     try:
         check_target(target, force)

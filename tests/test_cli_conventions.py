@@ -1,0 +1,109 @@
+"""Conventions every command follows: results named after the scenario files, examples in every
+``--help``, console tables that do not wrap when piped, the scenario's policy metrics in the
+console summaries, and ``compare --set-for`` (one scenario's override)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from v2vsim import load_scenario
+from v2vsim.cli import app, default_compare_dir
+from v2vsim.cli.common import NAME_BYTES, result_name
+from v2vsim.cli.compare import _fmt_compare, _scenario_dirs
+from v2vsim.metrics import headline_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+runner = CliRunner()
+
+SMALL = """\
+name: {name}
+horizon_days: 200
+replications: 4
+seed: 11
+currency: HKD
+arrivals: {{rate_per_year: 40}}
+cohorts:
+  - {{name: a, share: 1, pathway: p, time_to_death: {{dist: exponential, mean: 300}}}}
+sites:
+  dev: {{slots: {slots}, cost_per_use: 100}}
+pathways:
+  p:
+    steps:
+      - {{name: apheresis, kind: apheresis, duration: 1, cost: 10}}
+      - {{name: make, kind: manufacture, site: dev, reserve_from: apheresis, duration: {{dist: uniform, low: 9, high: 12}}}}
+      - {{name: infusion, kind: infusion, duration: 1}}
+"""
+
+#: Long enough that a table's title wraps at any width; the rows must not.
+LONG_NAME = "A small test scenario whose title is as long as the titles of the bundled scenarios are, or longer"
+
+
+def write_small(path: Path, name: str = "small test", slots: int = 2) -> Path:
+    path.write_text(SMALL.format(name=name, slots=slots), encoding="utf-8")
+    return path
+
+
+def invoke(*args: object, **kwargs: object):
+    return runner.invoke(app, [str(a) for a in args], **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- result names
+
+
+def test_result_names_are_the_file_stems_within_the_byte_limit() -> None:
+    assert result_name(["scenarios/local.yaml"]) == "local"
+    assert result_name(["local"]) == "local"  # a bundled scenario's NAME
+    assert result_name([Path("a/b/local.yml")], suffix="-sweep") == "local-sweep"
+    assert result_name(["local.yaml", "overseas.yaml"], prefix="psa-") == "psa-local-vs-overseas"
+    long_a, long_b = "x" * 300 + "_a.yaml", "x" * 300 + "_b.yaml"
+    chinese = "香港本地製造" * 20 + ".yaml"  # 120 characters, 360 bytes
+    for files in ([long_a], [long_a, long_b], [chinese], [chinese, long_a, long_b]):
+        for prefix, suffix in (("", ""), ("compare-", ""), ("", "-sensitivity-morris")):
+            name = result_name(files, prefix=prefix, suffix=suffix)
+            assert len(name.encode("utf-8")) <= NAME_BYTES, name
+            assert name.startswith(prefix) and name.endswith(suffix)
+            name.encode("utf-8").decode("utf-8")  # never a character cut in half
+    # Two long stems alike for 300 characters still get different names.
+    assert result_name([long_a]) != result_name([long_b])
+    assert result_name([long_a, long_b], prefix="compare-") != result_name([long_b, long_a], prefix="compare-")
+
+
+def test_the_same_file_twice_gets_distinct_subdirectories() -> None:
+    assert default_compare_dir(["scenarios/local.yaml", "scenarios/local.yaml"]) == Path(
+        "results/compare-local-vs-local")
+    assert _scenario_dirs(["scenarios/local.yaml", "other/local.yaml", "local"]) == [
+        "local", "local-2", "local-3"]
+    # Names of the comparison's own files are never taken by a scenario.
+    assert _scenario_dirs(["figures.yaml", "manifest.json.yaml"]) == ["figures-2", "manifest.json-2"]
+
+
+def test_every_command_names_its_results_after_the_file(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """run, compare, sweep, sensitivity and capacity, from a folder with no results yet; the
+    scenarios' titles are long (the names must not come from them)."""
+    small = write_small(tmp_path / "small.yaml", LONG_NAME)
+    other = write_small(tmp_path / "other.yaml", LONG_NAME + " (one slot)", slots=1)
+    monkeypatch.chdir(tmp_path)
+    common = ["--no-figures", "-j", "1"]
+    commands = {
+        "small": ["run", small, "-n", 2],
+        "compare-small-vs-other": ["compare", small, other, "-n", 2],
+        "small-sweep": ["sweep", small, "--set", "sites.dev.slots=1,2", "-n", 2],
+        "small-sensitivity-oat": ["sensitivity", small, "--param", "sites.dev.slots", 1, 2, "-n", 2],
+        "small-capacity-dev": ["capacity", small, "--site", "dev", "--target", "queue_wait_mean<=1000",
+                               "--max-slots", 2, "-n", 2],
+    }
+    for expected, args in commands.items():
+        result = invoke(*args, *common)
+        assert result.exit_code == 0, (args, result.output)
+        assert (tmp_path / "results" / expected / "manifest.json").is_file(), expected
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(commands)
+    manifest = json.loads((tmp_path / "results" / "compare-small-vs-other" / "manifest.json").read_text())
+    assert [s["dir"] for s in manifest["scenarios"]] == ["small", "other"]
