@@ -107,3 +107,48 @@ def test_every_command_names_its_results_after_the_file(tmp_path: Path,
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(commands)
     manifest = json.loads((tmp_path / "results" / "compare-small-vs-other" / "manifest.json").read_text())
     assert [s["dir"] for s in manifest["scenarios"]] == ["small", "other"]
+
+
+# --------------------------------------------------------------------------- piped tables
+
+
+def _table_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("│")]
+
+
+def test_run_summary_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
+    small = write_small(tmp_path / "small.yaml", LONG_NAME)
+    out = tmp_path / "out"
+    # CliRunner's output is not a terminal; COLUMNS=50 is what a narrow pipe would get.
+    result = invoke("run", small, "-n", 4, "-o", out, "--no-figures", "-j", 1, env={"COLUMNS": "50"})
+    assert result.exit_code == 0, result.output
+    lines = _table_lines(result.output)
+    rows = headline_rows(pd.read_csv(out / "summary.csv"), "HKD")
+    assert len(lines) == len(rows)  # one line a row (and a row a line)
+    for (_metric, label, mean, ci), line in zip(rows, lines):
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        assert cells == [label, mean, ci]
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_compare_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
+    a = write_small(tmp_path / "a.yaml", LONG_NAME)
+    b = write_small(tmp_path / "b.yaml", LONG_NAME + " with one slot", slots=1)
+    out = tmp_path / "cmp"
+    result = invoke("compare", a, b, "-n", 4, "-o", out, "--no-figures", "-j", 1, env={"COLUMNS": "50"})
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "comparison.csv")
+    lines = _table_lines(result.output)
+    shown = 0
+    for metric in ("infused_fraction", "died", "vein_to_vein_median", "queue_wait_mean",
+                   "cost_per_infused", "cost_per_referred"):
+        rows = table[table["metric"] == metric].set_index("scenario")
+        unit, label = str(rows["unit"].iloc[0]), str(rows["label"].iloc[0])
+        label += " (per replication)" if unit == "count" else "" if unit == "%" else f" ({unit})"
+        first = [line for line in lines if line.strip("│ ").startswith(label + " ")]
+        assert len(first) == 1, (label, result.output)
+        cells = [c.strip() for c in first[0].strip("│").split("│")]
+        means = [_fmt_compare(rows["mean"].iloc[i], unit) for i in range(2)]
+        assert cells == [label, *means, _fmt_compare(rows["diff"].iloc[1], unit, diff=True)]
+        shown += 1
+    assert shown == 6 and len({len(line) for line in lines}) == 1

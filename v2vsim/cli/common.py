@@ -1,6 +1,7 @@
-"""What every ``v2vsim`` command shares: the Typer app and its ``--version``, the consoles,
-exiting on bad input, loading scenarios (with ``--set`` overrides), the size limit, progress bars,
-running replications and writing a run's results directory.
+"""What every ``v2vsim`` command shares: the Typer app and its ``--version``, the consoles (and
+tables that do not wrap when piped), exiting on bad input, loading scenarios (with ``--set``
+overrides), the size limit, the default names of results directories (from the scenario files'
+names), progress bars, running replications and writing a run's results directory.
 
 The command modules (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) import only this module
 and library code; :mod:`v2vsim.cli` registers their commands on :data:`app`. They import the
@@ -25,6 +26,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+    from rich.table import Table
 
     from .. import experiments as ex
     from ..engine.runner import Results
@@ -39,6 +41,22 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+
+#: Width of tables written to a pipe or a file, unless they are wider (a terminal uses its own).
+PIPED_WIDTH = 140
+
+
+def print_table(table: Table) -> None:
+    """Print a table on standard output: at the terminal's width on a terminal; piped or
+    redirected, at :data:`PIPED_WIDTH` or the table's own width if wider, so that no row wraps
+    (rich would otherwise wrap every cell at 80 columns)."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    # Measured on a console wide enough not to clamp the table's natural width.
+    natural = Console(file=out.file, width=100_000, no_color=True).measure(table).maximum
+    width = max(PIPED_WIDTH, out.width, natural)
+    Console(file=out.file, width=width, no_color=True).print(table)
 
 
 #: Runs larger than this many referrals in all need --allow-large.

@@ -24,6 +24,7 @@ from .common import (
     err,
     load_cli,
     out,
+    print_table,
     result_name,
     scenario_stem,
     write_run_dir,
@@ -371,16 +372,16 @@ def compare(
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written", 130)
         raise
-    out.print(comparison_summary_table(
+    print_table(comparison_summary_table(
         comparison, f"{len(scenarios)} scenarios — {n} replications each, seed {base_seed}, "
         "same patients in each"))
     if comparison.economics is not None:
-        out.print(economics_table(comparison))
+        print_table(economics_table(comparison))
         for name, sentence in comparison.economics.sentences().items():
             out.print(f"Against {comparison.baseline}: {sentence}.", markup=False, highlight=False,
                       soft_wrap=True)
         if len(comparison.economics.budget):
-            out.print(budget_table(comparison))
+            print_table(budget_table(comparison))
     for results in comparison.results:
         sc = results.scenario
         for warning in overload_warnings(results.replications, results.site_profile,

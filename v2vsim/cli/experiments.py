@@ -39,6 +39,7 @@ from .common import (
     _source,
     err,
     out,
+    print_table,
     result_name,
 )
 
@@ -360,7 +361,7 @@ def _print_sweep(table: pd.DataFrame, names: list[str], scenario: Scenario) -> N
         cells = [str(point)] + [str(values.at[point, n]) for n in names]
         cells += [_mean_ci(rows.loc[(point, m)], m, scenario.currency) for m in shown]
         grid.add_row(*cells)
-    out.print(grid)
+    print_table(grid)
 
 
 # --------------------------------------------------------------------------- sensitivity
@@ -528,7 +529,7 @@ def _print_indices(result: ex.SensitivityResult, scenario: Scenario) -> None:
         grid.add_column(column, justify="left" if column == "parameter" else "right")
     for row in data.itertuples(index=False):
         grid.add_row(*[str(getattr(row, c)) if c == "parameter" else f"{getattr(row, c):.4g}" for c in columns])
-    out.print(grid)
+    print_table(grid)
 
 
 # --------------------------------------------------------------------------- capacity
@@ -663,4 +664,4 @@ def _print_capacity(result: ex.CapacityResult, scenario: Scenario) -> None:
     for check in result.checks.itertuples(index=False):
         cells = [str(check.slots)] + [_mean_ci(rows.loc[(check.slots, m)], m, scenario.currency) for m in shown]
         grid.add_row(*cells, "yes" if check.meets_all else "no")
-    out.print(grid)
+    print_table(grid)

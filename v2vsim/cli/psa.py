@@ -28,6 +28,7 @@ from .common import (
     check_engine_cli,
     err,
     out,
+    print_table,
     result_name,
 )
 
@@ -321,7 +322,7 @@ def _print(result: PsaResult) -> None:
                 v = result.sets[column].to_numpy(dtype=float)
                 grid.add_row(column, f"{np.nanmean(v):,.4g}",
                              f"{np.nanpercentile(v, 2.5):,.4g} – {np.nanpercentile(v, 97.5):,.4g}")
-        out.print(grid)
+        print_table(grid)
         return
     grid = Table(title=f"PSA — {result.n_sets} parameter sets x {result.replications} replications, "
                        f"against {result.names[0]} (per referred patient, discounted; 2.5–97.5% of sets)",
@@ -337,7 +338,7 @@ def _print(result: PsaResult) -> None:
             "" if first else f"{row['incremental_qalys_mean']:.3f} ({row['incremental_qalys_p2_5']:.3f} – "
                              f"{row['incremental_qalys_p97_5']:.3f})",
             "comparator" if first else str(row["dominance"]))
-    out.print(grid)
+    print_table(grid)
     if result.ceac is not None and result.evpi is not None:
         chosen = _figure_wtp(result) or [float(result.wtp[len(result.wtp) // 2])]
         table = Table(title="At the thresholds", title_justify="left")
@@ -356,5 +357,5 @@ def _print(result: PsaResult) -> None:
             table.add_row(f"{w:,.0f}", *[f"{100 * p:.1f}%" for p in rows["probability_cost_effective"]],
                           str(best.iloc[0]) if len(best) else "", f"{ev['evpi_per_patient'].iloc[0]:,.0f}",
                           f"{ev['evpi_per_year'].iloc[0]:,.0f}")
-        out.print(table)
+        print_table(table)
 

@@ -26,6 +26,7 @@ from .common import (
     err,
     load_cli,
     out,
+    print_table,
     result_name,
     run_scenario,
     write_run_dir,
@@ -100,7 +101,7 @@ def run(
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written", 130)
         raise
-    out.print(summary_table(results, f"{scenario.name} — {n} replications, seed {base_seed}"))
+    print_table(summary_table(results, f"{scenario.name} — {n} replications, seed {base_seed}"))
     for warning in overload_warnings(results.replications, results.site_profile,
                                      scenario.horizon_days,
                                      scenario.horizon_days + scenario.drain_days):

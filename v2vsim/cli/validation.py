@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .common import Engine, Jobs, _bar, _fail, check_engine_cli, out
+from .common import Engine, Jobs, _bar, _fail, check_engine_cli, out, print_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,13 +130,7 @@ def validation(
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written", 130)
         raise
-    # Piped output gets a fixed width wide enough for the table (a terminal uses its own).
-    console = out
-    if not out.is_terminal:
-        from rich.console import Console
-
-        console = Console(width=max(out.width, 140), no_color=True)
-    console.print(validation_table(table))
+    print_table(validation_table(table))
     misses = table[table["verdict"] != "inside"]
     for row in misses.itertuples(index=False):
         if row.mechanism:
