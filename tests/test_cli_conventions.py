@@ -152,3 +152,60 @@ def test_compare_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
         assert cells == [label, *means, _fmt_compare(rows["diff"].iloc[1], unit, diff=True)]
         shown += 1
     assert shown == 6 and len({len(line) for line in lines}) == 1
+
+
+# --------------------------------------------------------------------------- policy metrics
+
+
+POLICY_LABELS = {
+    "rerouted": "Routed to the fallback pathway (per replication)",
+    "bridged": "Given bridging therapy (per replication)",
+    "bridging_toxicities": "Bridging toxicities (per replication)",
+    "life_years_per_referred": "Life-years in follow-up per referred patient (years)",
+    "deaths_in_follow_up": "Deaths within follow-up (per replication)",
+    "qalys_per_referred": "QALYs per referred patient (QALYs)",
+    "qalys_discounted_per_referred": "QALYs per referred patient, discounted (QALYs)",
+    "cost_discounted_per_referred": "Cost per referred patient, discounted (HKD)",
+}
+
+
+@pytest.mark.parametrize(("scenario", "policies"), [
+    ("local", set()),  # none of the policies
+    ("hybrid", {"rerouted"}),  # a routing rule
+    ("slot_shortage", {"bridged", "bridging_toxicities", "life_years_per_referred",
+                       "deaths_in_follow_up"}),  # bridging and survival after infusion
+    ("economics_local", {"life_years_per_referred", "deaths_in_follow_up", "qalys_per_referred",
+                         "qalys_discounted_per_referred", "cost_discounted_per_referred"}),
+])
+def test_run_summary_shows_the_policy_metrics_the_scenario_has(scenario: str, policies: set[str],
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / scenario
+    result = invoke("run", SCENARIOS / f"{scenario}.yaml", "-n", 3, "-o", out, "--no-figures")
+    assert result.exit_code == 0, result.output
+    labels = [[c.strip() for c in line.strip("│").split("│")][0] for line in _table_lines(result.output)]
+    currency = load_scenario(SCENARIOS / f"{scenario}.yaml").currency
+    shown = {m for m, label in POLICY_LABELS.items()
+             if label.replace("(HKD)", f"({currency})") in labels}
+    assert shown == policies
+    # The policy rows sit among the headline rows: routing and bridging after the times and
+    # before the utilisation, survival and economics after the costs.
+    assert labels[:2] == ["Referred patients (per replication)", "Infused (% of referred)"]
+    position = {label.split(" (")[0]: i for i, label in enumerate(labels)}
+    for metric in policies:
+        at = position[POLICY_LABELS[metric].split(" (")[0]]
+        if metric in ("rerouted", "bridged", "bridging_toxicities"):
+            assert position["Queue wait per patient, mean"] < at < min(
+                i for i, label in enumerate(labels) if label.startswith("Utilisation of"))
+        else:
+            assert at > position["Cost per referred patient"]
+    summary = pd.read_csv(out / "summary.csv").set_index("metric")
+    assert policies <= set(summary.index)
+
+
+def test_compare_table_shows_a_policy_metric_where_a_scenario_has_it(tmp_path: Path) -> None:
+    result = invoke("compare", SCENARIOS / "local.yaml", SCENARIOS / "hybrid.yaml", "-n", 3,
+                    "-o", tmp_path / "c", "--no-figures")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in _table_lines(result.output) if POLICY_LABELS["rerouted"] in line)
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[1] == "–" and cells[2] != "–"  # local has no routing rule, hybrid has

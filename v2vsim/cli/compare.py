@@ -148,9 +148,12 @@ def comparison_summary_table(comparison: Comparison, title: str) -> Table:
     # Death and ineligibility always; other causes when they happen in any scenario.
     causes = [m for m in LOSS_CAUSES if m != "died" and m in by_metric
               and (m == "ineligible" or (by_metric[m]["mean"] > 0).any())]
+    # Policy metrics (routing, bridging, survival after infusion, economics) are in the table
+    # only when a scenario has the policy; a scenario without it shows "–".
     order = ["infused_fraction", "died", *causes, "vein_to_vein_median", "vein_to_vein_p90",
-             "referral_to_infusion_median", "queue_wait_mean", "cost_per_infused",
-             "cost_per_referred", "cost_discounted_per_referred", "life_years_per_referred",
+             "referral_to_infusion_median", "queue_wait_mean", "rerouted", "bridged",
+             "bridging_toxicities", "cost_per_infused", "cost_per_referred",
+             "cost_discounted_per_referred", "life_years_per_referred", "deaths_in_follow_up",
              "life_years_discounted_per_referred", "qalys_per_referred",
              "qalys_discounted_per_referred", "responders", "icu_admissions"]
     names = comparison.names

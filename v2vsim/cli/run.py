@@ -44,6 +44,8 @@ Replications = Annotated[Optional[int], typer.Option("--replications", "-n", min
 
 
 def summary_table(results: Results, title: str) -> Table:
+    """The run's console summary: the headline metrics with their 95% CI, and those of the
+    scenario's policies (rerouted, bridged, life-years, QALYs, ...) when it has them."""
     from rich.table import Table
 
     from ..metrics import headline_rows

@@ -242,19 +242,32 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:,.0f}"
 
 
+#: The metrics of a scenario's optional policies, in the order the run's summary shows them:
+#: a routing rule, bridging therapy, survival after infusion, an economics section. The
+#: replications table has them only when the scenario has the policy.
+POLICY_METRICS = {
+    "routing": ("rerouted",),
+    "bridging": ("bridged", "bridging_toxicities"),
+    "survival": ("life_years_per_referred", "deaths_in_follow_up"),
+    "economics": ("life_years_discounted_per_referred", "qalys_per_referred",
+                  "qalys_discounted_per_referred", "cost_discounted_per_referred"),
+}
+
+
 def headline_rows(summary: pd.DataFrame, currency: str = "") -> list[tuple[str, str, str, str]]:
-    """Rows ``(metric, label, mean, 95% CI)`` for the terminal summary of a run."""
+    """Rows ``(metric, label, mean, 95% CI)`` for the terminal summary of a run: referrals,
+    outcomes, times, utilisation and costs, then the metrics of the scenario's policies
+    (:data:`POLICY_METRICS`) that its summary has."""
     by_metric = summary.set_index("metric")
     order = ["referred", "infused_fraction"]
     # Death and ineligibility always; other causes when they happen.
     order += [c for c in LOSS_CAUSES if c in by_metric.index
               and (c in ("died", "ineligible") or by_metric.loc[c, "mean"] > 0)]
     order += ["vein_to_vein_median", "vein_to_vein_p90", "referral_to_infusion_median",
-              "queue_wait_mean"]
+              "queue_wait_mean", *POLICY_METRICS["routing"], *POLICY_METRICS["bridging"]]
     order += [m for m in by_metric.index if m.startswith("utilization_")]
-    order += ["cost_per_infused", "cost_per_referred", "life_years_per_referred",
-              "life_years_discounted_per_referred", "qalys_discounted_per_referred",
-              "cost_discounted_per_referred"]
+    order += ["cost_per_infused", "cost_per_referred", *POLICY_METRICS["survival"],
+              *POLICY_METRICS["economics"]]
     rows = []
     for metric in order:
         if metric not in by_metric.index:
