@@ -209,3 +209,86 @@ def test_compare_table_shows_a_policy_metric_where_a_scenario_has_it(tmp_path: P
     row = next(line for line in _table_lines(result.output) if POLICY_LABELS["rerouted"] in line)
     cells = [c.strip() for c in row.strip("│").split("│")]
     assert cells[1] == "–" and cells[2] != "–"  # local has no routing rule, hybrid has
+
+
+# --------------------------------------------------------------------------- compare --set-for
+
+
+def _comparison(directory: Path) -> tuple[pd.DataFrame, list[dict]]:
+    rows = json.loads((directory / "comparison.json").read_text())["rows"]
+    return pd.read_csv(directory / "comparison.csv"), rows
+
+
+def test_set_for_overrides_one_scenario_as_a_copy_of_its_file_would(tmp_path: Path) -> None:
+    """Two devices at HKIB against overseas: --set-for 2 (and by the file's stem) gives the very
+    comparison of a copy of local.yaml with the edit, on the same patients."""
+    text = (SCENARIOS / "local.yaml").read_text(encoding="utf-8")
+    assert text.count("\n    slots: 1 ") == 1
+    copy = tmp_path / "local_two.yaml"
+    copy.write_text(text.replace("\n    slots: 1 ", "\n    slots: 2 "), encoding="utf-8")
+    common = ["-n", 6, "--no-figures", "-j", 2]
+    by_copy = invoke("compare", SCENARIOS / "overseas.yaml", copy, "-o", tmp_path / "copy", *common)
+    assert by_copy.exit_code == 0, by_copy.output
+    expected = _comparison(tmp_path / "copy")
+    for which in ("2", "local"):
+        out = tmp_path / f"set-for-{which}"
+        result = invoke("compare", SCENARIOS / "overseas.yaml", SCENARIOS / "local.yaml",
+                        "--set-for", f"{which}:sites.hkib.slots=2", "-o", out, *common)
+        assert result.exit_code == 0, result.output
+        got = _comparison(out)
+        pd.testing.assert_frame_equal(got[0], expected[0])
+        assert got[1] == expected[1]
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert [s["overrides"] for s in manifest["scenarios"]] == [[], ["sites.hkib.slots=2"]]
+        assert "slots: 2" in (out / "local" / "scenario.yaml").read_text()
+    # Without the override the second device is not there: the table differs.
+    plain = tmp_path / "plain"
+    assert invoke("compare", SCENARIOS / "overseas.yaml", SCENARIOS / "local.yaml", "-o", plain,
+                  *common).exit_code == 0
+    assert not _comparison(plain)[0].equals(expected[0])
+
+
+def test_set_for_compares_a_file_with_itself_changed(tmp_path: Path) -> None:
+    """local.yaml against local.yaml with two devices: distinct names and directories, and the
+    same patients (every replication refers the same patients in both)."""
+    out = tmp_path / "twice"
+    result = invoke("compare", SCENARIOS / "local.yaml", SCENARIOS / "local.yaml", "--set",
+                    "horizon_days=365", "--set-for", "2:sites.hkib.slots=2", "-n", 4, "-o", out,
+                    "--no-figures", "-j", 2)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    names = [s["name"] for s in manifest["scenarios"]]
+    assert names[1] == f"{names[0]} (sites.hkib.slots=2)"
+    assert [s["dir"] for s in manifest["scenarios"]] == ["local", "local-2"]
+    assert [s["overrides"] for s in manifest["scenarios"]] == [
+        ["horizon_days=365"], ["horizon_days=365", "sites.hkib.slots=2"]]
+    a, b = (pd.read_csv(out / d / "replications.csv") for d in ("local", "local-2"))
+    assert a["referred"].tolist() == b["referred"].tolist()
+    referred = pd.read_csv(out / "comparison.csv").query("metric == 'referred'")
+    assert referred["diff"].iloc[1] == 0
+    assert (b["utilization_hkib"] < a["utilization_hkib"]).all()
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("3:sites.hkib.slots=2", "there is no scenario 3"),
+    ("0:sites.hkib.slots=2", "there is no scenario 0"),
+    ("nosuch:sites.hkib.slots=2", "no scenario file is named 'nosuch'"),
+    ("sites.hkib.slots=2", "expected WHICH:PATH=VALUE"),
+    ("2:sites.hkib.slots", "expected WHICH:PATH=VALUE"),
+    ("2:=3", "expected WHICH:PATH=VALUE"),
+    ("2:sites.hkib.slots=many", "--set-for 2:sites.hkib.slots: must be a valid integer"),
+    ("1:sites.hkib.slots=2", "--set-for 1:sites.hkib.slots: no such site 'hkib'"),  # overseas has none
+])
+def test_set_for_refuses_a_bad_scenario_or_override(option: str, message: str, tmp_path: Path) -> None:
+    result = invoke("compare", SCENARIOS / "overseas.yaml", SCENARIOS / "local.yaml",
+                    "--set-for", option, "-o", tmp_path / "x", "--no-figures")
+    assert result.exit_code == 2
+    assert message in result.output.replace("\n", " ") and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_set_for_by_stem_refuses_a_file_given_twice(tmp_path: Path) -> None:
+    result = invoke("compare", SCENARIOS / "local.yaml", SCENARIOS / "local.yaml",
+                    "--set-for", "local:sites.hkib.slots=2", "-o", tmp_path / "x")
+    assert result.exit_code == 2
+    assert "'local' names scenarios 1 and 2; give its position" in result.output.replace("\n", " ")

@@ -115,6 +115,80 @@ def load_cli(path: Path, sets: Sequence[str]) -> Scenario:
         raise
 
 
+def overrides_for(texts: Sequence[str], scenario_files: Sequence[Path | str]) -> list[list[str]]:
+    """``--set-for WHICH:PATH=VALUE`` as each scenario's own ``PATH=VALUE`` overrides, in the
+    order given. WHICH is a scenario's position 1..N among the files, or its file's stem (a
+    number is always a position); exit 2 naming a bad or ambiguous WHICH."""
+    stems = [scenario_stem(p) for p in scenario_files]
+    own: list[list[str]] = [[] for _ in scenario_files]
+    listing = ", ".join(f"{i} = {p}" for i, p in enumerate(scenario_files, 1))
+    for text in texts:
+        which, sep, assignment = text.partition(":")
+        which = which.strip()
+        if not sep or not which or "=" in which or not assignment.partition("=")[0].strip() \
+                or "=" not in assignment:
+            _fail(f"error: --set-for {text}: expected WHICH:PATH=VALUE, where WHICH is a "
+                  "scenario's position or file stem, e.g. --set-for 2:sites.hkib.slots=2")
+        if which.isdigit():
+            index = int(which)
+            if not 1 <= index <= len(scenario_files):
+                _fail(f"error: --set-for {text}: there is no scenario {index}; the scenarios are "
+                      f"{listing}")
+            own[index - 1].append(assignment.strip())
+            continue
+        matches = [i for i, stem in enumerate(stems) if stem == which]
+        if not matches:
+            _fail(f"error: --set-for {text}: no scenario file is named '{which}'; give a position "
+                  f"or a stem ({', '.join(dict.fromkeys(stems))}); the scenarios are {listing}")
+        if len(matches) > 1:
+            _fail(f"error: --set-for {text}: '{which}' names scenarios "
+                  f"{' and '.join(str(i + 1) for i in matches)}; give its position instead")
+        own[matches[0]].append(assignment.strip())
+    return own
+
+
+def load_scenarios_cli(scenario_files: Sequence[Path], sets: Sequence[str],
+                       own: Sequence[Sequence[str]]) -> list[Scenario]:
+    """Every scenario with ``--set`` then its own ``--set-for`` overrides, or exit 2 listing
+    every problem of every scenario (an override's problem names the scenario it was for).
+
+    The same file twice, changed by ``--set-for``, would share a name: a scenario with its own
+    overrides and another's name gets them in its name (``... (sites.hkib.slots=2)``)."""
+    from ..scenario import ScenarioError
+    from ..scenario.errors import Problem
+    from ..scenario.overrides import parse_sets
+
+    def located(problem: Problem, i: int, path: Path, mine: Sequence[str]) -> str:
+        if not problem.file.startswith("--set "):
+            return str(problem)
+        dotted = problem.file[len("--set "):]
+        paths = [text.partition("=")[0].strip() for text in mine]
+        if any(dotted == p or dotted.startswith(p + ".") for p in paths if p):
+            return str(Problem(f"--set-for {i + 1}:{dotted}", problem.line, problem.path,
+                               f"{problem.message} (in {path})"))
+        return str(Problem(problem.file, problem.line, problem.path, f"{problem.message} (in {path})"))
+
+    sources = [_source(path) for path in scenario_files]
+    scenarios: list[Scenario] = []
+    problems: list[str] = []
+    for i, (path, source, mine) in enumerate(zip(scenario_files, sources, own)):
+        try:
+            scenarios.append(source.variant(parse_sets([*sets, *mine])))
+        except ScenarioError as exc:
+            problems += [located(p, i, path, mine) for p in exc.problems]
+    if problems:
+        _fail(list(dict.fromkeys(problems)))
+    names = [s.name for s in scenarios]
+    for i, (source, mine) in enumerate(zip(sources, own)):
+        if mine and names.count(names[i]) > 1:
+            try:
+                scenarios[i] = source.variant(
+                    [*parse_sets([*sets, *mine]), ("name", f"{names[i]} ({', '.join(mine)})")])
+            except ScenarioError as exc:
+                _problems(exc)
+    return scenarios
+
+
 def _precision(relative: float | None, cap: int | None) -> ex.Precision | None:
     if relative is None:
         return None

@@ -18,12 +18,12 @@ from .common import (
     _check_size,
     check_engine_cli,
     _fail,
-    _load,
     _replication_bar,
     _slug,
     err,
-    load_cli,
+    load_scenarios_cli,
     out,
+    overrides_for,
     print_table,
     result_name,
     scenario_stem,
@@ -71,15 +71,18 @@ def default_compare_dir(scenario_files: Sequence[Path | str]) -> Path:
 
 
 def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: list[Path],
-                      figures: bool, force: bool, jobs: int = 1) -> Path:
+                      figures: bool, force: bool, jobs: int = 1, sets: Sequence[str] = (),
+                      own: Sequence[Sequence[str]] | None = None) -> Path:
     """A comparison's results directory, written atomically: one subdirectory per scenario
     exactly as ``run`` writes it (with its own manifest), ``comparison.csv`` and ``.json``,
-    the comparison figures and a top-level manifest of every file."""
+    the comparison figures and a top-level manifest of every file, which records each
+    scenario's file and overrides (``sets`` of every scenario, then its ``own``)."""
     from .._version import __version__
     from ..outputs.comparison_files import write_comparison_files
     from ..outputs.results_dir import manifest_fields, write_results_dir
 
     dirs = _scenario_dirs(scenario_files)
+    own = [list(o) for o in own] if own is not None else [[] for _ in scenario_files]
 
     def fill(tmp: Path) -> dict:
         for results, sub, path in zip(comparison.results, dirs, scenario_files):
@@ -110,7 +113,9 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
         manifest.update(
             kind="compare",
             baseline=comparison.baseline,
-            scenarios=[{"name": name, "dir": sub} for name, sub in zip(comparison.names, dirs)],
+            # Each scenario's overrides in the order applied: --set (all), then its --set-for.
+            scenarios=[{"name": name, "dir": sub, "file": str(path), "overrides": [*sets, *mine]}
+                       for name, sub, path, mine in zip(comparison.names, dirs, scenario_files, own)],
             wall_seconds=round(sum(r.wall_seconds for r in comparison.results), 3),
         )
         return manifest
@@ -136,9 +141,11 @@ def _fmt_compare(value: float, unit: str, diff: bool = False, bare: bool = False
     return f"{value:{sign},.0f}"
 
 
-def comparison_summary_table(comparison: Comparison, title: str) -> Table:
+def comparison_summary_table(comparison: Comparison, title: str,
+                             own: Sequence[Sequence[str]] | None = None) -> Table:
     """Key metrics per scenario (mean and CI) and the paired difference against the first;
-    scenarios are lettered A, B, ... (named in the caption) to keep the table narrow."""
+    scenarios are lettered A, B, ... (named in the caption, with their own ``--set-for``
+    overrides ``own``) to keep the table narrow."""
     from rich.table import Table
 
     from ..metrics import LOSS_CAUSES
@@ -158,8 +165,15 @@ def comparison_summary_table(comparison: Comparison, title: str) -> Table:
              "qalys_discounted_per_referred", "responders", "icu_admissions"]
     names = comparison.names
     letters = [chr(ord("A") + i) if i < 26 else f"S{i + 1}" for i in range(len(names))]
+    own = own or [[] for _ in names]
+
+    def changed(name: str, mine: Sequence[str]) -> str:
+        text = ", ".join(mine)
+        return f", with {text}" if mine and not name.endswith(f"({text})") else ""
+
     caption = "\n".join(f"{letter} = {name}" + (" (baseline)" if i == 0 else "")
-                        for i, (letter, name) in enumerate(zip(letters, names)))
+                        + changed(name, mine)
+                        for i, (letter, name, mine) in enumerate(zip(letters, names, own)))
     caption += ("\nDifferences are paired by replication: the same virtual patients go through "
                 "each pathway.")
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
@@ -312,6 +326,7 @@ def compare(
     force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals per scenario.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a value in every scenario (repeatable), e.g. --set cohorts.adult_LBCL.priority=0.")] = None,
+    set_for: Annotated[Optional[list[str]], typer.Option("--set-for", metavar="WHICH:PATH=VALUE", help="Override a value in one scenario only (repeatable; applied after --set). WHICH is the scenario's position 1..N among A B [C...] or its file's stem, e.g. --set-for 2:sites.hkib.slots=2 or --set-for local:sites.hkib.slots=2.")] = None,
     precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Replications until the 95% CI half-width of the key metrics is within this fraction of their mean in every scenario (the largest count is used for all); -n is then the cap (default 1000).")] = None,
     engine: Engine = "auto",
     wtp: Annotated[Optional[str], typer.Option("--wtp", metavar="W1,W2,...", help="Willingness-to-pay thresholds per QALY (the scenarios' currency), separated by commas, for net monetary benefit; every scenario needs an economics section (default: the thresholds of the scenarios' economics sections).")] = None,
@@ -325,10 +340,8 @@ def compare(
 
     if len(scenario_files) < 2:
         _fail("error: compare needs at least two scenario files")
-    if sets:
-        scenarios = [load_cli(path, sets) for path in scenario_files]
-    else:
-        scenarios = [_load(path) for path in scenario_files]
+    own = overrides_for(set_for or [], scenario_files)
+    scenarios = load_scenarios_cli(scenario_files, sets or [], own)
     try:
         check_comparable(scenarios)
     except ValueError as exc:
@@ -377,7 +390,7 @@ def compare(
         raise
     print_table(comparison_summary_table(
         comparison, f"{len(scenarios)} scenarios — {n} replications each, seed {base_seed}, "
-        "same patients in each"))
+        "same patients in each", own))
     if comparison.economics is not None:
         print_table(economics_table(comparison))
         for name, sentence in comparison.economics.sentences().items():
@@ -393,7 +406,8 @@ def compare(
                       soft_wrap=True)
     try:
         written = write_compare_dir(comparison, target, scenario_files=scenario_files,
-                                    figures=not no_figures, force=force, jobs=workers)
+                                    figures=not no_figures, force=force, jobs=workers,
+                                    sets=sets or [], own=own)
     except OutputError as exc:
         _fail(f"error: {exc}")
         raise
