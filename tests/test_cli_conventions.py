@@ -109,6 +109,40 @@ def test_every_command_names_its_results_after_the_file(tmp_path: Path,
     assert [s["dir"] for s in manifest["scenarios"]] == ["small", "other"]
 
 
+# --------------------------------------------------------------------------- help
+
+
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+#: Commands whose examples are still to be written (by whoever is changing them now); the test
+#: passes for them as soon as they have them.
+PENDING = {"schema"}
+
+
+def test_every_registered_command_is_checked() -> None:
+    assert {"run", "compare", "validate", "verify", "report", "sweep", "sensitivity", "capacity",
+            "psa", "validation"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=False, reason="its examples are pending"))
+    if n in PENDING else n for n in COMMANDS])
+def test_every_command_help_ends_with_examples_on_their_own_lines(name: str) -> None:
+    result = invoke(name, "--help")
+    assert result.exit_code == 0, name
+    lines = result.output.splitlines()
+    stripped = [line.strip() for line in lines]
+    assert "Examples:" in stripped, f"{name}: no Examples: paragraph"
+    at = stripped.index("Examples:")
+    # The paragraph runs to the next unindented line (Arguments:, Options:).
+    end = next((i for i in range(at + 1, len(lines)) if lines[i] and not lines[i].startswith(" ")),
+               len(lines))
+    commands = [line for line in stripped[at + 1:end] if "v2vsim " in line]
+    assert commands, f"{name}: no example after Examples:"
+    for line in commands:  # one example a line: the paragraphs are not run together
+        assert line.count("v2vsim ") == 1, (name, line)
+    assert any(line.startswith(f"v2vsim {name}") for line in commands), name
+
+
 # --------------------------------------------------------------------------- piped tables
 
 

@@ -331,7 +331,19 @@ def compare(
     engine: Engine = "auto",
     wtp: Annotated[Optional[str], typer.Option("--wtp", metavar="W1,W2,...", help="Willingness-to-pay thresholds per QALY (the scenarios' currency), separated by commas, for net monetary benefit; every scenario needs an economics section (default: the thresholds of the scenarios' economics sections).")] = None,
 ) -> None:
-    """Run scenarios on the same virtual patients and compare each with the first (paired)."""
+    """Run scenarios on the same virtual patients and compare each with the first (paired).
+
+    Examples:
+
+    \b
+      v2vsim compare scenarios/local.yaml scenarios/overseas.yaml -n 400
+      v2vsim compare scenarios/economics_local.yaml scenarios/economics_overseas.yaml --wtp 500000,1000000
+
+    Two devices at HKIB against overseas, without a copy of the YAML file (--set-for 2: the second scenario only):
+
+    \b
+      v2vsim compare scenarios/overseas.yaml scenarios/local.yaml --set-for 2:sites.hkib.slots=2
+    """
     from ..engine.runner import default_jobs
     from ..experiments.compare import check_comparable
     from ..experiments.compare import compare as compare_scenarios
@@ -423,7 +435,14 @@ def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
     validation: Annotated[Optional[Path], typer.Option("--validation", metavar="DIR", help="A validation results directory written by `v2vsim validation`, for the report's external validation (predicted against observed in published trials).")] = None,
 ) -> None:
-    """Write one self-contained HTML report (key numbers, figures, assumptions, method, validation)."""
+    """Write one self-contained HTML report (key numbers, figures, assumptions, method, validation).
+
+    Examples:
+
+    \b
+      v2vsim report results/local -o report.html
+      v2vsim report results/compare-local-vs-overseas --validation results/validation -o report.html
+    """
     from ..outputs.report import ReportError, write_report
 
     try:

@@ -200,7 +200,15 @@ def sweep(
     engine: Engine = "auto",
 ) -> None:
     """Run SCENARIO at every point of a grid (or Latin hypercube) of parameter values, with
-    the same seeds at every point, and write a tidy table of every metric with its CI."""
+    the same seeds at every point, and write a tidy table of every metric with its CI.
+
+    Examples:
+
+    \b
+      v2vsim sweep scenarios/local.yaml --set sites.hkib.slots=1,2,3 -n 50
+      v2vsim sweep scenarios/local.yaml --set sites.hkib.slots=1,2 --set arrivals.rate_per_year=20,30,40
+      v2vsim sweep scenarios/local.yaml --design lhs --samples 40 --set arrivals.rate_per_year=20:40
+    """
     import pandas as pd
 
     from .._version import __version__
@@ -419,7 +427,14 @@ def sensitivity(
     engine: Engine = "auto",
 ) -> None:
     """How much METRIC depends on each --param: one at a time (tornado), Morris screening or
-    Sobol indices (SALib), every point with the same seeds."""
+    Sobol indices (SALib), every point with the same seeds.
+
+    Examples:
+
+    \b
+      v2vsim sensitivity scenarios/local.yaml --param sites.hkib.slots 1 3 --param arrivals.rate_per_year 20 40
+      v2vsim sensitivity scenarios/local.yaml --method morris --metric queue_wait_mean --param arrivals.rate_per_year 20 40 --param sites.hkib.slots 1 3
+    """
     from .._version import __version__
     from .. import experiments as ex
     from ..engine.distributed import ClusterError
@@ -558,7 +573,14 @@ def capacity(
     no_figures: NoFigures = False,
     engine: Engine = "auto",
 ) -> None:
-    """The smallest slot count at SITE that meets every --target with 95% confidence."""
+    """The smallest slot count at SITE that meets every --target with 95% confidence.
+
+    Examples:
+
+    \b
+      v2vsim capacity scenarios/local.yaml --site hkib --target "queue_wait_mean<=7"
+      v2vsim capacity scenarios/local.yaml --site hkib --target "queue_wait_mean<=7" --target "infused_fraction>=0.85" --search bisect
+    """
     from .._version import __version__
     from .. import experiments as ex
     from ..engine.distributed import ClusterError

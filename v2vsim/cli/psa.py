@@ -79,7 +79,14 @@ def psa(
 ) -> None:
     """Probabilistic sensitivity analysis: draw --sets parameter sets from the scenarios'
     uncertain inputs, run every set of every scenario with common random numbers, and write
-    the sets, the cost-effectiveness plane, the acceptability curve, the EVPI and the EVPPI."""
+    the sets, the cost-effectiveness plane, the acceptability curve, the EVPI and the EVPPI.
+
+    Examples:
+
+    \b
+      v2vsim psa scenarios/economics_local.yaml scenarios/economics_overseas.yaml --sets 200 -n 20
+      v2vsim psa scenarios/economics_local.yaml scenarios/economics_overseas.yaml --sets 1000 --wtp 0:2000000:20000 -o results/psa
+    """
     from .._version import __version__
     from ..engine.distributed import ClusterError
     from ..experiments import PointStore, StoreError, executor_for, parse_sets

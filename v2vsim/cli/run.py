@@ -74,7 +74,16 @@ def run(
     cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="tcp://HOST:PORT", help="Run the replications on this Dask scheduler's workers (same results).")] = None,
     engine: Engine = "auto",
 ) -> None:
-    """Run SCENARIO's replications and write its results directory."""
+    """Run SCENARIO's replications and write its results directory.
+
+    Examples:
+
+    \b
+      v2vsim run scenarios/local.yaml
+      v2vsim run scenarios/local.yaml -n 400 --seed 7 -o results/local-400 --csv
+      v2vsim run scenarios/local.yaml --set sites.hkib.slots=2 -o results/local-two-devices
+      v2vsim run scenarios/overseas.yaml --precision 0.02 -n 2000
+    """
     from ..engine.runner import default_jobs
     from ..metrics import overload_warnings
     from ..outputs.results_dir import OutputError, check_target
@@ -176,7 +185,14 @@ def run_extended(scenario: Scenario, replications: int | None, seed: int, jobs: 
 def validate(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Scenario YAML files.")],
 ) -> None:
-    """Check scenario files; print every problem as FILE:LINE: key.path: message."""
+    """Check scenario files; print every problem as FILE:LINE: key.path: message.
+
+    Examples:
+
+    \b
+      v2vsim validate scenarios/*.yaml
+      v2vsim validate scenarios/local.yaml scenarios/hybrid.yaml
+    """
     from ..scenario import ScenarioError, load_scenario
 
     bad = False
@@ -227,7 +243,14 @@ def schema(
 def verify(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="A results directory.")],
 ) -> None:
-    """Check every file of a results directory against the sha256 in its manifest."""
+    """Check every file of a results directory against the sha256 in its manifest.
+
+    Examples:
+
+    \b
+      v2vsim verify results/local
+      v2vsim verify results/compare-local-vs-overseas
+    """
     from ..outputs.results_dir import verify_dir
 
     problems = verify_dir(directory)

@@ -106,8 +106,8 @@ def validation(
 
     Examples:
 
+    \b
       v2vsim validation validation/*.yaml
-
       v2vsim validation validation/zuma1.yaml -n 1000 -o results/zuma1
     """
     from ..engine.runner import default_jobs
