@@ -163,6 +163,7 @@ def test_run_summary_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
         cells = [c.strip() for c in line.strip("│").split("│")]
         assert cells == [label, mean, ci]
     assert len({len(line) for line in lines}) == 1
+    assert f"{LONG_NAME} — 4 replications, seed 11" in result.output.splitlines()  # the title too
 
 
 def test_compare_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
@@ -186,6 +187,8 @@ def test_compare_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
         assert cells == [label, *means, _fmt_compare(rows["diff"].iloc[1], unit, diff=True)]
         shown += 1
     assert shown == 6 and len({len(line) for line in lines}) == 1
+    output = result.output.splitlines()  # the caption's lines whole
+    assert f"A = {LONG_NAME} (baseline)" in output and f"B = {LONG_NAME} with one slot" in output
 
 
 # --------------------------------------------------------------------------- policy metrics

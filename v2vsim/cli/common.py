@@ -55,8 +55,19 @@ def print_table(table: Table) -> None:
         return
     # Measured on a console wide enough not to clamp the table's natural width.
     natural = Console(file=out.file, width=100_000, no_color=True).measure(table).maximum
-    width = max(PIPED_WIDTH, out.width, natural)
-    Console(file=out.file, width=width, no_color=True).print(table)
+    console = Console(file=out.file, width=max(PIPED_WIDTH, out.width, natural), no_color=True)
+    # The title and caption (left-justified in every command's tables) as lines of their own,
+    # which rich would otherwise wrap to the table's width.
+    title, caption = table.title, table.caption
+    table.title = table.caption = None
+    try:
+        for text in ([title] if title else []):
+            console.print(text, highlight=False, soft_wrap=True)
+        console.print(table)
+        for line in (str(caption).splitlines() if caption else []):
+            console.print(line, highlight=False, soft_wrap=True)
+    finally:
+        table.title, table.caption = title, caption
 
 
 #: Runs larger than this many referrals in all need --allow-large.
