@@ -5,7 +5,7 @@ module (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) that imports only :mo
 library code. The commands are registered here, in the order ``v2vsim --help`` lists them.
 """
 
-from . import compare, experiments, psa, run, validation
+from . import bundled, compare, experiments, psa, run, validation
 from .common import app
 from .compare import default_compare_dir
 
@@ -20,6 +20,8 @@ app.command(cls=experiments.ParamCommand)(experiments.sensitivity)  # --param ta
 app.command()(experiments.capacity)
 app.command()(psa.psa)
 app.command()(validation.validation)
+app.command()(bundled.scenarios)
+app.command()(bundled.init)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -89,21 +89,25 @@ def _fail(lines: list[str] | str, code: int = 2) -> None:
 
 
 def _load(path: Path) -> Scenario:
+    """The scenario of a file, or of a bundled scenario's NAME (exit 2 listing every problem)."""
     from ..scenario import ScenarioError, load_scenario
+    from ..scenario.bundled import scenario_path
 
     try:
-        return load_scenario(path)
+        return load_scenario(scenario_path(path))
     except ScenarioError as exc:
         _fail([str(p) for p in exc.problems])
         raise  # unreachable
 
 
 def _source(path: Path) -> ex.ScenarioSource:
+    """A file's, or a bundled scenario NAME's, source for ``--set`` variants (exit 2 if bad)."""
     from ..scenario import ScenarioError
+    from ..scenario.bundled import scenario_path
     from ..scenario.overrides import ScenarioSource
 
     try:
-        return ScenarioSource(path)
+        return ScenarioSource(scenario_path(path))
     except ScenarioError as exc:
         _fail([str(p) for p in exc.problems])
         raise
@@ -114,7 +118,8 @@ def _problems(exc: ScenarioError) -> None:
 
 
 def load_cli(path: Path, sets: Sequence[str]) -> Scenario:
-    """The scenario with ``--set`` overrides, or exit 2 listing every problem."""
+    """The scenario (a file or a bundled NAME) with ``--set`` overrides, or exit 2 listing every
+    problem."""
     from ..scenario import ScenarioError
     from ..scenario.overrides import parse_sets
 
