@@ -223,16 +223,14 @@ def schema(
     case: Annotated[bool, typer.Option("--case", help="The schema of validation case files instead (see `v2vsim validation`).")] = False,
 ) -> None:
     """Print the JSON Schema of scenario files (for editor completion and checking)."""
-    from ..scenario import Scenario
-
     if case:
         from ..scenario.cases import case_json_schema
 
         document = case_json_schema()
     else:
-        document = Scenario.model_json_schema(by_alias=True)
-        document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        document["title"] = "v2vsim scenario"
+        from ..scenario.json_schema import scenario_json_schema
+
+        document = scenario_json_schema()
     text = json.dumps(document, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)

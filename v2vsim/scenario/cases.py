@@ -174,11 +174,11 @@ class Case(_Model):
 
 
 def case_json_schema() -> dict[str, Any]:
-    """JSON Schema of a validation case file (``v2vsim schema --case``)."""
-    schema = Case.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "v2vsim validation case"
-    return schema
+    """JSON Schema of a validation case file (``v2vsim schema --case``), with the loader's bounds
+    and forms in standard keywords (:mod:`.json_schema`)."""
+    from .json_schema import validation_case_json_schema
+
+    return validation_case_json_schema(Case)
 
 
 @dataclass(frozen=True)
