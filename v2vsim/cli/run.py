@@ -222,7 +222,14 @@ def schema(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to a file instead of standard output.")] = None,
     case: Annotated[bool, typer.Option("--case", help="The schema of validation case files instead (see `v2vsim validation`).")] = False,
 ) -> None:
-    """Print the JSON Schema of scenario files (for editor completion and checking)."""
+    """Print the JSON Schema of scenario files (for editor completion and checking).
+
+    Examples:
+
+    \b
+      v2vsim schema -o v2vsim.schema.json
+      v2vsim schema --case -o v2vsim.case.schema.json
+    """
     if case:
         from ..scenario.cases import case_json_schema
 
