@@ -144,8 +144,19 @@ def test_a_bare_name_runs_the_bundled_scenario(tmp_path: Path, monkeypatch: pyte
     assert by_name.exit_code == 0, by_name.output
     by_file = invoke("run", ROOT / "scenarios" / "local.yaml", "-n", 3, "-o", tmp_path / "by_file", "--no-figures")
     assert by_file.exit_code == 0, by_file.output
-    for table in ("summary.csv", "replications.csv", "scenario.yaml"):
+    for table in ("summary.csv", "replications.csv", "scenario.yaml", "scenario_source.yaml"):
         assert (tmp_path / "by_name" / table).read_bytes() == (tmp_path / "by_file" / table).read_bytes()
+    import json
+
+    manifest = json.loads((tmp_path / "by_name" / "manifest.json").read_text())
+    assert manifest["scenario_file"].endswith("local.yaml") and manifest["scenario_sha256"]
+
+
+def test_validate_takes_a_bundled_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("validate", "local", "economics_local")
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": ok") == 2
 
 
 def test_a_file_of_that_name_wins_over_the_bundled_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -346,6 +346,14 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
     line in its manifest (:func:`v2vsim.outputs.run_dir.write_run_dir`)."""
     from ..outputs.run_dir import write_run_dir as write
 
+    if scenario_file is not None and not Path(scenario_file).is_file():
+        from ..scenario import ScenarioError
+        from ..scenario.bundled import scenario_path
+
+        try:  # a bundled NAME: record the file it stands for (source comments, sha256)
+            scenario_file = scenario_path(scenario_file)
+        except ScenarioError:
+            pass
     return write(results, out_dir, command=["v2vsim", *sys.argv[1:]], csv=csv, figures=figures,
                  force=force, scenario_file=scenario_file, jobs=jobs)
 

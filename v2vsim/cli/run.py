@@ -60,7 +60,7 @@ def summary_table(results: Results, title: str) -> Table:
 
 
 def run(
-    scenario_file: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file.")],
+    scenario_file: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file, or the NAME of a bundled one (see `v2vsim scenarios`).")],
     replications: Replications = None,
     seed: Seed = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/<file name without .yaml>, e.g. results/local).")] = None,
@@ -196,8 +196,11 @@ def validate(
     from ..scenario import ScenarioError, load_scenario
 
     bad = False
+    from ..scenario.bundled import scenario_path
+
     for path in files:
         try:
+            path = scenario_path(path)  # a bundled NAME stands for its file
             sc = load_scenario(path)
             if sc.uncertain:  # what `psa` would refuse: unknown paths, draws the value does not allow
                 from ..scenario.overrides import ScenarioSource
