@@ -218,6 +218,16 @@ def _precision(relative: float | None, cap: int | None) -> ex.Precision | None:
         raise
 
 
+def check_target_cli(target: Path, force: bool) -> None:
+    """Refuse, before anything runs, to replace a directory v2vsim did not write (exit 2)."""
+    from ..outputs.results_dir import OutputError, check_target
+
+    try:
+        check_target(target, force)
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+
+
 def _check_size(scenario: Scenario, replications: int, allow_large: bool) -> None:
     expected = scenario.expected_referrals() * replications
     if expected > LARGE_REFERRALS and not allow_large:

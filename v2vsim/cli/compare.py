@@ -17,6 +17,7 @@ from .common import (
     Jobs,
     _check_size,
     check_engine_cli,
+    check_target_cli,
     _fail,
     _replication_bar,
     _slug,
@@ -348,7 +349,7 @@ def compare(
     from ..experiments.compare import check_comparable
     from ..experiments.compare import compare as compare_scenarios
     from ..metrics import overload_warnings
-    from ..outputs.results_dir import OutputError, check_target
+    from ..outputs.results_dir import OutputError
 
     if len(scenario_files) < 2:
         _fail("error: compare needs at least two scenario files")
@@ -376,10 +377,7 @@ def compare(
         err.print(f"note: every scenario runs with the first one's seed {base_seed} and {n} "
                   "replications (the pairing needs one seed)", markup=False, highlight=False)
     target = out_dir or default_compare_dir(scenario_files)
-    try:
-        check_target(target, force)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
+    check_target_cli(target, force)
     workers = jobs or default_jobs()
     started = time.perf_counter()
     if precision is not None:

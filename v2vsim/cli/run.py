@@ -19,6 +19,7 @@ from .common import (
     Seed,
     _check_size,
     check_engine_cli,
+    check_target_cli,
     _fail,
     _load,
     _precision,
@@ -86,7 +87,7 @@ def run(
     """
     from ..engine.runner import default_jobs
     from ..metrics import overload_warnings
-    from ..outputs.results_dir import OutputError, check_target
+    from ..outputs.results_dir import OutputError
 
     if sets:
         scenario = load_cli(scenario_file, sets)
@@ -97,10 +98,7 @@ def run(
     base_seed = scenario.seed if seed is None else seed
     target = out_dir or Path("results") / result_name([scenario_file])
     _check_size(scenario, n, allow_large)
-    try:
-        check_target(target, force)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
+    check_target_cli(target, force)
     workers = jobs or default_jobs()
     started = time.perf_counter()
     try:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .common import Engine, Jobs, _bar, _fail, check_engine_cli, out, print_table
+from .common import Engine, Jobs, _bar, _fail, check_engine_cli, check_target_cli, out, print_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,14 +112,11 @@ def validation(
     """
     from ..engine.runner import default_jobs
     from ..experiments.validation import run_cases, validation_points
-    from ..outputs.results_dir import OutputError, check_target, write_results_dir
+    from ..outputs.results_dir import OutputError, write_results_dir
 
     cases = _load_cases(case_files)
     check_engine_cli(engine, [lc.scenario for lc in cases])
-    try:
-        check_target(out_dir, force)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
+    check_target_cli(out_dir, force)
     workers = jobs or default_jobs()
     started = time.perf_counter()
     try:
