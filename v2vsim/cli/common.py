@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -226,6 +226,21 @@ def check_target_cli(target: Path, force: bool) -> None:
         check_target(target, force)
     except OutputError as exc:
         _fail(f"error: {exc}")
+
+
+def write_or_fail(write: Callable[[], Path]) -> Path:
+    """Run ``write()`` (an atomic results-directory writer): a refusal exits 2 with its reason,
+    Ctrl-C exits 130 saying that earlier results are untouched."""
+    from ..outputs.results_dir import OutputError
+
+    try:
+        return write()
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted: nothing was written, earlier results are untouched", 130)
+        raise
 
 
 def _check_size(scenario: Scenario, replications: int, allow_large: bool) -> None:

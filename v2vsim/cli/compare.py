@@ -18,6 +18,7 @@ from .common import (
     _check_size,
     check_engine_cli,
     check_target_cli,
+    write_or_fail,
     _fail,
     _replication_bar,
     _slug,
@@ -349,7 +350,6 @@ def compare(
     from ..experiments.compare import check_comparable
     from ..experiments.compare import compare as compare_scenarios
     from ..metrics import overload_warnings
-    from ..outputs.results_dir import OutputError
 
     if len(scenario_files) < 2:
         _fail("error: compare needs at least two scenario files")
@@ -414,16 +414,9 @@ def compare(
                                          sc.horizon_days, sc.horizon_days + sc.drain_days):
             err.print(f"warning: {sc.name}: {warning}", markup=False, highlight=False,
                       soft_wrap=True)
-    try:
-        written = write_compare_dir(comparison, target, scenario_files=scenario_files,
-                                    figures=not no_figures, force=force, jobs=workers,
-                                    sets=sets or [], own=own)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
-        raise
-    except KeyboardInterrupt:
-        _fail("interrupted: nothing was written, earlier results are untouched", 130)
-        raise
+    written = write_or_fail(lambda: write_compare_dir(comparison, target, scenario_files=scenario_files,
+                                                      figures=not no_figures, force=force, jobs=workers,
+                                                      sets=sets or [], own=own))
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False,
               highlight=False)
 

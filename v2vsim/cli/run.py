@@ -20,6 +20,7 @@ from .common import (
     _check_size,
     check_engine_cli,
     check_target_cli,
+    write_or_fail,
     _fail,
     _load,
     _precision,
@@ -87,7 +88,6 @@ def run(
     """
     from ..engine.runner import default_jobs
     from ..metrics import overload_warnings
-    from ..outputs.results_dir import OutputError
 
     if sets:
         scenario = load_cli(scenario_file, sets)
@@ -115,15 +115,8 @@ def run(
                                      scenario.horizon_days,
                                      scenario.horizon_days + scenario.drain_days):
         err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
-    try:
-        written = write_run_dir(results, target, csv=csv, figures=not no_figures, force=force,
-                                scenario_file=scenario_file, jobs=workers)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
-        raise
-    except KeyboardInterrupt:
-        _fail("interrupted: nothing was written, earlier results are untouched", 130)
-        raise
+    written = write_or_fail(lambda: write_run_dir(results, target, csv=csv, figures=not no_figures,
+                                                  force=force, scenario_file=scenario_file, jobs=workers))
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s ({engine_note(results)}).",
               markup=False, highlight=False)
 

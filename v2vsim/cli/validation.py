@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .common import Engine, Jobs, _bar, _fail, check_engine_cli, check_target_cli, out, print_table
+from .common import (Engine, Jobs, _bar, _fail, check_engine_cli, check_target_cli, out, print_table,
+                     write_or_fail)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +113,7 @@ def validation(
     """
     from ..engine.runner import default_jobs
     from ..experiments.validation import run_cases, validation_points
-    from ..outputs.results_dir import OutputError, write_results_dir
+    from ..outputs.results_dir import write_results_dir
 
     cases = _load_cases(case_files)
     check_engine_cli(engine, [lc.scenario for lc in cases])
@@ -134,15 +135,8 @@ def validation(
             out.print(f"{row.trial} · {row.label}: outside the trial-size range. {row.mechanism}",
                       markup=False, highlight=False, soft_wrap=True)
     wall = time.perf_counter() - started
-    try:
-        written = write_results_dir(out_dir, lambda tmp: _fill(tmp, done, table, sens, not no_figures,
-                                                              wall), force=force)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
-        raise
-    except KeyboardInterrupt:
-        _fail("interrupted: nothing was written, earlier results are untouched", 130)
-        raise
+    written = write_or_fail(lambda: write_results_dir(
+        out_dir, lambda tmp: _fill(tmp, done, table, sens, not no_figures, wall), force=force))
     inside = int((table["verdict"] == "inside").sum())
     out.print(f"{inside} of {len(table)} observed outcomes inside the trial-size 95% range. "
               f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False,
