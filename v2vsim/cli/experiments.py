@@ -277,11 +277,12 @@ def sweep(
               + (f"replications to {100 * prec.relative:g}% precision" if prec
                  else f"{points[0].replications} replications")
               + f", seed {base_seed}", markup=False, highlight=False)
-    if resume and store.dir.is_dir():
-        err.print(f"resuming: {len(store.finished())} of {len(points)} points already finished in {store.dir}",
-                  markup=False, highlight=False)
     with _stop_on_sigterm() as stopped:
         try:
+            if resume and store.dir.is_dir():  # every saved point checked before anything runs
+                kept = store.open(resume, {p.index: ex.point_identity(p) for p in points})
+                err.print(f"resuming: {len(kept)} of {len(points)} points already finished in {store.dir}",
+                          markup=False, highlight=False)
             with ex.executor_for(jobs, cluster) as (executor, workers), _progress("sweep", len(points)) as bars:
                 done = ex.run_stored(points, store, resume=resume, executor=executor, workers=workers,
                                      precision=prec, progress=bars)

@@ -25,7 +25,7 @@ from ..scenario.overrides import (
     split_values,
 )
 from .capacity import CapacityResult, Target, capacity_search, known_metrics, parse_target
-from .checkpoints import PointStore, StoreError, run_stored
+from .checkpoints import PointStore, StoreError, point_identity, run_stored
 from .designs import grid_points, lhs_points, parse_param, parse_range
 from .parallel import (
     Point,
@@ -66,6 +66,7 @@ __all__ = [
     "parse_sets",
     "parse_target",
     "parse_value",
+    "point_identity",
     "precision_status",
     "replications_for_precision",
     "replications_long",

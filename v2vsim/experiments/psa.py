@@ -252,7 +252,9 @@ def run_psa(
             plan.append((_CONSTANT + s, s, None))
     plan += [(k * len(sources) + s, s, k) for k in range(n_sets) for s in range(len(sources)) if varying[s]]
     total_reps = replications * len(plan)
-    finished = store.open(resume) if store is not None else set()
+    identities = {index: {"values": {"scenario": s, "set": k}, "seed": seed, "replications": replications}
+                  for index, s, k in plan}
+    finished = store.open(resume, identities) if store is not None else set()
     points: list[Point] = []
     bad: list[Problem] = []
     engines: dict[int, str] = {}
@@ -288,7 +290,8 @@ def run_psa(
         row["replications"] = float(results.n_replications)
         if store is not None:
             store.save(point.index, pd.DataFrame([row]), {"point": point.index, **point.values,
-                                                           "seed": point.seed, "engine": point.engine})
+                                                           "seed": point.seed, "engine": point.engine},
+                       identities[point.index], point.engine)
         else:
             collected[point.index] = row
 
