@@ -25,6 +25,7 @@ from pandas.testing import assert_frame_equal
 
 import v2vsim
 from v2vsim import experiments as ex
+from v2vsim.engine.collect import Coded
 from v2vsim.engine.compiled import numba_available
 from v2vsim.engine.engines import run_replication
 from v2vsim.engine.runner import Results, assemble, plan_ranges, run_ranges, single_task
@@ -183,3 +184,20 @@ def test_sweep_points_sharing_workers(scenario: v2vsim.Scenario, reference: dict
     ex.run_points(points, lambda p, res: found.__setitem__(p.index, res.replications), executor=pool, workers=3)
     for p in points:
         assert_frame_equal(found[p.index], reference[p.replications].replications, check_exact=True)
+
+
+def test_tasks_coding_strings_differently_merge_to_the_same_table(scenario: v2vsim.Scenario,
+                                                                  reference: dict[int, Results]) -> None:
+    # A task whose string columns carry their labels in another order (as another engine or
+    # version may send them) must still give each patient the same strings.
+    batches = run_ranges(scenario, SEED, [(0, 5), (5, 12), (12, 13)], engine="simpy")
+    for batch in batches[1:]:
+        for name in ("cohort", "outcome_step"):
+            column = batch.patients[name]
+            assert isinstance(column, Coded) and len(column.labels) > 1
+            order = column.labels[::-1]
+            position = np.array([order.index(label) for label in column.labels])
+            batch.patients[name] = Coded(position[column.codes].astype(column.codes.dtype), tuple(order))
+    patients = assemble(scenario, SEED, batches).patients
+    want = reference[37].patients
+    assert_frame_equal(patients, want[want["replication"] < 13].reset_index(drop=True), check_exact=True)
