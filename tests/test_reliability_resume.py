@@ -1,8 +1,10 @@
 """Nothing saved for ``--resume`` is trusted: real ``v2vsim sweep`` (and ``psa``,
-``sensitivity``) processes are killed with SIGKILL mid-run, their ``DIR.partial`` is damaged
-in 21 ways, and ``--resume`` must discard exactly the damaged points (one line each, saying
-which and why), compute only those again, and end with data files byte-identical to an
-uninterrupted run; a store of another scenario, design or seed is refused with exit 2.
+``sensitivity``) processes are killed with SIGKILL mid-run (with their workers), their
+``DIR.partial`` is damaged (19 kinds of damage to a saved point, an unknown file, a write cut
+short, the points directory replaced by a file), and ``--resume`` must discard exactly the
+damaged points (one line each, saying which and why), compute only those again, and end with
+data files byte-identical to an uninterrupted run; a store of another scenario, design or seed,
+or with an unreadable state file, is refused with exit 2 and left untouched.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ pathways:
          duration: {dist: uniform, low: 2, high: 9}}
       - {name: infusion, kind: infusion, duration: 1}
 """
-SWEEP = ["--set", "sites.plant.slots=1,2,3,4", "--set", "arrivals.rate_per_year=50,60,70", "-n", "30"]
+SWEEP = ["--set", "sites.plant.slots=1,2,3,4", "--set", "arrivals.rate_per_year=50,60,70", "-n", "20"]
 N_POINTS = 12
 #: The files of a sweep meant to be reproducible (the manifest holds times and the command).
 SWEEP_FILES = ("sweep.csv", "sweep.parquet", "replications.parquet", "points.csv", "scenario.yaml", "sweep.json")
@@ -222,7 +224,7 @@ def symlinked_sidecar(d: Path, i: int, _other: int) -> str:
     return "is a symbolic link"
 
 
-#: Damage runs: each damages distinct saved points, one kind each (21 kinds in 7 resumes).
+#: Damage runs: each damages distinct saved points, one kind each (19 kinds in 7 resumes).
 GROUPS: list[list[Callable[[Path, int, int], str]]] = [
     [truncate, empty_data, swapped_data],
     [random_bytes, flipped_byte, swapped_points],
@@ -314,7 +316,7 @@ def test_a_store_without_its_points_directory_recomputes_everything(
 
 @pytest.mark.parametrize(("change", "args", "message"), [
     ("scenario", SWEEP, "different settings (scenario_sha256)"),
-    ("design", ["--set", "sites.plant.slots=1,2,3", "--set", "arrivals.rate_per_year=50,60,70", "-n", "30"],
+    ("design", ["--set", "sites.plant.slots=1,2,3", "--set", "arrivals.rate_per_year=50,60,70", "-n", "20"],
      "different settings (points, replications)"),
     ("seed", [*SWEEP, "--seed", "6"], "different settings (seeds)"),
     ("state", SWEEP, "state.json: unreadable"),
