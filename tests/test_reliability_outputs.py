@@ -127,16 +127,17 @@ def test_a_signal_during_the_swap_is_delivered_after_it(small: Path, tmp_path: P
     before = snapshot(out)
     proc = spawn("run", small, "-o", out, "--no-figures", "--seed", "2", "-j", "1", cwd=tmp_path,
                  env={"V2VSIM_TEST_SWAP_PAUSE": "2"})
-    wait_for(lambda: any(n.startswith(".res.old-") for n in debris(tmp_path, "res")), proc=proc)
+    wait_for(lambda: (tmp_path / f".res.old-{proc.pid}").exists(), proc=proc)
     os.killpg(proc.pid, signum)  # the old directory is aside and the new not yet in place
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode in (130, 128 + signum), stderr
     assert "Traceback" not in stderr
     assert f"the results were written to {out}/" in " ".join(stderr.split())
     assert "untouched" not in stderr
+    assert debris(tmp_path, "res") == []  # the old directory is removed, not left aside
     after = snapshot(out)
     assert after != before and json.loads(after["manifest.json"])["seed"] == 2
-    assert not rd.verify_dir(out) and debris(tmp_path, "res") == []
+    assert not rd.verify_dir(out)
 
 
 def test_sigkill_during_the_swap_is_recovered_by_verify_and_by_the_next_run(small: Path,
@@ -147,7 +148,7 @@ def test_sigkill_during_the_swap_is_recovered_by_verify_and_by_the_next_run(smal
     for recover_with in ("verify", "run"):
         proc = spawn("run", small, "-o", out, "--no-figures", "--seed", "2", "-j", "1", cwd=tmp_path,
                      env={"V2VSIM_TEST_SWAP_PAUSE": "5"})
-        wait_for(lambda: any(n.startswith(".res.old-") for n in debris(tmp_path, "res")), proc=proc)
+        wait_for(lambda: (tmp_path / f".res.old-{proc.pid}").exists(), proc=proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
         assert not out.exists()  # killed between the renames: the old results are aside
@@ -421,3 +422,25 @@ def test_a_failing_figure_never_costs_the_data_files(small: Path, other: Path, t
     assert result.exit_code == 1, result.output
     assert "error: figure the comparison figures failed" in result.output
     assert (tmp_path / "cmp" / "comparison.csv").is_file() and not rd.verify_dir(tmp_path / "cmp")
+
+
+def test_the_experiment_commands_follow_the_same_rules(small: Path, tmp_path: Path, monkeypatch) -> None:
+    import v2vsim.cli.experiments as cx
+
+    out = tmp_path / "res"
+    assert invoke("run", small, "-o", out, "--no-figures", "-n", "2").exit_code == 0
+    before = snapshot(out)
+    result = invoke("sweep", small, "--set", "sites.dev.slots=1,2", "-n", "2", "-o", out)
+    assert result.exit_code == 2, result.output
+    assert "holds the results of a run of small.yaml written by `v2vsim run`; this `v2vsim sweep`" in text(result)
+    assert snapshot(out) == before
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no figure today")
+
+    monkeypatch.setattr(cx, "_sweep_figures", broken)
+    sweep = tmp_path / "sweep"
+    result = invoke("sweep", small, "--set", "sites.dev.slots=1,2", "-n", "2", "-o", sweep)
+    assert result.exit_code == 1, result.output
+    assert "error: figure sweep figures failed: RuntimeError: no figure today" in result.output
+    assert (sweep / "sweep.csv").is_file() and not rd.verify_dir(sweep)

@@ -270,15 +270,16 @@ def _check_place(out_dir: Path, *, inputs: Sequence[Path | str] = (), need_bytes
     real = _real(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir} exists and is not a directory")
+    resolved = real.resolve()  # the comparisons below see through links in the parents
     for system in ("/proc", "/sys", "/dev"):
-        if real == Path(system) or Path(system) in real.parents:
+        if resolved == Path(system) or Path(system) in resolved.parents:
             raise OutputError(f"{out_dir} is under {system}, which holds no results; choose another --out")
     cwd = Path.cwd().resolve()
-    if real == cwd or real in cwd.parents:
+    if resolved == cwd or resolved in cwd.parents:
         raise OutputError(f"{out_dir} is the working directory or contains it; replacing it would "
                           "delete it: choose a new directory for --out (--force does not change this)")
     for path in inputs:
-        if Path(path).exists() and real in Path(path).resolve().parents:
+        if Path(path).exists() and resolved in Path(path).resolve().parents:
             raise OutputError(f"{out_dir} contains {path}, which this command reads; replacing it "
                               "would delete it: choose another --out (--force does not change this)")
     size = len(real.name.encode("utf-8", "surrogateescape"))
@@ -682,22 +683,24 @@ def _write(out_dir: Path, real: Path, fill: Callable[[Path], dict[str, Any]], ki
         write_json(tmp / MANIFEST, manifest)
         _fsync_tree(tmp)
         old = None
-        with _signals_held():
-            if real.exists():
-                old = real.parent / f".{real.name}.old-{os.getpid()}"
-                os.replace(real, old)
-            pause = os.environ.get(_PAUSE_ENV)
-            if pause:
-                time.sleep(float(pause))
-            try:
-                os.replace(tmp, real)
-            except BaseException:
-                if old is not None:
-                    os.replace(old, real)
-                raise
-            swapped = True
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            with _signals_held():  # a signal held back here is delivered as the block ends
+                if real.exists():
+                    old = real.parent / f".{real.name}.old-{os.getpid()}"
+                    os.replace(real, old)
+                pause = os.environ.get(_PAUSE_ENV)
+                if pause:
+                    time.sleep(float(pause))
+                try:
+                    os.replace(tmp, real)
+                except BaseException:
+                    if old is not None:
+                        os.replace(old, real)
+                    raise
+                swapped = True
+        finally:
+            if swapped and old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except KeyboardInterrupt as exc:
         if swapped:
             raise WrittenThenInterrupted(out_dir) from exc
