@@ -444,3 +444,9 @@ def test_the_experiment_commands_follow_the_same_rules(small: Path, tmp_path: Pa
     assert result.exit_code == 1, result.output
     assert "error: figure sweep figures failed: RuntimeError: no figure today" in result.output
     assert (sweep / "sweep.csv").is_file() and not rd.verify_dir(sweep)
+
+
+def test_verify_of_a_missing_directory_creates_nothing(tmp_path: Path) -> None:
+    result = invoke("verify", tmp_path / "no" / "such")
+    assert result.exit_code == 1 and "not a v2vsim results directory" in text(result)
+    assert not (tmp_path / "no").exists()

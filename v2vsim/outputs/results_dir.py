@@ -763,9 +763,10 @@ def verify_dir(out_dir: Path) -> list[str]:
     Debris of a killed writer is cleaned first (as before a write) when the lock can be taken;
     a malformed manifest is one problem (``malformed manifest: ...``)."""
     out_dir = Path(out_dir)
-    with contextlib.suppress(OutputError, OSError):
-        with target_lock(out_dir) as real:
-            recover(real)
+    if _real(out_dir).parent.is_dir():  # never creates a directory
+        with contextlib.suppress(OutputError, OSError):
+            with target_lock(out_dir) as real:
+                recover(real)
     manifest_path = out_dir / MANIFEST
     if not manifest_path.is_file():
         return [f"{out_dir}: no {MANIFEST}: not a v2vsim results directory"]
