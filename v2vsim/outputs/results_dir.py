@@ -42,7 +42,6 @@ import atexit
 import contextlib
 import contextvars
 import errno
-import fcntl
 import hashlib
 import json
 import math
@@ -60,6 +59,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock between processes
+    fcntl = None  # type: ignore[assignment]
 
 from .._version import package_versions
 from ..scenario import scenario_to_yaml
@@ -351,6 +355,9 @@ def _acquire(out_dir: Path, real: Path) -> None:
             return
         real.parent.mkdir(parents=True, exist_ok=True)
         lock = _lock_path(real)
+        if fcntl is None:  # pragma: no cover - not POSIX
+            _HELD[key] = [None, lock, 1]
+            return
         while True:
             try:
                 fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
@@ -389,6 +396,8 @@ def _release(real: Path, *, all_holds: bool = False) -> None:
             return
         del _HELD[key]
         fd, lock, _ = held
+        if fd is None:  # pragma: no cover - not POSIX
+            return
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
@@ -564,7 +573,8 @@ def _signals_held() -> Iterator[None]:
     held = {signal.SIGINT, signal.SIGTERM}
     main = threading.current_thread() is threading.main_thread()
     pending: list[int] = []
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    posix = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigtimedwait")
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held) if posix else None
     previous: dict[int, Any] = {}
     if main:
         for signum in held:
@@ -572,14 +582,15 @@ def _signals_held() -> Iterator[None]:
     try:
         yield
     finally:
-        while True:  # consume what is pending, to deliver it to the handlers restored below
+        while posix:  # consume what is pending, to deliver it to the handlers restored below
             info = signal.sigtimedwait(held, 0)
             if info is None:
                 break
             pending.append(info.si_signo)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        if posix:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for signum in dict.fromkeys(pending):
             signal.raise_signal(signum)
 
