@@ -450,3 +450,17 @@ def test_verify_of_a_missing_directory_creates_nothing(tmp_path: Path) -> None:
     result = invoke("verify", tmp_path / "no" / "such")
     assert result.exit_code == 1 and "not a v2vsim results directory" in text(result)
     assert not (tmp_path / "no").exists()
+
+
+def test_a_sweep_stopped_during_the_swap_keeps_no_partial_points(small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sw"
+    sweep = ["sweep", small, "--set", "sites.dev.slots=1,2", "-n", "2", "-j", "1", "--no-figures", "-o", out]
+    assert invoke(*sweep, "--seed", "1").exit_code == 0
+    proc = spawn(*sweep, "--seed", "2", cwd=tmp_path, env={"V2VSIM_TEST_SWAP_PAUSE": "2"})
+    wait_for(lambda: (tmp_path / f".sw.old-{proc.pid}").exists(), proc=proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # between the swap's two renames
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (130, 143), stderr
+    assert f"the results were written to {out}/" in " ".join(stderr.split())
+    assert (out / "sweep.csv").is_file() and not rd.verify_dir(out)
+    assert sorted(os.listdir(tmp_path)) == ["small.yaml", "sw"]

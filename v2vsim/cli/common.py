@@ -259,12 +259,14 @@ def _scenario_files(paths: Sequence[Path | str]) -> list[Path]:
     return files
 
 
-def write_or_fail(write: Callable[[], Path], on_interrupt: Callable[[], None] | None = None) -> Path:
+def write_or_fail(write: Callable[[], Path], on_interrupt: Callable[[], None] | None = None,
+                  on_written: Callable[[], None] | None = None) -> Path:
     """Run ``write()`` (an atomic results-directory writer): a refusal exits 2 with its reason;
     a full disk or a read-only file system exits 1 in one line; figures that failed exit 1
     naming each (the data files are written); Ctrl-C exits 130 (or calls ``on_interrupt``)
     saying that nothing was written and earlier results are untouched, or, when the signal came
-    as the new directory was put in place, that it was written."""
+    as the new directory was put in place, that it was written (after ``on_written``, the
+    clean-up a finished write does, e.g. removing the finished points kept for --resume)."""
     from ..outputs.results_dir import FiguresFailed, OutputError, WriteError, WrittenThenInterrupted
 
     try:
@@ -280,6 +282,8 @@ def write_or_fail(write: Callable[[], Path], on_interrupt: Callable[[], None] | 
               + [f"the data files and the other figures were written to {exc.path}/"], 1)
         raise
     except WrittenThenInterrupted as exc:
+        if on_written is not None:
+            on_written()
         _fail(f"interrupted: the results were written to {exc.path}/ just before stopping", 130)
         raise
     except KeyboardInterrupt:

@@ -322,7 +322,7 @@ def sweep(
 
         written = write_or_fail(lambda: write_results_dir(
             target, fill, force=force, kind="sweep", scenarios=[scenario_file], figures=not no_figures),
-            on_interrupt=lambda: _interrupted(stopped, store))
+            on_interrupt=lambda: _interrupted(stopped, store), on_written=store.remove)
     store.remove()
     _print_sweep(table, names, base)
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)
@@ -523,7 +523,7 @@ def sensitivity(
 
         written = write_or_fail(lambda: write_results_dir(
             target, fill, force=force, kind="sensitivity", scenarios=[scenario_file], figures=not no_figures),
-            on_interrupt=lambda: _interrupted(stopped, store))
+            on_interrupt=lambda: _interrupted(stopped, store), on_written=store.remove)
     store.remove()
     _print_indices(result, source.base)
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)

@@ -182,7 +182,8 @@ def psa(
 
         written = write_or_fail(lambda: write_results_dir(
             target, fill, force=force, kind="psa", scenarios=scenario_files, figures=not no_figures),
-            on_interrupt=lambda: _interrupted(int(stopped["signum"]), store))
+            on_interrupt=lambda: _interrupted(int(stopped["signum"]), store),
+            on_written=store.remove)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
