@@ -9,7 +9,8 @@ library inside the functions that use it (its type names only under ``TYPE_CHECK
 ``v2vsim --help`` and ``--version`` import Typer and rich alone, and each command only what it needs
 (tests/test_startup.py checks it).
 
-Exit status: 0 success, 1 a failed check (``verify``), 2 bad input (scenario or options).
+Exit status: 0 success, 1 a failed check (``verify``) or write (a full or read-only disk, a
+figure that failed), 2 bad input (scenario or options).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
 
@@ -218,27 +220,75 @@ def _precision(relative: float | None, cap: int | None) -> ex.Precision | None:
         raise
 
 
-def check_target_cli(target: Path, force: bool) -> None:
-    """Refuse, before anything runs, to replace a directory v2vsim did not write (exit 2)."""
-    from ..outputs.results_dir import OutputError, check_target
+def check_target_cli(target: Path, force: bool, *, kind: str | None = None,
+                     scenarios: Sequence[Path | str] | None = None, figures: bool | None = None,
+                     need_bytes: int = 0) -> None:
+    """Refuse, before anything runs, a target that cannot or must not be written (exit 2): a
+    place where no directory can be written or without space for ``need_bytes``, a directory
+    that v2vsim did not write, another command's or other scenarios' results, figures that a
+    ``--no-figures`` run would delete (unless ``--force``), a target another v2vsim is writing.
+    The target's lock is then held until its results are written; debris of a killed run on
+    it is cleaned (and said)."""
+    from ..outputs.results_dir import OutputError, check_target, release_target
 
     try:
-        check_target(target, force)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
-
-
-def write_or_fail(write: Callable[[], Path]) -> Path:
-    """Run ``write()`` (an atomic results-directory writer): a refusal exits 2 with its reason,
-    Ctrl-C exits 130 saying that earlier results are untouched."""
-    from ..outputs.results_dir import OutputError
-
-    try:
-        return write()
+        notes = check_target(target, force, kind=kind, figures=figures, need_bytes=need_bytes,
+                             scenarios=None if scenarios is None else _scenario_files(scenarios),
+                             hold=True)
     except OutputError as exc:
         _fail(f"error: {exc}")
         raise
+    context = click.get_current_context(silent=True)
+    if context is not None:  # the command ends: the lock goes, written or not
+        context.call_on_close(lambda: release_target(target))
+    for note in notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _scenario_files(paths: Sequence[Path | str]) -> list[Path]:
+    """The files that scenario arguments stand for (a bundled NAME: its file)."""
+    from ..scenario import ScenarioError
+    from ..scenario.bundled import scenario_path
+
+    files = []
+    for path in paths:
+        try:
+            files.append(Path(scenario_path(Path(path))))
+        except ScenarioError:
+            files.append(Path(path))
+    return files
+
+
+def write_or_fail(write: Callable[[], Path], on_interrupt: Callable[[], None] | None = None,
+                  on_written: Callable[[], None] | None = None) -> Path:
+    """Run ``write()`` (an atomic results-directory writer): a refusal exits 2 with its reason;
+    a full disk or a read-only file system exits 1 in one line; figures that failed exit 1
+    naming each (the data files are written); Ctrl-C exits 130 (or calls ``on_interrupt``)
+    saying that nothing was written and earlier results are untouched, or, when the signal came
+    as the new directory was put in place, that it was written (after ``on_written``, the
+    clean-up a finished write does, e.g. removing the finished points kept for --resume)."""
+    from ..outputs.results_dir import FiguresFailed, OutputError, WriteError, WrittenThenInterrupted
+
+    try:
+        return write()
+    except WriteError as exc:
+        _fail(f"error: {exc}", 1)
+        raise
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+        raise
+    except FiguresFailed as exc:
+        _fail([f"error: figure {name} failed: {error}" for name, error in exc.failures]
+              + [f"the data files and the other figures were written to {exc.path}/"], 1)
+        raise
+    except WrittenThenInterrupted as exc:
+        if on_written is not None:
+            on_written()
+        _fail(f"interrupted: the results were written to {exc.path}/ just before stopping", 130)
+        raise
     except KeyboardInterrupt:
+        if on_interrupt is not None:
+            on_interrupt()
         _fail("interrupted: nothing was written, earlier results are untouched", 130)
         raise
 
@@ -366,7 +416,7 @@ def check_engine_cli(engine: str, scenarios: Sequence[Scenario]) -> str:
 
 
 def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, force: bool,
-                  scenario_file: Path | None, jobs: int = 1) -> Path:
+                  scenario_file: Path | None, jobs: int = 1, need_bytes: int = 0) -> Path:
     """The run's results directory (spec section 5), written atomically, with this command
     line in its manifest (:func:`v2vsim.outputs.run_dir.write_run_dir`)."""
     from ..outputs.run_dir import write_run_dir as write
@@ -380,7 +430,7 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
         except ScenarioError:
             pass
     return write(results, out_dir, command=["v2vsim", *sys.argv[1:]], csv=csv, figures=figures,
-                 force=force, scenario_file=scenario_file, jobs=jobs)
+                 force=force, scenario_file=scenario_file, jobs=jobs, need_bytes=need_bytes)
 
 
 # --------------------------------------------------------------------------- the app's own option

@@ -21,6 +21,7 @@ from .common import (
     write_or_fail,
     _fail,
     _replication_bar,
+    _scenario_files,
     _slug,
     err,
     load_scenarios_cli,
@@ -74,14 +75,14 @@ def default_compare_dir(scenario_files: Sequence[Path | str]) -> Path:
 
 def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: list[Path],
                       figures: bool, force: bool, jobs: int = 1, sets: Sequence[str] = (),
-                      own: Sequence[Sequence[str]] | None = None) -> Path:
+                      own: Sequence[Sequence[str]] | None = None, need_bytes: int = 0) -> Path:
     """A comparison's results directory, written atomically: one subdirectory per scenario
     exactly as ``run`` writes it (with its own manifest), ``comparison.csv`` and ``.json``,
     the comparison figures and a top-level manifest of every file, which records each
     scenario's file and overrides (``sets`` of every scenario, then its ``own``)."""
     from .._version import __version__
     from ..outputs.comparison_files import write_comparison_files
-    from ..outputs.results_dir import manifest_fields, write_results_dir
+    from ..outputs.results_dir import guard_figures, manifest_fields, write_results_dir
 
     dirs = _scenario_dirs(scenario_files)
     own = [list(o) for o in own] if own is not None else [[] for _ in scenario_files]
@@ -97,18 +98,21 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
             footer = (f"{comparison.replications} replications per scenario · seed "
                       f"{comparison.seed}: the same virtual patients in every scenario · "
                       f"v2vsim {__version__}")
-            comparison_figures({r.scenario.name: r.patients for r in comparison.results},
-                               {r.scenario.name: r.replications for r in comparison.results},
-                               tmp / "figures", currency=comparison.currency, footer=footer,
-                               jobs=jobs)
+            with guard_figures("the comparison figures", tmp / "figures"):
+                comparison_figures({r.scenario.name: r.patients for r in comparison.results},
+                                   {r.scenario.name: r.replications for r in comparison.results},
+                                   tmp / "figures", currency=comparison.currency, footer=footer,
+                                   jobs=jobs)
             economics = comparison.economics
             if economics is not None and len(economics.budget):
                 from ..outputs.figures.economics import budget_figure
                 from ..outputs.figures.style import save_figure
 
-                save_figure(budget_figure(economics.budget, comparison.currency, footer=footer,
-                                          level=comparison.level, names=comparison.names),
-                            tmp / "figures", "budget_impact", formats=("png", "svg", "pdf"), dpi=300)
+                with guard_figures("budget_impact (comparison)", tmp / "figures"):
+                    save_figure(budget_figure(economics.budget, comparison.currency, footer=footer,
+                                              level=comparison.level, names=comparison.names),
+                                tmp / "figures", "budget_impact", formats=("png", "svg", "pdf"),
+                                dpi=300)
         manifest = manifest_fields(comparison.results[0], ["v2vsim", *sys.argv[1:]], None)
         for key in ("scenario_name", "scenario_file", "scenario_sha256"):
             manifest.pop(key, None)
@@ -122,7 +126,9 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
         )
         return manifest
 
-    return write_results_dir(out_dir, fill, force=force)
+    return write_results_dir(out_dir, fill, force=force, kind="compare",
+                             scenarios=_scenario_files(scenario_files), figures=figures,
+                             need_bytes=need_bytes)
 
 
 def _fmt_compare(value: float, unit: str, diff: bool = False, bare: bool = False) -> str:
@@ -325,7 +331,7 @@ def compare(
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/compare-<first>-vs-<second>...).")] = None,
     jobs: Jobs = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or scenarios', or figures a --no-figures run would delete).")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals per scenario.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a value in every scenario (repeatable), e.g. --set cohorts.adult_LBCL.priority=0.")] = None,
     set_for: Annotated[Optional[list[str]], typer.Option("--set-for", metavar="WHICH:PATH=VALUE", help="Override a value in one scenario only (repeatable; applied after --set). WHICH is the scenario's position 1..N among A B [C...] or its file's stem, e.g. --set-for 2:sites.hkib.slots=2 or --set-for local:sites.hkib.slots=2.")] = None,
@@ -377,7 +383,12 @@ def compare(
         err.print(f"note: every scenario runs with the first one's seed {base_seed} and {n} "
                   "replications (the pairing needs one seed)", markup=False, highlight=False)
     target = out_dir or default_compare_dir(scenario_files)
-    check_target_cli(target, force)
+    from ..outputs.results_dir import estimated_bytes
+
+    size = len(scenarios) * estimated_bytes(max(s.expected_referrals() for s in scenarios) * n, n,
+                                            figures=not no_figures) + estimated_bytes(0, 0, figures=not no_figures)
+    check_target_cli(target, force, kind="compare", scenarios=scenario_files,
+                     figures=not no_figures, need_bytes=size)
     workers = jobs or default_jobs()
     started = time.perf_counter()
     if precision is not None:
@@ -416,7 +427,7 @@ def compare(
                       soft_wrap=True)
     written = write_or_fail(lambda: write_compare_dir(comparison, target, scenario_files=scenario_files,
                                                       figures=not no_figures, force=force, jobs=workers,
-                                                      sets=sets or [], own=own))
+                                                      sets=sets or [], own=own, need_bytes=size))
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False,
               highlight=False)
 

@@ -31,6 +31,8 @@ from .common import (
     Jobs,
     Seed,
     check_engine_cli,
+    check_target_cli,
+    write_or_fail,
     _fail,
     _precision,
     _problems,
@@ -122,16 +124,16 @@ def _check_total(points: Sequence[ex.Point], precision: ex.Precision | None, all
               f"{LARGE_REFERRALS:,}; pass --allow-large if that is intended")
 
 
-def _target_dir(out_dir: Path | None, scenario_file: Path, suffix: str, force: bool) -> Path:
-    """``--out``, or ``results/<file stem>-<suffix>`` (``results/local-sweep``); exit 2 if
-    it is a directory that v2vsim did not write."""
-    from ..outputs.results_dir import OutputError, check_target
+def _target_dir(out_dir: Path | None, scenario_file: Path, suffix: str, force: bool, *,
+                kind: str | None = None, figures: bool | None = None, replications: int = 0) -> Path:
+    """``--out``, or ``results/<file stem>-<suffix>`` (``results/local-sweep``); exit 2 if it
+    cannot or must not be written (:func:`.common.check_target_cli`: ``kind`` is the command,
+    ``replications`` in all size the free-space check); its lock is then held."""
+    from ..outputs.results_dir import estimated_bytes
 
     target = out_dir or Path("results") / result_name([scenario_file], suffix=f"-{suffix}")
-    try:
-        check_target(target, force)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
+    check_target_cli(target, force, kind=kind, scenarios=[scenario_file] if kind else None,
+                     figures=figures, need_bytes=estimated_bytes(0, 2 * replications, figures=bool(figures)))
     return target
 
 
@@ -164,7 +166,7 @@ Cluster = Annotated[Optional[str], typer.Option(
 Sets = Annotated[Optional[list[str]], typer.Option(
     "--set", metavar="PATH=VALUE", help="Override a scenario value, e.g. --set sites.hkib.slots=2 (repeatable).")]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/<file name without .yaml>-<command>, e.g. results/local-sweep, results/local-sensitivity-oat, results/local-capacity-hkib).")]
-Force = Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or scenario's, or figures a --no-figures run would delete).")]
 NoFigures = Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")]
 AllowLarge = Annotated[bool, typer.Option("--allow-large", help="Allow runs larger than run's limit on referrals in all.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from DIR.partial without recomputing its finished points.")]
@@ -214,7 +216,7 @@ def sweep(
     from .._version import __version__
     from .. import experiments as ex
     from ..engine.distributed import ClusterError
-    from ..outputs.results_dir import OutputError, write_json, write_results_dir
+    from ..outputs.results_dir import guard_figures, write_json, write_results_dir
     from ..scenario import ScenarioError, scenario_to_yaml
 
     started = time.perf_counter()
@@ -264,7 +266,9 @@ def sweep(
         raise
     _check_total(points, prec, allow_large)
     base = points[0].scenario
-    target = _target_dir(out_dir, scenario_file, "sweep", force)
+    total_reps = sum(prec.max_replications if prec else p.replications for p in points)
+    target = _target_dir(out_dir, scenario_file, "sweep", force, kind="sweep", figures=not no_figures,
+                         replications=total_reps)
     fingerprint = {
         "kind": "sweep", "scenario_sha256": source.sha256(), "fixed": [[p, ex.display_value(v)] for p, v in fixed],
         "parameters": names, "design": design, "samples": samples if design == "lhs" else None,
@@ -313,17 +317,13 @@ def sweep(
                                                encoding="utf-8")
             write_json(tmp / "sweep.json", {**fingerprint, "scenario_file": str(scenario_file)})
             if not no_figures:
-                _sweep_figures(table, names, design, base, tmp / "figures", base_seed)
+                with guard_figures("sweep figures", tmp / "figures"):
+                    _sweep_figures(table, names, design, base, tmp / "figures", base_seed)
             return _manifest("sweep", source, base_seed, started, points=len(points))
 
-        try:
-            written = write_results_dir(target, fill, force=force)
-        except OutputError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except KeyboardInterrupt:
-            _interrupted(stopped, store)
-            raise
+        written = write_or_fail(lambda: write_results_dir(
+            target, fill, force=force, kind="sweep", scenarios=[scenario_file], figures=not no_figures),
+            on_interrupt=lambda: _interrupted(stopped, store), on_written=store.remove)
     store.remove()
     _print_sweep(table, names, base)
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)
@@ -439,7 +439,7 @@ def sensitivity(
     from .._version import __version__
     from .. import experiments as ex
     from ..engine.distributed import ClusterError
-    from ..outputs.results_dir import OutputError, write_json, write_results_dir
+    from ..outputs.results_dir import guard_figures, write_json, write_results_dir
     from ..scenario import ScenarioError, scenario_to_yaml
 
     started = time.perf_counter()
@@ -465,7 +465,8 @@ def sensitivity(
         _problems(exc)
         raise
     names = [p for p, _, _ in ranges]
-    target = _target_dir(out_dir, scenario_file, f"sensitivity-{method}", force)
+    target = _target_dir(out_dir, scenario_file, f"sensitivity-{method}", force, kind="sensitivity",
+                         figures=not no_figures)
     fingerprint = {"kind": "sensitivity", "method": method, "scenario_sha256": source.sha256(),
                    "fixed": [[p, ex.display_value(v)] for p, v in fixed], "params": [list(r) for r in ranges],
                    "replications": replications, "seed": base_seed, "trajectories": trajectories,
@@ -516,18 +517,14 @@ def sensitivity(
                 kw = {"scenario_name": source.base.name, "footer": footer, "currency": source.base.currency}
                 draw = {"oat": (px.tornado_figure, "tornado"), "morris": (px.morris_figure, "morris"),
                         "sobol": (px.sobol_figure, "sobol")}[method]
-                _save(draw[0](result.indices, metric, **kw), tmp / "figures", draw[1])
+                with guard_figures(draw[1], tmp / "figures"):
+                    _save(draw[0](result.indices, metric, **kw), tmp / "figures", draw[1])
             return _manifest("sensitivity", source, base_seed, started, method=method, metric=metric,
                              points=len(points), replications=replications)
 
-        try:
-            written = write_results_dir(target, fill, force=force)
-        except OutputError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except KeyboardInterrupt:
-            _interrupted(stopped, store)
-            raise
+        written = write_or_fail(lambda: write_results_dir(
+            target, fill, force=force, kind="sensitivity", scenarios=[scenario_file], figures=not no_figures),
+            on_interrupt=lambda: _interrupted(stopped, store), on_written=store.remove)
     store.remove()
     _print_indices(result, source.base)
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)
@@ -585,7 +582,7 @@ def capacity(
     from .._version import __version__
     from .. import experiments as ex
     from ..engine.distributed import ClusterError
-    from ..outputs.results_dir import OutputError, write_json, write_results_dir
+    from ..outputs.results_dir import guard_figures, write_json, write_results_dir
     from ..scenario import ScenarioError, scenario_to_yaml
 
     started = time.perf_counter()
@@ -606,7 +603,8 @@ def capacity(
         raise
     prec = _precision(precision, replications)
     base_seed = base.seed if seed is None else seed
-    target = _target_dir(out_dir, scenario_file, f"capacity-{_slug(site, 40)}", force)
+    target = _target_dir(out_dir, scenario_file, f"capacity-{_slug(site, 40)}", force, kind="capacity",
+                         figures=not no_figures)
     err.print(f"capacity of {site}: {', '.join(map(str, parsed))} with 95% confidence; {search} search from "
               f"{min_slots}, " + (f"replications to {100 * prec.relative:g}% precision" if prec
                                    else f"{replications or base.replications} replications per count"),
@@ -648,18 +646,15 @@ def capacity(
                 reps = (f"replications to {100 * prec.relative:g}% precision" if prec
                         else f"{replications or base.replications} replications per count")
                 footer = f"{base.name} · {reps} · seed {base_seed} · 95% confidence · v2vsim {__version__}"
-                _save(px.capacity_figure(result.table, parsed, site, answer, scenario_name=base.name,
-                                         footer=footer, currency=base.currency), tmp / "figures", f"capacity_{_slug(site)}")
+                with guard_figures(f"capacity_{_slug(site)}", tmp / "figures"):
+                    _save(px.capacity_figure(result.table, parsed, site, answer, scenario_name=base.name,
+                                             footer=footer, currency=base.currency), tmp / "figures",
+                          f"capacity_{_slug(site)}")
             return _manifest("capacity", source, base_seed, started, site=site, answer=answer)
 
-        try:
-            written = write_results_dir(target, fill, force=force)
-        except OutputError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except KeyboardInterrupt:
-            _interrupted(stopped, None)
-            raise
+        written = write_or_fail(lambda: write_results_dir(
+            target, fill, force=force, kind="capacity", scenarios=[scenario_file], figures=not no_figures),
+            on_interrupt=lambda: _interrupted(stopped, None))
     _print_capacity(result, base)
     if answer is None:
         out.print(f"No slot count from {min_slots} to {max_slots} meets every target with 95% confidence.",

@@ -26,10 +26,12 @@ from .common import (
     _progress,
     _source,
     check_engine_cli,
+    check_target_cli,
     err,
     out,
     print_table,
     result_name,
+    write_or_fail,
 )
 
 if TYPE_CHECKING:
@@ -72,7 +74,7 @@ def psa(
     jobs: Jobs = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/psa-<first>-vs-<second>..., from the files' names).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted PSA from DIR.partial (also with more --sets).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or scenarios', or figures a --no-figures run would delete).")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help="Allow runs larger than run's limit on referrals in all.")] = False,
     engine: Engine = "auto",
@@ -91,7 +93,7 @@ def psa(
     from ..engine.distributed import ClusterError
     from ..experiments import PointStore, StoreError, executor_for, parse_sets
     from ..experiments import psa as ps
-    from ..outputs.results_dir import OutputError, check_target, write_results_dir
+    from ..outputs.results_dir import estimated_bytes, guard_figures, write_results_dir
     from ..scenario import ScenarioError
 
     started = time.perf_counter()
@@ -128,10 +130,8 @@ def psa(
         _fail(f"error: this PSA would simulate about {total:,.0f} referrals in all ({points:,} runs of "
               f"{replications} replications), more than {LARGE_REFERRALS:,}; pass --allow-large if that is intended")
     target = out_dir or Path("results") / result_name(scenario_files, prefix="psa-")
-    try:
-        check_target(target, force)
-    except OutputError as exc:
-        _fail(f"error: {exc}")
+    check_target_cli(target, force, kind="psa", scenarios=scenario_files, figures=not no_figures,
+                     need_bytes=estimated_bytes(0, 2 * points * replications, figures=not no_figures))
     store = PointStore(target, ps.fingerprint(sources, replications=replications, seed=base_seed,
                                               fixed=fixed, version=__version__))
     parameters = ps.psa_parameters(sources)
@@ -176,17 +176,14 @@ def psa(
         def fill(tmp: Path) -> dict[str, Any]:
             _write_tables(result, tmp)
             if not no_figures:
-                _figures(result, tmp / "figures", __version__)
+                with guard_figures("psa figures", tmp / "figures"):
+                    _figures(result, tmp / "figures", __version__)
             return _manifest(sources, result, started, points)
 
-        try:
-            written = write_results_dir(target, fill, force=force)
-        except OutputError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except KeyboardInterrupt:
-            _interrupted(int(stopped["signum"]), store)
-            raise
+        written = write_or_fail(lambda: write_results_dir(
+            target, fill, force=force, kind="psa", scenarios=scenario_files, figures=not no_figures),
+            on_interrupt=lambda: _interrupted(int(stopped["signum"]), store),
+            on_written=store.remove)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -69,7 +69,7 @@ def run(
     jobs: Jobs = None,
     csv: Annotated[bool, typer.Option("--csv", help="Also write patients.csv.")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or scenario's, or figures a --no-figures run would delete).")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals in all.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a scenario value, e.g. --set sites.hkib.slots=2 (repeatable; steps and cohorts by name).")] = None,
     precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Add replications (batches of 10, from 10) until the 95% CI half-width of infused_fraction, vein_to_vein_median and queue_wait_mean is within this fraction of the mean; --replications is then the cap (default 1000).")] = None,
@@ -88,6 +88,7 @@ def run(
     """
     from ..engine.runner import default_jobs
     from ..metrics import overload_warnings
+    from ..outputs.results_dir import estimated_bytes
 
     if sets:
         scenario = load_cli(scenario_file, sets)
@@ -98,7 +99,9 @@ def run(
     base_seed = scenario.seed if seed is None else seed
     target = out_dir or Path("results") / result_name([scenario_file])
     _check_size(scenario, n, allow_large)
-    check_target_cli(target, force)
+    size = estimated_bytes(scenario.expected_referrals() * n, n, csv=csv, figures=not no_figures)
+    check_target_cli(target, force, kind="run", scenarios=[scenario_file], figures=not no_figures,
+                     need_bytes=size)
     workers = jobs or default_jobs()
     started = time.perf_counter()
     try:
@@ -116,7 +119,8 @@ def run(
                                      scenario.horizon_days + scenario.drain_days):
         err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     written = write_or_fail(lambda: write_run_dir(results, target, csv=csv, figures=not no_figures,
-                                                  force=force, scenario_file=scenario_file, jobs=workers))
+                                                  force=force, scenario_file=scenario_file, jobs=workers,
+                                                  need_bytes=size))
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s ({engine_note(results)}).",
               markup=False, highlight=False)
 

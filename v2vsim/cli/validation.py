@@ -99,7 +99,7 @@ def validation(
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed for every case (default: each case's, else its scenario's).")] = None,
     jobs: Jobs = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or cases', or figures a --no-figures run would delete).")] = False,
     engine: Engine = "auto",
 ) -> None:
     """Run external-validation cases: each published trial as virtual trials of its own size,
@@ -117,7 +117,12 @@ def validation(
 
     cases = _load_cases(case_files)
     check_engine_cli(engine, [lc.scenario for lc in cases])
-    check_target_cli(out_dir, force)
+    from ..outputs.results_dir import estimated_bytes
+
+    case_paths = [lc.file for lc in cases]
+    size = sum(estimated_bytes(0, 0, figures=False) for _ in cases) + estimated_bytes(0, 0, figures=not no_figures)
+    check_target_cli(out_dir, force, kind="validation", scenarios=case_paths, figures=not no_figures,
+                     need_bytes=size)
     workers = jobs or default_jobs()
     started = time.perf_counter()
     try:
@@ -136,7 +141,9 @@ def validation(
                       markup=False, highlight=False, soft_wrap=True)
     wall = time.perf_counter() - started
     written = write_or_fail(lambda: write_results_dir(
-        out_dir, lambda tmp: _fill(tmp, done, table, sens, not no_figures, wall), force=force))
+        out_dir, lambda tmp: _fill(tmp, done, table, sens, not no_figures, wall), force=force,
+        kind="validation", scenarios=case_paths, figures=not no_figures, need_bytes=size,
+        inputs=[lc.source.path for lc in cases]))
     inside = int((table["verdict"] == "inside").sum())
     out.print(f"{inside} of {len(table)} observed outcomes inside the trial-size 95% range. "
               f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False,
@@ -162,9 +169,12 @@ def _fill(tmp: Path, done: list[CaseResult], table: pd.DataFrame, sens: pd.DataF
                              replications=result.results.n_replications), encoding="utf-8")
     if figures:
         from ..outputs.figures.validation import sensitivity_figure, validation_figure
+        from ..outputs.results_dir import guard_figures
 
-        validation_figure(table, tmp / "figures")
-        sensitivity_figure(sens, tmp / "figures")
+        with guard_figures("validation", tmp / "figures"):
+            validation_figure(table, tmp / "figures")
+        with guard_figures("sensitivity", tmp / "figures"):
+            sensitivity_figure(sens, tmp / "figures")
     return {
         **provenance("validation", ["v2vsim", *sys.argv[1:]]),
         "cases": [{

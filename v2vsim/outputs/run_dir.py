@@ -16,7 +16,7 @@ import pandas as pd
 
 from .._version import __version__
 from .comparison_files import write_budget
-from .results_dir import manifest_fields, write_results_dir, write_tables
+from .results_dir import guard_figures, manifest_fields, write_results_dir, write_tables
 
 __all__ = ["run_footer", "write_budget_files", "write_run_dir"]
 
@@ -29,11 +29,13 @@ def run_footer(results: Any) -> str:
 
 def write_run_dir(results: Any, out_dir: Path, *, command: Iterable[str], csv: bool = False,
                   figures: bool = True, force: bool = False, scenario_file: Path | None = None,
-                  jobs: int = 1) -> Path:
+                  jobs: int = 1, need_bytes: int = 0) -> Path:
     """Write ``results`` into ``out_dir`` atomically and return it; ``command`` is recorded in
     the manifest, ``scenario_file`` (the file as written, comments and all) is copied to
     ``scenario_source.yaml``. Raises :class:`~.results_dir.OutputError` for a target that
-    v2vsim did not write, unless ``force``."""
+    v2vsim did not write, the results of another command or scenario, or (without figures)
+    a directory with figures, unless ``force``; figures that fail leave the data files written
+    and raise :class:`~.results_dir.FiguresFailed` (see :func:`~.results_dir.write_results_dir`)."""
     command = list(command)
 
     def fill(tmp: Path) -> dict[str, Any]:
@@ -41,14 +43,18 @@ def write_run_dir(results: Any, out_dir: Path, *, command: Iterable[str], csv: b
         if figures:
             from .figures import run_figures
 
-            run_figures(results.patients, results.site_profile, results.events,
-                        results.scenario.name, tmp / "figures", footer=run_footer(results), jobs=jobs)
+            with guard_figures(f"the figures of {results.scenario.name}", tmp / "figures"):
+                run_figures(results.patients, results.site_profile, results.events,
+                            results.scenario.name, tmp / "figures", footer=run_footer(results),
+                            jobs=jobs)
         budget = getattr(results, "budget", None)
         if budget is not None and len(budget):
             write_budget_files(results, budget, tmp, figures)
         return manifest_fields(results, command, scenario_file)
 
-    return write_results_dir(Path(out_dir), fill, force=force)
+    return write_results_dir(Path(out_dir), fill, force=force, kind="run",
+                             scenarios=[scenario_file] if scenario_file else None,
+                             figures=figures, need_bytes=need_bytes)
 
 
 def write_budget_files(results: Any, budget: pd.DataFrame, directory: Path, figures: bool) -> None:
@@ -62,7 +68,8 @@ def write_budget_files(results: Any, budget: pd.DataFrame, directory: Path, figu
         from .figures.economics import budget_figure
         from .figures.style import save_figure
 
-        fig = budget_figure(summary.assign(scenario=results.scenario.name),
-                            results.scenario.currency, footer=run_footer(results))
-        save_figure(fig, directory / "figures", "budget_impact")
-        fig.clear()
+        with guard_figures("budget_impact", directory / "figures"):
+            fig = budget_figure(summary.assign(scenario=results.scenario.name),
+                                results.scenario.currency, footer=run_footer(results))
+            save_figure(fig, directory / "figures", "budget_impact")
+            fig.clear()
