@@ -43,7 +43,10 @@ def format_path(path: Sequence[Any]) -> str:
         if isinstance(key, int):
             text += f"[{key}]"
         else:
-            text += ("." if text else "") + str(key)
+            key = str(key)
+            if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in key):
+                key = repr(key)  # a control character is shown, not sent to the terminal
+            text += ("." if text else "") + key
     return text
 
 

@@ -31,10 +31,24 @@ __all__ = ["MAX_FILE_BYTES", "line_of", "read_yaml", "scenario_to_dict", "scenar
 #: Largest YAML document accepted, in bytes (a scenario is a few kilobytes).
 MAX_FILE_BYTES = 2_000_000
 
+#: Tags a scenario's values may carry, explicitly (`!!str 5`) or as YAML resolves plain values.
+#: Every other tag -- `!!binary`, `!!set`, `!!omap`, `!!pairs`, `!!python/...`, `!custom` -- is
+#: refused at its key (:func:`tag_problems`) rather than read as some other kind of data.
+_CORE_TAGS = frozenset(
+    "tag:yaml.org,2002:" + t
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
+)
+
+
 class _Constructor(RoundTripConstructor):
-    """Round-trip constructor that reports unreadable scalars with their line."""
+    """Round-trip constructor that reports unreadable scalars with their line, and keeps a value
+    with a tag outside :data:`_CORE_TAGS` unread, as a :class:`TaggedScalar` carrying the tag."""
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
+        tag = getattr(node.tag, "value", node.tag)
+        if tag not in _CORE_TAGS:
+            value = node.value if isinstance(node.value, str) else ""
+            return TaggedScalar(value=value[:40], tag=node.tag)
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:  # e.g. 2025-13-45, a 5000-digit integer
@@ -51,14 +65,6 @@ def _yaml() -> YAML:
     yaml.Constructor = _Constructor
     yaml.allow_duplicate_keys = False
     return yaml
-
-
-# Tags a scenario may carry explicitly (`!!str 5`); anything else (`!!python/object:...`,
-# `!custom`) is refused rather than read as plain data.
-_CORE_TAGS = frozenset(
-    "tag:yaml.org,2002:" + t
-    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "omap", "merge")
-)
 
 
 def tag_problems(tree: Any) -> list[tuple[list[Any], str]]:
