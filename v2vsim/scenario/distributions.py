@@ -14,11 +14,12 @@ a clock drawn as ``ppf(u)`` is the time at which the cumulative hazard reaches t
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from .values import no_bool, quoted_number
 
 __all__ = [
     "Distribution",
@@ -34,9 +35,6 @@ __all__ = [
     "Never",
     "DIST_NAMES",
     "no_bool",
-    "quoted_number",
-    "NAME_PATTERN",
-    "TEXT_PATTERN",
 ]
 
 
@@ -47,33 +45,6 @@ class _SciPySpecial:  # scipy.special, imported on first use: loading a scenario
 
 special = _SciPySpecial()
 _Z90 = 1.2815515655446004  # Phi^-1(0.9): scipy.stats.norm.ppf(0.9) to the last bit (a test checks)
-
-
-#: No C0 or C1 control character (tab and newline included) in a name: names are drawn in
-#: figures (an SVG with one is not well-formed XML), printed in tables and used in paths.
-NAME_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-#: Free text (a description) may hold tabs and line breaks, no other control character.
-TEXT_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-
-
-#: A string that YAML would read as a number had it not been quoted ('2', "1825", '1e-3').
-_QUOTED_NUMBER = re.compile(r"[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][+-]?\d+)?")
-
-
-def quoted_number(value: Any) -> bool:
-    """Whether ``value`` is a string holding a number (``'2'``): a quoted number."""
-    return isinstance(value, str) and _QUOTED_NUMBER.fullmatch(value.strip()) is not None
-
-
-def no_bool(value: Any) -> Any:
-    """Refuse what is not written as a number where a number is expected: YAML ``true``/``false``
-    (pydantic reads them as 1/0) and quoted numbers (pydantic's lax mode reads ``'2'`` as 2).
-    One rule for every number, in a file and in ``--set`` alike."""
-    if isinstance(value, bool):
-        raise ValueError(f"must be a number, not {str(value).lower()}")
-    if quoted_number(value):
-        raise ValueError(f"must be a number: write {value.strip()} without quotes")
-    return value  # any other string: pydantic says it is not a valid number
 
 
 Positive = Annotated[float, BeforeValidator(no_bool), Field(gt=0, allow_inf_nan=False)]

@@ -24,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from .distributions import NAME_PATTERN, TEXT_PATTERN, Distribution, DistributionSpec, Fixed, Never, no_bool
+from .distributions import Distribution, DistributionSpec, Fixed, Never
+from .values import NAME_PATTERN, TEXT_PATTERN, no_bool
 from .economics import DAYS_PER_YEAR, AfterInfusion, Economics
 from .uncertain import Uncertain
 

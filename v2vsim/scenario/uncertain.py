@@ -31,7 +31,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from .distributions import NAME_PATTERN, no_bool, special
+from .distributions import special
+from .values import NAME_PATTERN, no_bool
 
 __all__ = ["Uncertain", "UncertainDistribution", "DISTRIBUTION_NAMES"]
 
