@@ -25,7 +25,16 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return _visible(text)
+
+
+def _visible(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\x1b``): a name quoted in a message
+    never sends control characters to the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class ScenarioError(ValueError):

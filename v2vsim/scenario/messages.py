@@ -21,6 +21,7 @@ from .schema import Scenario
 
 __all__ = ["clean_loc", "error_message"]
 
+_DIST_TAGS = frozenset(("number", *DIST_NAMES))
 _TAGS = frozenset(("number", "never", *DIST_NAMES, "pathway-name", "pathway-rule",
                     "slot-count", "slot-schedule"))
 
@@ -152,6 +153,9 @@ def error_message(err: Mapping[str, Any], raw: Any, path: list[Any]) -> str:
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)
         msg = f"must be {words} {bound!r}"
+        in_distribution = any(k in _DIST_TAGS for k in err.get("loc", ()))
+        if in_distribution and bound in _dists.BOUND_REASONS:
+            msg += f": {_dists.BOUND_REASONS[bound]}"
     msg = msg.replace("Input should be", "must be").replace("Value should be", "must be")
     if isinstance(err.get("input"), bool) and kind == "value_error":
         return msg  # the message already says true/false
