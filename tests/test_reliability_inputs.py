@@ -247,3 +247,298 @@ def test_hostile_scenario_is_refused_at_its_key(case: tuple[str, str, int, str, 
 
 def test_hostile_table_is_large() -> None:
     assert len(HOSTILE) >= 70
+
+
+# --------------------------------------------------------------------------- item 11: properties
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+#: Every magnitude a float can have, the edges of the allowed ranges, and plain values.
+_EDGES = [0.0, 5e-324, 1e-300, 1e-7, 1e-6, 1.0000001e-6, 0.001, 0.0058, 0.01, 0.5, 1.0, 2.0, 100.0,
+          100.0000001, 1e6, 1e9, 1.0000001e9, 1e154, 1e200, 1.7976931348623157e308]
+number = st.one_of(st.sampled_from(_EDGES),
+                   st.floats(min_value=-323.0, max_value=308.0).map(lambda e: 10.0 ** e),
+                   st.floats(min_value=0.0, max_value=1e12, allow_nan=False))
+
+FAMILIES = {
+    "fixed": st.fixed_dictionaries({"value": number}),
+    "uniform": st.fixed_dictionaries({"low": number, "high": number}),
+    "triangular": st.fixed_dictionaries({"low": number, "mode": number, "high": number}),
+    "exponential": st.one_of(st.fixed_dictionaries({"mean": number}), st.fixed_dictionaries({"median": number})),
+    "lognormal": st.one_of(st.fixed_dictionaries({"median": number, "p90": number}),
+                           st.fixed_dictionaries({"mean": number, "sd": number})),
+    "gamma": st.fixed_dictionaries({"mean": number, "sd": number}),
+    "weibull": st.one_of(st.fixed_dictionaries({"shape": number, "scale": number}),
+                         st.fixed_dictionaries({"shape": number, "median": number})),
+    "empirical": st.fixed_dictionaries({"values": st.lists(number, min_size=1, max_size=5)}).flatmap(
+        lambda d: st.one_of(st.just(d), st.lists(number, min_size=len(d["values"]), max_size=len(d["values"]))
+                            .map(lambda w: {**d, "weights": w}))),
+}
+
+
+def _scenario_with(duration: dict, clock: dict | None = None) -> dict:
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe", pure=True).load(PLAIN)
+    data["pathways"]["p"]["steps"][0]["duration"] = duration
+    if clock is not None:
+        data["cohorts"][0]["time_to_death"] = clock
+    return data
+
+
+def _check_distribution(spec: object) -> None:
+    """What the engines ask of a distribution, with every warning an error (pytest's setting)."""
+    import numpy as np
+
+    u = np.concatenate([[0.0, 5e-324, 1e-300, 1e-12, 0.5, 1 - 1e-12, np.nextafter(1.0, 0.0)],
+                        np.random.default_rng(5).random(200)])
+    draws = spec.ppf(u)
+    assert draws.shape == u.shape and np.all(np.isfinite(draws)) and np.all(draws >= 0)
+    assert np.all(np.diff(spec.ppf(np.sort(u))) >= 0)  # monotone: common random numbers align
+    sampled = spec.sample(np.random.default_rng(1), 64)
+    assert np.all(np.isfinite(sampled)) and np.all(sampled >= 0)
+    mean = spec.mean()
+    assert math.isfinite(mean) and mean >= 0
+    t = np.array([0.0, 1e-6, 1.0, 365.0, 3e5, 1e9, 1e15])
+    sf = spec.sf(t)
+    assert np.all((sf >= 0) & (sf <= 1))
+    assert np.all(spec.cumhaz(t) >= 0)  # inf allowed: past the support
+    q = spec.isf(np.array([1e-12, 0.1, 0.5, 0.9, 1.0 - 1e-16]))
+    assert np.all(np.isfinite(q)) and np.all(q >= 0)
+    assert not np.any(np.isnan(spec.isf(np.array([0.0, 5e-324, 1e-300]))))  # inf: the top of the support
+    e = np.array([0.0, 1e-9, 1.0, 37.0, 700.0])
+    assert not np.any(np.isnan(spec.cumhaz_inv(e)))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_allowed_distribution_samples_or_is_refused(family: str) -> None:
+    from v2vsim.scenario import ScenarioError
+    from v2vsim.scenario.loading import scenario_from_dict
+
+    seen = {"accepted": 0, "refused": 0}
+
+    @PROPERTY
+    @given(FAMILIES[family])
+    def check(params: dict) -> None:
+        duration = {"dist": family, **params}
+        try:
+            scenario = scenario_from_dict(_scenario_with(duration, clock=duration))
+        except ScenarioError:
+            seen["refused"] += 1
+            return
+        seen["accepted"] += 1
+        _check_distribution(scenario.pathways["p"].steps[0].duration)
+        _check_distribution(scenario.cohorts[0].time_to_death)
+
+    check()
+    assert seen["accepted"] >= 10 and seen["refused"] >= 10, seen  # both sides of every bound reached
+
+
+@PROPERTY
+@given(rate=number, horizon=st.sampled_from([1e-9, 1.0, 120.0, 146000.0]))
+def test_every_arrival_rate_runs_or_is_refused(rate: float, horizon: float) -> None:
+    from v2vsim.engine.replication import run_replication
+    from v2vsim.scenario import ScenarioError
+    from v2vsim.scenario.loading import scenario_from_dict
+
+    data = _scenario_with(1)
+    data["arrivals"] = {"rate_per_year": rate}
+    data["horizon_days"] = horizon
+    data["drain_days"] = 30
+    try:
+        scenario = scenario_from_dict(data)
+    except ScenarioError:
+        return
+    if scenario.expected_referrals() > 2000:
+        return  # valid, but too long to simulate here; the arrival days alone are checked below
+    out = run_replication(scenario, 7, 0)
+    n = len(out.columns["outcome"])
+    assert n <= 20 * scenario.expected_referrals() + 50 and out.events_processed >= 0
+
+
+def test_a_gap_past_the_float_range_is_infinite_without_a_warning() -> None:
+    import numpy as np
+
+    from v2vsim.engine.replication import arrival_days
+    from v2vsim.engine.rng import Streams
+    from v2vsim.scenario.loading import scenario_from_dict
+
+    for rate in (5e-324, 1e-306, 1e-300):
+        data = _scenario_with(1)
+        data["arrivals"] = {"rate_per_year": rate}
+        scenario = scenario_from_dict(data)
+        days = arrival_days(scenario, Streams(1, 0))
+        assert days.size == 0 and days.dtype == np.float64
+
+
+# --------------------------------------------------------------------------- item 12: one rule in the CLI
+
+MAX_SEED = 2**63 - 1
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Path:
+    path = tmp_path / "plain.yaml"
+    path.write_text(PLAIN, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "sweep"])
+@pytest.mark.parametrize("seed", [str(2**63), "-1"])
+def test_cli_refuses_a_seed_outside_the_file_range(plain: Path, tmp_path: Path, command: str, seed: str) -> None:
+    args = {"run": ["run", plain], "compare": ["compare", plain, plain],
+            "sweep": ["sweep", plain, "--set", "sites.dev.slots=1,2"]}[command]
+    proc = cli(*args, "--seed", seed, "-o", tmp_path / "out", "-n", "2", "--no-figures", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "--seed" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_largest_seed_is_written_and_runs_again(plain: Path, tmp_path: Path) -> None:
+    first, again = tmp_path / "first", tmp_path / "again"
+    proc = cli("run", plain, "--seed", MAX_SEED, "-o", first, "-n", "2", "--no-figures")
+    assert proc.returncode == 0, proc.stderr
+    assert f"seed: {MAX_SEED}" in (first / "scenario.yaml").read_text(encoding="utf-8")
+    proc = cli("run", first / "scenario.yaml", "-o", again, "-n", "2", "--no-figures")
+    assert proc.returncode == 0, proc.stderr
+    assert (first / "patients.parquet").read_bytes() == (again / "patients.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("assignment, words", [
+    ("sites.dev.slots='2'", "--set sites.dev.slots: must be a number: write 2 without quotes"),
+    ('horizon_days="120"', "--set horizon_days: must be a number: write 120 without quotes"),
+    ("seed='7'", "--set seed: must be a number: write 7 without quotes"),
+    ("pathways.p.steps.aph.duration='3'", "must be a number: write 3 without quotes"),
+    (f"seed={2**63}", f"--set seed: must be less than {2**63}"),
+    ("name=!!binary aGk=", "YAML tag '!!binary' is not allowed in a value"),
+    ("sites.dev.slots=!!set {2}", "YAML tag '!!set' is not allowed in a value"),
+    ("currency=!!python/name:os.system", "is not allowed in a value"),
+    ('name="a\\x07b"', "--set name: must not contain control characters (U+0007"),
+    ("pathways.p.steps.aph.duration={dist: weibull, shape: 0.001, scale: 2}",
+     "--set pathways.p.steps.aph.duration.shape: must be at least 0.01: below 0.01"),
+    ("arrivals.rate_per_year=1e308", "more than 100,000,000"),
+])
+def test_set_follows_the_file_rules(plain: Path, tmp_path: Path, assignment: str, words: str) -> None:
+    proc = cli("run", plain, "--set", assignment, "-o", tmp_path / "out", "-n", "2", "--no-figures",
+               "--allow-large", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_allow_large_does_not_reach_an_overflow(plain: Path, tmp_path: Path) -> None:
+    text = PLAIN.replace("rate_per_year: 30", "rate_per_year: 1e308")
+    (tmp_path / "huge.yaml").write_text(text, encoding="utf-8")
+    proc = cli("run", tmp_path / "huge.yaml", "--allow-large", "-o", tmp_path / "out", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "arrivals: about inf referrals per replication" in proc.stderr or "referrals per replication" in proc.stderr
+
+
+def test_json_schema_refuses_control_characters_in_names() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from ruamel.yaml import YAML
+
+    from v2vsim.scenario.json_schema import scenario_json_schema
+
+    validator = jsonschema.Draft202012Validator(scenario_json_schema())
+    good = YAML(typ="safe", pure=True).load(PLAIN)
+    assert not list(validator.iter_errors(good))
+    for mutate in (lambda d: d.update(name="a\x07b"),
+                   lambda d: d["cohorts"][0].update(name="a\nb"),
+                   lambda d: d.update(sites={"d\x85ev": d["sites"]["dev"]}),
+                   lambda d: d.update(description="ok\n\tthen \x1b")):
+        data = YAML(typ="safe", pure=True).load(PLAIN)
+        mutate(data)
+        assert list(validator.iter_errors(data)), data
+    data = YAML(typ="safe", pure=True).load(PLAIN)
+    data["description"] = "two\nlines\tand a tab"
+    assert not list(validator.iter_errors(data))
+
+
+# --------------------------------------------------------------------------- item 13: only regular files
+
+
+def _assert_refused_promptly(args: list[object], words: str, timeout: float = 30) -> None:
+    import time
+
+    start = time.monotonic()
+    proc = cli(*args, timeout=timeout)  # a read that blocks or never ends fails with TimeoutExpired
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert time.monotonic() - start < timeout
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "compare"])
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path, plain: Path, command: str) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    args: list[object] = {"validate": ["validate", fifo], "run": ["run", fifo, "-o", tmp_path / "o"],
+                          "compare": ["compare", plain, fifo, "-o", tmp_path / "o"]}[command]
+    _assert_refused_promptly(args, f"{fifo}: is a FIFO (named pipe), not a scenario file")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_a_device_is_refused_without_reading_it(tmp_path: Path, device: str) -> None:
+    if not os.path.exists(device):
+        pytest.skip(f"no {device}")
+    _assert_refused_promptly(["run", device, "-o", tmp_path / "o"], f"{device}: is a character device")
+
+
+def test_a_directory_and_a_symlink_to_a_device_are_refused(tmp_path: Path) -> None:
+    _assert_refused_promptly(["validate", tmp_path], f"{tmp_path}: is a directory, not a scenario file")
+    link = tmp_path / "zero.yaml"
+    link.symlink_to("/dev/zero")
+    _assert_refused_promptly(["validate", link], f"{link}: is a character device")
+
+
+def test_only_the_size_limit_is_read(tmp_path: Path) -> None:
+    from v2vsim.scenario.yaml_io import MAX_FILE_BYTES, UnreadableFile, read_text_file
+
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    _assert_refused_promptly(["validate", big], f"file is larger than {MAX_FILE_BYTES} bytes")
+    exact = tmp_path / "exact.yaml"
+    exact.write_bytes(b"#" * MAX_FILE_BYTES)
+    assert len(read_text_file(exact)) == MAX_FILE_BYTES
+    with pytest.raises(UnreadableFile, match="larger than 10 bytes"):
+        read_text_file(exact, limit=10)
+
+
+def test_a_life_table_fifo_is_refused(tmp_path: Path) -> None:
+    from v2vsim.scenario import ScenarioError, load_scenario
+
+    os.mkfifo(tmp_path / "life.csv")
+    text = PLAIN + "economics:\n  life_table: life.csv\n"
+    (tmp_path / "eco.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError, match="life.csv: is a FIFO"):
+        load_scenario(tmp_path / "eco.yaml")
+
+
+@pytest.mark.parametrize("victim", ["manifest.json", "scenario.yaml", "summary.csv", "scenario_source.yaml"])
+def test_report_refuses_a_fifo_among_its_inputs(tmp_path: Path, plain: Path, victim: str) -> None:
+    out = tmp_path / "res"
+    assert cli("run", plain, "-o", out, "-n", "2", "--no-figures").returncode == 0
+    (out / victim).unlink()
+    os.mkfifo(out / victim)
+    proc = cli("report", out, "-o", tmp_path / "r.html", timeout=30)
+    assert "Traceback" not in proc.stderr
+    if victim == "scenario_source.yaml":  # optional: the report is written without it
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode in (1, 2) and victim in proc.stderr, proc.stderr
+
+
+def test_report_reads_regular_files_only(tmp_path: Path) -> None:
+    from v2vsim.outputs.report import ReportError
+    from v2vsim.outputs.report.load import _read_json, _read_text
+
+    os.mkfifo(tmp_path / "m.json")
+    with pytest.raises(ReportError, match="is a FIFO"):
+        _read_json(tmp_path / "m.json")
+    with pytest.raises(ReportError, match="is a character device"):
+        _read_text(Path("/dev/zero"))

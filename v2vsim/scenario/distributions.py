@@ -96,8 +96,10 @@ class _Spec(BaseModel):
         raise NotImplementedError
 
     def isf(self, q: np.ndarray) -> np.ndarray:
-        """Inverse survival function: the ``t`` with P(X > t) = q (``ppf(1 - q)``)."""
-        return self.ppf(1.0 - np.asarray(q, dtype=float))
+        """Inverse survival function: the ``t`` with P(X > t) = q (``ppf(1 - q)``; a ``q`` below
+        1e-16 rounds to ``ppf(1)``, the top of the support: ``inf`` for an unbounded family)."""
+        with np.errstate(divide="ignore"):
+            return self.ppf(1.0 - np.asarray(q, dtype=float))
 
     def cumhaz(self, t: np.ndarray) -> np.ndarray:
         """Cumulative hazard ``H(t) = -log S(t)`` (``inf`` past the support)."""
