@@ -387,15 +387,24 @@ def plain(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["run", "compare", "sweep"])
-@pytest.mark.parametrize("seed", [str(2**63), "-1"])
+@pytest.mark.parametrize("command", ["run", "compare", "sweep", "psa"])
+@pytest.mark.parametrize("seed", [str(2**63), str(2**64 + 5), "-1"])
 def test_cli_refuses_a_seed_outside_the_file_range(plain: Path, tmp_path: Path, command: str, seed: str) -> None:
+    from typer.testing import CliRunner
+
+    from v2vsim.cli import app
+
     args = {"run": ["run", plain], "compare": ["compare", plain, plain],
-            "sweep": ["sweep", plain, "--set", "sites.dev.slots=1,2"]}[command]
-    proc = cli(*args, "--seed", seed, "-o", tmp_path / "out", "-n", "2", "--no-figures", timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    assert "--seed" in proc.stderr and "Traceback" not in proc.stderr
+            "sweep": ["sweep", plain, "--set", "sites.dev.slots=1,2"], "psa": ["psa", plain]}[command]
+    result = CliRunner().invoke(app, [*map(str, args), "--seed", seed, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--seed'" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_a_seed_outside_the_range_in_a_real_process(plain: Path, tmp_path: Path) -> None:
+    proc = cli("run", plain, "--seed", 2**63, "-o", tmp_path / "out", timeout=60)
+    assert proc.returncode == 2 and "--seed" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_the_largest_seed_is_written_and_runs_again(plain: Path, tmp_path: Path) -> None:
@@ -422,9 +431,22 @@ def test_the_largest_seed_is_written_and_runs_again(plain: Path, tmp_path: Path)
      "--set pathways.p.steps.aph.duration.shape: must be at least 0.01: below 0.01"),
     ("arrivals.rate_per_year=1e308", "more than 100,000,000"),
 ])
-def test_set_follows_the_file_rules(plain: Path, tmp_path: Path, assignment: str, words: str) -> None:
-    proc = cli("run", plain, "--set", assignment, "-o", tmp_path / "out", "-n", "2", "--no-figures",
-               "--allow-large", timeout=60)
+def test_set_follows_the_file_rules(plain: Path, assignment: str, words: str) -> None:
+    from v2vsim.scenario import ScenarioError
+    from v2vsim.scenario.overrides import load_with_overrides
+
+    with pytest.raises(ScenarioError) as info:
+        load_with_overrides(plain, [assignment])  # what the CLI's --set does
+    assert words in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("assignment, words", [
+    ("sites.dev.slots='2'", "--set sites.dev.slots: must be a number: write 2 without quotes"),
+    ("name=!!binary aGk=", "YAML tag '!!binary' is not allowed in a value"),
+])
+def test_set_follows_the_file_rules_on_the_command_line(plain: Path, tmp_path: Path, assignment: str,
+                                                        words: str) -> None:
+    proc = cli("run", plain, "--set", assignment, "-o", tmp_path / "out", "-n", "2", "--no-figures", timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
@@ -519,10 +541,21 @@ def test_a_life_table_fifo_is_refused(tmp_path: Path) -> None:
         load_scenario(tmp_path / "eco.yaml")
 
 
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "plain.yaml").write_text(PLAIN, encoding="utf-8")
+    proc = cli("run", folder / "plain.yaml", "-o", folder / "res", "-n", "2", "--no-figures")
+    assert proc.returncode == 0, proc.stderr
+    return folder / "res"
+
+
 @pytest.mark.parametrize("victim", ["manifest.json", "scenario.yaml", "summary.csv", "scenario_source.yaml"])
-def test_report_refuses_a_fifo_among_its_inputs(tmp_path: Path, plain: Path, victim: str) -> None:
+def test_report_refuses_a_fifo_among_its_inputs(tmp_path: Path, run_dir: Path, victim: str) -> None:
+    import shutil
+
     out = tmp_path / "res"
-    assert cli("run", plain, "-o", out, "-n", "2", "--no-figures").returncode == 0
+    shutil.copytree(run_dir, out)
     (out / victim).unlink()
     os.mkfifo(out / victim)
     proc = cli("report", out, "-o", tmp_path / "r.html", timeout=30)
