@@ -76,7 +76,7 @@ def print_table(table: Table) -> None:
 LARGE_REFERRALS = 20_000_000
 
 
-Seed = Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")]
+Seed = Annotated[Optional[int], typer.Option("--seed", min=0, max=2**63 - 1, help="Base seed (default: the scenario's).")]
 Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores). Results do not depend on it.")]
 Engine = Annotated[str, typer.Option("--engine", metavar="auto|simpy|vectorised|compiled", help="How replications are computed: simpy (the reference model), vectorised (scenarios where patients cannot compete), compiled (patients queue; needs v2vsim[fast]), auto (a fast engine where it is exact, else simpy). A forced engine is refused for a scenario outside its scope. Results do not depend on it.")]
 

@@ -327,7 +327,7 @@ def budget_table(comparison: Comparison) -> Table:
 def compare(
     scenario_files: Annotated[list[Path], typer.Argument(metavar="A B [C...]", help="Scenario YAML files; the first is the baseline.")],
     replications: Annotated[Optional[int], typer.Option("--replications", "-n", min=1, help="Replications of every scenario (default: the first scenario's).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed of every scenario (default: the first scenario's).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=2**63 - 1, help="Base seed of every scenario (default: the first scenario's).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results directory (default: results/compare-<first>-vs-<second>...).")] = None,
     jobs: Jobs = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,

@@ -96,7 +96,7 @@ def validation(
     case_files: Annotated[list[Path], typer.Argument(metavar="CASE...", help="Validation case files (e.g. validation/*.yaml).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Results directory.")] = Path("results/validation"),
     replications: Annotated[Optional[int], typer.Option("--replications", "-n", min=2, help="Virtual trials per case (default: each case's).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed for every case (default: each case's, else its scenario's).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=2**63 - 1, help="Base seed for every case (default: each case's, else its scenario's).")] = None,
     jobs: Jobs = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or cases', or figures a --no-figures run would delete).")] = False,

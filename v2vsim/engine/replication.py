@@ -43,7 +43,8 @@ def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
         mean = 365.0 / arr.rate_per_year
 
         def gaps(u: np.ndarray) -> np.ndarray:
-            return -mean * np.log1p(-u)
+            with np.errstate(over="ignore", invalid="ignore"):  # a gap past the float range is inf
+                return np.nan_to_num(-mean * np.log1p(-u), nan=0.0, posinf=math.inf)  # inf * 0: 0
 
         expected = horizon / mean
     else:

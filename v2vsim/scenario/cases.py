@@ -27,7 +27,7 @@ from .errors import Problem, ScenarioError, did_you_mean, format_path
 from .messages import clean_loc
 from .overrides import ScenarioSource
 from .schema import OUTCOMES, Scenario
-from .yaml_io import MAX_FILE_BYTES, line_of, read_yaml, to_plain
+from .yaml_io import UnreadableFile, line_of, read_text_file, read_yaml, to_plain
 
 __all__ = [
     "Case",
@@ -244,17 +244,9 @@ def _message(err: Mapping[str, Any], path: list[Any]) -> str:
 
 def _read(file: str) -> str:
     try:
-        if Path(file).stat().st_size > MAX_FILE_BYTES:
-            raise ScenarioError([Problem(file, None, "", f"file is larger than {MAX_FILE_BYTES} bytes")])
-        return Path(file).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([Problem(file, None, "", "no such file")]) from None
-    except IsADirectoryError:
-        raise ScenarioError([Problem(file, None, "", "is a directory, not a case file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError([Problem(file, None, "", f"not UTF-8 text ({exc.reason})")]) from None
-    except OSError as exc:
-        raise ScenarioError([Problem(file, None, "", f"cannot read: {exc.strerror}")]) from None
+        return read_text_file(file, what="a case file")
+    except UnreadableFile as exc:
+        raise ScenarioError([Problem(file, None, "", str(exc))]) from None
 
 
 def load_case(path: str | Path) -> LoadedCase:

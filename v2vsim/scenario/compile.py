@@ -5,6 +5,7 @@ pathway into a list of :class:`CompiledStep` (indices instead of names, weekday 
 slots each step takes before it starts, retry targets, outcomes) once per scenario, and the
 same plan answers :func:`precondition_problems`, which refuses a scenario that could not run:
 
+* more than :data:`MAX_REFERRALS_PER_REPLICATION` referrals expected in one replication;
 * a step that takes more slots of a site at one moment than the site ever has;
 * a step whose allowed start days (its own ``starts_on``, its site's ``starts_on``) have no
   weekday in common, or whose site is closed for the whole run;
@@ -28,7 +29,8 @@ from typing import Any
 from .distributions import DistributionSpec
 from .schema import OUTCOME_BY_KIND, WEEKDAYS, Scenario, Site
 
-__all__ = ["CompiledStep", "CompiledPathway", "compile_scenario", "precondition_problems",
+__all__ = ["CompiledStep", "CompiledPathway", "MAX_REFERRALS_PER_REPLICATION", "compile_scenario",
+           "precondition_problems",
            "SHELF_CLOCK_KINDS"]
 
 #: Kinds of step whose end starts the product's shelf-life clock, in order of preference:
@@ -307,9 +309,25 @@ def _find_cycle(graph: dict[int, list[int]]) -> list[int] | None:
     return None
 
 
+#: Most referrals expected in one replication: a replication holds every patient's record in
+#: memory (about a kilobyte each), so 1e8 of them is already 100 GB.
+MAX_REFERRALS_PER_REPLICATION = 100_000_000
+
+
+def _size_problems(scenario: Scenario) -> list[tuple[list[Any], str]]:
+    expected = scenario.expected_referrals()
+    if expected <= MAX_REFERRALS_PER_REPLICATION:
+        return []
+    how = ("rate_per_year x horizon_days / 365" if scenario.arrivals.rate_per_year is not None
+           else "horizon_days / the interarrival mean")
+    return [(["arrivals"], f"about {expected:.3g} referrals per replication ({how}), more than "
+                           f"{MAX_REFERRALS_PER_REPLICATION:,}: a replication keeps every patient "
+                           "in memory (about 1 kB each); lower the rate or the horizon")]
+
+
 def precondition_problems(scenario: Scenario) -> list[tuple[list[Any], str]]:
     """``(key path, message)`` for every reason the engine could not run ``scenario``."""
     plans = compile_scenario(scenario)
-    return (_capacity_problems(scenario, plans) + _start_day_problems(scenario, plans)
+    return (_size_problems(scenario) + _capacity_problems(scenario, plans) + _start_day_problems(scenario, plans)
             + _shelf_life_problems(scenario, plans) + _deadlock_problems(scenario, plans))
 

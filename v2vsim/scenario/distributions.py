@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from .values import no_bool, quoted_number
+
 __all__ = [
     "Distribution",
     "DistributionSpec",
@@ -33,6 +35,8 @@ __all__ = [
     "Never",
     "DIST_NAMES",
     "no_bool",
+    "BOUND_REASONS",
+    "MAX_PARAMETER",
 ]
 
 
@@ -45,15 +49,36 @@ special = _SciPySpecial()
 _Z90 = 1.2815515655446004  # Phi^-1(0.9): scipy.stats.norm.ppf(0.9) to the last bit (a test checks)
 
 
-def no_bool(value: Any) -> Any:
-    """Refuse YAML ``true``/``false`` where a number is expected (pydantic reads them as 1/0)."""
-    if isinstance(value, bool):
-        raise ValueError(f"must be a number, not {str(value).lower()}")
-    return value
+#: Largest value of a distribution's parameter (days, or years for an age): 2.7 million years,
+#: far beyond any run (a run lasts at most 292,000 days); an event that does not happen is
+#: ``never``. Below this every family's mean, quantiles and draws are finite floats.
+MAX_PARAMETER = 1e9
+#: Smallest positive scale parameter (mean, median, sd, p90, scale): 1e-6 days, a tenth of a
+#: second; write 0 (a fixed value) for no time at all. Above it hazards stay finite.
+MIN_SCALE = 1e-6
+#: Weibull shapes allowed: below 0.01 the mean exceeds 9e157 times the scale (Gamma(1 + 1/k)
+#: overflows a float at k = 0.0058); above 100 a Weibull is a fixed value to within 1%.
+WEIBULL_SHAPE = (0.01, 100.0)
+#: Gamma coefficient of variation (sd / mean) allowed: above 100 (shape below 1e-4) nearly every
+#: draw is 0 and the mean sits in a tail no sample reaches; below 1e-4 it is a fixed value.
+GAMMA_CV = (1e-4, 100.0)
+#: Largest lognormal sigma: above 10 (p90 more than 370,000 times the median) the mean is more
+#: than e^50 times the median and no sample of a run estimates it.
+LOGNORMAL_SIGMA = 10.0
 
+#: Why a bound of a distribution's parameter is where it is (shown with the bound).
+BOUND_REASONS = {
+    MAX_PARAMETER: "days: 2.7 million years, far beyond any run; write never for an event that "
+                   "does not happen",
+    MIN_SCALE: "days: a tenth of a second; write 0 for no time at all",
+    WEIBULL_SHAPE[0]: "below 0.01 the mean exceeds 9e157 times the scale",
+    WEIBULL_SHAPE[1]: "above 100 a Weibull is a fixed value to about 1%: write the value",
+}
 
-Positive = Annotated[float, BeforeValidator(no_bool), Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, BeforeValidator(no_bool), Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, BeforeValidator(no_bool),
+                     Field(ge=MIN_SCALE, le=MAX_PARAMETER, allow_inf_nan=False)]
+NonNegative = Annotated[float, BeforeValidator(no_bool), Field(ge=0, le=MAX_PARAMETER, allow_inf_nan=False)]
+Weight = Annotated[float, BeforeValidator(no_bool), Field(ge=0, allow_inf_nan=False)]
 
 
 class _Spec(BaseModel):
@@ -71,8 +96,10 @@ class _Spec(BaseModel):
         raise NotImplementedError
 
     def isf(self, q: np.ndarray) -> np.ndarray:
-        """Inverse survival function: the ``t`` with P(X > t) = q (``ppf(1 - q)``)."""
-        return self.ppf(1.0 - np.asarray(q, dtype=float))
+        """Inverse survival function: the ``t`` with P(X > t) = q (``ppf(1 - q)``; a ``q`` below
+        1e-16 rounds to ``ppf(1)``, the top of the support: ``inf`` for an unbounded family)."""
+        with np.errstate(divide="ignore"):
+            return self.ppf(1.0 - np.asarray(q, dtype=float))
 
     def cumhaz(self, t: np.ndarray) -> np.ndarray:
         """Cumulative hazard ``H(t) = -log S(t)`` (``inf`` past the support)."""
@@ -276,6 +303,11 @@ class Lognormal(_Spec):
                 raise ValueError(f"p90 ({self.p90:g}) must exceed median ({self.median:g})")
         elif self.mean_ is None or self.sd is None:
             raise ValueError("give both mean and sd")
+        sigma = self.mu_sigma[1]
+        if sigma > LOGNORMAL_SIGMA:
+            raise ValueError(f"sigma {sigma:.3g} is above {LOGNORMAL_SIGMA:g}: p90 at most "
+                             f"{math.exp(LOGNORMAL_SIGMA * _Z90):,.0f} times the median (beyond that "
+                             "the mean is more than e^50 times the median and no sample estimates it)")
         return self
 
     @property
@@ -321,13 +353,25 @@ class Gamma(_Spec):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="after")
+    def _check(self) -> "Gamma":
+        cv = self.sd / self.mean_
+        low, high = GAMMA_CV
+        if not low <= cv <= high:
+            raise ValueError(
+                f"sd / mean is {cv:.3g}; it must be between {low:g} and {high:g} (shape "
+                f"(mean/sd)^2 from {high ** -2:g} to {low ** -2:g}): " + (
+                    "above 100 nearly every draw is 0 and the mean sits in a tail no sample reaches"
+                    if cv > high else "below 1e-4 it is a fixed value: write the mean"))
+        return self
+
     @property
     def shape(self) -> float:
         return (self.mean_ / self.sd) ** 2
 
     @property
     def scale(self) -> float:
-        return self.sd**2 / self.mean_
+        return self.mean_ * (self.sd / self.mean_) ** 2  # sd^2 / mean without squaring sd alone
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return self.scale * special.gammaincinv(self.shape, np.asarray(u, dtype=float))
@@ -349,7 +393,8 @@ class Weibull(_Spec):
     """``{shape, scale}`` or ``{shape, median}``."""
 
     dist: Literal["weibull"]
-    shape: Positive
+    shape: Annotated[float, BeforeValidator(no_bool),
+                     Field(ge=WEIBULL_SHAPE[0], le=WEIBULL_SHAPE[1], allow_inf_nan=False)]
     scale_: Positive | None = Field(default=None, alias="scale")
     median: Positive | None = None
 
@@ -377,10 +422,12 @@ class Weibull(_Spec):
         return np.exp(-self.cumhaz(t))
 
     def cumhaz(self, t: np.ndarray) -> np.ndarray:
-        return (np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale) ** self.shape
+        with np.errstate(over="ignore"):  # far past the scale with a large shape: inf, S(t) = 0
+            return (np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale) ** self.shape
 
     def cumhaz_inv(self, e: np.ndarray) -> np.ndarray:
-        return self.scale * np.asarray(e, dtype=float) ** (1 / self.shape)
+        with np.errstate(over="ignore"):
+            return self.scale * np.asarray(e, dtype=float) ** (1 / self.shape)
 
     def to_yaml(self) -> Any:
         return self.model_dump(exclude_none=True, by_alias=True)
@@ -391,7 +438,7 @@ class Empirical(_Spec):
 
     dist: Literal["empirical"]
     values: list[NonNegative] = Field(min_length=1)
-    weights: list[NonNegative] | None = None
+    weights: list[Weight] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Empirical":
@@ -406,7 +453,8 @@ class Empirical(_Spec):
 
     def _table(self) -> tuple[np.ndarray, np.ndarray]:
         values = np.asarray(self.values, dtype=float)
-        weights = np.ones_like(values) if self.weights is None else np.asarray(self.weights)
+        weights = np.ones_like(values) if self.weights is None else np.asarray(self.weights, dtype=float)
+        weights = weights / weights.max()  # the sum of weights near the float limit stays finite
         # Sorting makes the inverse CDF monotone, so common random numbers stay aligned.
         order = np.argsort(values, kind="stable")
         cum = np.cumsum(weights[order])
@@ -437,8 +485,8 @@ DIST_NAMES = ("fixed", "uniform", "triangular", "exponential", "lognormal", "gam
 def _tag(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return "number"
+    if isinstance(value, (int, float)) or quoted_number(value):
+        return "number"  # a quoted number is refused as one: "write 2 without quotes"
     if value == "never":
         return "never"
     if isinstance(value, dict):
@@ -458,7 +506,8 @@ class _Number(_Spec):
 
         return core_schema.no_info_after_validator_function(
             lambda v: Fixed(value=v),
-            core_schema.float_schema(ge=0, allow_inf_nan=False),
+            core_schema.no_info_before_validator_function(
+                no_bool, core_schema.float_schema(ge=0, le=MAX_PARAMETER, allow_inf_nan=False)),
         )
 
 

@@ -25,7 +25,16 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return _visible(text)
+
+
+def _visible(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\x1b``): a name quoted in a message
+    never sends control characters to the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class ScenarioError(ValueError):
@@ -43,7 +52,10 @@ def format_path(path: Sequence[Any]) -> str:
         if isinstance(key, int):
             text += f"[{key}]"
         else:
-            text += ("." if text else "") + str(key)
+            key = str(key)
+            if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in key):
+                key = repr(key)  # a control character is shown, not sent to the terminal
+            text += ("." if text else "") + key
     return text
 
 

@@ -14,6 +14,8 @@ module puts them back by post-processing the generated schema, in one place:
   validator), which changes the core validation schema of every number and comes undone the next
   time one is written in the natural order; the rename covers every number, present and future,
   and ``tests/test_json_schema.py`` asserts that no pydantic-only keyword survives.
+* **The pattern of a mapping's keys** (names without control characters) is written by pydantic
+  as ``patternProperties``, which lets any other key through; it is moved to ``propertyNames``.
 * **Rules written as validators.** Model validators (exactly one of ``rate_per_year``,
   ``interarrival``, ``schedule``; ``mean`` or ``median``; a closure by dates or by days; ...),
   field validators (``never`` only on disease clocks and survival, ``shelf_life`` only on the
@@ -40,6 +42,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .distributions import MAX_PARAMETER
 from .economics import UTILITY_MIN
 from .schema import Scenario
 
@@ -90,7 +93,21 @@ def standard_bounds(schema: dict[str, Any]) -> dict[str, Any]:
                 node[new] = node.pop(old)
         if node.get("format") == "date" and node.get("type") == "string":
             node.setdefault("pattern", _DATE_PATTERN)
+        _key_pattern(node)
     return schema
+
+
+def _key_pattern(node: dict[str, Any]) -> None:
+    """pydantic writes the pattern of a mapping's keys (``dict[Name, Site]``) as the only entry of
+    ``patternProperties``, which leaves a key that does not match it unchecked; the pattern
+    belongs in ``propertyNames`` and the value schema in ``additionalProperties``."""
+    patterns = node.get("patternProperties")
+    if not isinstance(patterns, dict) or len(patterns) != 1 or "additionalProperties" in node:
+        return
+    (pattern, value), = patterns.items()
+    del node["patternProperties"]
+    node.setdefault("propertyNames", {})["pattern"] = pattern
+    node["additionalProperties"] = value
 
 
 # ------------------------------------------------------------------------------------ rule helpers
@@ -154,7 +171,8 @@ def _distributions(defs: dict[str, Any]) -> None:
                 if refs is None:
                     refs = [b for b in branches if "$ref" in b]
                     if [b for b in branches if "$ref" not in b] != [
-                            {"minimum": 0, "type": "number"}, {"const": "never", "type": "string"}]:
+                            {"maximum": MAX_PARAMETER, "minimum": 0, "type": "number"},
+                            {"const": "never", "type": "string"}]:
                         raise ValueError(f"unexpected distribution union: {branches}")
                 key = (model, name)
                 target = ("DistributionOrNever" if key in _NEVER_ALLOWED else "Distribution"
@@ -165,7 +183,7 @@ def _distributions(defs: dict[str, Any]) -> None:
                                      "v2vsim.scenario.json_schema whether it may be 'never'")
                 holder["$ref"] = f"#/$defs/{target}"
     assert refs is not None, "no distribution in the scenario schema"
-    number = {"type": "number", "minimum": 0, "description": "A fixed value."}
+    number = {"type": "number", "minimum": 0, "maximum": MAX_PARAMETER, "description": "A fixed value."}
     never = {"const": "never", "description": "The event never happens."}
     forms = ("A plain number (a fixed value) or {dist: NAME, ...} with that distribution's keys: "
              "fixed {value}, uniform {low, high}, triangular {low, mode, high}, exponential "
@@ -181,7 +199,8 @@ def _distributions(defs: dict[str, Any]) -> None:
     defs["InterarrivalDistribution"] = {
         "description": forms + " The mean must be positive ('never' is not allowed).",
         "$comment": "Arrivals._exactly_one: interarrival cannot be 'never' and must have a positive mean",
-        "oneOf": [{"type": "number", "exclusiveMinimum": 0, "description": "A fixed value."}]
+        "oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PARAMETER,
+                   "description": "A fixed value."}]
         + [{**ref, **positive.get(ref["$ref"].rsplit("/", 1)[1], {})} for ref in refs]}
 
     fixed = _def(defs, "Fixed")

@@ -19,7 +19,7 @@ from .errors import Problem, ScenarioError, format_path
 from .messages import clean_loc, error_message
 from .references import reference_problems
 from .schema import Scenario
-from .yaml_io import MAX_FILE_BYTES, line_of, read_yaml, tag_problems, to_plain
+from .yaml_io import UnreadableFile, line_of, read_text_file, read_yaml, tag_problems, to_plain
 
 __all__ = ["load_scenario", "scenario_from_dict"]
 
@@ -33,16 +33,9 @@ def _read_life_table(raw: Any, file: str, base: Path | None) -> str | None:
     folder = base if base is not None else (Path(file).parent if not file.startswith("<") else Path.cwd())
     path = Path(name) if Path(name).is_absolute() else folder / name
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return f"{name}: larger than {MAX_FILE_BYTES} bytes"
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return f"no such file: {path}"
-    except UnicodeDecodeError as exc:
-        return f"{name}: not UTF-8 text ({exc.reason})"
-    except OSError as exc:
-        return f"{name}: cannot read ({exc.strerror})"
+        text = read_text_file(path, what="a life table (CSV)")
+    except UnreadableFile as exc:
+        return f"no such file: {path}" if str(exc) == "no such file" else f"{name}: {exc}"
     try:
         eco["life_table"] = read_life_table(text, name)
     except ValueError as exc:
@@ -102,18 +95,9 @@ def load_scenario(path: str | Path, text: str | None = None) -> Scenario:
     file = str(path)
     if text is None:
         try:
-            size = Path(path).stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ScenarioError([Problem(file, None, "", f"file is larger than {MAX_FILE_BYTES} bytes")])
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ScenarioError([Problem(file, None, "", "no such file")]) from None
-        except IsADirectoryError:
-            raise ScenarioError([Problem(file, None, "", "is a directory, not a scenario file")]) from None
-        except UnicodeDecodeError as exc:
-            raise ScenarioError([Problem(file, None, "", f"not UTF-8 text ({exc.reason})")]) from None
-        except OSError as exc:
-            raise ScenarioError([Problem(file, None, "", f"cannot read: {exc.strerror}")]) from None
+            text = read_text_file(path)
+        except UnreadableFile as exc:
+            raise ScenarioError([Problem(file, None, "", str(exc))]) from None
     tree = read_yaml(text, file)
     if tree is None:
         raise ScenarioError([Problem(file, 1, "", "the file is empty")])

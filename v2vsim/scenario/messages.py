@@ -21,6 +21,7 @@ from .schema import Scenario
 
 __all__ = ["clean_loc", "error_message"]
 
+_DIST_TAGS = frozenset(("number", *DIST_NAMES))
 _TAGS = frozenset(("number", "never", *DIST_NAMES, "pathway-name", "pathway-rule",
                     "slot-count", "slot-schedule"))
 
@@ -38,8 +39,8 @@ def clean_loc(raw: Any, loc: Sequence[Any]) -> list[Any]:
             node = node[key]
         elif isinstance(key, str) and key in _TAGS:
             continue
-        elif isinstance(key, str) and key.startswith("function-"):
-            continue
+        elif isinstance(key, str) and (key.startswith("function-") or key == "[key]"):
+            continue  # "[key]": the error is about a mapping's key itself, named by the path
         else:
             out.append(key)
             node = None
@@ -134,6 +135,13 @@ def error_message(err: Mapping[str, Any], raw: Any, path: list[Any]) -> str:
             msg += f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(known)})"
     elif kind == "missing":
         msg = "required key is missing"
+    elif kind == "string_pattern_mismatch" and isinstance(err.get("input"), str):
+        text, pattern = err["input"], str(err.get("ctx", {}).get("pattern", ""))
+        # The first character the pattern refuses (a control character: NAME_PATTERN, TEXT_PATTERN).
+        at = next((i for i, ch in enumerate(text) if not re.fullmatch(pattern, ch)), None)
+        if at is not None:
+            return (f"must not contain control characters (U+{ord(text[at]):04X} at character "
+                    f"{at + 1} of {text[:60]!r})")
     elif kind in ("too_short", "string_too_short") and err.get("ctx", {}).get("min_length") == 1:
         msg = "must not be empty"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -145,6 +153,9 @@ def error_message(err: Mapping[str, Any], raw: Any, path: list[Any]) -> str:
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)
         msg = f"must be {words} {bound!r}"
+        in_distribution = any(k in _DIST_TAGS for k in err.get("loc", ()))
+        if in_distribution and bound in _dists.BOUND_REASONS:
+            msg += f": {_dists.BOUND_REASONS[bound]}"
     msg = msg.replace("Input should be", "must be").replace("Value should be", "must be")
     if isinstance(err.get("input"), bool) and kind == "value_error":
         return msg  # the message already says true/false

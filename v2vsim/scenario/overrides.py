@@ -19,7 +19,7 @@ from typing import Any
 from .errors import Problem, ScenarioError, did_you_mean, format_path
 from .loading import load_scenario, scenario_from_dict
 from .schema import Scenario
-from .yaml_io import read_yaml, to_plain
+from .yaml_io import UnreadableFile, read_text_file, read_yaml, to_plain
 
 __all__ = [
     "ScenarioSource",
@@ -173,8 +173,11 @@ class ScenarioSource:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.file = str(path)
-        self.base = load_scenario(path)  # every problem of the file itself, as `validate` shows
-        self.text = self.path.read_text(encoding="utf-8")
+        try:  # read once: the text validated is the text every variant parses again
+            self.text = read_text_file(self.path)
+        except UnreadableFile as exc:
+            raise ScenarioError([Problem(self.file, None, "", str(exc))]) from None
+        self.base = load_scenario(path, self.text)  # every problem of the file itself, as `validate` shows
 
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()

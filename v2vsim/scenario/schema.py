@@ -24,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from .distributions import Distribution, DistributionSpec, Fixed, Never, no_bool
+from .distributions import Distribution, DistributionSpec, Fixed, Never
+from .values import NAME_PATTERN, TEXT_PATTERN, no_bool
 from .economics import DAYS_PER_YEAR, AfterInfusion, Economics
 from .uncertain import Uncertain
 
@@ -39,6 +40,8 @@ __all__ = [
     "PathwayRule",
     "SlotChange",
     "DAYS_PER_YEAR",
+    "NAME_PATTERN",
+    "TEXT_PATTERN",
     "OUTCOME_BY_KIND",
     "OUTCOMES",
     "STEP_KINDS",
@@ -84,7 +87,7 @@ NoBool = BeforeValidator(no_bool)
 Probability = Annotated[float, NoBool, Field(ge=0, le=1, allow_inf_nan=False)]
 NonNegative = Annotated[float, NoBool, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, NoBool, Field(gt=0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 
 
 class _Model(BaseModel):
@@ -405,7 +408,7 @@ class Scenario(_Model):
     """A validated scenario. Build it with :func:`load_scenario`."""
 
     name: Name
-    description: str | None = None
+    description: Annotated[str, Field(pattern=TEXT_PATTERN)] | None = None
     start_date: dt.date = dt.date(2025, 1, 6)
     horizon_days: Annotated[float, NoBool, Field(gt=0, le=36500 * 4, allow_inf_nan=False)]
     drain_days: Annotated[float, NoBool, Field(ge=0, le=36500 * 4, allow_inf_nan=False)] = 3650.0

@@ -31,7 +31,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from .distributions import no_bool, special
+from .distributions import special
+from .values import NAME_PATTERN, no_bool
 
 __all__ = ["Uncertain", "UncertainDistribution", "DISTRIBUTION_NAMES"]
 
@@ -290,7 +291,7 @@ class Uncertain(_Model):
 
     path: str = Field(min_length=1, description="Dotted path of the value, as for --set "
                                                 "(cohorts and steps by name).")
-    name: str | None = Field(default=None, min_length=1, description="Label in tables and figures (default: the path). "
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NAME_PATTERN, description="Label in tables and figures (default: the path). "
                                                                      "Scenarios that name a parameter alike share its draws.")
     distribution: UncertainDistribution
     bounds: tuple[Number, Number] | None = Field(

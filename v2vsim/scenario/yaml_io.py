@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +27,89 @@ from .errors import Problem, ScenarioError
 if TYPE_CHECKING:
     from .schema import Scenario
 
-__all__ = ["MAX_FILE_BYTES", "line_of", "read_yaml", "scenario_to_dict", "scenario_to_yaml", "tag_problems",
+__all__ = ["MAX_FILE_BYTES", "UnreadableFile", "line_of", "read_text_file", "read_yaml", "scenario_to_dict", "scenario_to_yaml", "tag_problems",
            "to_plain"]
 
 #: Largest YAML document accepted, in bytes (a scenario is a few kilobytes).
 MAX_FILE_BYTES = 2_000_000
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+class UnreadableFile(ValueError):
+    """A file that is not read as input: missing, not a regular file, too large, not UTF-8."""
+
+
+def _not_regular(mode: int, what: str) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"is a directory, not {what}"
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"is {kind}, not {what}: only regular files are read"
+
+
+def read_text_file(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES,
+                   what: str = "a scenario file") -> str:
+    """The UTF-8 text of the regular file ``path``, of at most ``limit`` bytes.
+
+    Anything else is refused at once with :class:`UnreadableFile` (its message says why): a
+    directory, a FIFO (never opened for a blocking read, so this never waits for a writer), a
+    device such as ``/dev/zero`` (never read past ``limit`` + 1 bytes, so it cannot fill memory).
+    """
+    try:
+        problem = _not_regular(os.stat(path).st_mode, what)
+        if problem:
+            raise UnreadableFile(problem)
+        # O_NONBLOCK: should the path become a FIFO after the check, opening it does not wait.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            problem = _not_regular(os.fstat(fd).st_mode, what)
+            if problem:
+                raise UnreadableFile(problem)
+            os.set_blocking(fd, True)
+            chunks: list[bytes] = []
+            size = 0
+            while size <= limit:
+                chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise UnreadableFile("no such file") from None
+    except IsADirectoryError:
+        raise UnreadableFile(f"is a directory, not {what}") from None
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read: {exc.strerror or exc}") from None
+    if size > limit:
+        raise UnreadableFile(f"file is larger than {limit} bytes")
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"not UTF-8 text ({exc.reason})") from None
+
+#: Tags a scenario's values may carry, explicitly (`!!str 5`) or as YAML resolves plain values.
+#: Every other tag -- `!!binary`, `!!set`, `!!omap`, `!!pairs`, `!!python/...`, `!custom` -- is
+#: refused at its key (:func:`tag_problems`) rather than read as some other kind of data.
+_CORE_TAGS = frozenset(
+    "tag:yaml.org,2002:" + t
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
+)
+
+
 class _Constructor(RoundTripConstructor):
-    """Round-trip constructor that reports unreadable scalars with their line."""
+    """Round-trip constructor that reports unreadable scalars with their line, and keeps a value
+    with a tag outside :data:`_CORE_TAGS` unread, as a :class:`TaggedScalar` carrying the tag."""
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
+        tag = getattr(node.tag, "value", node.tag)
+        if tag not in _CORE_TAGS:
+            value = node.value if isinstance(node.value, str) else ""
+            return TaggedScalar(value=value[:40], tag=node.tag)
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:  # e.g. 2025-13-45, a 5000-digit integer
@@ -51,14 +126,6 @@ def _yaml() -> YAML:
     yaml.Constructor = _Constructor
     yaml.allow_duplicate_keys = False
     return yaml
-
-
-# Tags a scenario may carry explicitly (`!!str 5`); anything else (`!!python/object:...`,
-# `!custom`) is refused rather than read as plain data.
-_CORE_TAGS = frozenset(
-    "tag:yaml.org,2002:" + t
-    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "omap", "merge")
-)
 
 
 def tag_problems(tree: Any) -> list[tuple[list[Any], str]]:

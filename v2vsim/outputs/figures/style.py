@@ -163,6 +163,9 @@ STYLE: Final[dict[str, Any]] = {
     "savefig.dpi": 200,
     # Fixed SVG ids so that the same figure gives the same bytes (hashable in a manifest).
     "svg.hashsalt": "v2vsim",
+    # Names and labels come from scenario files: "$5-$10" or "$\badcommand$" must be drawn as
+    # written, never parsed as mathtext (which would fail the whole figure, or typeset it).
+    "text.parse_math": False,
 }
 
 

@@ -3,6 +3,7 @@ of individual patient journeys (steps, waits before steps, how each journey ende
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, Final
@@ -10,9 +11,14 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.font_manager import FontProperties
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.markers import MarkerStyle
 from matplotlib.patches import Patch
+from matplotlib.path import Path
+from matplotlib.transforms import Affine2D
+from matplotlib.textpath import TextToPath
 
 from ...scenario import OUTCOME_BY_KIND
 from .style import (
@@ -124,12 +130,28 @@ def vein_to_vein_figure(
 # Patient journeys
 # --------------------------------------------------------------------------------------------
 
-_END_MARKERS: Final[Mapping[str, str]] = {
-    "infused": r"$\checkmark$",
+@functools.cache
+def _check_mark() -> MarkerStyle:
+    """The mathtext check mark as a plain path, centred and scaled as matplotlib draws a
+    ``$...$`` marker (the house style turns mathtext off for all text)."""
+    verts, codes = TextToPath().get_text_path(FontProperties(), r"$\checkmark$", ismath=True)
+    box = Path(verts, codes).get_extents()
+    centre = np.array([box.x0 + box.width / 2, box.y0 + box.height / 2])
+    path = Path((np.asarray(verts, dtype=float) - centre) / max(box.width, box.height), codes)
+    # A path marker is scaled by its farthest vertex (a curve's control point here), a
+    # mathtext one by its extent: undo the first so the mark keeps its size.
+    return MarkerStyle(path, transform=Affine2D().scale(2 * np.abs(path.vertices).max()))
+
+
+_END_MARKERS: Final[Mapping[str, Any]] = {
     "died": "X",
     "ineligible": "D",
     "unresolved": ">",
 }
+
+
+def _end_marker(outcome: str) -> Any:
+    return _check_mark() if outcome == "infused" else _END_MARKERS.get(outcome, "s")
 
 
 def _final_outcome(last: pd.Series) -> str:
@@ -232,7 +254,7 @@ def journey_figure(
             if outcome not in outcomes_seen:
                 outcomes_seen.append(outcome)
             end_x = last["end_day"] if pd.notna(last["end_day"]) else last["ready_day"]
-            ax.plot(end_x + max(span, 1.0) * 0.012, lane, marker=_END_MARKERS.get(outcome, "s"),
+            ax.plot(end_x + max(span, 1.0) * 0.012, lane, marker=_end_marker(outcome),
                     color=outcome_color(outcome), markersize=11, linestyle="none",
                     markeredgecolor="black" if outcome not in ("infused",) else None,
                     markeredgewidth=0.6)
@@ -252,7 +274,7 @@ def journey_figure(
                                   markersize=7, markeredgewidth=1.8, label="Attempt failed"))
         for outcome in _ordered_outcomes(outcomes_seen):
             label = "Still in progress" if outcome == "unresolved" else outcome_label(outcome)
-            handles.append(Line2D([], [], marker=_END_MARKERS.get(outcome, "s"),
+            handles.append(Line2D([], [], marker=_end_marker(outcome),
                                   color=outcome_color(outcome), linestyle="none", markersize=10,
                                   markeredgecolor="black" if outcome != "infused" else None,
                                   markeredgewidth=0.6, label=label))

@@ -4,6 +4,7 @@ validation results directory (``v2vsim validation``) that ``report --validation`
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pandas as pd
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from ...scenario.yaml_io import UnreadableFile, read_text_file
 from ..results_dir import MANIFEST
 
 __all__ = ["CompareDir", "FIGURE_ORDER", "ReportError", "RunDir", "ValidationDir", "load_results",
@@ -125,16 +127,34 @@ def _not_results(path: Path, why: str) -> ReportError:
                        "written by `v2vsim run` or `v2vsim compare`")
 
 
-def _read_json(path: Path) -> Any:
+#: Largest JSON or YAML file of a results directory read (a manifest lists every file: tens of kB).
+TEXT_LIMIT_BYTES = 50_000_000
+#: Largest CSV read (a table per replication of a very long run).
+CSV_LIMIT_BYTES = 2_000_000_000
+
+
+def _read_text(path: Path, limit: int = TEXT_LIMIT_BYTES, errors: str = "strict") -> str:
+    """A regular file's text, at most ``limit`` bytes (a FIFO or a device is refused at once)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return read_text_file(path, limit, what="a file of a results directory")
+    except UnreadableFile as exc:
+        if errors == "replace" and str(exc).startswith("not UTF-8"):
+            return path.read_bytes()[:limit].decode("utf-8", errors="replace")
+        raise ReportError(f"{path}: {exc}") from None
+
+
+def _read_json(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
         raise ReportError(f"{path}: cannot read JSON ({exc})") from None
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    text = _read_text(path, CSV_LIMIT_BYTES)
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(io.StringIO(text))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ReportError(f"{path}: cannot read CSV ({exc})") from None
     missing = [c for c in required if c not in frame.columns]
@@ -177,7 +197,7 @@ def _figures(directory: Path) -> list[Path]:
 
 def _safe_yaml(path: Path) -> Any:
     try:
-        return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+        return YAML(typ="safe", pure=True).load(_read_text(path))
     except (OSError, UnicodeDecodeError, YAMLError) as exc:
         raise ReportError(f"{path}: cannot read YAML ({str(exc).splitlines()[0]})") from None
 
@@ -194,7 +214,7 @@ def _load_run(path: Path, manifest: dict[str, Any] | None = None) -> RunDir:
     if not isinstance(scenario, dict):
         raise ReportError(f"{path / 'scenario.yaml'}: not a scenario mapping")
     source = path / "scenario_source.yaml"
-    source_text = source.read_text(encoding="utf-8", errors="replace") if source.is_file() else None
+    source_text = _read_text(source, errors="replace") if source.is_file() else None
     summary = _read_csv(path / "summary.csv", ["metric", "mean", "ci_low", "ci_high", "n"])
     reps_path = path / "replications.csv"
     replications = _read_csv(reps_path, ["replication"]) if reps_path.is_file() else None
