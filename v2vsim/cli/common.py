@@ -9,7 +9,8 @@ library inside the functions that use it (its type names only under ``TYPE_CHECK
 ``v2vsim --help`` and ``--version`` import Typer and rich alone, and each command only what it needs
 (tests/test_startup.py checks it).
 
-Exit status: 0 success, 1 a failed check (``verify``), 2 bad input (scenario or options).
+Exit status: 0 success, 1 a failed check (``verify``) or a worker process that died, 2 bad input
+(scenario or options), 130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -399,3 +400,87 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Simulate the vein-to-vein logistics of autologous CAR-T cell therapy."""
+
+
+# --------------------------------------------------------------------------- stopping on a signal
+
+#: Seconds a stopping command may take after the first signal before it exits regardless.
+STOP_SECONDS = 10.0
+
+_signals_received = 0
+
+
+def _on_stop_signal(signum: int, _frame: object) -> None:
+    # The first Ctrl-C or SIGTERM stops the command (KeyboardInterrupt: clean up, keep earlier
+    # results); a second one while it stops is ignored, so that the clean-up finishes; a third
+    # ends the process at once. Workers die with it (v2vsim._workers).
+    global _signals_received
+    import os
+
+    from .._workers import note_stop, stopping_signal
+
+    _signals_received += 1
+    if _signals_received == 1:
+        note_stop(signum)
+        _watchdog(128 + signum)
+        raise KeyboardInterrupt
+    if _signals_received >= 3:
+        os._exit(128 + (stopping_signal() or signum))
+
+
+def _watchdog(code: int) -> None:
+    import os
+    import threading
+
+    def expire() -> None:
+        try:
+            err.print(f"stopping took more than {STOP_SECONDS:g} s: exiting now", markup=False,
+                      highlight=False)
+        finally:
+            os._exit(code)
+
+    timer = threading.Timer(STOP_SECONDS, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def handle_stop_signals() -> None:
+    """Every command stops alike on Ctrl-C (SIGINT) and SIGTERM (``timeout``, a batch
+    scheduler): exit 130 and 143, earlier results untouched, no worker left; a second signal
+    while stopping is ignored, a third exits at once. Installed by :func:`v2vsim.cli.main` (in
+    the main thread; not by the app itself, so that a test runner keeps its own Ctrl-C)."""
+    import signal
+
+    signal.signal(signal.SIGINT, _on_stop_signal)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+
+
+def stop_signal() -> int:
+    """The signal the command is stopping on (SIGINT if none was recorded: a Ctrl-C that
+    reached it some other way)."""
+    import signal
+
+    from .._workers import stopping_signal
+
+    return stopping_signal() or int(signal.SIGINT)
+
+
+def exit_status(code: int | str | None) -> int | str | None:
+    """The process's exit status for a command's ``code``: an interrupted command (130, what
+    the commands and Typer give a KeyboardInterrupt) exits 128 + the signal it stopped on."""
+    if code == 130:
+        return 128 + stop_signal()
+    return code
+
+
+def worker_died(exc: BaseException) -> int:
+    """A worker process that ended by itself (BrokenProcessPool): one line, exit 1; while
+    stopping on a signal, the stop's own message and status."""
+    from .._workers import stopping_signal
+
+    signum = stopping_signal()
+    if signum is not None:
+        err.print("interrupted: nothing was written", markup=False, highlight=False)
+        return 128 + signum
+    err.print(f"error: {exc}; the command stopped", markup=False, highlight=False, soft_wrap=True)
+    return 1

@@ -8,7 +8,6 @@ Exit status as for ``sweep``: 2 for bad input, 130 (Ctrl-C) or 143 (SIGTERM) whe
 from __future__ import annotations
 
 import platform
-import signal
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from .common import (
     out,
     print_table,
     result_name,
+    stop_signal,
 )
 
 if TYPE_CHECKING:
@@ -144,52 +144,38 @@ def psa(
             err.print(f"resuming: {finished} of {to_run + finished} runs already finished in {store.dir}",
                       markup=False, highlight=False)
 
-    stopped = {"signum": signal.SIGINT}
+    try:
+        with executor_for(jobs) as (executor, workers), _progress("psa", points) as bars:
+            result = ps.run_psa(sources, sets, replications=replications, seed=base_seed, wtp=grid,
+                                fixed=fixed, store=store, resume=resume, executor=executor,
+                                workers=workers, progress=bars, engine=engine, on_points=told)
+    except StoreError as exc:
+        _fail(f"error: {exc}")
+        raise
+    except ClusterError as exc:
+        _fail(f"error: {exc}")
+        raise
+    except ScenarioError as exc:
+        _problems(exc)
+        raise
+    except KeyboardInterrupt:
+        _interrupted(stop_signal(), store)
+        raise
 
-    def on_term(signum: int, _frame: Any) -> None:
-        stopped["signum"] = signum
-        raise KeyboardInterrupt
+    def fill(tmp: Path) -> dict[str, Any]:
+        _write_tables(result, tmp)
+        if not no_figures:
+            _figures(result, tmp / "figures", __version__)
+        return _manifest(sources, result, started, points)
 
     try:
-        previous = signal.signal(signal.SIGTERM, on_term)
-    except ValueError:
-        previous = None
-    try:
-        try:
-            with executor_for(jobs) as (executor, workers), _progress("psa", points) as bars:
-                result = ps.run_psa(sources, sets, replications=replications, seed=base_seed, wtp=grid,
-                                    fixed=fixed, store=store, resume=resume, executor=executor,
-                                    workers=workers, progress=bars, engine=engine, on_points=told)
-        except StoreError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except ClusterError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except ScenarioError as exc:
-            _problems(exc)
-            raise
-        except KeyboardInterrupt:
-            _interrupted(int(stopped["signum"]), store)
-            raise
-
-        def fill(tmp: Path) -> dict[str, Any]:
-            _write_tables(result, tmp)
-            if not no_figures:
-                _figures(result, tmp / "figures", __version__)
-            return _manifest(sources, result, started, points)
-
-        try:
-            written = write_results_dir(target, fill, force=force)
-        except OutputError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except KeyboardInterrupt:
-            _interrupted(int(stopped["signum"]), store)
-            raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        written = write_results_dir(target, fill, force=force)
+    except OutputError as exc:
+        _fail(f"error: {exc}")
+        raise
+    except KeyboardInterrupt:
+        _interrupted(stop_signal(), store)
+        raise
     store.remove()
     _print(result)
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)
