@@ -37,7 +37,8 @@ from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any
 
-__all__ = ["KILL_AFTER_SECONDS", "WorkerDied", "WorkerPool", "note_stop", "stopping_signal"]
+__all__ = ["KILL_AFTER_SECONDS", "WorkerDied", "WorkerPool", "note_stop", "note_stop_seen", "stop_seen",
+           "stopping_signal"]
 
 #: Seconds between SIGTERM and SIGKILL to a worker that is still there.
 KILL_AFTER_SECONDS = 0.5
@@ -45,6 +46,7 @@ KILL_AFTER_SECONDS = 0.5
 _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _stop_signal: int | None = None
+_stop_seen = False
 
 
 class WorkerDied(BrokenProcessPool):
@@ -55,6 +57,17 @@ def note_stop(signum: int | None) -> None:
     """Record that this process is stopping on signal ``signum`` (``None``: it is not)."""
     global _stop_signal
     _stop_signal = signum
+
+
+def note_stop_seen() -> None:
+    """Record that the stop's KeyboardInterrupt reached code that stops (it was not lost)."""
+    global _stop_seen
+    _stop_seen = True
+
+
+def stop_seen() -> bool:
+    """Whether :func:`note_stop_seen` was called."""
+    return _stop_seen
 
 
 def stopping_signal() -> int | None:
@@ -127,6 +140,8 @@ class WorkerPool(ProcessPoolExecutor):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            note_stop_seen()
         if exc is None:
             try:
                 self.shutdown(wait=True)

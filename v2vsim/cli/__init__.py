@@ -28,9 +28,9 @@ def main() -> None:
     """Entry point of the ``v2vsim`` console script."""
     import gc
 
-    from .common import exit_status, handle_stop_signals, worker_died
+    from .stopping import exit_status, handle_stop_signals, worker_died
 
-    handle_stop_signals()  # Ctrl-C exits 130, SIGTERM 143 (see v2vsim.cli.common)
+    handle_stop_signals()  # Ctrl-C exits 130, SIGTERM 143 (see v2vsim.cli.stopping)
     try:
         app(prog_name="v2vsim")
     except SystemExit as exc:
@@ -41,9 +41,9 @@ def main() -> None:
     except KeyboardInterrupt:  # before or after the command itself
         raise SystemExit(exit_status(130)) from None
     except Exception as exc:
-        from concurrent.futures.process import BrokenProcessPool
+        from concurrent.futures import BrokenExecutor
 
-        if not isinstance(exc, BrokenProcessPool):
+        if not isinstance(exc, BrokenExecutor):  # a worker died, a Dask cluster was lost
             raise
         raise SystemExit(worker_died(exc)) from None
     finally:

@@ -84,6 +84,7 @@ Engine = Annotated[str, typer.Option("--engine", metavar="auto|simpy|vectorised|
 
 
 def _fail(lines: list[str] | str, code: int = 2) -> None:
+    _stop_seen()
     for line in [lines] if isinstance(lines, str) else lines:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -404,60 +405,10 @@ def _main(
 
 # --------------------------------------------------------------------------- stopping on a signal
 
-#: Seconds a stopping command may take after the first signal before it exits regardless.
-STOP_SECONDS = 10.0
-
-_signals_received = 0
-
-
-def _on_stop_signal(signum: int, _frame: object) -> None:
-    # The first Ctrl-C or SIGTERM stops the command (KeyboardInterrupt: clean up, keep earlier
-    # results); a second one while it stops is ignored, so that the clean-up finishes; a third
-    # ends the process at once. Workers die with it (v2vsim._workers).
-    global _signals_received
-    import os
-
-    from .._workers import note_stop, stopping_signal
-
-    _signals_received += 1
-    if _signals_received == 1:
-        note_stop(signum)
-        _watchdog(128 + signum)
-        raise KeyboardInterrupt
-    if _signals_received >= 3:
-        os._exit(128 + (stopping_signal() or signum))
-
-
-def _watchdog(code: int) -> None:
-    import os
-    import threading
-
-    def expire() -> None:
-        try:
-            err.print(f"stopping took more than {STOP_SECONDS:g} s: exiting now", markup=False,
-                      highlight=False)
-        finally:
-            os._exit(code)
-
-    timer = threading.Timer(STOP_SECONDS, expire)
-    timer.daemon = True
-    timer.start()
-
-
-def handle_stop_signals() -> None:
-    """Every command stops alike on Ctrl-C (SIGINT) and SIGTERM (``timeout``, a batch
-    scheduler): exit 130 and 143, earlier results untouched, no worker left; a second signal
-    while stopping is ignored, a third exits at once. Installed by :func:`v2vsim.cli.main` (in
-    the main thread; not by the app itself, so that a test runner keeps its own Ctrl-C)."""
-    import signal
-
-    signal.signal(signal.SIGINT, _on_stop_signal)
-    signal.signal(signal.SIGTERM, _on_stop_signal)
-
 
 def stop_signal() -> int:
     """The signal the command is stopping on (SIGINT if none was recorded: a Ctrl-C that
-    reached it some other way)."""
+    reached it some other way). The handlers are :mod:`.stopping`'s."""
     import signal
 
     from .._workers import stopping_signal
@@ -465,22 +416,6 @@ def stop_signal() -> int:
     return stopping_signal() or int(signal.SIGINT)
 
 
-def exit_status(code: int | str | None) -> int | str | None:
-    """The process's exit status for a command's ``code``: an interrupted command (130, what
-    the commands and Typer give a KeyboardInterrupt) exits 128 + the signal it stopped on."""
-    if code == 130:
-        return 128 + stop_signal()
-    return code
-
-
-def worker_died(exc: BaseException) -> int:
-    """A worker process that ended by itself (BrokenProcessPool): one line, exit 1; while
-    stopping on a signal, the stop's own message and status."""
-    from .._workers import stopping_signal
-
-    signum = stopping_signal()
-    if signum is not None:
-        err.print("interrupted: nothing was written", markup=False, highlight=False)
-        return 128 + signum
-    err.print(f"error: {exc}; the command stopped", markup=False, highlight=False, soft_wrap=True)
-    return 1
+def _stop_seen() -> None:
+    if "v2vsim._workers" in sys.modules:  # (a stop imported it)
+        sys.modules["v2vsim._workers"].note_stop_seen()

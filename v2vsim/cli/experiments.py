@@ -63,7 +63,7 @@ class _Stopped:
 @contextlib.contextmanager
 def _stop_on_sigterm() -> Iterator[_Stopped]:
     """The signal a stopped command stopped on: SIGTERM raises KeyboardInterrupt like Ctrl-C
-    (:func:`.common.handle_stop_signals`), so a batch system's kill stops the run as cleanly
+    (:mod:`.stopping`), so a batch system's kill stops the run as cleanly
     (finished points are kept) and exits 143."""
     yield _Stopped()
 
