@@ -1,6 +1,7 @@
 """The package's layout shows its architecture, and keeps it: arrows one way, no cycles.
 
     cli -> experiments -> engine -> scenario        outputs -> (metrics, scenario)
+    (every layer may use _workers, the worker processes, which imports nothing of v2vsim)
 
 Read from the source: every import counts, at module level, inside a function or under
 ``TYPE_CHECKING``, so a lazy import cannot hide a wrong arrow.
@@ -18,10 +19,11 @@ ALLOWED = {
     "scenario": set(),
     "metrics": {"scenario"},
     "_version": set(),
-    "engine": {"scenario", "metrics", "_version"},
-    "experiments": {"engine", "scenario", "metrics", "_version"},
-    "outputs": {"scenario", "metrics", "_version"},
-    "cli": {"experiments", "engine", "scenario", "metrics", "outputs", "_version"},
+    "_workers": set(),  # worker processes, below every layer (the figures use them too)
+    "engine": {"scenario", "metrics", "_version", "_workers"},
+    "experiments": {"engine", "scenario", "metrics", "_version", "_workers"},
+    "outputs": {"scenario", "metrics", "_version", "_workers"},
+    "cli": {"experiments", "engine", "scenario", "metrics", "outputs", "_version", "_workers"},
     "__init__": {"experiments", "engine", "scenario", "_version"},
     "__main__": {"cli"},
 }

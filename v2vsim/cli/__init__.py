@@ -24,19 +24,28 @@ app.command()(bundled.scenarios)
 app.command()(bundled.init)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    # SIGTERM (a scheduler or `kill`) stops like Ctrl-C: clean up, keep earlier results.
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     """Entry point of the ``v2vsim`` console script."""
     import gc
-    import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    from .stopping import exit_status, handle_stop_signals, worker_died
+
+    handle_stop_signals()  # Ctrl-C exits 130, SIGTERM 143 (see v2vsim.cli.stopping)
     try:
         app(prog_name="v2vsim")
+    except SystemExit as exc:
+        code = exit_status(exc.code)
+        if code != exc.code:
+            raise SystemExit(code) from None
+        raise
+    except KeyboardInterrupt:  # before or after the command itself
+        raise SystemExit(exit_status(130)) from None
+    except Exception as exc:
+        from concurrent.futures import BrokenExecutor
+
+        if not isinstance(exc, BrokenExecutor):  # a worker died, a Dask cluster was lost
+            raise
+        raise SystemExit(worker_died(exc)) from None
     finally:
         # The interpreter's last garbage collections walk every object of the run (a tenth of
         # a second after a `validate`, more after a `run`); frozen, they are left for the

@@ -9,8 +9,9 @@ library inside the functions that use it (its type names only under ``TYPE_CHECK
 ``v2vsim --help`` and ``--version`` import Typer and rich alone, and each command only what it needs
 (tests/test_startup.py checks it).
 
-Exit status: 0 success, 1 a failed check (``verify``) or write (a full or read-only disk, a
-figure that failed), 2 bad input (scenario or options).
+Exit status: 0 success, 1 a failed check (``verify``), a failed write (a full or read-only disk,
+a figure that failed: the data files are kept), a worker process that died or a lost Dask cluster,
+2 bad input (scenario or options), 130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ Engine = Annotated[str, typer.Option("--engine", metavar="auto|simpy|vectorised|
 
 
 def _fail(lines: list[str] | str, code: int = 2) -> None:
+    _stop_seen()
     for line in [lines] if isinstance(lines, str) else lines:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -449,3 +451,21 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Simulate the vein-to-vein logistics of autologous CAR-T cell therapy."""
+
+
+# --------------------------------------------------------------------------- stopping on a signal
+
+
+def stop_signal() -> int:
+    """The signal the command is stopping on (SIGINT if none was recorded: a Ctrl-C that
+    reached it some other way). The handlers are :mod:`.stopping`'s."""
+    import signal
+
+    from .._workers import stopping_signal
+
+    return stopping_signal() or int(signal.SIGINT)
+
+
+def _stop_seen() -> None:
+    if "v2vsim._workers" in sys.modules:  # (a stop imported it)
+        sys.modules["v2vsim._workers"].note_stop_seen()

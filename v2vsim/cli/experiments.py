@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
-import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -43,6 +42,7 @@ from .common import (
     out,
     print_table,
     result_name,
+    stop_signal,
 )
 
 if TYPE_CHECKING:  # the library is imported in the commands that use it (see .common)
@@ -57,28 +57,17 @@ __all__ = ["ParamCommand", "capacity", "sensitivity", "sweep"]
 
 
 class _Stopped:
-    signum: int = signal.SIGINT
+    @property
+    def signum(self) -> int:
+        return stop_signal()
 
 
 @contextlib.contextmanager
 def _stop_on_sigterm() -> Iterator[_Stopped]:
-    """SIGTERM raises KeyboardInterrupt in the main process, so a batch system's kill stops the
-    run as cleanly as Ctrl-C (workers finish the task they hold; finished points are kept)."""
-    stopped = _Stopped()
-
-    def handler(signum: int, _frame: Any) -> None:
-        stopped.signum = signum
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. called from a notebook thread)
-        yield stopped
-        return
-    try:
-        yield stopped
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    """The signal a stopped command stopped on: SIGTERM raises KeyboardInterrupt like Ctrl-C
+    (:mod:`.stopping`), so a batch system's kill stops the run as cleanly
+    (finished points are kept) and exits 143."""
+    yield _Stopped()
 
 
 def _manifest(kind: str, source: ex.ScenarioSource, seed: int, started: float, **extra: Any) -> dict[str, Any]:

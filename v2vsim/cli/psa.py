@@ -8,7 +8,6 @@ Exit status as for ``sweep``: 2 for bad input, 130 (Ctrl-C) or 143 (SIGTERM) whe
 from __future__ import annotations
 
 import platform
-import signal
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from .common import (
     out,
     print_table,
     result_name,
+    stop_signal,
     write_or_fail,
 )
 
@@ -144,49 +144,35 @@ def psa(
             err.print(f"resuming: {finished} of {to_run + finished} runs already finished in {store.dir}",
                       markup=False, highlight=False)
 
-    stopped = {"signum": signal.SIGINT}
-
-    def on_term(signum: int, _frame: Any) -> None:
-        stopped["signum"] = signum
-        raise KeyboardInterrupt
-
     try:
-        previous = signal.signal(signal.SIGTERM, on_term)
-    except ValueError:
-        previous = None
-    try:
-        try:
-            with executor_for(jobs) as (executor, workers), _progress("psa", points) as bars:
-                result = ps.run_psa(sources, sets, replications=replications, seed=base_seed, wtp=grid,
-                                    fixed=fixed, store=store, resume=resume, executor=executor,
-                                    workers=workers, progress=bars, engine=engine, on_points=told)
-        except StoreError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except ClusterError as exc:
-            _fail(f"error: {exc}")
-            raise
-        except ScenarioError as exc:
-            _problems(exc)
-            raise
-        except KeyboardInterrupt:
-            _interrupted(int(stopped["signum"]), store)
-            raise
+        with executor_for(jobs) as (executor, workers), _progress("psa", points) as bars:
+            result = ps.run_psa(sources, sets, replications=replications, seed=base_seed, wtp=grid,
+                                fixed=fixed, store=store, resume=resume, executor=executor,
+                                workers=workers, progress=bars, engine=engine, on_points=told)
+    except StoreError as exc:
+        _fail(f"error: {exc}")
+        raise
+    except ClusterError as exc:
+        _fail(f"error: {exc}")
+        raise
+    except ScenarioError as exc:
+        _problems(exc)
+        raise
+    except KeyboardInterrupt:
+        _interrupted(stop_signal(), store)
+        raise
 
-        def fill(tmp: Path) -> dict[str, Any]:
-            _write_tables(result, tmp)
-            if not no_figures:
-                with guard_figures("psa figures", tmp / "figures"):
-                    _figures(result, tmp / "figures", __version__)
-            return _manifest(sources, result, started, points)
+    def fill(tmp: Path) -> dict[str, Any]:
+        _write_tables(result, tmp)
+        if not no_figures:
+            with guard_figures("psa figures", tmp / "figures"):
+                _figures(result, tmp / "figures", __version__)
+        return _manifest(sources, result, started, points)
 
-        written = write_or_fail(lambda: write_results_dir(
-            target, fill, force=force, kind="psa", scenarios=scenario_files, figures=not no_figures),
-            on_interrupt=lambda: _interrupted(int(stopped["signum"]), store),
-            on_written=store.remove)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    written = write_or_fail(lambda: write_results_dir(
+        target, fill, force=force, kind="psa", scenarios=scenario_files, figures=not no_figures),
+        on_interrupt=lambda: _interrupted(stop_signal(), store),
+        on_written=store.remove)
     store.remove()
     _print(result)
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)

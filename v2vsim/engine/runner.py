@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from .._workers import WorkerPool
 from ..metrics import Runs, SiteBlock, SiteDays
 from ..scenario import OUTCOMES
 from .collect import Coded, PatientColumns, ReplicationOutput, daily_site_use, small_codes
@@ -331,7 +332,7 @@ def simulate(
                              progress=advance, engine=engine)
     else:
         # Ranges of replications per task: one pickled scenario and one reply per range.
-        with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
+        with WorkerPool(max_workers=min(jobs, n)) as pool:
             batches = run_ranges(scenario, base_seed, plan_ranges(0, n, jobs), executor=pool,
                                  progress=advance, engine=engine)
     return assemble(scenario, base_seed, batches, time.perf_counter() - started)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._workers import WorkerPool
 from ..engine.engines import EngineError, check_engine
 from ..engine.runner import Results, _run_range, assemble, default_jobs, plan_ranges, single_task
 from ..scenario import Problem, Scenario, ScenarioError
@@ -85,8 +86,8 @@ class Progress:
 @contextlib.contextmanager
 def executor_for(jobs: int | None = None, cluster: str | None = None) -> Iterator[tuple[Executor | None, int]]:
     """``(executor, workers)``: a Dask cluster's executor, a process pool, or ``(None, 1)``
-    to run in this process. The pool's workers ignore Ctrl-C and SIGTERM so that the main
-    process stops them cleanly (finishing the tasks they hold)."""
+    to run in this process. The pool's workers ignore Ctrl-C, die with this process, and are
+    killed when the block is left on an exception (:class:`v2vsim._workers.WorkerPool`)."""
     if cluster:
         from ..engine.distributed import cluster_executor
 
@@ -97,18 +98,8 @@ def executor_for(jobs: int | None = None, cluster: str | None = None) -> Iterato
     if jobs == 1:
         yield None, 1
         return
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
-    try:
+    with WorkerPool(max_workers=jobs) as pool:
         yield pool, jobs
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _worker_init() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass

@@ -469,9 +469,9 @@ def comparison_figures(
     if jobs <= 1:
         results = [_draw_and_save_comparison(stem, *args) for stem in COMPARISON_FIGURES]
     else:
-        from concurrent.futures import ProcessPoolExecutor
+        from ..._workers import WorkerPool
 
-        with ProcessPoolExecutor(max_workers=min(jobs, len(COMPARISON_FIGURES))) as pool:
+        with WorkerPool(max_workers=min(jobs, len(COMPARISON_FIGURES))) as pool:
             futures = [pool.submit(_draw_and_save_comparison, stem, *args)
                        for stem in COMPARISON_FIGURES]
             results = [f.result() for f in futures]

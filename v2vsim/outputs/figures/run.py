@@ -80,9 +80,9 @@ def run_figures(
         results = [_draw_and_save(stem, frame, scenario_name, out_dir, footer, journey_relative)
                    for stem, frame in work]
     else:
-        from concurrent.futures import ProcessPoolExecutor
+        from ..._workers import WorkerPool
 
-        with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
+        with WorkerPool(max_workers=min(jobs, len(work))) as pool:
             futures = [pool.submit(_draw_and_save, stem, frame, scenario_name, out_dir, footer,
                                    journey_relative) for stem, frame in work]
             results = [f.result() for f in futures]

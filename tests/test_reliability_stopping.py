@@ -1,0 +1,105 @@
+"""Every command that starts workers stops cleanly on a signal to its process group, and its
+workers never outlive it.
+
+Real commands in real process groups (what a terminal's Ctrl-C, ``timeout`` and a batch
+scheduler signal), at random (seeded) moments: exit 130 on SIGINT and 143 on SIGTERM within a
+few seconds, no process of the group left, the earlier results directory byte-identical
+(``benchmarks/stop_signals.py`` runs the same trials, more of them). A parent killed with
+SIGKILL takes its workers with it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals and /proc")
+
+_spec = importlib.util.spec_from_file_location("stop_signals", ROOT / "benchmarks" / "stop_signals.py")
+assert _spec is not None and _spec.loader is not None
+stop = importlib.util.module_from_spec(_spec)
+sys.modules["stop_signals"] = stop
+_spec.loader.exec_module(stop)
+
+#: Seconds from a signal to the command's exit that count as stopping promptly (a shared,
+#: loaded machine; the stops measured take 0.1-0.7 s).
+WITHIN = 8.0
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stopping")
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "capacity", "sweep", "psa"])
+def test_a_signal_to_the_process_group_stops_the_command(command: str, folder: Path) -> None:
+    rng = random.Random(f"stop-{command}")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Any moment from the first worker's start to well into the run (figures included).
+        delay = rng.uniform(0.0, 2.0)
+        t = stop.trial(command, signum, delay, folder, within=WITHIN, after_workers=True)
+        what = f"{command}: {signal.Signals(signum).name} {delay:.2f} s after the workers started"
+        assert t.returncode is not None, f"{what}: still running {WITHIN} s later\n{t.stderr[-3000:]}"
+        assert t.returncode == 128 + signum, f"{what}: exit {t.returncode}\n{t.stderr[-3000:]}"
+        assert not t.left, f"{what}: processes {t.left} of its group are left"
+        assert t.intact, f"{what}: the earlier results changed"
+        assert "Traceback" not in t.stderr, t.stderr[-3000:]
+
+
+def test_a_second_signal_while_stopping_changes_nothing(folder: Path) -> None:
+    # Ctrl-C pressed twice (50 ms apart): the first stops the run, the second is ignored.
+    t = stop.trial("run", signal.SIGINT, 1.0, folder, within=WITHIN, after_workers=True, repeat=2)
+    assert t.returncode == 130 and not t.left and t.intact, (t.returncode, t.left, t.stderr[-3000:])
+    assert "Traceback" not in t.stderr, t.stderr[-3000:]
+
+
+def test_workers_die_with_a_parent_killed_by_sigkill(folder: Path) -> None:
+    args, _ = stop.COMMANDS["run"]
+    proc = stop.v2vsim([*args, "-n", "2000", "-o", str(folder / "killed")], cwd=folder)
+    try:
+        deadline = time.monotonic() + 60
+        while len(stop.group_members(proc.pid)) < 3:  # the parent and both workers
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        time.sleep(0.5)  # the workers are simulating
+        workers = [p for p in stop.group_members(proc.pid) if p != proc.pid]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        deadline = time.monotonic() + 3
+        while stop.group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not stop.group_members(proc.pid), f"workers {workers} outlived their parent by 3 s"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_a_worker_that_dies_by_itself_ends_the_command_in_one_line(folder: Path) -> None:
+    args, _ = stop.COMMANDS["run"]
+    out = folder / "worker-died"
+    proc = stop.v2vsim([*args, "-o", str(out)], cwd=folder)
+    deadline = time.monotonic() + 60
+    while len(stop.group_members(proc.pid)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.5)
+    os.kill(next(p for p in stop.group_members(proc.pid) if p != proc.pid), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    lines = stderr.decode().strip().splitlines()
+    assert proc.returncode == 1, stderr.decode()[-3000:]
+    assert lines == ["error: a worker process ended unexpectedly (killed by a signal, or out of memory); "
+                     "the command stopped"], lines
+    assert not out.exists() and not stop.group_members(proc.pid)

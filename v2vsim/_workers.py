@@ -1,0 +1,209 @@
+"""Worker processes that stop when their parent stops: :class:`WorkerPool`.
+
+Every pool of worker processes in v2vsim (replications in :mod:`v2vsim.engine.runner`, points in
+:mod:`v2vsim.experiments.parallel`, figures in :mod:`v2vsim.outputs.figures`) is a
+:class:`WorkerPool`. This module sits below every layer (it imports nothing of v2vsim), so that
+the figures, which never import the engine, use the same pool.
+
+What it adds to :class:`concurrent.futures.ProcessPoolExecutor`:
+
+* Leaving the ``with`` block on an exception (Ctrl-C, SIGTERM, a failed task) kills the workers
+  (SIGTERM, then SIGKILL after :data:`KILL_AFTER_SECONDS`) instead of waiting for them: Python
+  3.11's pool waits for the tasks they hold, and when a worker has died meanwhile its manager
+  thread can fail (``InvalidStateError`` in ``terminate_broken``, for a task already cancelled)
+  and leave the main process waiting forever.
+* Each worker dies with its parent (``PR_SET_PDEATHSIG`` on Linux), also when the parent is
+  killed with SIGKILL, and ignores Ctrl-C: a Ctrl-C at a terminal reaches the whole process
+  group, and the parent alone decides how to stop. SIGTERM kills a worker at once.
+* A worker that dies by itself (killed, out of memory) raises :class:`WorkerDied`, a
+  :class:`~concurrent.futures.process.BrokenProcessPool` with a message that says so; the same
+  break while the parent is stopping on a signal (:func:`note_stop`) is that stop, a
+  :class:`KeyboardInterrupt`.
+
+The pool must be used in the thread that made it (the parent-death signal follows the thread
+that started the workers).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from types import TracebackType
+from typing import Any
+
+__all__ = ["KILL_AFTER_SECONDS", "WorkerDied", "WorkerPool", "note_stop", "note_stop_seen", "stop_seen",
+           "stopping_signal"]
+
+#: Seconds between SIGTERM and SIGKILL to a worker that is still there.
+KILL_AFTER_SECONDS = 0.5
+
+_PR_SET_PDEATHSIG = 1
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_stop_signal: int | None = None
+_stop_seen = False
+
+
+class WorkerDied(BrokenProcessPool):
+    """A worker process ended without being asked to (killed, or out of memory)."""
+
+
+def note_stop(signum: int | None) -> None:
+    """Record that this process is stopping on signal ``signum`` (``None``: it is not)."""
+    global _stop_signal
+    _stop_signal = signum
+
+
+def note_stop_seen() -> None:
+    """Record that the stop's KeyboardInterrupt reached code that stops (it was not lost)."""
+    global _stop_seen
+    _stop_seen = True
+
+
+def stop_seen() -> bool:
+    """Whether :func:`note_stop_seen` was called."""
+    return _stop_seen
+
+
+def stopping_signal() -> int | None:
+    """The signal this process is stopping on, if :func:`note_stop` recorded one."""
+    return _stop_signal
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this process when its parent ends (Linux; nothing elsewhere),
+    and end now if the parent ``parent`` has already gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(1)
+
+
+def _start_worker(parent: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+    die_with_parent(parent)
+    # The parent's handlers were inherited with the fork: Ctrl-C is the parent's to handle,
+    # SIGTERM ends a worker at once (it holds nothing that needs cleaning up).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the parent around the fork
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class _QuietStart:
+    """A multiprocessing context whose processes start with Ctrl-C and SIGTERM blocked: a
+    signal to the process group between the fork and the worker's own set-up would otherwise
+    run the parent's handler in the new worker, which then carries on as a copy of the parent."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        base = context.Process
+
+        class Process(base):  # type: ignore[misc, valid-type]
+            def start(self) -> None:
+                if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+                    return super().start()
+                previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+                try:
+                    super().start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+        self.Process = Process
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+class WorkerPool(ProcessPoolExecutor):
+    """A process pool whose workers never outlive it (see the module's docstring)."""
+
+    def __init__(self, max_workers: int | None = None, initializer: Callable[..., Any] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> None:
+        context = multiprocessing.get_context()
+        if context.get_start_method() == "fork":  # (spawned workers inherit no handlers)
+            context = _QuietStart(context)
+        super().__init__(max_workers=max_workers, mp_context=context, initializer=_start_worker,
+                         initargs=(os.getpid(), initializer, tuple(initargs)))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            note_stop_seen()
+        if exc is None:
+            try:
+                self.shutdown(wait=True)
+            except BaseException:  # a signal while the last tasks finish
+                self.stop()
+                raise
+            return False
+        self.stop()
+        if isinstance(exc, BrokenProcessPool) and not isinstance(exc, WorkerDied):
+            signum = stopping_signal()
+            if signum is not None:  # a worker ended by the signal that stops this process
+                raise KeyboardInterrupt from exc
+            raise WorkerDied(_died_message(exc)) from exc
+        return False
+
+    def stop(self) -> None:
+        """Kill the workers (SIGTERM, then SIGKILL) and let the pool go without waiting."""
+        # The pool's manager fails a broken pool's waiting tasks, and in Python 3.11 it fails
+        # itself on a task already cancelled (InvalidStateError, printed): such a task gets a
+        # stand-in future that nobody waits for.
+        for item in list((getattr(self, "_pending_work_items", None) or {}).values()):
+            if item.future.done():
+                item.future = Future()
+        processes = list((getattr(self, "_processes", None) or {}).values())
+        manager = getattr(self, "_executor_manager_thread", None)  # shutdown() forgets it
+        results = getattr(self, "_result_queue", None)
+        for process in processes:
+            try:
+                process.terminate()
+            except (OSError, ValueError, AttributeError):
+                pass
+        deadline = time.monotonic() + KILL_AFTER_SECONDS
+        for process in processes:
+            try:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.exitcode is None:
+                    process.kill()
+                    process.join(KILL_AFTER_SECONDS)
+            except (OSError, ValueError, AttributeError, AssertionError):
+                pass
+        # Nothing reads the task queue any more: its feeder thread must not wait at exit to
+        # write into the pipe of a dead worker.
+        queue = getattr(self, "_call_queue", None)
+        if queue is not None:
+            try:
+                queue.cancel_join_thread()
+            except (OSError, ValueError, AttributeError, AssertionError):
+                pass
+        # A worker killed while sending a result leaves the pool's manager thread (which the
+        # interpreter waits for at exit) reading the rest of it: with the workers gone, this
+        # process holds the last writing end, and closing it ends the read.
+        try:
+            results._writer.close()  # type: ignore[union-attr]
+        except (OSError, AttributeError):
+            pass
+        try:
+            self.shutdown(wait=False, cancel_futures=True)
+        except Exception:  # a broken pool's manager may have failed already
+            pass
+        if manager is not None:
+            manager.join(KILL_AFTER_SECONDS)
+
+
+def _died_message(exc: BaseException) -> str:
+    return "a worker process ended unexpectedly (killed by a signal, or out of memory)"
