@@ -49,11 +49,12 @@ special = _SciPySpecial()
 _Z90 = 1.2815515655446004  # Phi^-1(0.9): scipy.stats.norm.ppf(0.9) to the last bit (a test checks)
 
 
-#: Largest value of a distribution's parameter (days, or years for an age): 2.7 million years,
-#: far beyond any run (a run lasts at most 292,000 days); an event that does not happen is
+#: Largest value of a distribution's parameter (days, or years for an age): 2.7 billion years,
+#: far beyond any run (a run lasts at most 292,000 days), and as far as an uncertain input
+#: without an upper limit is checked to reach (1e12); an event that does not happen is
 #: ``never``. Below this every family's mean, quantiles and draws are finite floats (however
 #: small a positive scale: hazards far past it are ``inf``, survival 0).
-MAX_PARAMETER = 1e9
+MAX_PARAMETER = 1e12
 #: Weibull shapes allowed: below 0.01 the mean exceeds 9e157 times the scale (Gamma(1 + 1/k)
 #: overflows a float at k = 0.0058); above 100 a Weibull is a fixed value to within 1%.
 WEIBULL_SHAPE = (0.01, 100.0)
@@ -69,7 +70,7 @@ LOGNORMAL_MIN_SIGMA = 1e-6
 
 #: Why a bound of a distribution's parameter is where it is (shown with the bound).
 BOUND_REASONS = {
-    MAX_PARAMETER: "days: 2.7 million years, far beyond any run; write never for an event that "
+    MAX_PARAMETER: "days: 2.7 billion years, far beyond any run; write never for an event that "
                    "does not happen",
     WEIBULL_SHAPE[0]: "below 0.01 the mean exceeds 9e157 times the scale",
     WEIBULL_SHAPE[1]: "above 100 a Weibull is a fixed value to about 1%: write the value",
