@@ -9,6 +9,11 @@ For disease clocks whose hazard changes over time (bridging therapy), every dist
 has its cumulative hazard ``H(t) = -log S(t)`` and the inverse ``H^-1(e) = inf{t: H(t) >= e}``:
 a clock drawn as ``ppf(u)`` is the time at which the cumulative hazard reaches the budget
 ``E = -log(1 - u)``, so ``H^-1(E) == ppf(u)`` and the budget can be consumed at a modified rate.
+
+The module is one piece: each family's parameters, their bounds (refused with the reason the
+bound is where it is: a float overflows, or a sample can no longer estimate the mean) and the
+arithmetic those bounds protect (``ppf``, ``sf``, the cumulative hazard) sit side by side,
+because a bound is only right for the arithmetic next to it.
 """
 
 from __future__ import annotations
