@@ -201,21 +201,25 @@ HOSTILE: list[tuple[str, str, int, str, str]] = [
     ("weibull-shape-huge", _step("{dist: weibull, shape: 1e6, scale: 3}"), _STEP_LINE, _DUR + ".shape",
      "at most 100: above 100"),
     ("weibull-scale-huge", _step("{dist: weibull, shape: 1, scale: 1e300}"), _STEP_LINE, _DUR + ".scale",
-     "at most 1000000000: days"),
-    ("gamma-sd-1e200", _step("{dist: gamma, mean: 3, sd: 1e200}"), _STEP_LINE, _DUR + ".sd", "at most 1000000000"),
+     "at most 1000000000000: days"),
+    ("gamma-sd-1e200", _step("{dist: gamma, mean: 3, sd: 1e200}"), _STEP_LINE, _DUR + ".sd", "at most 1000000000000"),
     ("gamma-cv-high", _step("{dist: gamma, mean: 1e-6, sd: 1e9}"), _STEP_LINE, _DUR,
      "must be between 0.0001 and 100"),
     ("gamma-cv-low", _step("{dist: gamma, mean: 1e9, sd: 1e-6}"), _STEP_LINE, _DUR, "it is a fixed value"),
-    ("gamma-sd-tiny", _step("{dist: gamma, mean: 3, sd: 1e-300}"), _STEP_LINE, _DUR + ".sd",
-     "at least 1e-06: days: a tenth of a second"),
+    ("gamma-sd-tiny", _step("{dist: gamma, mean: 3, sd: 1e-300}"), _STEP_LINE, _DUR, "it is a fixed value"),
+    ("gamma-both-tiny-cv-huge", _step("{dist: gamma, mean: 5e-324, sd: 1}"), _STEP_LINE, _DUR, "above 100"),
+    ("lognormal-sd-tiny", _step("{dist: lognormal, mean: 1e-7, sd: 5e-324}"), _STEP_LINE, _DUR, "below 1e-06"),
+    ("lognormal-p90-next", _step("{dist: lognormal, median: 1, p90: 1.0000000000000002}"), _STEP_LINE, _DUR,
+     "is a fixed value"),
+    ("lognormal-cv-overflow", _step("{dist: lognormal, mean: 1e-200, sd: 1e9}"), _STEP_LINE, _DUR, "sigma"),
     ("lognormal-sigma", _step("{dist: lognormal, median: 1e-6, p90: 1e9}"), _STEP_LINE, _DUR, "sigma"),
     ("lognormal-p90-huge", _step("{dist: lognormal, median: 1, p90: 1e300}"), _STEP_LINE, _DUR + ".p90",
-     "at most 1000000000"),
-    ("exponential-mean-tiny", _step("{dist: exponential, mean: 5e-324}"), _STEP_LINE, _DUR + ".mean", "at least 1e-06"),
+     "at most 1000000000000"),
+    ("exponential-mean-zero", _step("{dist: exponential, mean: 0}"), _STEP_LINE, _DUR + ".mean", "greater than 0"),
     ("exponential-median-huge", _step("{dist: exponential, median: 1.7e308}"), _STEP_LINE, _DUR + ".median",
-     "at most 1000000000"),
-    ("fixed-huge", _step("1e300"), _STEP_LINE, _DUR, "at most 1000000000"),
-    ("fixed-explicit-huge", _step("{dist: fixed, value: 1e10}"), _STEP_LINE, _DUR + ".value", "at most"),
+     "at most 1000000000000"),
+    ("fixed-huge", _step("1e300"), _STEP_LINE, _DUR, "at most 1000000000000"),
+    ("fixed-explicit-huge", _step("{dist: fixed, value: 1e13}"), _STEP_LINE, _DUR + ".value", "at most"),
     ("uniform-high-huge", _step("{dist: uniform, low: 0, high: 1.7e308}"), _STEP_LINE, _DUR + ".high", "at most"),
     ("triangular-huge", _step("{dist: triangular, low: 0, mode: 1, high: 1e100}"), _STEP_LINE, _DUR + ".high",
      "at most"),
@@ -226,7 +230,7 @@ HOSTILE: list[tuple[str, str, int, str, str]] = [
     ("rate-1e308", _edit("rate_per_year: 30", "rate_per_year: 1e308"), 6, "arrivals",
      "more than 100,000,000"),
     ("rate-1e12", _edit("rate_per_year: 30", "rate_per_year: 1e12"), 6, "arrivals", "referrals per replication"),
-    ("interarrival-tiny", _edit("{rate_per_year: 30}", "{interarrival: {dist: exponential, mean: 1e-6}}"), 6,
+    ("interarrival-tiny", _edit("{rate_per_year: 30}", "{interarrival: {dist: exponential, mean: 1e-300}}"), 6,
      "arrivals", "more than 100,000,000"),
 ]
 
@@ -259,10 +263,10 @@ PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=
 
 #: Every magnitude a float can have, the edges of the allowed ranges, and plain values.
 _EDGES = [0.0, 5e-324, 1e-300, 1e-7, 1e-6, 1.0000001e-6, 0.001, 0.0058, 0.01, 0.5, 1.0, 2.0, 100.0,
-          100.0000001, 1e6, 1e9, 1.0000001e9, 1e154, 1e200, 1.7976931348623157e308]
+          100.0000001, 1e6, 1e9, 1e12, 1.0000001e12, 1e154, 1e200, 1.7976931348623157e308]
 number = st.one_of(st.sampled_from(_EDGES),
                    st.floats(min_value=-323.0, max_value=308.0).map(lambda e: 10.0 ** e),
-                   st.floats(min_value=0.0, max_value=1e12, allow_nan=False))
+                   st.floats(min_value=0.0, max_value=1e13, allow_nan=False))
 
 FAMILIES = {
     "fixed": st.fixed_dictionaries({"value": number}),

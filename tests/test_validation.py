@@ -401,7 +401,7 @@ def test_missing_required_key(tmp_path: Path, text: str, line: int, key: str) ->
         (BASE + "replications: 0\n", 21, "replications", "must be at least 1 (got 0)"),
         # distributions in the scenario: the path ends at the offending parameter or form
         (insert(18, "        duration: {dist: exponential, mean: -3}"), 19,
-         "pathways.local.steps[1].duration.mean", "at least 1e-06: days: a tenth of a second; write 0 for no time at all (got -3)"),
+         "pathways.local.steps[1].duration.mean", "greater than 0 (got -3)"),
         (insert(18, "        duration: {dist: lognormal, median: 5, p90: 4}"), 19,
          "pathways.local.steps[1].duration", "p90 (4) must exceed median (5)"),
         (insert(18, "        duration: {dist: uniform, low: 7, high: 3}"), 19,

@@ -9,6 +9,11 @@ For disease clocks whose hazard changes over time (bridging therapy), every dist
 has its cumulative hazard ``H(t) = -log S(t)`` and the inverse ``H^-1(e) = inf{t: H(t) >= e}``:
 a clock drawn as ``ppf(u)`` is the time at which the cumulative hazard reaches the budget
 ``E = -log(1 - u)``, so ``H^-1(E) == ppf(u)`` and the budget can be consumed at a modified rate.
+
+The module is one piece: each family's parameters, their bounds (refused with the reason the
+bound is where it is: a float overflows, or a sample can no longer estimate the mean) and the
+arithmetic those bounds protect (``ppf``, ``sf``, the cumulative hazard) sit side by side,
+because a bound is only right for the arithmetic next to it.
 """
 
 from __future__ import annotations
@@ -49,13 +54,12 @@ special = _SciPySpecial()
 _Z90 = 1.2815515655446004  # Phi^-1(0.9): scipy.stats.norm.ppf(0.9) to the last bit (a test checks)
 
 
-#: Largest value of a distribution's parameter (days, or years for an age): 2.7 million years,
-#: far beyond any run (a run lasts at most 292,000 days); an event that does not happen is
-#: ``never``. Below this every family's mean, quantiles and draws are finite floats.
-MAX_PARAMETER = 1e9
-#: Smallest positive scale parameter (mean, median, sd, p90, scale): 1e-6 days, a tenth of a
-#: second; write 0 (a fixed value) for no time at all. Above it hazards stay finite.
-MIN_SCALE = 1e-6
+#: Largest value of a distribution's parameter (days, or years for an age): 2.7 billion years,
+#: far beyond any run (a run lasts at most 292,000 days), and as far as an uncertain input
+#: without an upper limit is checked to reach (1e12); an event that does not happen is
+#: ``never``. Below this every family's mean, quantiles and draws are finite floats (however
+#: small a positive scale: hazards far past it are ``inf``, survival 0).
+MAX_PARAMETER = 1e12
 #: Weibull shapes allowed: below 0.01 the mean exceeds 9e157 times the scale (Gamma(1 + 1/k)
 #: overflows a float at k = 0.0058); above 100 a Weibull is a fixed value to within 1%.
 WEIBULL_SHAPE = (0.01, 100.0)
@@ -65,18 +69,19 @@ GAMMA_CV = (1e-4, 100.0)
 #: Largest lognormal sigma: above 10 (p90 more than 370,000 times the median) the mean is more
 #: than e^50 times the median and no sample of a run estimates it.
 LOGNORMAL_SIGMA = 10.0
+#: Smallest lognormal sigma: below it the distribution is a fixed value (and at 0 in floating
+#: point its quantiles are undefined).
+LOGNORMAL_MIN_SIGMA = 1e-6
 
 #: Why a bound of a distribution's parameter is where it is (shown with the bound).
 BOUND_REASONS = {
-    MAX_PARAMETER: "days: 2.7 million years, far beyond any run; write never for an event that "
+    MAX_PARAMETER: "days: 2.7 billion years, far beyond any run; write never for an event that "
                    "does not happen",
-    MIN_SCALE: "days: a tenth of a second; write 0 for no time at all",
     WEIBULL_SHAPE[0]: "below 0.01 the mean exceeds 9e157 times the scale",
     WEIBULL_SHAPE[1]: "above 100 a Weibull is a fixed value to about 1%: write the value",
 }
 
-Positive = Annotated[float, BeforeValidator(no_bool),
-                     Field(ge=MIN_SCALE, le=MAX_PARAMETER, allow_inf_nan=False)]
+Positive = Annotated[float, BeforeValidator(no_bool), Field(gt=0, le=MAX_PARAMETER, allow_inf_nan=False)]
 NonNegative = Annotated[float, BeforeValidator(no_bool), Field(ge=0, le=MAX_PARAMETER, allow_inf_nan=False)]
 Weight = Annotated[float, BeforeValidator(no_bool), Field(ge=0, allow_inf_nan=False)]
 
@@ -226,7 +231,7 @@ class Triangular(_Spec):
         a, c, b = self.low, self.mode, self.high
         if b == a:
             return np.where(t < a, 1.0, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             left = 1.0 - (t - a) ** 2 / ((b - a) * (c - a))
             right = (b - t) ** 2 / ((b - a) * (b - c))
         return np.where(t <= a, 1.0, np.where(t >= b, 0.0, np.where(t < c, left, right)))
@@ -267,10 +272,11 @@ class Exponential(_Spec):
         return self.scale
 
     def sf(self, t: np.ndarray) -> np.ndarray:
-        return np.exp(-np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale)
+        return np.exp(-self.cumhaz(t))
 
     def cumhaz(self, t: np.ndarray) -> np.ndarray:
-        return np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale
+        with np.errstate(over="ignore"):  # a tiny scale: inf far past it (survival 0)
+            return np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale
 
     def cumhaz_inv(self, e: np.ndarray) -> np.ndarray:
         return np.asarray(e, dtype=float) * self.scale
@@ -304,6 +310,9 @@ class Lognormal(_Spec):
         elif self.mean_ is None or self.sd is None:
             raise ValueError("give both mean and sd")
         sigma = self.mu_sigma[1]
+        if sigma < LOGNORMAL_MIN_SIGMA:
+            raise ValueError(f"sigma {sigma:.3g} is below {LOGNORMAL_MIN_SIGMA:g}: the spread is so small "
+                             "that the distribution is a fixed value; write the median")
         if sigma > LOGNORMAL_SIGMA:
             raise ValueError(f"sigma {sigma:.3g} is above {LOGNORMAL_SIGMA:g}: p90 at most "
                              f"{math.exp(LOGNORMAL_SIGMA * _Z90):,.0f} times the median (beyond that "
@@ -315,7 +324,9 @@ class Lognormal(_Spec):
         if self.median is not None:
             sigma = (math.log(self.p90) - math.log(self.median)) / _Z90
             return math.log(self.median), sigma
-        sigma2 = math.log1p((self.sd / self.mean_) ** 2)
+        cv = self.sd / self.mean_
+        # log(1 + cv^2) without squaring a cv beyond 1e154 (refused as sigma > 10 anyway)
+        sigma2 = math.log1p(cv**2) if cv < 1e150 else 2 * math.log(cv)
         return math.log(self.mean_) - sigma2 / 2, math.sqrt(sigma2)
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
@@ -380,7 +391,8 @@ class Gamma(_Spec):
         return self.mean_
 
     def sf(self, t: np.ndarray) -> np.ndarray:
-        return special.gammaincc(self.shape, np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale)
+        with np.errstate(over="ignore"):
+            return special.gammaincc(self.shape, np.maximum(np.asarray(t, dtype=float), 0.0) / self.scale)
 
     def isf(self, q: np.ndarray) -> np.ndarray:
         return self.scale * special.gammainccinv(self.shape, np.asarray(q, dtype=float))

@@ -30,9 +30,9 @@ What JSON Schema cannot say is left to the loader and listed in the test: compar
 values (``low <= high``, ``p90 > median``, ``to`` after ``from``, a schedule going forward),
 references between keys (a step's site, ``reserve_from`` naming an earlier step, a rule's two
 pathways), checks across sections (the economics section and the cohorts' survival), the engine's
-preconditions and non-finite numbers (JSON has no ``.inf``). The schema is stricter than the
-loader in one way on purpose: a number written as a quoted string (``slots: "3"``), which
-pydantic's lax mode reads, is refused, and so is a date written other than ``YYYY-MM-DD``.
+preconditions and non-finite numbers (JSON has no ``.inf``). A number written as a quoted string
+(``slots: "3"``) is refused by both (the loader says "write 3 without quotes"); the schema is
+stricter than the loader in one way on purpose: a date written other than ``YYYY-MM-DD`` is refused.
 """
 
 from __future__ import annotations
