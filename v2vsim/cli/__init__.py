@@ -43,6 +43,15 @@ def main() -> None:
     except Exception as exc:
         from concurrent.futures import BrokenExecutor
 
+        from .._workers import stopping_signal
+
+        if stopping_signal() is not None:
+            # The stop's KeyboardInterrupt wrapped by a library on the way (pydantic turns one
+            # raised while it builds a schema into a SchemaError): still a stop, not a crash.
+            from .common import err
+
+            err.print("interrupted", markup=False, highlight=False)
+            raise SystemExit(exit_status(130)) from None
         if not isinstance(exc, BrokenExecutor):  # a worker died, a Dask cluster was lost
             raise
         raise SystemExit(worker_died(exc)) from None

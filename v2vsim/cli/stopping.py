@@ -80,8 +80,11 @@ def handle_stop_signals() -> None:
 def exit_status(code: int | str | None) -> int | str | None:
     """The process's exit status for a command's ``code``: an interrupted command (130, what
     the commands and Typer give a KeyboardInterrupt) exits 128 + the signal it stopped on."""
+    from .._workers import stopping_signal
+
     _stop_seen()
-    if code == 130:
+    signum = stopping_signal()
+    if code == 130 or (signum is not None and code == 128 + signum):
         _forget_unhandled_interrupt()
         # Exiting: further signals are ignored (the interpreter would otherwise restore their
         # default action for its last moments, and a second Ctrl-C would end it by SIGINT).
