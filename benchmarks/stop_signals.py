@@ -61,6 +61,7 @@ class Trial:
     left: list[int]  # processes of the group still there after the command ended
     intact: bool
     stderr: str
+    ended_first: bool = False  # the command had finished before the signal: no stop to judge
 
     @property
     def expected(self) -> int:
@@ -126,6 +127,7 @@ def trial(command: str, signum: int, delay: float, folder: Path, within: float =
         while len(group_members(pgid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
     time.sleep(delay)
+    ended_first = proc.poll() is not None
     for i in range(repeat):
         try:
             os.killpg(pgid, signum)
@@ -156,7 +158,7 @@ def trial(command: str, signum: int, delay: float, folder: Path, within: float =
     # An interrupted sweep or psa keeps its finished points for --resume: not for the next trial.
     shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
     return Trial(command, signum, delay, returncode, seconds, left, snapshot(out) == before,
-                 stderr.decode(errors="replace"))
+                 stderr.decode(errors="replace"), ended_first)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,9 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'left':>5} {'changed':>7}  slowest stop")
         for command in args.commands:
             trials = []
-            for _ in range(args.trials):
+            first = 0
+            while len(trials) < args.trials:
                 signum = rng.choice([signal.SIGINT, signal.SIGTERM])
                 t = trial(command, signum, rng.uniform(0.2, COMMANDS[command][1]), folder, args.within)
+                if t.ended_first:  # finished before the signal (a fast machine): draw again
+                    first += 1
+                    if first > 3 * args.trials:
+                        raise SystemExit(f"{command} keeps finishing before the signal: lengthen it")
+                    continue
                 trials.append(t)
                 if args.verbose:
                     print(f"  {command} {signal.Signals(t.signum).name} at {t.delay:.2f} s: "
