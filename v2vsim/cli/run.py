@@ -97,7 +97,7 @@ def run(
     n = replications or scenario.replications
     base_seed = scenario.seed if seed is None else seed
     target = out_dir or Path("results") / result_name([scenario_file])
-    _check_size(scenario, n, allow_large)
+    _check_size(scenario, (replications or 1000) if precision is not None else n, allow_large)
     check_target_cli(target, force)
     workers = jobs or default_jobs()
     started = time.perf_counter()
