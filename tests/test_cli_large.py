@@ -65,12 +65,28 @@ CASES = [
 ]
 
 
-def _v2vsim(args: list[object], cwd: Path, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], float]:
+def _v2vsim(args: list[object], cwd: Path, timeout: float = 3 * FAST_SECONDS,
+            ) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run v2vsim in its own process group; one that is still running after ``timeout`` (it
+    started simulating) is killed with its workers and fails the test."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "400"}
+    argv = [sys.executable, "-m", "v2vsim", *map(str, args)]
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "v2vsim", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    return proc, time.perf_counter() - started
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"still running after {timeout:.0f} s (not refused): {' '.join(argv[3:])}")
+    finally:
+        try:  # workers left behind by a failing command
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return (subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr),
+            time.perf_counter() - started)
 
 
 def _one_line(text: str) -> str:
