@@ -141,10 +141,14 @@ def test_site_figure_plots_the_reference_bands_and_capacity(runs: dict[str, v2vs
     _same(dashed.get_ydata(), capacity.to_numpy(dtype=float))
 
 
-def test_capacity_by_day_with_a_capacity_that_differs_between_replications() -> None:
-    """Replications with different capacities on a day: the median, as the group-by's."""
-    rows = pd.DataFrame({"replication": np.repeat([0, 1, 2], 4), "day": np.tile(np.arange(4), 3),
-                         "slots": [1, 1, 2, 2, 1, 3, 2, 2, 1, 1, 1, 2.0]})
+@pytest.mark.parametrize("slots", [
+    [1, 1, 2, 2, 1, 3, 2, 2, 1, 1, 1, 2.0],  # replications differ on a day: the median
+    [1, 1, 2, 3, 1, 1, 2, 3, 1, 1, 2, 3.0],  # a schedule every replication shares
+    [2.0] * 12,                                # one capacity throughout
+])
+def test_capacity_by_day_is_the_group_by_median(slots: list[float]) -> None:
+    rows = pd.DataFrame({"replication": np.repeat([0, 1, 2], 4), "day": np.tile([0, 1, 2, 5], 3),
+                         "slots": slots}).iloc[:-1]  # the last replication ends a day early
     got = sites._capacity_by_day(rows)
     pd.testing.assert_series_equal(got, rows.groupby("day")["slots"].median().sort_index())
 

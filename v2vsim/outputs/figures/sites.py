@@ -72,6 +72,11 @@ def _capacity_by_day(rows: pd.DataFrame) -> pd.Series:
     and always with a fixed capacity), that is the value; else the group-by's median."""
     slots = rows["slots"].to_numpy(dtype=float)
     if len(rows) and not np.isnan(slots).any():
+        day = rows["day"].to_numpy()
+        if slots.min() == slots.max() and day.dtype.kind in "iu":  # one capacity throughout
+            _, days = _codes(day)
+            return pd.Series(np.full(len(days), slots[0]), index=pd.Index(days, name="day"),
+                             name="slots")
         table = _day_by_replication(rows, "slots")
         wide = table.to_numpy()
         low, high = np.nanmin(wide, axis=1), np.nanmax(wide, axis=1)
@@ -148,7 +153,8 @@ def site_timeline_figure(
         for row, site in enumerate(sites):
             ax_use, ax_queue = axes[row]
             rows = rows_of(site)
-            frame = rows.dropna(subset=["in_use", "queue"])
+            frame = (rows.dropna(subset=["in_use", "queue"])
+                     if rows[["in_use", "queue"]].isna().to_numpy().any() else rows)
             capacity = _capacity_by_day(rows)
             # Means over the days shown and the replications: the expected utilisation and
             # queue length (second title line, so long site names do not collide).
