@@ -295,12 +295,19 @@ def write_or_fail(write: Callable[[], Path], on_interrupt: Callable[[], None] | 
         raise
 
 
+def check_large(total: float, how: str, allow_large: bool) -> None:
+    """Exit 2 before anything runs when a command would simulate more than
+    :data:`LARGE_REFERRALS` referrals in all, unless ``--allow-large``; ``how`` says how the
+    total was counted (``"4 points x 50 replications x about 1,000 referrals"``)."""
+    if total > LARGE_REFERRALS and not allow_large:
+        _fail(f"error: this would simulate about {total:,.0f} referrals in all ({how}), more than "
+              f"{LARGE_REFERRALS:,}; pass --allow-large if that is intended")
+
+
 def _check_size(scenario: Scenario, replications: int, allow_large: bool) -> None:
-    expected = scenario.expected_referrals() * replications
-    if expected > LARGE_REFERRALS and not allow_large:
-        _fail(f"error: this run would simulate about {expected:,.0f} referrals "
-              f"({scenario.expected_referrals():,.0f} per replication x {replications} replications), "
-              f"more than {LARGE_REFERRALS:,}; pass --allow-large if that is intended")
+    per = scenario.expected_referrals()
+    check_large(per * replications, f"{replications:,} replications x about {per:,.0f} referrals "
+                "per replication", allow_large)
 
 
 #: Longest default name of a results directory, in bytes (file systems allow 255; the atomic

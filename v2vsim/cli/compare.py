@@ -15,8 +15,8 @@ from .common import (
     LARGE_REFERRALS,
     Engine,
     Jobs,
-    _check_size,
     check_engine_cli,
+    check_large,
     check_target_cli,
     write_or_fail,
     _fail,
@@ -332,7 +332,7 @@ def compare(
     jobs: Jobs = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or scenarios', or figures a --no-figures run would delete).")] = False,
-    allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals per scenario.")] = False,
+    allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals in all (every scenario's replications counted).")] = False,
     sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a value in every scenario (repeatable), e.g. --set cohorts.adult_LBCL.priority=0.")] = None,
     set_for: Annotated[Optional[list[str]], typer.Option("--set-for", metavar="WHICH:PATH=VALUE", help="Override a value in one scenario only (repeatable; applied after --set). WHICH is the scenario's position 1..N among A B [C...] or its file's stem, e.g. --set-for 2:sites.hkib.slots=2 or --set-for local:sites.hkib.slots=2.")] = None,
     precision: Annotated[Optional[float], typer.Option("--precision", min=0.0001, max=0.9999, help="Replications until the 95% CI half-width of the key metrics is within this fraction of their mean in every scenario (the largest count is used for all); -n is then the cap (default 1000).")] = None,
@@ -376,8 +376,15 @@ def compare(
     first = scenarios[0]
     n = replications or first.replications
     base_seed = first.seed if seed is None else seed
-    for scenario in scenarios:
-        _check_size(scenario, n, allow_large)
+    per = [s.expected_referrals() for s in scenarios]
+    average = f"about {sum(per) / len(per):,.0f} referrals per replication on average"
+    if precision is None:
+        check_large(n * sum(per), f"{len(scenarios)} scenarios x {n:,} replications x {average}",
+                    allow_large)
+    else:  # the replications to reach the precision (at most the cap), then the comparison's
+        cap = replications or 1000
+        check_large(2 * cap * sum(per), f"{len(scenarios)} scenarios x up to {cap:,} replications "
+                    f"to reach the precision and as many again to compare x {average}", allow_large)
     if any((seed is None and s.seed != first.seed)
            or (replications is None and s.replications != first.replications) for s in scenarios):
         err.print(f"note: every scenario runs with the first one's seed {base_seed} and {n} "

@@ -25,13 +25,13 @@ import typer
 from typer.core import TyperCommand
 
 from .common import (
-    LARGE_REFERRALS,
     Engine,
     Jobs,
     Seed,
     check_engine_cli,
     check_target_cli,
     write_or_fail,
+    check_large,
     _fail,
     _precision,
     _problems,
@@ -106,11 +106,15 @@ def _fixed_and_check(source: ex.ScenarioSource, sets: Sequence[str]) -> list[tup
 
 
 def _check_total(points: Sequence[ex.Point], precision: ex.Precision | None, allow_large: bool) -> None:
-    total = sum(p.scenario.expected_referrals() * (precision.max_replications if precision else p.replications)
-                for p in points)
-    if total > LARGE_REFERRALS and not allow_large:
-        _fail(f"error: this would simulate up to about {total:,.0f} referrals in all, more than "
-              f"{LARGE_REFERRALS:,}; pass --allow-large if that is intended")
+    """Every point's replications (with --precision, the most it may run) x its referrals."""
+    per = [p.scenario.expected_referrals() for p in points]
+    reps = [precision.max_replications if precision else p.replications for p in points]
+    total = sum(r * k for r, k in zip(per, reps))
+    shown = (f"up to {max(reps):,}" if precision else f"{reps[0]:,}" if len(set(reps)) == 1
+             else f"{min(reps):,} to {max(reps):,}")
+    check_large(total, f"{len(points):,} point{'s' if len(points) != 1 else ''} x {shown} replications "
+                f"x about {sum(per) / max(len(per), 1):,.0f} referrals per replication on average",
+                allow_large)
 
 
 def _target_dir(out_dir: Path | None, scenario_file: Path, suffix: str, force: bool, *,
@@ -454,6 +458,23 @@ def sensitivity(
         _problems(exc)
         raise
     names = [p for p, _, _ in ranges]
+    n_points = {"oat": 1 + 2 * len(ranges), "morris": trajectories * (len(ranges) + 1),
+                "sobol": samples * (len(ranges) + 2)}[method]
+    # Referrals per replication at the base (with --set) and at each --param bound alone: OAT
+    # runs exactly these points; Morris and Sobol points are counted at the largest of them.
+    at_bounds = [source.variant(list(fixed) + [(path, value)]).expected_referrals()
+                 for path, low, high in ranges for value in (low, high)]
+    at_base = source.variant(fixed).expected_referrals()
+    if method == "oat":
+        total = replications * (at_base + sum(at_bounds))
+        how = (f"{n_points} points x {replications:,} replications x about "
+               f"{total / (n_points * replications):,.0f} referrals per replication on average")
+    else:
+        most = max([at_base, *at_bounds])
+        total = n_points * replications * most
+        how = (f"{n_points:,} points x {replications:,} replications x about {most:,.0f} referrals "
+               "per replication, the most at the base or at any one --param bound")
+    check_large(total, how, allow_large)
     target = _target_dir(out_dir, scenario_file, f"sensitivity-{method}", force, kind="sensitivity",
                          figures=not no_figures)
     fingerprint = {"kind": "sensitivity", "method": method, "scenario_sha256": source.sha256(),
@@ -461,12 +482,6 @@ def sensitivity(
                    "replications": replications, "seed": base_seed, "trajectories": trajectories,
                    "levels": levels, "samples": samples, "v2vsim": __version__}
     store = ex.PointStore(target, fingerprint)
-    n_points = {"oat": 1 + 2 * len(ranges), "morris": trajectories * (len(ranges) + 1),
-                "sobol": samples * (len(ranges) + 2)}[method]
-    total = n_points * replications * source.base.expected_referrals()
-    if total > LARGE_REFERRALS and not allow_large:
-        _fail(f"error: this would simulate about {total:,.0f} referrals, more than {LARGE_REFERRALS:,}; "
-              "pass --allow-large if that is intended")
     err.print(f"sensitivity ({method}): {n_points} points x {replications} replications, seed {base_seed}",
               markup=False, highlight=False)
     with _stop_on_sigterm() as stopped:
@@ -558,6 +573,7 @@ def capacity(
     out_dir: Out = None,
     force: Force = False,
     no_figures: NoFigures = False,
+    allow_large: AllowLarge = False,
     engine: Engine = "auto",
 ) -> None:
     """The smallest slot count at SITE that meets every --target with 95% confidence.
@@ -592,6 +608,15 @@ def capacity(
         raise
     prec = _precision(precision, replications)
     base_seed = base.seed if seed is None else seed
+    from ..experiments.capacity import most_counts_searched
+
+    counts = most_counts_searched(min_slots, max_slots, search, beyond)
+    per_count = prec.max_replications if prec else replications or base.replications
+    per = base.expected_referrals()  # the slot count does not change the referrals
+    check_large(counts * per_count * per,
+                f"at most {counts:,} slot count{'s' if counts != 1 else ''} of {min_slots} to "
+                f"{max_slots} by {search} search x {'up to ' if prec else ''}{per_count:,} replications "
+                f"x about {per:,.0f} referrals per replication", allow_large)
     target = _target_dir(out_dir, scenario_file, f"capacity-{_slug(site, 40)}", force, kind="capacity",
                          figures=not no_figures)
     err.print(f"capacity of {site}: {', '.join(map(str, parsed))} with 95% confidence; {search} search from "

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from .common import (
-    LARGE_REFERRALS,
     Engine,
     Jobs,
     Seed,
@@ -26,6 +25,7 @@ from .common import (
     _source,
     check_engine_cli,
     check_target_cli,
+    check_large,
     err,
     out,
     print_table,
@@ -125,10 +125,12 @@ def psa(
         _fail("error: --wtp: give thresholds (the first scenario's economics.wtp is empty)")
     varying = [any(not u.is_fixed for u in s.base.uncertain) for s in sources]
     points = sum(sets if v else 1 for v in varying)
-    total = sum((sets if v else 1) * replications * s.base.expected_referrals() for v, s in zip(varying, sources))
-    if total > LARGE_REFERRALS and not allow_large:
-        _fail(f"error: this PSA would simulate about {total:,.0f} referrals in all ({points:,} runs of "
-              f"{replications} replications), more than {LARGE_REFERRALS:,}; pass --allow-large if that is intended")
+    total = sum((sets if v else 1) * replications * s.variant(fixed).expected_referrals()
+                for v, s in zip(varying, sources))
+    check_large(total, f"{points:,} runs, {sets:,} per scenario with uncertain inputs and 1 per "
+                f"other scenario, x {replications:,} replications x about "
+                f"{total / (points * replications):,.0f} referrals per replication on average",
+                allow_large)
     target = out_dir or Path("results") / result_name(scenario_files, prefix="psa-")
     check_target_cli(target, force, kind="psa", scenarios=scenario_files, figures=not no_figures,
                      need_bytes=estimated_bytes(0, 2 * points * replications, figures=not no_figures))

@@ -98,7 +98,7 @@ def run(
     n = replications or scenario.replications
     base_seed = scenario.seed if seed is None else seed
     target = out_dir or Path("results") / result_name([scenario_file])
-    _check_size(scenario, n, allow_large)
+    _check_size(scenario, (replications or 1000) if precision is not None else n, allow_large)
     size = estimated_bytes(scenario.expected_referrals() * n, n, csv=csv, figures=not no_figures)
     check_target_cli(target, force, kind="run", scenarios=[scenario_file], figures=not no_figures,
                      need_bytes=size)

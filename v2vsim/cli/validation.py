@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .common import (Engine, Jobs, _bar, _fail, check_engine_cli, check_target_cli, out, print_table,
-                     write_or_fail)
+from .common import (LARGE_REFERRALS, Engine, Jobs, _bar, _fail, check_engine_cli, check_large,
+                     check_target_cli, out, print_table, write_or_fail)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,6 +100,7 @@ def validation(
     jobs: Jobs = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or cases', or figures a --no-figures run would delete).")] = False,
+    allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals in all (every case's runs counted).")] = False,
     engine: Engine = "auto",
 ) -> None:
     """Run external-validation cases: each published trial as virtual trials of its own size,
@@ -117,6 +118,7 @@ def validation(
 
     cases = _load_cases(case_files)
     check_engine_cli(engine, [lc.scenario for lc in cases])
+    _check_cases_size(cases, replications, allow_large)
     from ..outputs.results_dir import estimated_bytes
 
     case_paths = [lc.file for lc in cases]
@@ -148,6 +150,20 @@ def validation(
     out.print(f"{inside} of {len(table)} observed outcomes inside the trial-size 95% range. "
               f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False,
               soft_wrap=True)
+
+
+def _check_cases_size(cases: list[LoadedCase], replications: int | None, allow_large: bool) -> None:
+    """Every case runs its trial once and once per sensitivity value, each with the case's
+    replications (or ``-n``), of its trial's referrals (the trial size)."""
+    runs = [1 + sum(len(s.values) for s in lc.case.sensitivity) for lc in cases]
+    reps = [replications or lc.case.replications for lc in cases]
+    per = [lc.scenario.expected_referrals() for lc in cases]
+    total = sum(r * n * k for r, n, k in zip(runs, reps, per))
+    shown = f"{reps[0]:,}" if len(set(reps)) == 1 else f"{min(reps):,} to {max(reps):,}"
+    check_large(total, f"{sum(runs):,} run{'s' if sum(runs) != 1 else ''} of {len(cases)} "
+                f"case{'s' if len(cases) != 1 else ''} x {shown} replications x about "
+                f"{total / sum(r * n for r, n in zip(runs, reps)):,.0f} referrals per replication "
+                "on average", allow_large)
 
 
 def _fill(tmp: Path, done: list[CaseResult], table: pd.DataFrame, sens: pd.DataFrame,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,8 @@ from .checkpoints import run_stored
 from .parallel import Progress, executor_for, make_points
 from .precision import Precision
 
-__all__ = ["CapacityResult", "Target", "capacity_search", "known_metrics", "parse_target"]
+__all__ = ["CapacityResult", "Target", "capacity_search", "known_metrics", "most_counts_searched",
+           "parse_target", "search_slots"]
 
 
 _TARGET = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
@@ -80,6 +81,68 @@ class CapacityResult:
     tables: dict[int, pd.DataFrame] = field(default_factory=dict)
 
 
+def search_slots(min_slots: int, max_slots: int, search: str, beyond: int,
+                 evaluate: Callable[[int], bool]) -> int | None:
+    """The search of :func:`capacity_search`: the answer, asking ``evaluate(slots)`` whether a
+    count meets every target (the caller remembers each count's answer; a count may be asked
+    again)."""
+    answer: int | None = None
+    if search == "linear":
+        for slots in range(min_slots, max_slots + 1):
+            if evaluate(slots):
+                answer = slots
+                break
+    elif search == "bisect":
+        low, high = min_slots - 1, None  # low fails (or is below the range), high passes
+        slots = min_slots
+        while slots <= max_slots:
+            if evaluate(slots):
+                high = slots
+                break
+            low = slots
+            slots = min(max_slots, slots * 2) if slots < max_slots else max_slots + 1
+        if high is not None:
+            while high - low > 1:
+                mid = (low + high) // 2
+                if mid < min_slots:
+                    break
+                if evaluate(mid):
+                    high = mid
+                else:
+                    low = mid
+            answer = high
+    else:
+        raise ValueError(f"unknown search {search!r} (linear or bisect)")
+    if answer is not None:
+        for extra in range(answer + 1, min(answer + beyond, max_slots) + 1):
+            evaluate(extra)
+    return answer
+
+
+def most_counts_searched(min_slots: int, max_slots: int, search: str, beyond: int) -> int:
+    """The most slot counts :func:`capacity_search` can run, whatever the targets' answers.
+
+    ``linear``: every count of the range. ``bisect``: if the first count to meet the targets in
+    the doubling min, 2 min, 4 min, ... is its ``j``-th, the ``j`` doubling counts, at most
+    ``ceil(log2(gap))`` bisection counts inside the gap below it, then ``beyond`` more; the
+    largest such total over ``j`` (and never more than the range holds).
+    """
+    size = max(max_slots - min_slots + 1, 0)
+    if search == "linear" or size == 0:
+        return size
+    if search != "bisect":
+        raise ValueError(f"unknown search {search!r} (linear or bisect)")
+    doubling = [min_slots]
+    while doubling[-1] < max_slots:
+        doubling.append(min(max_slots, doubling[-1] * 2))
+    most = len(doubling)  # no count meets the targets
+    for j, high in enumerate(doubling):
+        gap = high - (doubling[j - 1] if j else min_slots - 1)
+        bisection = math.ceil(math.log2(gap)) if gap > 1 else 0
+        most = max(most, j + 1 + bisection + beyond)
+    return min(most, size)
+
+
 def capacity_search(
     source: ScenarioSource,
     site: str,
@@ -127,36 +190,7 @@ def capacity_search(
                                 if t.metric in summary.index else False for t in targets}
             return all(meets[slots].values())
 
-        answer: int | None = None
-        if search == "linear":
-            for slots in range(min_slots, max_slots + 1):
-                if evaluate(slots):
-                    answer = slots
-                    break
-        elif search == "bisect":
-            low, high = min_slots - 1, None  # low fails (or is below the range), high passes
-            slots = min_slots
-            while slots <= max_slots:
-                if evaluate(slots):
-                    high = slots
-                    break
-                low = slots
-                slots = min(max_slots, slots * 2) if slots < max_slots else max_slots + 1
-            if high is not None:
-                while high - low > 1:
-                    mid = (low + high) // 2
-                    if mid < min_slots:
-                        break
-                    if evaluate(mid):
-                        high = mid
-                    else:
-                        low = mid
-                answer = high
-        else:
-            raise ValueError(f"unknown search {search!r} (linear or bisect)")
-        if answer is not None:
-            for extra in range(answer + 1, min(answer + beyond, max_slots) + 1):
-                evaluate(extra)
+        answer = search_slots(min_slots, max_slots, search, beyond, evaluate)
     slots_sorted = sorted(evaluated)
     frames = []
     for slots in slots_sorted:

@@ -22,7 +22,7 @@ from matplotlib.ticker import StrMethodFormatter
 
 from ...metrics import t_interval, t_quantile
 from ...scenario import OUTCOMES
-from .outcomes import cumulative_incidence
+from .outcomes import _incidence_shares
 from .paired import (
     _delta_handle,
     _error_bar,
@@ -240,12 +240,11 @@ def compare_cumulative_incidence_figure(
                 _empty_message(ax, "No patients with an outcome")
             return fig
         for name, colour in zip(names, colours):
-            incidence = cumulative_incidence(
-                patients[name], days, {o: [o] for o, _ in panels})
+            # Each outcome's days x replications shares: the array the pivot of
+            # cumulative_incidence() gives, without the long table of every replication's days.
+            _reps, incidence = _incidence_shares(patients[name], days, {o: [o] for o, _ in panels})
             for ax, (outcome, _) in zip(axes[0], panels):
-                wide = (incidence[incidence["outcome"] == outcome]
-                        .pivot(index="day", columns="replication", values="share")
-                        .to_numpy(dtype=float) * 100.0)
+                wide = incidence[outcome] * 100.0
                 mean = wide.mean(axis=1)
                 n = wide.shape[1]
                 half = (t_quantile(0.5 + level / 2, n - 1) * wide.std(axis=1, ddof=1)

@@ -30,23 +30,59 @@ __all__ = ["site_mean_band", "site_timeline_figure"]
 # --------------------------------------------------------------------------------------------
 
 
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values, sort=True)`` for non-negative integers (days, replications),
+    counted rather than hashed."""
+    if values.size and values.min() >= 0 and values.max() <= 8 * values.size + 1_000_000:
+        present = np.bincount(values) > 0
+        return (np.cumsum(present) - 1)[values], np.flatnonzero(present).astype(values.dtype)
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes, np.asarray(uniques)
+
+
 def _day_by_replication(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     """``frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")``,
     built directly where every (day, replication) has one row at most (a site's rows): the same
-    frame, down to its memory layout, without the group-by of millions of rows."""
+    frame, down to its memory layout, without the group-by of millions of rows.
+
+    The rows of a replication are its days in turn, so the cells are filled replication by
+    replication (each one's days side by side in memory) and the table is then transposed
+    into the pivot's layout: filling a day's row of every replication directly jumps through
+    memory by a whole row per value, which grows slower per value as replications grow."""
     day, rep = frame["day"].to_numpy(), frame["replication"].to_numpy()
     values = frame[column].to_numpy(dtype=float)
     keep = ~np.isnan(values)  # as pivot_table: no cell, row or column from missing values
-    d, days = pd.factorize(day[keep], sort=True)
-    r, reps = pd.factorize(rep[keep], sort=True)
-    cell = d.astype(np.int64) * len(reps) + r
-    if (day.dtype.kind not in "iu" or rep.dtype.kind not in "iu"
-            or np.bincount(cell, minlength=1).max(initial=0) > 1):  # several rows to a cell
+    if day.dtype.kind not in "iu" or rep.dtype.kind not in "iu":
         return frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")
-    wide = np.full((len(days), len(reps)), np.nan)
-    wide.reshape(-1)[cell] = values[keep]
+    d, days = _codes(day[keep])
+    r, reps = _codes(rep[keep])
+    cell = r.astype(np.int64) * len(days) + d
+    if np.bincount(cell, minlength=1).max(initial=0) > 1:  # several rows to a cell
+        return frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")
+    by_replication = np.full((len(reps), len(days)), np.nan)
+    by_replication.reshape(-1)[cell] = values[keep]
+    wide = np.ascontiguousarray(by_replication.T)
     return pd.DataFrame(wide, index=pd.Index(days, name="day"),
                         columns=pd.Index(reps, name="replication"), copy=False)
+
+
+def _capacity_by_day(rows: pd.DataFrame) -> pd.Series:
+    """``rows.groupby("day")["slots"].median().sort_index()``: the capacity of each day across
+    replications. When every replication has the same capacity on each day (the usual case,
+    and always with a fixed capacity), that is the value; else the group-by's median."""
+    slots = rows["slots"].to_numpy(dtype=float)
+    if len(rows) and not np.isnan(slots).any():
+        day = rows["day"].to_numpy()
+        if slots.min() == slots.max() and day.dtype.kind in "iu":  # one capacity throughout
+            _, days = _codes(day)
+            return pd.Series(np.full(len(days), slots[0]), index=pd.Index(days, name="day"),
+                             name="slots")
+        table = _day_by_replication(rows, "slots")
+        wide = table.to_numpy()
+        low, high = np.nanmin(wide, axis=1), np.nanmax(wide, axis=1)
+        if np.array_equal(low, high):
+            return pd.Series(low, index=table.index, name="slots")
+    return rows.groupby("day")["slots"].median().sort_index()
 
 
 def site_mean_band(
@@ -117,8 +153,9 @@ def site_timeline_figure(
         for row, site in enumerate(sites):
             ax_use, ax_queue = axes[row]
             rows = rows_of(site)
-            frame = rows.dropna(subset=["in_use", "queue"])
-            capacity = rows.groupby("day")["slots"].median().sort_index()
+            frame = (rows.dropna(subset=["in_use", "queue"])
+                     if rows[["in_use", "queue"]].isna().to_numpy().any() else rows)
+            capacity = _capacity_by_day(rows)
             # Means over the days shown and the replications: the expected utilisation and
             # queue length (second title line, so long site names do not collide).
             total_slots = float(frame["slots"].sum()) if len(frame) else 0.0
