@@ -29,16 +29,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Each command (the bundled scenarios, several seconds with two workers) and the longest
-#: moment after its start at which a trial sends the signal.
+#: Each command (the bundled scenarios, at least three times as long as its signal moment with
+#: two free workers, so that it is still running when a trial signals it) and the longest moment
+#: after its start at which a trial sends the signal.
 COMMANDS: dict[str, tuple[list[str], float]] = {
-    "run": (["run", "local", "-n", "300", "-j", "2"], 6.0),
-    "compare": (["compare", "local", "overseas", "-n", "100", "-j", "2"], 9.0),
-    "capacity": (["capacity", "local", "--site", "hkib", "--target", "queue_wait_mean<=7", "-n", "400",
+    "run": (["run", "local", "-n", "900", "-j", "2"], 6.0),
+    "compare": (["compare", "local", "overseas", "-n", "300", "-j", "2"], 9.0),
+    "capacity": (["capacity", "local", "--site", "hkib", "--target", "queue_wait_mean<=7", "-n", "2400",
                   "-j", "2", "--engine", "simpy", "--no-figures"], 5.0),
-    "sweep": (["sweep", "local", "--set", "sites.hkib.slots=1,2,3", "-n", "200", "-j", "2",
+    "sweep": (["sweep", "local", "--set", "sites.hkib.slots=1,2,3", "-n", "1800", "-j", "2",
                "--engine", "simpy", "--no-figures"], 4.0),
-    "psa": (["psa", "economics_local", "--sets", "30", "-n", "10", "-j", "2", "--no-figures"], 5.0),
+    "psa": (["psa", "economics_local", "--sets", "90", "-n", "10", "-j", "2", "--no-figures"], 5.0),
 }
 #: The small run that writes the earlier results directory of each command.
 EARLIER: dict[str, list[str]] = {

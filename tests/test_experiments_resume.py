@@ -17,26 +17,9 @@ from typer.testing import CliRunner
 
 from v2vsim import experiments as ex
 from v2vsim.cli import app
+from scenario_texts import RESUMABLE as TINY
 
-# Slow enough per point (about 0.2-0.5 s) that the signal arrives mid-sweep.
-TINY = """\
-name: resumable
-horizon_days: 1500
-replications: 12
-seed: 5
-arrivals: {rate_per_year: 60}
-cohorts:
-  - {name: adult, pathway: p, time_to_death: {dist: exponential, mean: 300}}
-sites:
-  plant: {slots: 1}
-pathways:
-  p:
-    steps:
-      - {name: apheresis, kind: apheresis, duration: 1}
-      - {name: manufacture, kind: manufacture, site: plant, reserve_from: apheresis,
-         duration: {dist: uniform, low: 2, high: 9}}
-      - {name: infusion, kind: infusion, duration: 1}
-"""
+
 SWEEP = ["--set", "sites.plant.slots=1,2,3,4", "--set", "arrivals.rate_per_year=50,60,70", "-n", "12"]
 N_POINTS = 12
 

@@ -260,7 +260,11 @@ def test_command_writes_a_verified_results_directory(tmp_path):
     assert manifest["kind"] == "validation" and manifest["cases"][0]["replications"] == 40
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
     first = (out / "validation.csv").read_bytes()
-    again = runner.invoke(app, ["validation", str(case), "-n", "40", "-o", str(out), "-j", "2", "--no-figures"])
+    # Without figures over a directory with figures: refused (it would delete them), then forced.
+    refused = runner.invoke(app, ["validation", str(case), "-n", "40", "-o", str(out), "-j", "2", "--no-figures"])
+    assert refused.exit_code == 2 and "--force" in refused.output, refused.output
+    again = runner.invoke(app, ["validation", str(case), "-n", "40", "-o", str(out), "-j", "2", "--no-figures",
+                                "--force"])
     assert again.exit_code == 0, again.output
     assert (out / "validation.csv").read_bytes() == first  # same seed, same result, any --jobs
 

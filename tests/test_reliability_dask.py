@@ -25,8 +25,8 @@ DASK = shutil.which("dask", path=str(Path(sys.executable).parent)) or shutil.whi
 pytestmark = [pytest.mark.skipif(DASK is None, reason="the dask command is not installed"),
               pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-#: A run of several seconds on one worker thread.
-RUN = ["run", "local", "-n", "400", "--engine", "simpy", "--no-figures"]
+#: A run of a minute or more on one worker thread (it is stopped by the fault long before).
+RUN = ["run", "local", "-n", "4000", "--engine", "simpy", "--no-figures"]
 
 
 def _free_port() -> int:

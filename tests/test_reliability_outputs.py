@@ -23,27 +23,11 @@ from typer.testing import CliRunner
 
 import v2vsim.outputs.results_dir as rd
 from v2vsim.cli import app
+from scenario_texts import SMALL as SMALL_5
 
 runner = CliRunner()
 
-SMALL = """\
-name: small test
-horizon_days: 200
-replications: 4
-seed: 11
-currency: HKD
-arrivals: {rate_per_year: 40}
-cohorts:
-  - {name: a, share: 1, pathway: p, time_to_death: {dist: exponential, mean: 300}}
-sites:
-  dev: {slots: 2, cost_per_use: 100}
-pathways:
-  p:
-    steps:
-      - {name: apheresis, kind: apheresis, duration: 1, cost: 10}
-      - {name: make, kind: manufacture, site: dev, reserve_from: apheresis, duration: {dist: uniform, low: 9, high: 12}}
-      - {name: infusion, kind: infusion, duration: 1}
-"""
+SMALL = SMALL_5.replace("replications: 5", "replications: 4")
 
 
 @pytest.fixture

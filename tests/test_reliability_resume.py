@@ -22,27 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from scenario_texts import RESUMABLE as SCENARIO
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-SCENARIO = """\
-name: resumable
-horizon_days: 1500
-replications: 12
-seed: 5
-arrivals: {rate_per_year: 60}
-cohorts:
-  - {name: adult, pathway: p, time_to_death: {dist: exponential, mean: 300}}
-sites:
-  plant: {slots: 1}
-pathways:
-  p:
-    steps:
-      - {name: apheresis, kind: apheresis, duration: 1}
-      - {name: manufacture, kind: manufacture, site: plant, reserve_from: apheresis,
-         duration: {dist: uniform, low: 2, high: 9}}
-      - {name: infusion, kind: infusion, duration: 1}
-"""
+
 SWEEP = ["--set", "sites.plant.slots=1,2,3,4", "--set", "arrivals.rate_per_year=50,60,70", "-n", "20"]
 N_POINTS = 12
 #: The files of a sweep meant to be reproducible (the manifest holds times and the command).

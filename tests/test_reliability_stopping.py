@@ -47,6 +47,7 @@ def test_a_signal_to_the_process_group_stops_the_command(command: str, folder: P
         delay = rng.uniform(0.0, 2.0)
         t = stop.trial(command, signum, delay, folder, within=WITHIN, after_workers=True)
         what = f"{command}: {signal.Signals(signum).name} {delay:.2f} s after the workers started"
+        assert not t.ended_first, f"{what}: it had finished already (lengthen it in stop_signals.COMMANDS)"
         assert t.returncode is not None, f"{what}: still running {WITHIN} s later\n{t.stderr[-3000:]}"
         assert t.returncode == 128 + signum, f"{what}: exit {t.returncode}\n{t.stderr[-3000:]}"
         assert not t.left, f"{what}: processes {t.left} of its group are left"

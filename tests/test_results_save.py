@@ -14,28 +14,11 @@ from typer.testing import CliRunner
 import v2vsim
 from v2vsim.cli import app
 from v2vsim.outputs.results_dir import OutputError
+from scenario_texts import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
-SMALL = """\
-name: small test
-horizon_days: 200
-replications: 5
-seed: 11
-currency: HKD
-arrivals: {rate_per_year: 40}
-cohorts:
-  - {name: a, share: 1, pathway: p, time_to_death: {dist: exponential, mean: 300}}
-sites:
-  dev: {slots: 2, cost_per_use: 100}
-pathways:
-  p:
-    steps:
-      - {name: apheresis, kind: apheresis, duration: 1, cost: 10}
-      - {name: make, kind: manufacture, site: dev, reserve_from: apheresis, duration: {dist: uniform, low: 9, high: 12}}
-      - {name: infusion, kind: infusion, duration: 1}
-"""
 
 #: Files whose bytes depend only on the scenario, seed and replications.
 TABLES = ("scenario.yaml", "scenario_source.yaml", "replications.csv", "summary.csv",
