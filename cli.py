@@ -30,7 +30,7 @@ def _missing(exc: ModuleNotFoundError) -> None:
 
 if __name__ == "__main__":
     try:
-        from v2vsim.cli import main
+        from v2vsim.__main__ import main
     except ModuleNotFoundError as exc:
         _missing(exc)
     try:

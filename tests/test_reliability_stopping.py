@@ -104,3 +104,19 @@ def test_a_worker_that_dies_by_itself_ends_the_command_in_one_line(folder: Path)
     assert lines == ["error: a worker process ended unexpectedly (killed by a signal, or out of memory); "
                      "the command stopped"], lines
     assert not out.exists() and not stop.group_members(proc.pid)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_command_starts_exits_at_once(signum: int, tmp_path: Path) -> None:
+    # From the first moment v2vsim's code runs (some 50 ms after the interpreter starts) to the
+    # start of the command: exit 130/143 without a traceback, nothing written.
+    out = tmp_path / "out"
+    for delay in (0.15, 0.2, 0.3, 0.45):
+        proc = stop.v2vsim(["run", "local", "-n", "300", "-o", str(out), "--no-figures"], cwd=tmp_path)
+        time.sleep(delay)
+        os.killpg(proc.pid, signum)
+        _, stderr = proc.communicate(timeout=WITHIN)
+        text = stderr.decode(errors="replace")
+        assert proc.returncode == 128 + signum, (delay, proc.returncode, text[-2000:])
+        assert "Traceback" not in text and "interrupted" in text, (delay, text[-2000:])
+        assert not out.exists(), delay

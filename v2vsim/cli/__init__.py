@@ -34,11 +34,18 @@ def main() -> None:
     try:
         app(prog_name="v2vsim")
     except SystemExit as exc:
+        from . import common
+
+        if exc.code == 130 and not common._told:  # Typer turns a KeyboardInterrupt into 130
+            common.err.print("interrupted", markup=False, highlight=False)
         code = exit_status(exc.code)
         if code != exc.code:
             raise SystemExit(code) from None
         raise
     except KeyboardInterrupt:  # before or after the command itself
+        from .common import err
+
+        err.print("interrupted", markup=False, highlight=False)
         raise SystemExit(exit_status(130)) from None
     except Exception as exc:
         from concurrent.futures import BrokenExecutor

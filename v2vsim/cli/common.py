@@ -85,8 +85,15 @@ Engine = Annotated[str, typer.Option("--engine", metavar="auto|simpy|vectorised|
 # --------------------------------------------------------------------------- exits and loading
 
 
+#: Whether the command has said why it ends (:func:`_fail`): an interrupted command that has
+#: not is told about by :func:`v2vsim.cli.main`.
+_told = False
+
+
 def _fail(lines: list[str] | str, code: int = 2) -> None:
+    global _told
     _stop_seen()
+    _told = True
     for line in [lines] if isinstance(lines, str) else lines:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
