@@ -408,6 +408,27 @@ def test_a_failing_figure_never_costs_the_data_files(small: Path, other: Path, t
     assert (tmp_path / "cmp" / "comparison.csv").is_file() and not rd.verify_dir(tmp_path / "cmp")
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_failing_figure_costs_only_that_figure(small: Path, tmp_path: Path, monkeypatch, jobs: str) -> None:
+    import v2vsim.outputs.figures.run as run_figures
+
+    def broken(*args, **kwargs):
+        raise ValueError("no incidence today")
+
+    monkeypatch.setattr(run_figures, "cumulative_incidence_figure", broken)  # forked workers too
+    out = tmp_path / "res"
+    result = invoke("run", small, "-o", out, "-n", "2", "-j", jobs)
+    assert result.exit_code == 1, result.output
+    assert "error: figure cumulative_incidence failed: ValueError: no incidence today" in result.output
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == sorted(f"{stem}.{ext}" for stem in ("vein_to_vein", "attrition_funnel",
+                                                           "site_utilisation", "journey")
+                             for ext in ("png", "svg")), figures
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["figures"] for f in manifest["figure_failures"]] == ["cumulative_incidence"]
+    assert not rd.verify_dir(out)
+
+
 def test_the_experiment_commands_follow_the_same_rules(small: Path, tmp_path: Path, monkeypatch) -> None:
     import v2vsim.cli.experiments as cx
 

@@ -102,7 +102,8 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
                 comparison_figures({r.scenario.name: r.patients for r in comparison.results},
                                    {r.scenario.name: r.replications for r in comparison.results},
                                    tmp / "figures", currency=comparison.currency, footer=footer,
-                                   jobs=jobs)
+                                   jobs=jobs, guard=lambda stem: guard_figures(f"{stem} (comparison)",
+                                                                               tmp / "figures"))
             economics = comparison.economics
             if economics is not None and len(economics.budget):
                 from ..outputs.figures.economics import budget_figure

@@ -46,7 +46,7 @@ def write_run_dir(results: Any, out_dir: Path, *, command: Iterable[str], csv: b
             with guard_figures(f"the figures of {results.scenario.name}", tmp / "figures"):
                 run_figures(results.patients, results.site_profile, results.events,
                             results.scenario.name, tmp / "figures", footer=run_footer(results),
-                            jobs=jobs)
+                            jobs=jobs, guard=lambda stem: guard_figures(stem, tmp / "figures"))
         budget = getattr(results, "budget", None)
         if budget is not None and len(budget):
             write_budget_files(results, budget, tmp, figures)

@@ -9,7 +9,8 @@ numbers; see :mod:`.paired`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,6 +43,7 @@ from .style import (
     _empty_message,
     _fmt_tail,
     draw_band,
+    draw_figures,
     house_style,
     new_figure,
     outcome_label,
@@ -455,23 +457,18 @@ def comparison_figures(
     formats: Sequence[str] = ("png", "svg", "pdf"),
     dpi: int = 300,
     jobs: int = 1,
+    guard: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> list[Path]:
     """Draw and save every comparison figure (:data:`COMPARISON_FIGURES`); returns the paths.
 
     ``patients`` and ``replications`` map scenario names (baseline first) to their frames;
     the replications of all scenarios must share replication numbers (one seed) for the
     paired differences. PNG at ``dpi`` (300 by default), SVG and PDF; ``jobs > 1`` draws in
-    worker processes (same files).
+    worker processes (same files); with ``guard`` (see :func:`.style.draw_figures`) a figure that
+    fails leaves the others drawn.
     """
     out_dir = Path(out_dir)
     args = (dict(patients), dict(replications), currency, out_dir, footer, tuple(formats), dpi)
-    if jobs <= 1:
-        results = [_draw_and_save_comparison(stem, *args) for stem in COMPARISON_FIGURES]
-    else:
-        from ..._workers import WorkerPool
-
-        with WorkerPool(max_workers=min(jobs, len(COMPARISON_FIGURES))) as pool:
-            futures = [pool.submit(_draw_and_save_comparison, stem, *args)
-                       for stem in COMPARISON_FIGURES]
-            results = [f.result() for f in futures]
+    results = draw_figures(_draw_and_save_comparison, [(stem, args) for stem in COMPARISON_FIGURES],
+                           out_dir, jobs=jobs, guard=guard)
     return [p for paths in results for p in paths]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +11,7 @@ import pandas as pd
 from ...metrics import SiteDays
 from .outcomes import attrition_funnel_figure, cumulative_incidence_figure
 from .sites import site_timeline_figure
-from .style import save_figure
+from .style import draw_figures, save_figure
 from .timing import journey_figure, vein_to_vein_figure
 
 __all__ = ["run_figures"]
@@ -53,6 +55,7 @@ def run_figures(
     *,
     journey_relative: bool = True,
     jobs: int = 1,
+    guard: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> list[Path]:
     """Draw and save all standard figures of one scenario (PNG at 200 dpi and SVG).
 
@@ -62,7 +65,8 @@ def run_figures(
     years, so on the simulation-day axis each month-long journey would be a sliver (slot
     contention over calendar time is what ``site_utilisation`` shows). With ``jobs > 1``
     the figures are drawn in that many worker processes (same files). ``site_days`` is
-    ``Results.site_days`` or the arrays it is built from (``Results.site_profile``).
+    ``Results.site_days`` or the arrays it is built from (``Results.site_profile``). With
+    ``guard`` (see :func:`.style.draw_figures`) a figure that fails leaves the others drawn.
     """
 
     def columns(stem: str) -> pd.DataFrame:
@@ -75,17 +79,9 @@ def run_figures(
         ("attrition_funnel", columns("attrition_funnel")),
         ("cumulative_incidence", columns("cumulative_incidence")),
     )
-    out_dir = Path(out_dir)
-    if jobs <= 1:
-        results = [_draw_and_save(stem, frame, scenario_name, out_dir, footer, journey_relative)
-                   for stem, frame in work]
-    else:
-        from ..._workers import WorkerPool
-
-        with WorkerPool(max_workers=min(jobs, len(work))) as pool:
-            futures = [pool.submit(_draw_and_save, stem, frame, scenario_name, out_dir, footer,
-                                   journey_relative) for stem, frame in work]
-            results = [f.result() for f in futures]
+    results = draw_figures(_draw_and_save, [(stem, (frame, scenario_name, Path(out_dir), footer,
+                                                     journey_relative)) for stem, frame in work],
+                           out_dir, jobs=jobs, guard=guard)
     order = ["vein_to_vein", "attrition_funnel", "cumulative_incidence", "site_utilisation",
              "journey"]
     return sorted((p for paths in results for p in paths),

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import math
 import textwrap
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ __all__ = [
     "OUTCOME_LABELS",
     "STYLE",
     "add_footer",
+    "draw_figures",
     "draw_band",
     "footer_text",
     "house_style",
@@ -394,3 +396,42 @@ def save_figure(
             fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
             paths.append(path)
     return paths
+
+
+def draw_figures(
+    draw: Callable[..., list[Path]],
+    work: Sequence[tuple[str, tuple[Any, ...]]],
+    out_dir: Path,
+    *,
+    jobs: int = 1,
+    guard: Callable[[str], AbstractContextManager[None]] | None = None,
+) -> list[list[Path]]:
+    """``draw(stem, *args)`` for each ``(stem, args)`` of ``work``, in this process or in
+    ``jobs`` worker processes; returns each call's paths, in order.
+
+    With ``guard``, each figure is drawn inside ``guard(stem)`` (e.g.
+    :func:`v2vsim.outputs.results_dir.guard_figures`): a figure that fails is the guard's to
+    record, its files are removed and the other figures are still drawn. Without it the first
+    failure propagates."""
+    out_dir = Path(out_dir)
+
+    def one(stem: str, result: Callable[[], list[Path]]) -> list[Path]:
+        if guard is None:
+            return result()
+        with guard(stem):
+            try:
+                return result()
+            except BaseException:
+                for path in out_dir.glob(f"{stem}.*"):  # a figure saved in some formats only
+                    path.unlink(missing_ok=True)
+                raise
+        return []
+
+    if jobs <= 1:
+        return [one(stem, lambda stem=stem, args=args: draw(stem, *args)) for stem, args in work]
+    from ..._workers import WorkerPool
+
+    with WorkerPool(max_workers=min(jobs, len(work))) as pool:
+        futures = [(stem, pool.submit(draw, stem, *args)) for stem, args in work]
+        return [one(stem, future.result) for stem, future in futures]
+
