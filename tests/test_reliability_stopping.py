@@ -106,6 +106,30 @@ def test_a_worker_that_dies_by_itself_ends_the_command_in_one_line(folder: Path)
     assert not out.exists() and not stop.group_members(proc.pid)
 
 
+def test_a_worker_that_dies_in_a_sweep_keeps_the_finished_points(folder: Path) -> None:
+    out = folder / "sweep-worker-died"
+    args = ["sweep", "local", "--set", "sites.hkib.slots=1,2,3,4,5,6,7,8", "-n", "400", "-j", "2",
+            "--engine", "simpy", "--no-figures", "-o", str(out)]
+    proc = stop.v2vsim(args, cwd=folder)
+    points = out.with_name(out.name + ".partial") / "points"
+    deadline = time.monotonic() + 120
+    while not list(points.glob("*.json")):  # a point finished
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.kill(next(p for p in stop.group_members(proc.pid) if p != proc.pid), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    text = stderr.decode()
+    assert proc.returncode == 1, text[-3000:]
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("error: a worker process ended unexpectedly") and "Traceback" not in text, text
+    assert " finished point" in last and "run the same command with --resume to continue" in last, last
+    assert not stop.group_members(proc.pid)
+    resumed = stop.v2vsim([*args, "--resume"], cwd=folder)
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr.decode()[-3000:]
+    assert "resuming:" in stderr.decode() and (out / "sweep.csv").is_file()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_command_starts_exits_at_once(signum: int, tmp_path: Path) -> None:
     # From the first moment v2vsim's code runs (some 50 ms after the interpreter starts) to the

@@ -21,7 +21,7 @@ import hashlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import click
 import typer
@@ -468,6 +468,22 @@ def _main(
 
 
 # --------------------------------------------------------------------------- stopping on a signal
+
+
+def workers_lost(exc: BaseException, store: Any, noun: str = "point") -> None:
+    """A worker process that ended by itself, or a Dask cluster lost, during an experiment
+    whose finished ``noun``s are kept in ``store`` (a :class:`~v2vsim.experiments.PointStore`):
+    exit 1 in one line that says what is kept for ``--resume`` (while stopping on a signal, the
+    stop's status)."""
+    from .._workers import stopping_signal
+
+    kept = len(store.finished()) if store is not None and store.dir.exists() else 0
+    tail = (f"; {kept} finished {noun}{'s' if kept != 1 else ''} kept in {store.dir}: run the same "
+            "command with --resume to continue" if kept else "")
+    signum = stopping_signal()
+    if signum is not None:
+        _fail(f"interrupted{tail or ': nothing was written'}", 128 + signum)
+    _fail(f"error: {exc}; the command stopped{tail}", 1)
 
 
 def stop_signal() -> int:

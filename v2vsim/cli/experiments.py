@@ -18,6 +18,7 @@ import platform
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -43,6 +44,7 @@ from .common import (
     print_table,
     result_name,
     stop_signal,
+    workers_lost,
 )
 
 if TYPE_CHECKING:  # the library is imported in the commands that use it (see .common)
@@ -289,6 +291,9 @@ def sweep(
         except ClusterError as exc:
             _fail(f"error: {exc}")
             raise
+        except BrokenExecutor as exc:  # a worker died, a Dask cluster was lost
+            workers_lost(exc, store)
+            raise
         except KeyboardInterrupt:
             _interrupted(stopped, store)
             raise
@@ -499,6 +504,9 @@ def sensitivity(
             raise
         except ScenarioError as exc:
             _problems(exc)
+            raise
+        except BrokenExecutor as exc:  # a worker died, a Dask cluster was lost
+            workers_lost(exc, store)
             raise
         except KeyboardInterrupt:
             _interrupted(stopped, store)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -32,6 +33,7 @@ from .common import (
     result_name,
     stop_signal,
     write_or_fail,
+    workers_lost,
 )
 
 if TYPE_CHECKING:
@@ -159,6 +161,9 @@ def psa(
         raise
     except ScenarioError as exc:
         _problems(exc)
+        raise
+    except BrokenExecutor as exc:  # a worker died, a Dask cluster was lost
+        workers_lost(exc, store, "run")
         raise
     except KeyboardInterrupt:
         _interrupted(stop_signal(), store)
