@@ -7,7 +7,9 @@ The command modules (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) import o
 and library code; :mod:`v2vsim.cli` registers their commands on :data:`app`. They import the
 library inside the functions that use it (its type names only under ``TYPE_CHECKING``), so that
 ``v2vsim --help`` and ``--version`` import Typer and rich alone, and each command only what it needs
-(tests/test_startup.py checks it).
+(tests/test_startup.py checks it). One piece over 500 lines for that reason: it is the one
+module the command modules share (tests/test_layout.py holds them to it), so what two commands
+need lives here.
 
 Exit status: 0 success, 1 a failed check (``verify``), a failed write (a full or read-only disk,
 a figure that failed: the data files are kept), a worker process that died or a lost Dask cluster,
