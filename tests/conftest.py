@@ -1,0 +1,18 @@
+"""Every module of the package is imported before the tests run.
+
+Hypothesis mixes constants found in the project's loaded modules into what it draws, so even a
+derandomized test's examples would depend on which modules earlier tests happened to import
+(the differential tests' examples, and the features they reach, changed with the order of the
+files). With every module loaded first, a test draws the same examples alone or in the suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import v2vsim
+
+for _module in pkgutil.walk_packages(v2vsim.__path__, "v2vsim."):
+    if _module.name != "v2vsim.__main__":  # importing it runs nothing, but it is the entry point
+        importlib.import_module(_module.name)
