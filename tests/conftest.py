@@ -14,5 +14,6 @@ import pkgutil
 import v2vsim
 
 for _module in pkgutil.walk_packages(v2vsim.__path__, "v2vsim."):
-    if _module.name != "v2vsim.__main__":  # importing it runs nothing, but it is the entry point
+    # __main__ runs nothing but is the entry point; app._script draws the page when imported.
+    if _module.name not in ("v2vsim.__main__", "v2vsim.app._script"):
         importlib.import_module(_module.name)

@@ -5,6 +5,7 @@ module (:mod:`.run`, :mod:`.compare`, :mod:`.experiments`) that imports only :mo
 library code. The commands are registered here, in the order ``v2vsim --help`` lists them.
 """
 
+from . import app as web_app
 from . import bundled, compare, experiments, psa, run, validation
 from .common import app
 from .compare import default_compare_dir
@@ -22,6 +23,7 @@ app.command()(psa.psa)
 app.command()(validation.validation)
 app.command()(bundled.scenarios)
 app.command()(bundled.init)
+app.command("app")(web_app.app_command)
 
 
 def main() -> None:

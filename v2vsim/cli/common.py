@@ -361,13 +361,73 @@ def result_name(scenario_files: Sequence[Path | str], prefix: str = "", suffix: 
 # --------------------------------------------------------------------------- progress and runs
 
 
-def _replication_bar() -> Progress:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+#: Environment variable naming a file to which every progress bar is also written, as JSON
+#: ``{"tasks": [{"description", "completed", "total"}, ...], "finished": bool}``, replaced
+#: atomically at most every 0.2 s: how a front-end (``v2vsim app``) shows a command's progress.
+PROGRESS_FILE = "V2VSIM_PROGRESS_FILE"
 
-    return Progress(
+
+def _progress_bar(*columns: Any) -> Progress:
+    """A rich progress bar on standard error (drawn only on a terminal), also written to the file
+    ``$V2VSIM_PROGRESS_FILE`` names, if it names one."""
+    import os
+
+    from rich.progress import Progress
+
+    path = os.environ.get(PROGRESS_FILE)
+    if not path:
+        return Progress(*columns, console=err, transient=False, disable=not err.is_terminal)
+
+    class FileProgress(Progress):
+        def __init__(self) -> None:
+            super().__init__(*columns, console=err, transient=False, disable=not err.is_terminal)
+            self._last_written = 0.0
+
+        def _write(self, finished: bool = False) -> None:
+            import json
+            import time
+
+            now = time.monotonic()
+            if not finished and now - self._last_written < 0.2:
+                return
+            self._last_written = now
+            tasks = [{"description": str(t.description), "completed": float(t.completed),
+                      "total": None if t.total is None else float(t.total)} for t in self.tasks]
+            tmp = f"{path}.tmp-{os.getpid()}"
+            try:
+                with open(tmp, "w", encoding="utf-8") as handle:
+                    json.dump({"tasks": tasks, "finished": finished}, handle)
+                os.replace(tmp, path)
+            except OSError:  # progress is a courtesy: never fail a run for it
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+        def add_task(self, *args: Any, **kwargs: Any) -> Any:
+            task = super().add_task(*args, **kwargs)
+            self._write()
+            return task
+
+        def update(self, *args: Any, **kwargs: Any) -> None:
+            super().update(*args, **kwargs)
+            self._write()
+
+        def advance(self, *args: Any, **kwargs: Any) -> None:
+            super().advance(*args, **kwargs)
+            self._write()
+
+        def stop(self) -> None:
+            super().stop()
+            self._write(finished=True)
+
+    return FileProgress()
+
+
+def _replication_bar() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return _progress_bar(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("replications"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=err, transient=False, disable=not err.is_terminal,
     )
 
 
@@ -395,12 +455,11 @@ class _Bars:
 
 
 def _bar() -> Progress:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(
+    return _progress_bar(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=err, transient=False, disable=not err.is_terminal,
     )
 
 

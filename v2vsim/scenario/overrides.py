@@ -19,7 +19,7 @@ from typing import Any
 from .errors import Problem, ScenarioError, did_you_mean, format_path
 from .loading import load_scenario, scenario_from_dict
 from .schema import Scenario
-from .yaml_io import UnreadableFile, read_text_file, read_yaml, to_plain
+from .yaml_io import UnreadableFile, dump_yaml, read_text_file, read_yaml, to_plain
 
 __all__ = [
     "ScenarioSource",
@@ -144,6 +144,37 @@ def _resolve(tree: Any, dotted: str, *, create: bool) -> tuple[Any, Any, list[An
     raise AssertionError("unreachable")
 
 
+def _holds(parent: Any, key: Any) -> bool:
+    return key in parent if isinstance(parent, Mapping) else 0 <= key < len(parent)
+
+
+def _flow_node(value: Any) -> Any:
+    """A mapping or list written in flow style, as the scenario files write distributions."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, Mapping):
+        node = CommentedMap((k, _flow_node(v)) for k, v in value.items())
+    elif isinstance(value, list):
+        node = CommentedSeq(_flow_node(v) for v in value)
+    else:
+        return value
+    node.fa.set_flow_style()
+    return node
+
+
+def _flow(value: Any) -> str:
+    """A plain value as one line of YAML flow style (``{dist: lognormal, median: 12}``)."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value) if not value or any(c in value for c in ":#{}[],'\"") else value
+    if value is None:
+        return "null"
+    return json.dumps(value)
+
+
 def _rewrite(problem: Problem, overrides: Sequence[tuple[str, list[Any]]]) -> Problem:
     """A problem inside an overridden value is reported against its ``--set``, not the file."""
     for dotted, index_path in overrides:
@@ -198,6 +229,26 @@ class ScenarioSource:
         except ScenarioError as exc:
             problems = list(dict.fromkeys(_rewrite(p, applied[::-1]) for p in exc.problems))
             raise ScenarioError(problems) from None
+
+    def variant_text(self, overrides: Sequence[tuple[str, Any]]) -> str:
+        """The file's text with ``(PATH, value)`` overrides written into it (its comments kept,
+        the overrides listed in a comment at the top): the file of what a variant ran. The
+        overrides are checked first (:meth:`variant`), so the text is a valid scenario."""
+        items = list(overrides)
+        self.variant(items)
+        if not items:
+            return self.text
+        tree = read_yaml(self.text, self.file)
+        for dotted, value in items:
+            parent, key, _ = _resolve(tree, dotted, create=True)
+            was = to_plain(parent[key]) if _holds(parent, key) else None
+            parent[key] = _flow_node(copy.deepcopy(value))
+            if hasattr(parent, "yaml_add_eol_comment"):  # the file's own comment no longer fits
+                note = "changed" if was is None else f"changed, was {_flow(was)}"
+                parent.yaml_add_eol_comment(note, key)
+        lines = [f"# {self.path.name} with these changes (v2vsim --set PATH=VALUE):"]
+        lines += [f"#   {dotted}={_flow(to_plain(value))}" for dotted, value in items]
+        return "\n".join(lines) + "\n" + dump_yaml(tree)
 
     def value_at(self, dotted: str) -> Any:
         """The value at ``dotted`` in the file (plain data); ScenarioError if it is not set."""

@@ -213,6 +213,16 @@ def read_yaml(text: str, file: str) -> Any:
     return data
 
 
+def dump_yaml(tree: Any) -> str:
+    """A tree read by :func:`read_yaml` (perhaps changed) as YAML text, its comments kept."""
+    stream = io.StringIO()
+    yaml = _yaml()
+    yaml.width = 4096  # long comments stay on their lines
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the bundled scenarios' layout
+    yaml.dump(tree, stream)
+    return stream.getvalue()
+
+
 def line_of(tree: Any, path: Sequence[Any]) -> int | None:
     """1-based line of the deepest key along ``path`` that exists in the ruamel tree."""
     line = None

@@ -1,0 +1,176 @@
+"""What the web app shows of a results directory, read from the files the command line wrote
+(``comparison.csv``, ``capacity.json``, ``capacity.csv``, the figures): formatted tables and
+the figures in the order a reader needs them. Nothing here knows Streamlit."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["KEY_METRICS", "CapacityAnswer", "Card", "capacity_answer", "comparison_table",
+           "figures", "format_value", "unit_of", "key_cards", "read_comparison", "warnings_of"]
+
+#: The key numbers shown as cards, in order, when the comparison has them.
+KEY_METRICS = ["infused_fraction", "died", "vein_to_vein_median", "referral_to_infusion_median",
+               "queue_wait_mean", "rerouted", "cost_per_infused", "life_years_per_referred"]
+
+#: Figures of a comparison in reading order, with what each shows.
+FIGURE_CAPTIONS = {
+    "outcomes_per_100": "What happens to 100 referred patients in each scenario",
+    "vein_to_vein": "Vein-to-vein time of the patients infused",
+    "cumulative_incidence": "Infusion and loss over time since referral",
+    "attrition_by_cause": "Patients lost, by cause",
+    "cost_per_patient": "Cost per patient",
+    "budget_impact": "Budget impact per calendar year",
+}
+
+
+def format_value(value: float, unit: str, diff: bool = False) -> str:
+    """A value in its unit: fractions as percentages (differences in percentage points), days
+    with one decimal, counts with two, money with thousands separators."""
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "–"
+    sign = "+" if diff else ""
+    if unit == "%":
+        return f"{100 * value:{sign}.1f}" + (" pp" if diff else "%")
+    if unit == "days":
+        return f"{value:{sign}.1f} d"
+    if unit == "count":
+        return f"{value:{sign}.2f}"
+    if unit in ("years", "QALYs"):
+        return f"{value:{sign}.3f}"
+    return f"{value:{sign},.0f}"
+
+
+def read_comparison(results: Path) -> pd.DataFrame:
+    """``comparison.csv`` of a comparison's results directory."""
+    return pd.read_csv(results / "comparison.csv")
+
+
+def _interval(row: Any, mean: str, low: str, high: str, diff: bool) -> str:
+    unit = str(row["unit"])
+    return (f"{format_value(row[mean], unit, diff)} ({format_value(row[low], unit, diff)} to "
+            f"{format_value(row[high], unit, diff)})")
+
+
+def comparison_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per metric: each scenario's mean (95% CI) and each later scenario's paired
+    difference from the first (95% CI); metrics that are zero in every scenario are left out."""
+    names = list(dict.fromkeys(frame["scenario"]))
+    rows = []
+    for metric, group in frame.groupby("metric", sort=False):
+        by = group.set_index("scenario")
+        if (by["mean"].fillna(0) == 0).all() and metric not in ("died", "ineligible"):
+            continue
+        unit = str(by["unit"].iloc[0])
+        label = str(by["label"].iloc[0])
+        label += " (per replication)" if unit == "count" else "" if unit in ("%", "days") else f" ({unit})"
+        row = {"Metric": label}
+        for i, name in enumerate(names):
+            letter = chr(ord("A") + i)
+            row[f"{letter}: mean (95% CI)"] = (_interval(by.loc[name], "mean", "ci_low", "ci_high", False)
+                                               if name in by.index else "–")
+        for i, name in enumerate(names[1:], start=1):
+            letter = chr(ord("A") + i)
+            row[f"{letter} − A: paired difference (95% CI)"] = (
+                _interval(by.loc[name], "diff", "diff_ci_low", "diff_ci_high", True)
+                if name in by.index else "–")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Card:
+    """A key number: its label, each scenario's value and the paired difference from the first
+    (None for the first), all formatted."""
+
+    metric: str
+    label: str
+    values: list[str]
+    differences: list[str | None]
+
+
+def key_cards(frame: pd.DataFrame) -> list[Card]:
+    """The :data:`KEY_METRICS` the comparison has (and that are not zero everywhere)."""
+    names = list(dict.fromkeys(frame["scenario"]))
+    cards = []
+    for metric in KEY_METRICS:
+        group = frame[frame["metric"] == metric]
+        if group.empty or (group["mean"].fillna(0) == 0).all():
+            continue
+        by = group.set_index("scenario")
+        unit = str(by["unit"].iloc[0])
+        values = [_interval(by.loc[n], "mean", "ci_low", "ci_high", False) if n in by.index else "–"
+                  for n in names]
+        differences: list[str | None] = [None] + [
+            _interval(by.loc[n], "diff", "diff_ci_low", "diff_ci_high", True) if n in by.index else "–"
+            for n in names[1:]]
+        cards.append(Card(metric, str(by["label"].iloc[0]), values, differences))
+    return cards
+
+
+def figures(results: Path) -> list[tuple[Path, str]]:
+    """The comparison's figures (PNG) with captions, in reading order, then any others."""
+    found = {p.stem: p for p in sorted((results / "figures").glob("*.png"))}
+    ordered = [(found.pop(stem), caption) for stem, caption in FIGURE_CAPTIONS.items() if stem in found]
+    return ordered + [(path, stem.replace("_", " ")) for stem, path in found.items()]
+
+
+def warnings_of(log: str) -> list[str]:
+    """The warnings a command printed (``warning: ...`` lines)."""
+    return [line.strip() for line in log.splitlines() if line.strip().startswith("warning")]
+
+
+def unit_of(metric: str) -> str:
+    """The unit of a metric by its name (for files without a unit column)."""
+    if metric.endswith("_fraction") or metric.startswith("utilization_"):
+        return "%"
+    if any(word in metric for word in ("wait", "vein_to_vein", "referral_to_infusion")):
+        return "days"
+    if metric.startswith("cost"):
+        return "currency"
+    return "count"
+
+
+@dataclass(frozen=True)
+class CapacityAnswer:
+    """A capacity search: the answer (None if no count in the range met the targets), the
+    targets, and per count tried whether it met them with the metric's mean and 95% CI."""
+
+    site: str
+    targets: list[str]
+    answer: int | None
+    max_slots: int
+    table: pd.DataFrame
+    figure: Path | None
+
+
+def capacity_answer(results: Path) -> CapacityAnswer:
+    """What ``v2vsim capacity`` wrote in ``results``."""
+    document = json.loads((results / "capacity.json").read_text(encoding="utf-8"))
+    site = str(document["site"])
+    targets = [str(t) for t in document["targets"]]
+    metrics = {t.split("<")[0].split(">")[0] for t in targets}
+    table = pd.read_csv(results / "capacity.csv")
+    checks = pd.read_csv(results / "search.csv") if (results / "search.csv").is_file() else None
+    rows = []
+    for slots, group in table[table["metric"].isin(metrics)].groupby("slots"):
+        row: dict[str, Any] = {"Slots": int(slots)}
+        for _, r in group.iterrows():
+            unit = str(r["unit"]) if "unit" in r else unit_of(str(r["metric"]))
+            row[str(r["metric"])] = (f"{format_value(r['mean'], unit)} ({format_value(r['ci_low'], unit)}"
+                                     f" to {format_value(r['ci_high'], unit)})")
+        if checks is not None and "meets_all" in checks:
+            met = checks.loc[checks["slots"] == slots, "meets_all"]
+            row["Meets the targets"] = "yes" if len(met) and bool(met.iloc[0]) else "no"
+        rows.append(row)
+    pngs = sorted((results / "figures").glob("*.png")) if (results / "figures").is_dir() else []
+    answer = document.get("answer")
+    return CapacityAnswer(site, targets, None if answer is None else int(answer),
+                          int(document.get("max_slots", 0)), pd.DataFrame(rows),
+                          pngs[0] if pngs else None)
