@@ -84,7 +84,7 @@ class Request:
                 args += [part for text in sets for part in ("--set-for", f"{i + 1}:{text}")]
         elif self.command == "capacity":
             args = ["capacity", files[-1], "--site", self.site, "--target", self.target,
-                    "--max-slots", str(self.max_slots), "--search", "bisect"]
+                    "--max-slots", str(self.max_slots)]
             args += [part for text in self.own[-1] for part in ("--set", text)]
         else:
             raise ValueError(f"unknown command {self.command!r}")

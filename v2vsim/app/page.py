@@ -235,7 +235,7 @@ def _comparison_results(job: Job, inputs: list[tuple[ScenarioInput, list[str]]])
         cols = st.columns(len(names))
         for i, col in enumerate(cols):
             with col:
-                st.metric(f"{card.label} — {chr(ord('A') + i)}", card.values[i].split(" (")[0],
+                st.metric(f"{card.label}{card.unit} — {chr(ord('A') + i)}", card.values[i].split(" (")[0],
                           delta=None if card.differences[i] is None else f"{card.differences[i]} vs A",
                           delta_color="off",
                           help=f"mean (95% CI): {card.values[i]}")
@@ -409,8 +409,8 @@ def _capacity_section(chosen: list[tuple[ScenarioInput, list[str]]], problems: l
         op = st.selectbox("Comparison", ["<=", ">="], key="capop",
                           index=1 if metric == "infused_fraction" else 0)
     with cols[3]:
-        value = st.number_input("Value", 0.0, 1e6, 0.8 if metric == "infused_fraction" else 30.0,
-                                key="capvalue")
+        value = st.number_input("Value", 0.0, 1e6, 0.8 if metric == "infused_fraction" else 7.0,
+                                key=f"capvalue|{metric}")
     target = f"{metric}{op}{value:g}"
     request = Request("capacity", (item,), (tuple(sets),), replications, seed, site=site, target=target)
     st.code(request.shown(), language="bash")

@@ -93,6 +93,8 @@ class Card:
     label: str
     values: list[str]
     differences: list[str | None]
+    #: What the label needs to say the unit (`` (per replication)``, `` (HKD)``), or "".
+    unit: str = ""
 
 
 def key_cards(frame: pd.DataFrame) -> list[Card]:
@@ -104,13 +106,15 @@ def key_cards(frame: pd.DataFrame) -> list[Card]:
         if group.empty or (group["mean"].fillna(0) == 0).all():
             continue
         by = group.set_index("scenario")
-        unit = str(by["unit"].iloc[0])
         values = [_interval(by.loc[n], "mean", "ci_low", "ci_high", False) if n in by.index else "–"
                   for n in names]
         differences: list[str | None] = [None] + [
             _interval(by.loc[n], "diff", "diff_ci_low", "diff_ci_high", True) if n in by.index else "–"
             for n in names[1:]]
-        cards.append(Card(metric, str(by["label"].iloc[0]), values, differences))
+        unit = str(by["unit"].iloc[0])
+        shown = (" (per replication)" if unit == "count" else "" if unit in ("%", "days")
+                 else f" ({unit})")
+        cards.append(Card(metric, str(by["label"].iloc[0]), values, differences, shown))
     return cards
 
 
