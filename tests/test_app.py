@@ -307,3 +307,36 @@ def test_a_run_from_the_page_shows_results_and_is_cached(app: AppTest) -> None:
     [table] = app.dataframe
     assert "B − A: paired difference (95% CI)" in table.value.columns
     assert app.button(key="run").label == "Show the results"  # the same question is cached
+
+
+# ------------------------------------------------------------------------------ v2vsim app
+
+
+def test_the_app_command_says_what_is_missing_or_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    import v2vsim.app.serve as serve
+    from v2vsim.cli import app as cli
+
+    runner = CliRunner()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(cli, ["app", "--port", str(port), "--no-browser"])
+    assert result.exit_code == 2 and f"127.0.0.1:{port} is in use" in result.output
+    monkeypatch.setattr(serve, "have_streamlit", lambda: False)
+    result = runner.invoke(cli, ["app"])
+    assert result.exit_code == 1 and 'pip install "v2vsim[app]"' in result.output
+
+
+def test_streamlit_is_started_offline_and_local() -> None:
+    from v2vsim.app.serve import SCRIPT, streamlit_argv
+
+    argv = streamlit_argv("127.0.0.1", 8765, open_browser=False)
+    assert argv[1:5] == ["-m", "streamlit", "run", str(SCRIPT)]
+    for option in ("--server.address=127.0.0.1", "--server.port=8765", "--server.headless=true",
+                   "--browser.gatherUsageStats=false", "--server.showEmailPrompt=false"):
+        assert option in argv
