@@ -340,3 +340,20 @@ def test_streamlit_is_started_offline_and_local() -> None:
     for option in ("--server.address=127.0.0.1", "--server.port=8765", "--server.headless=true",
                    "--browser.gatherUsageStats=false", "--server.showEmailPrompt=false"):
         assert option in argv
+
+
+def test_the_report_of_a_run_in_html_and_pdf(tmp_path: Path) -> None:
+    from test_report import CHROMIUM
+
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it")
+        pytest.skip("chromium is not installed")
+    item = _small(tmp_path)
+    job = Job(Request("compare", (item, item), ((), ("sites.dev.slots=1",)), 5, 11), tmp_path / "cache")
+    job.start()
+    assert job.wait(120).state == "done", job.log()
+    html, pdf = job.report(".html"), job.report(".pdf")
+    assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert job.report(".pdf") == pdf  # written once

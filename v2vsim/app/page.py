@@ -199,16 +199,22 @@ def _downloads(job: Job, inputs: list[tuple[ScenarioInput, list[str]]]) -> None:
                            help="Every file the command wrote, with its manifest (sha256 of each file)")
     with cols[1]:
         if job.request.command == "compare":
-            if st.button("Make the HTML report", key=f"report|{job.request.key}"):
+            if st.button("Make the report (HTML and PDF)", key=f"report|{job.request.key}",
+                         help="v2vsim report RESULTS -o report.html, and -o report.pdf (printed by "
+                              "headless Chromium)"):
                 with st.spinner("Writing the report"):
-                    try:
-                        job.report(".html")
-                    except RuntimeError as exc:
-                        st.error(f"The report could not be written: {exc}")
-            html = job.dir / "report.html"
-            if html.is_file():
-                st.download_button("Report (.html)", html.read_bytes(), file_name="v2vsim-report.html",
-                                   mime="text/html", key=f"html|{job.request.key}", on_click="ignore")
+                    for suffix in (".html", ".pdf"):
+                        try:
+                            job.report(suffix)
+                        except RuntimeError as exc:
+                            st.error(f"The {suffix[1:].upper()} report could not be written: {exc}")
+                            break
+            for suffix, mime in ((".html", "text/html"), (".pdf", "application/pdf")):
+                path = job.dir / f"report{suffix}"
+                if path.is_file():
+                    st.download_button(f"Report ({suffix})", path.read_bytes(),
+                                       file_name=f"v2vsim-report{suffix}", mime=mime,
+                                       key=f"{suffix}|{job.request.key}", on_click="ignore")
     with cols[2]:
         for i, (item, sets) in enumerate(inputs):
             text = ScenarioSource(item.path).variant_text(parse_sets(sets)) if sets else item.text

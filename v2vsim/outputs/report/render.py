@@ -45,16 +45,33 @@ def render_report(inputs: Sequence[RunDir | CompareDir], report_command: str = "
 
 
 def write_report(directories: Sequence[str | Path], output: str | Path = "report.html",
-                 validation: str | Path | None = None) -> Path:
+                 validation: str | Path | None = None, pdf: bool = False) -> Path:
     """Write the report of ``directories`` (run or comparison directories) to ``output``.
 
     ``validation`` is a validation results directory (``v2vsim validation``) for the report's
     external-validity section. Raises :class:`ReportError` (nothing is written) for a directory
-    that is not what it is given as. The file is written atomically.
+    that is not what it is given as. The file is written atomically. An ``output`` ending in
+    ``.pdf`` is the report printed by headless Chromium (:mod:`.pdf`); ``pdf=True`` writes the
+    PDF beside the HTML file (same name, ``.pdf``). Returns the file written (the HTML file when
+    both are).
     """
     output = Path(output)
     if output.is_dir():
-        raise ReportError(f"{output} is a directory; give the HTML file to write with -o")
+        raise ReportError(f"{output} is a directory; give the HTML or PDF file to write with -o")
+    if output.suffix.lower() == ".pdf":
+        from .pdf import print_pdf
+
+        with tempfile.TemporaryDirectory(prefix="v2vsim-report-") as work:
+            html = write_report(directories, Path(work) / (output.stem + ".html"), validation)
+            return print_pdf(html, output)
+    if pdf:
+        from .pdf import find_browser, print_pdf
+
+        if find_browser() is None:  # say so before writing anything
+            print_pdf(Path("unused.html"), output.with_suffix(".pdf"))
+        written = write_report(directories, output, validation)
+        print_pdf(written, output.with_suffix(".pdf"))
+        return written
     inputs = [load_results(d) for d in directories]
     checked = load_validation(validation) if validation is not None else None
     command = shlex.join(["v2vsim", "report", *[str(d) for d in directories],
