@@ -9,6 +9,7 @@ gives the same results in a terminal.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..scenario.overrides import ScenarioSource, parse_sets
 from .controls import Control, assignments, controls_for
 from .jobs import Job, Request, ScenarioInput, cache_root
 from .results import (capacity_answer, comparison_table, figures, key_cards, read_comparison,
-                      warnings_of)
+                      screen_copy, warnings_of)
 from .template import FormValues, form_yaml
 
 #: Most referrals one run of the app simulates (all scenarios and replications); larger runs
@@ -43,6 +44,7 @@ CAPACITY_METRICS = {
 # --------------------------------------------------------------------------- scenario inputs
 
 
+@functools.lru_cache(maxsize=1)
 def _bundled() -> dict[str, ScenarioInput]:
     out = {}
     for item in bundled_scenarios():
@@ -85,7 +87,7 @@ def _check_upload(name: str, data: bytes) -> tuple[ScenarioInput | None, str | N
 
 def _inputs() -> dict[str, ScenarioInput]:
     """Every scenario the user can pick: the bundled ones, uploads and form scenarios."""
-    inputs = _bundled()
+    inputs = dict(_bundled())
     inputs.update(st.session_state.setdefault("added", {}))
     return inputs
 
@@ -167,7 +169,7 @@ def _start(request: Request, slot: str) -> None:
     st.session_state[f"job:{slot}"] = request
 
 
-@st.fragment(run_every=0.5)
+@st.fragment(run_every=1.0)
 def _progress(slot: str) -> None:
     """The state of the session's run of kind ``slot``: a bar while it runs (with Cancel), and
     a full rerun of the page when it ends, to show the results."""
@@ -193,7 +195,7 @@ def _downloads(job: Job, inputs: list[tuple[ScenarioInput, list[str]]]) -> None:
     st.subheader("Download")
     cols = st.columns(3)
     with cols[0]:
-        st.download_button("Results directory (.zip)", job.zip().read_bytes(),
+        st.download_button("Results directory (.zip)", lambda: job.zip().read_bytes(),  # built when asked
                            file_name=f"v2vsim-{job.request.command}-{job.request.key[:8]}.zip",
                            mime="application/zip", key=f"zip|{job.request.key}", on_click="ignore",
                            help="Every file the command wrote, with its manifest (sha256 of each file)")
@@ -249,7 +251,7 @@ def _comparison_results(job: Job, inputs: list[tuple[ScenarioInput, list[str]]])
     st.dataframe(comparison_table(frame), hide_index=True, width="stretch")
     st.subheader("Figures")
     for path, caption in figures(job.results):
-        st.image(str(path), caption=caption, width="stretch")
+        st.image(str(screen_copy(path, job.dir / "screen")), caption=caption, width="stretch")
     _downloads(job, inputs)
 
 
@@ -265,8 +267,8 @@ def _capacity_results(job: Job) -> None:
                    "confidence (the bound of the 95% CI is within the target).")
     st.dataframe(answer.table, hide_index=True, width="stretch")
     if answer.figure is not None:
-        st.image(str(answer.figure), width="stretch")
-    st.download_button("Capacity results (.zip)", job.zip().read_bytes(),
+        st.image(str(screen_copy(answer.figure, job.dir / "screen")), width="stretch")
+    st.download_button("Capacity results (.zip)", lambda: job.zip().read_bytes(),
                        file_name=f"v2vsim-capacity-{job.request.key[:8]}.zip", mime="application/zip",
                        key=f"capzip|{job.request.key}", on_click="ignore")
 

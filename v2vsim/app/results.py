@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = ["KEY_METRICS", "CapacityAnswer", "Card", "capacity_answer", "comparison_table",
-           "figures", "format_value", "unit_of", "key_cards", "read_comparison", "warnings_of"]
+           "figures", "format_value", "screen_copy", "unit_of", "key_cards", "read_comparison", "warnings_of"]
 
 #: The key numbers shown as cards, in order, when the comparison has them.
 KEY_METRICS = ["infused_fraction", "died", "vein_to_vein_median", "referral_to_infusion_median",
@@ -116,6 +116,24 @@ def key_cards(frame: pd.DataFrame) -> list[Card]:
                  else f" ({unit})")
         cards.append(Card(metric, str(by["label"].iloc[0]), values, differences, shown))
     return cards
+
+
+def screen_copy(png: Path, folder: Path, width: int = 1400) -> Path:
+    """A copy of a figure at most ``width`` pixels wide, for the screen (made once, in
+    ``folder``): the saved figures are 300 dpi, several times what a page shows."""
+    from PIL import Image
+
+    target = folder / png.name
+    if target.is_file() and target.stat().st_mtime >= png.stat().st_mtime:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(png) as image:
+        if image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+        tmp = folder / f".{png.name}.tmp"
+        image.save(tmp, format="PNG", optimize=False)
+    tmp.replace(target)
+    return target
 
 
 def figures(results: Path) -> list[tuple[Path, str]]:
