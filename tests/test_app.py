@@ -395,3 +395,15 @@ def test_how_many_devices_in_one_click(app: AppTest) -> None:
     # One Prodigy gives a mean wait of about 12 days (the comparison above): two or more are needed.
     slots = int(answer.split()[0])
     assert slots >= 2 and "at hkib meet queue_wait_mean<=2 with 95% confidence" in answer
+
+
+def test_a_huge_replication_count_is_refused_with_a_way_out(app: AppTest) -> None:
+    replications = next(n.key for n in app.number_input if n.label == "Replications per scenario")
+    app.number_input(key=replications).set_value(100_000).run()
+    assert not app.exception
+    [error] = [e.value for e in app.error]
+    # 100,000 replications x 100 expected referrals (20 a year for 5 years) x 2 scenarios.
+    assert "about 20,000,000 referrals" in error and "more than the app runs at a time (5,000,000)" in error
+    assert app.button(key="run").disabled
+    app.number_input(key=replications).set_value(200).run()  # and the page is usable again
+    assert not app.error and not app.button(key="run").disabled

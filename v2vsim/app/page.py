@@ -30,7 +30,7 @@ from .template import FormValues, form_yaml
 #: Most referrals one run of the app simulates (all scenarios and replications); larger runs
 #: are for the command line, which asks for --allow-large above 20 million.
 MAX_REFERRALS = 5_000_000
-MAX_REPLICATIONS = 5_000
+MAX_REPLICATIONS = 100_000
 #: Metrics a capacity question can ask about, with their units.
 CAPACITY_METRICS = {
     "queue_wait_mean": ("mean wait for a slot", "days"),
