@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,23 @@ def _progress(slot: str) -> None:
     if st.session_state.get(seen_key) == "running":  # it ended since the last look
         st.session_state[seen_key] = progress.state
         st.rerun(scope="app")
+
+
+def _job_section(slot: str, noun: str, show: Callable[[Job], None]) -> None:
+    """The session's run of kind ``slot``: its progress while it runs, then its results
+    (``show``), why it failed, or that it was cancelled."""
+    _progress(slot)
+    current: Request | None = st.session_state.get(f"job:{slot}")
+    if current is None:
+        return
+    job = Job(current)
+    progress = job.progress()
+    if progress.state == "done":
+        show(job)
+    elif progress.state == "failed":
+        st.error(f"The {noun} failed:\n\n```\n{progress.message}\n```")
+    elif progress.state == "cancelled":
+        st.info(f"The {noun} was cancelled; nothing was kept.")
 
 
 def _downloads(job: Job, inputs: list[tuple[ScenarioInput, list[str]]]) -> None:
@@ -379,17 +397,8 @@ def main() -> None:
                         disabled=bool(problems) or size > MAX_REFERRALS, key="run")
     if clicked:
         _start(request, "compare")
-    _progress("compare")
-    current: Request | None = st.session_state.get("job:compare")
-    if current is not None:
-        shown = Job(current)
-        progress = shown.progress()
-        if progress.state == "done":
-            _comparison_results(shown, [(item, list(own)) for item, own in zip(current.scenarios, current.own)])
-        elif progress.state == "failed":
-            st.error(f"The run failed:\n\n```\n{progress.message}\n```")
-        elif progress.state == "cancelled":
-            st.info("The run was cancelled; nothing was kept.")
+    _job_section("compare", "run", lambda job: _comparison_results(
+        job, [(item, list(own)) for item, own in zip(job.request.scenarios, job.request.own)]))
     _capacity_section(chosen, problems, int(replications), int(seed))
 
 
@@ -424,14 +433,4 @@ def _capacity_section(chosen: list[tuple[ScenarioInput, list[str]]], problems: l
     st.code(request.shown(), language="bash")
     if st.button("Find the number of slots", key="find_slots"):
         _start(request, "capacity")
-    _progress("capacity")
-    current: Request | None = st.session_state.get("job:capacity")
-    if current is not None:
-        job = Job(current)
-        progress = job.progress()
-        if progress.state == "done":
-            _capacity_results(job)
-        elif progress.state == "failed":
-            st.error(f"The search failed:\n\n```\n{progress.message}\n```")
-        elif progress.state == "cancelled":
-            st.info("The search was cancelled.")
+    _job_section("capacity", "search", _capacity_results)
