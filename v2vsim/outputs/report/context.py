@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..._version import __version__
+from ..._version import __version__, git_commit
 from ..results_dir import verify_dir
 from .describe import scenario_logic
 from .economics import budget_context, drop_economic_rows, economics_context
@@ -227,7 +227,12 @@ def _versions(runs: Sequence[RunDir], compare: CompareDir | None) -> dict[str, A
     columns = []
     for label, m in manifests:
         packages = m.get("packages") or {}
-        columns.append((label, [str(packages.get(n, "–")) for n in names]))
+        cells = [str(packages.get(n, "–")) for n in names]
+        if any(mm.get("git_commit") for _, mm in manifests):
+            cells.append(str(m.get("git_commit") or "–"))
+        columns.append((label, cells))
+    if any(m.get("git_commit") for _, m in manifests):
+        names.append("v2vsim git commit")
     same = all(col[1] == columns[0][1] for col in columns)
     if same and columns:
         columns = [("all runs", columns[0][1])]
@@ -381,5 +386,6 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
         "validation": validation_context(validation, _data_uri, first_figure=number + 1),
         "report_command": report_command,
         "v2vsim_version": __version__,
+        "git_commit": git_commit(),
         "inputs": [str(i.path) for i in inputs] + ([str(validation.path)] if validation else []),
     }
