@@ -455,10 +455,13 @@ def report(
       v2vsim report results/compare-local-vs-overseas --validation results/validation -o report.html
       v2vsim report results/compare-local-vs-overseas -o report.pdf
     """
-    from ..outputs.report import ReportError, write_report
+    from ..outputs.report import PDFError, ReportError, write_report
 
     try:
         written = write_report(directories, output, validation=validation, pdf=pdf)
+    except PDFError as exc:
+        _fail(f"error: {exc}", 1)
+        raise
     except ReportError as exc:
         _fail(f"error: {exc}")
         raise

@@ -24,12 +24,14 @@ file).
 
 from .context import KEY_METRICS
 from .load import CompareDir, ReportError, RunDir, ValidationDir, load_results, load_validation
+from .pdf import PDFError
 from .render import render_report, write_report
 from .sources import Parameter, source_parameters
 from .table import paired_comparison
 
 __all__ = [
     "ReportError",
+    "PDFError",
     "RunDir",
     "CompareDir",
     "ValidationDir",

@@ -21,19 +21,23 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 TIMEOUT_SECONDS = 180.0
 
 
+class PDFError(ReportError):
+    """No browser to print with, or the browser failed: a problem of the machine, not the input."""
+
+
 def find_browser() -> str:
-    """The path of a Chromium on PATH (``V2VSIM_CHROMIUM`` overrides); ReportError if there is none."""
+    """The path of a Chromium on PATH (``V2VSIM_CHROMIUM`` overrides); PDFError if there is none."""
     override = os.environ.get("V2VSIM_CHROMIUM")
     if override:
         found = shutil.which(override)
         if found:
             return found
-        raise ReportError(f"V2VSIM_CHROMIUM={override} is not an executable")
+        raise PDFError(f"V2VSIM_CHROMIUM={override} is not an executable")
     for name in BROWSERS:
         found = shutil.which(name)
         if found:
             return found
-    raise ReportError("a PDF needs Chromium, and none was found on PATH (chromium, chromium-browser "
+    raise PDFError("a PDF needs Chromium, and none was found on PATH (chromium, chromium-browser "
                       "or google-chrome); install it, e.g. `apt-get install chromium`, or write HTML")
 
 
@@ -58,7 +62,7 @@ def html_to_pdf(html_file: Path, output: Path, timeout_seconds: float = TIMEOUT_
                 _, err = proc.communicate(timeout=timeout_seconds)
             except subprocess.TimeoutExpired:
                 _kill(proc)
-                raise ReportError(f"Chromium did not print the PDF within {timeout_seconds:.0f} s") from None
+                raise PDFError(f"Chromium did not print the PDF within {timeout_seconds:.0f} s") from None
             except BaseException:
                 _kill(proc)
                 raise
@@ -66,7 +70,7 @@ def html_to_pdf(html_file: Path, output: Path, timeout_seconds: float = TIMEOUT_
                 _kill(proc)  # helpers (zygote, GPU process) that outlive the browser
         if proc.returncode != 0 or os.path.getsize(tmp) == 0:
             tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
-            raise ReportError(f"Chromium could not print the PDF (exit {proc.returncode})"
+            raise PDFError(f"Chromium could not print the PDF (exit {proc.returncode})"
                               + (f": {tail[0]}" if tail else ""))
         umask = os.umask(0)
         os.umask(umask)
