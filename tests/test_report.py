@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 import os
@@ -629,3 +630,20 @@ def test_pdf_without_a_browser_is_one_line_exit_1(real_compare_dir: Path, tmp_pa
     result = invoke("report", real_compare_dir, "-o", tmp_path / "r.pdf")
     assert result.exit_code == 1
     assert "apt-get install chromium" in result.output and not (tmp_path / "r.pdf").exists()
+
+
+def test_report_of_the_bundled_comparison_is_at_most_3_mb(tmp_path: Path) -> None:
+    from PIL import Image
+
+    out = tmp_path / "cmp"
+    result = invoke("compare", ROOT / "scenarios" / "local.yaml", ROOT / "scenarios" / "overseas.yaml",
+                    "-n", N_REPS, "-j", 1, "-o", out)
+    assert result.exit_code == 0, result.output
+    page = write_report([out], tmp_path / "r.html")
+    # 5.6-8 MB with the figures embedded at full size; 1.2 MB when this was written.
+    assert page.stat().st_size <= 3_000_000, page.stat().st_size
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page.read_text(encoding="utf-8"))
+    assert len(pngs) >= 10
+    for data in pngs:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            assert 600 <= image.width <= 1800, image.size
