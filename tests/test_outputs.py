@@ -69,6 +69,26 @@ def test_manifest_lists_every_file_and_verify_detects_changes(scenario: Path, tm
     assert runner.invoke(app, ["verify", str(tmp_path)]).exit_code == 1  # no manifest at all
 
 
+def test_manifest_records_the_git_commit_of_a_checkout(scenario: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from v2vsim import _version
+
+    package = Path(_version.__file__).resolve().parent
+    head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    out = tmp_path / "r"
+    assert runner.invoke(app, ["run", str(scenario), "-o", str(out), "-n", "2"]).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    if head.returncode == 0:  # the tests run from a checkout
+        assert manifest["git_commit"] == head.stdout.strip() + ("-dirty" if dirty else "")
+    # No git on PATH: no commit and no error.
+    monkeypatch.setattr(_version, "_GIT_COMMIT", [])
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert _version.git_commit() is None
+
+
 def test_a_failed_write_leaves_the_previous_results_untouched(tmp_path: Path) -> None:
     out = tmp_path / "res"
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -580,3 +582,68 @@ def test_hostile_report_runs_nothing_in_chromium(browser: DevTools, hostile_dir:
     assert browser.evaluate("document.querySelector('h1').textContent") == \
         "Evil <script>alert(1)</script> scenario"
     assert HOSTILE_IMG in browser.evaluate("document.body.innerText")
+
+
+def _pdf_pages_and_text(pdf: Path) -> tuple[int, list[str]]:
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    pages = int(next(line.split()[1] for line in info.splitlines() if line.startswith("Pages:")))
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    return pages, text.split("\f")
+
+
+def test_report_printed_to_pdf(chromium: str, real_compare_dir: Path, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("pdfinfo") is None or shutil.which("pdftotext") is None:
+        if os.environ.get("CI"):
+            pytest.fail("poppler-utils is not installed (apt-get install poppler-utils)")
+        pytest.skip("poppler-utils is not installed (apt-get install poppler-utils)")
+    monkeypatch.setenv("V2VSIM_CHROMIUM", chromium)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    tempfile.tempdir = None  # TMPDIR is read again
+    try:
+        result = invoke("report", real_compare_dir, "-o", tmp_path / "out" / "r.html", "--pdf")
+    finally:
+        tempfile.tempdir = None
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.html", "r.pdf"]
+    assert list((tmp_path / "tmp").iterdir()) == []  # the browser's profile is gone
+    pages, text = _pdf_pages_and_text(tmp_path / "out" / "r.pdf")
+    # The bundled comparison without figures printed to 25 A4 pages when this was written (32
+    # with its figures; 37 before the print layout).
+    assert 5 <= pages <= 28, pages
+    whole = "\n".join(text)
+    for heading in ("Key numbers", "Comparison table", "Method", "Validation"):
+        assert heading in whole, heading
+    # The paired-difference column is printed whole on the table's page: its header and the
+    # difference of the first row (a signed number, "pp" for percentages), not cut at the margin.
+    table_page = next(p for p in text if "Difference:" in p and "Referred patients" in p)
+    assert "baseline" in table_page
+    assert re.search(r"Infused.*[−+±]\d+\.\d pp", table_page), table_page
+
+
+def test_pdf_without_a_browser_is_one_line_exit_1(real_compare_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("V2VSIM_CHROMIUM", raising=False)
+    result = invoke("report", real_compare_dir, "-o", tmp_path / "r.pdf")
+    assert result.exit_code == 1
+    assert "apt-get install chromium" in result.output and not (tmp_path / "r.pdf").exists()
+
+
+def test_report_of_the_bundled_comparison_is_at_most_3_mb(tmp_path: Path) -> None:
+    from PIL import Image
+
+    out = tmp_path / "cmp"
+    result = invoke("compare", ROOT / "scenarios" / "local.yaml", ROOT / "scenarios" / "overseas.yaml",
+                    "-n", N_REPS, "-j", 1, "-o", out)
+    assert result.exit_code == 0, result.output
+    page = write_report([out], tmp_path / "r.html")
+    # 5.6-8 MB with the figures embedded at full size; 1.2 MB when this was written.
+    assert page.stat().st_size <= 3_000_000, page.stat().st_size
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page.read_text(encoding="utf-8"))
+    assert len(pngs) >= 10
+    for data in pngs:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            assert 600 <= image.width <= 1800, image.size

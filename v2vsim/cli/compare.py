@@ -442,9 +442,9 @@ def compare(
 
 def report(
     directories: Annotated[list[Path], typer.Argument(metavar="RESULTS_DIR...", help="Results directories written by `v2vsim run` or `v2vsim compare`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write, or a .pdf file: the report printed by headless Chromium.")] = Path("report.html"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write: HTML, or PDF when it ends in .pdf (printed by headless Chromium).")] = Path("report.html"),
     validation: Annotated[Optional[Path], typer.Option("--validation", metavar="DIR", help="A validation results directory written by `v2vsim validation`, for the report's external validation (predicted against observed in published trials).")] = None,
-    pdf: Annotated[bool, typer.Option("--pdf", help="Also print the HTML report to a PDF file beside it (needs Chromium).")] = False,
+    pdf: Annotated[bool, typer.Option("--pdf", help="Also print the HTML report to a PDF beside it (same name, .pdf; needs Chromium).")] = False,
 ) -> None:
     """Write one self-contained HTML report (key numbers, figures, assumptions, method, validation).
 
@@ -455,13 +455,16 @@ def report(
       v2vsim report results/compare-local-vs-overseas --validation results/validation -o report.html
       v2vsim report results/compare-local-vs-overseas -o report.pdf
     """
-    from ..outputs.report import ReportError, write_report
+    from ..outputs.report import PDFError, ReportError, write_report
 
     try:
         written = write_report(directories, output, validation=validation, pdf=pdf)
+    except PDFError as exc:
+        _fail(f"error: {exc}", 1)
+        raise
     except ReportError as exc:
         _fail(f"error: {exc}")
         raise
-    files = [written] + ([written.with_suffix(".pdf")] if pdf and written.suffix != ".pdf" else [])
-    out.print("Wrote " + ", ".join(f"{f} ({f.stat().st_size / 1e6:.1f} MB)" for f in files) + ".",
-              markup=False, highlight=False)
+    files = [written] + ([written.with_suffix(".pdf")] if pdf and written.suffix.lower() != ".pdf" else [])
+    for file in files:
+        out.print(f"Wrote {file} ({file.stat().st_size / 1e6:.1f} MB).", markup=False, highlight=False)

@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from .._version import package_versions
+from .._version import git_commit, package_versions
 from ..scenario import scenario_to_yaml
 from .manifest import (MANIFEST, FiguresFailed, OutputError, WriteError, WrittenThenInterrupted,
                        is_v2vsim_dir, read_manifest, sha256_file, write_json)
@@ -354,7 +354,7 @@ def provenance(kind: str, command: Iterable[str]) -> dict[str, Any]:
     """The first fields of every manifest: what wrote it, with which versions, by which command."""
     versions = package_versions()
     return {"kind": kind, "v2vsim_version": versions["v2vsim"], "python": versions["python"],
-            "packages": versions, "command": list(command)}
+            "packages": versions, "git_commit": git_commit(), "command": list(command)}
 
 
 def manifest_fields(results: Any, command: Iterable[str], scenario_file: Path | None) -> dict[str, Any]:

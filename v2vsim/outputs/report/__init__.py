@@ -3,7 +3,8 @@
 ``write_report([DIR, ...], "report.html")`` reads run directories (``v2vsim run``) and comparison
 directories (``v2vsim compare``) and writes a single HTML file: key numbers with 95% confidence
 intervals (paired differences for comparisons), a results table, the figures (embedded as
-base64 PNG, or SVG when there is no PNG) with captions, an assumptions table pairing every
+base64 PNG downscaled to 1,800 pixels wide in a 256-colour palette, or SVG when there is no PNG)
+with captions, an assumptions table pairing every
 scenario parameter with the comment written next to it in the scenario file, a method
 section in the order of the STRESS-DES reporting checklist (Monks et al. 2019), and a
 validation section by the ISPOR–SMDM validity types (Eddy et al. 2012), with the external
@@ -24,12 +25,14 @@ file).
 
 from .context import KEY_METRICS
 from .load import CompareDir, ReportError, RunDir, ValidationDir, load_results, load_validation
+from .pdf import PDFError
 from .render import render_report, write_report
 from .sources import Parameter, source_parameters
 from .table import paired_comparison
 
 __all__ = [
     "ReportError",
+    "PDFError",
     "RunDir",
     "CompareDir",
     "ValidationDir",

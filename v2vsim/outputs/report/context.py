@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..._version import __version__
+from ..._version import __version__, git_commit
 from ..results_dir import verify_dir
 from .describe import scenario_logic
 from .economics import budget_context, drop_economic_rows, economics_context
@@ -106,9 +106,39 @@ COMPARISON_CAPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Width in pixels a figure is embedded at: sharp on a 1,000-pixel-wide page at double density and
+#: on A4 at about 200 dpi; the figures are drawn at several times this for slides.
+EMBED_WIDTH_PX = 1800
+
+
 def _data_uri(path: Path) -> str:
-    mime = "image/png" if path.suffix.lower() == ".png" else "image/svg+xml"
-    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    if path.suffix.lower() != ".png":
+        return "data:image/svg+xml;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(_embedded_png(path)).decode("ascii")
+
+
+def _embedded_png(path: Path) -> bytes:
+    """The PNG at :data:`EMBED_WIDTH_PX` wide at most, in a 256-colour palette (plots have few
+    colours), unless that is not smaller than the file."""
+    import io
+
+    from PIL import Image
+
+    data = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.width > EMBED_WIDTH_PX:
+                height = max(1, round(image.height * EMBED_WIDTH_PX / image.width))
+                image = image.resize((EMBED_WIDTH_PX, height), Image.Resampling.LANCZOS)
+            image = image.convert("RGBA").quantize(256, method=Image.Quantize.FASTOCTREE,
+                                                   dither=Image.Dither.NONE)
+            out = io.BytesIO()
+            image.save(out, format="PNG", optimize=True)
+    except (OSError, ValueError):  # not a PNG Pillow can read: embed it as it is
+        return data
+    small = out.getvalue()
+    return small if len(small) < len(data) else data
 
 
 def _figure_entry(path: Path, scenario: str, comparison: bool = False) -> dict[str, str]:
@@ -227,7 +257,12 @@ def _versions(runs: Sequence[RunDir], compare: CompareDir | None) -> dict[str, A
     columns = []
     for label, m in manifests:
         packages = m.get("packages") or {}
-        columns.append((label, [str(packages.get(n, "–")) for n in names]))
+        cells = [str(packages.get(n, "–")) for n in names]
+        if any(mm.get("git_commit") for _, mm in manifests):
+            cells.append(str(m.get("git_commit") or "–"))
+        columns.append((label, cells))
+    if any(m.get("git_commit") for _, m in manifests):
+        names.append("v2vsim git commit")
     same = all(col[1] == columns[0][1] for col in columns)
     if same and columns:
         columns = [("all runs", columns[0][1])]
@@ -381,5 +416,6 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
         "validation": validation_context(validation, _data_uri, first_figure=number + 1),
         "report_command": report_command,
         "v2vsim_version": __version__,
+        "git_commit": git_commit(),
         "inputs": [str(i.path) for i in inputs] + ([str(validation.path)] if validation else []),
     }

@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 
 from .context import build_context
+from .pdf import find_browser, html_to_pdf
 from .load import CompareDir, ReportError, RunDir, ValidationDir, load_results, load_validation
 
 __all__ = ["render_report", "write_report"]
@@ -50,34 +51,33 @@ def write_report(directories: Sequence[str | Path], output: str | Path = "report
 
     ``validation`` is a validation results directory (``v2vsim validation``) for the report's
     external-validity section. Raises :class:`ReportError` (nothing is written) for a directory
-    that is not what it is given as. The file is written atomically. An ``output`` ending in
-    ``.pdf`` is the report printed by headless Chromium (:mod:`.pdf`); ``pdf=True`` writes the
-    PDF beside the HTML file (same name, ``.pdf``). Returns the file written (the HTML file when
-    both are).
+    that is not what it is given as. An ``output`` ending in ``.pdf`` is printed to PDF by
+    headless Chromium (:mod:`.pdf`); ``pdf=True`` writes the PDF beside the HTML (same name,
+    ``.pdf``). Each file is written atomically. Returns ``output``.
     """
     output = Path(output)
     if output.is_dir():
-        raise ReportError(f"{output} is a directory; give the HTML or PDF file to write with -o")
-    if output.suffix.lower() == ".pdf":
-        from .pdf import print_pdf
-
-        with tempfile.TemporaryDirectory(prefix="v2vsim-report-") as work:
-            html = write_report(directories, Path(work) / (output.stem + ".html"), validation)
-            return print_pdf(html, output)
-    if pdf:
-        from .pdf import find_browser, print_pdf
-
-        if find_browser() is None:  # say so before writing anything
-            print_pdf(Path("unused.html"), output.with_suffix(".pdf"))
-        written = write_report(directories, output, validation)
-        print_pdf(written, output.with_suffix(".pdf"))
-        return written
+        raise ReportError(f"{output} is a directory; give the HTML file to write with -o")
+    as_pdf = output.suffix.lower() == ".pdf"
+    if as_pdf or pdf:
+        find_browser()  # before any work, so that a missing browser is the only message
     inputs = [load_results(d) for d in directories]
     checked = load_validation(validation) if validation is not None else None
     command = shlex.join(["v2vsim", "report", *[str(d) for d in directories],
                           *(["--validation", str(validation)] if validation is not None else []),
-                          "-o", str(output)])
+                          "-o", str(output), *(["--pdf"] if pdf and not as_pdf else [])])
     html = render_report(inputs, command, checked)
+    if as_pdf:
+        with tempfile.TemporaryDirectory(prefix="v2vsim-report-") as tmpdir:
+            page = _write_html(html, Path(tmpdir) / "report.html")
+            return html_to_pdf(page, output)
+    _write_html(html, output)
+    if pdf:
+        html_to_pdf(output, output.with_suffix(".pdf"))
+    return output
+
+
+def _write_html(html: str, output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     try:
