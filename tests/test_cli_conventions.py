@@ -16,7 +16,7 @@ from v2vsim import load_scenario
 from v2vsim.cli import app, default_compare_dir
 from v2vsim.cli.common import NAME_BYTES, result_name
 from v2vsim.cli.compare import _fmt_compare, _scenario_dirs
-from v2vsim.metrics import headline_rows
+from v2vsim.metrics import format_value, headline_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -152,11 +152,12 @@ def test_run_summary_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
     result = invoke("run", small, "-n", 4, "-o", out, "--no-figures", "-j", 1, env={"COLUMNS": "50"})
     assert result.exit_code == 0, result.output
     lines = _table_lines(result.output)
-    rows = headline_rows(pd.read_csv(out / "summary.csv"), "HKD")
+    rows = headline_rows(pd.read_csv(out / "summary.csv"), "HKD",
+                         load_scenario(small).horizon_days)
     assert len(lines) == len(rows)  # one line a row (and a row a line)
-    for (_metric, label, mean, ci), line in zip(rows, lines):
+    for (_metric, label, mean, ci, yearly), line in zip(rows, lines):
         cells = [c.strip() for c in line.strip("│").split("│")]
-        assert cells == [label, mean, ci]
+        assert cells == [label, mean, ci, yearly]
     assert len({len(line) for line in lines}) == 1
     assert f"{LONG_NAME} — 4 replications, seed 11" in result.output.splitlines()  # the title too
 
@@ -170,11 +171,12 @@ def test_compare_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
     table = pd.read_csv(out / "comparison.csv")
     lines = _table_lines(result.output)
     shown = 0
-    for metric in ("infused_fraction", "died", "vein_to_vein_median", "queue_wait_mean",
-                   "cost_per_infused", "cost_per_referred"):
+    # Counts of patients are shown per 100 referred (the rate's row of comparison.csv).
+    for metric in ("infused_fraction", "died_per_100_referred", "vein_to_vein_median",
+                   "queue_wait_mean", "cost_per_infused", "cost_per_referred"):
         rows = table[table["metric"] == metric].set_index("scenario")
         unit, label = str(rows["unit"].iloc[0]), str(rows["label"].iloc[0])
-        label += " (per replication)" if unit == "count" else "" if unit == "%" else f" ({unit})"
+        label += "" if unit in ("fraction", "per 100 referred") else f" ({unit})"
         first = [line for line in lines if line.strip("│ ").startswith(label + " ")]
         assert len(first) == 1, (label, result.output)
         cells = [c.strip() for c in first[0].strip("│").split("│")]
@@ -190,11 +192,11 @@ def test_compare_rows_do_not_wrap_when_piped(tmp_path: Path) -> None:
 
 
 POLICY_LABELS = {
-    "rerouted": "Routed to the fallback pathway (per replication)",
-    "bridged": "Given bridging therapy (per replication)",
-    "bridging_toxicities": "Bridging toxicities (per replication)",
+    "rerouted": "Routed to the fallback pathway, per 100 referred",
+    "bridged": "Given bridging therapy, per 100 referred",
+    "bridging_toxicities": "Bridging toxicities, per 100 referred",
     "life_years_per_referred": "Life-years in follow-up per referred patient (years)",
-    "deaths_in_follow_up": "Deaths within follow-up (per replication)",
+    "deaths_in_follow_up": "Deaths within follow-up, per 100 referred",
     "qalys_per_referred": "QALYs per referred patient (QALYs)",
     "qalys_discounted_per_referred": "QALYs per referred patient, discounted (QALYs)",
     "cost_discounted_per_referred": "Cost per referred patient, discounted (HKD)",
@@ -221,10 +223,10 @@ def test_run_summary_shows_the_policy_metrics_the_scenario_has(scenario: str, po
     assert shown == policies
     # The policy rows sit among the headline rows: routing and bridging after the times and
     # before the utilisation, survival and economics after the costs.
-    assert labels[:2] == ["Referred patients (per replication)", "Infused (% of referred)"]
-    position = {label.split(" (")[0]: i for i, label in enumerate(labels)}
+    assert labels[:2] == ["Referred patients (over the referral window)", "Infused (% of referred)"]
+    position = {label.split(" (")[0].split(", per 100")[0]: i for i, label in enumerate(labels)}
     for metric in policies:
-        at = position[POLICY_LABELS[metric].split(" (")[0]]
+        at = position[POLICY_LABELS[metric].split(" (")[0].split(", per 100")[0]]
         if metric in ("rerouted", "bridged", "bridging_toxicities"):
             assert position["Queue wait per patient, mean"] < at < min(
                 i for i, label in enumerate(labels) if label.startswith("Utilisation of"))
@@ -232,6 +234,14 @@ def test_run_summary_shows_the_policy_metrics_the_scenario_has(scenario: str, po
             assert at > position["Cost per referred patient"]
     summary = pd.read_csv(out / "summary.csv").set_index("metric")
     assert policies <= set(summary.index)
+    # A count is shown as its rate, with the mean number a year over the referral window.
+    for metric in policies & {"rerouted", "bridged", "bridging_toxicities", "deaths_in_follow_up"}:
+        row = next(line for line in _table_lines(result.output) if POLICY_LABELS[metric] in line)
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        rate = summary.loc[f"{metric}_per_100_referred", "mean"]
+        horizon = load_scenario(SCENARIOS / f"{scenario}.yaml").horizon_days
+        assert cells[1] == format_value(rate, "per 100 referred")
+        assert cells[3] == format_value(summary.loc[metric, "mean"] * 365 / horizon, "count")
 
 
 def test_compare_table_shows_a_policy_metric_where_a_scenario_has_it(tmp_path: Path) -> None:

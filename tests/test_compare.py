@@ -139,7 +139,7 @@ def test_comparison_table_rows_and_columns(pair: Comparison) -> None:
             assert mine.loc[metric, ["mean", "ci_low", "ci_high"]].tolist() == pytest.approx(
                 own.loc[metric, ["mean", "ci_low", "ci_high"]].tolist(), rel=1e-12)
     local, _ = _rows(pair, "infused_fraction")
-    assert local["unit"] == "%" and 0 < local["mean"] < 1
+    assert local["unit"] == "fraction" and 0 < local["mean"] < 1
     assert _rows(pair, "cost_per_infused")[0]["unit"] == "HKD"
     assert _rows(pair, "vein_to_vein_median")[0]["label"] == "Vein-to-vein, median"
 

@@ -19,6 +19,17 @@ __all__ = ["KEY_METRICS", "CapacityAnswer", "Card", "capacity_answer", "comparis
 KEY_METRICS = ["infused_fraction", "died", "vein_to_vein_median", "referral_to_infusion_median",
                "queue_wait_mean", "rerouted", "cost_per_infused", "life_years_per_referred"]
 
+#: Units of ``comparison.csv``: a fraction of 0..1 (``%`` in older files) and a rate.
+FRACTION = "fraction"
+PER_100 = "per 100 referred"
+#: The suffix of a count's rate per 100 referred patients in ``comparison.csv``.
+RATE_SUFFIX = "_per_100_referred"
+
+
+def is_fraction(unit: str) -> bool:
+    return unit in (FRACTION, "%")
+
+
 #: Figures of a comparison in reading order, with what each shows.
 FIGURE_CAPTIONS = {
     "outcomes_per_100": "What happens to 100 referred patients in each scenario",
@@ -36,12 +47,12 @@ def format_value(value: float, unit: str, diff: bool = False) -> str:
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "–"
     sign = "+" if diff else ""
-    if unit == "%":
+    if is_fraction(unit):
         return f"{100 * value:{sign}.1f}" + (" pp" if diff else "%")
     if unit == "days":
         return f"{value:{sign}.1f} d"
-    if unit == "count":
-        return f"{value:{sign}.2f}"
+    if unit in ("count", PER_100):
+        return f"{value:{sign}.3f}" if 0 < abs(value) < 0.1 else f"{value:{sign},.2f}"
     if unit in ("years", "QALYs"):
         return f"{value:{sign}.3f}"
     return f"{value:{sign},.0f}"
@@ -58,18 +69,37 @@ def _interval(row: Any, mean: str, low: str, high: str, diff: bool) -> str:
             f"{format_value(row[high], unit, diff)})")
 
 
+def _shown_metric(metric: str, present: Any) -> str | None:
+    """The metric a table row shows: a count's rate per 100 referred in its place when the
+    file has it (None for the rate itself, already shown there)."""
+    if metric.endswith(RATE_SUFFIX) and metric[: -len(RATE_SUFFIX)] in present:
+        return None
+    if metric + RATE_SUFFIX in present:
+        return metric + RATE_SUFFIX
+    return metric
+
+
+def _unit_suffix(unit: str) -> str:
+    return ("" if is_fraction(unit) or unit in ("days", PER_100)
+            else " (per replication)" if unit == "count" else f" ({unit})")
+
+
 def comparison_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per metric: each scenario's mean (95% CI) and each later scenario's paired
-    difference from the first (95% CI); metrics that are zero in every scenario are left out."""
+    difference from the first (95% CI); metrics that are zero in every scenario are left out,
+    and counts of patients are shown per 100 referred when the file has the rate."""
     names = list(dict.fromkeys(frame["scenario"]))
+    groups = dict(tuple(frame.groupby("metric", sort=False)))
     rows = []
-    for metric, group in frame.groupby("metric", sort=False):
-        by = group.set_index("scenario")
+    for metric in groups:
+        shown = _shown_metric(str(metric), groups)
+        if shown is None:
+            continue
+        by = groups[shown].set_index("scenario")
         if (by["mean"].fillna(0) == 0).all() and metric not in ("died", "ineligible"):
             continue
         unit = str(by["unit"].iloc[0])
-        label = str(by["label"].iloc[0])
-        label += " (per replication)" if unit == "count" else "" if unit in ("%", "days") else f" ({unit})"
+        label = str(by["label"].iloc[0]) + _unit_suffix(unit)
         row = {"Metric": label}
         for i, name in enumerate(names):
             letter = chr(ord("A") + i)
@@ -101,7 +131,9 @@ def key_cards(frame: pd.DataFrame) -> list[Card]:
     """The :data:`KEY_METRICS` the comparison has (and that are not zero everywhere)."""
     names = list(dict.fromkeys(frame["scenario"]))
     cards = []
+    present = set(frame["metric"])
     for metric in KEY_METRICS:
+        metric = _shown_metric(metric, present) or metric
         group = frame[frame["metric"] == metric]
         if group.empty or (group["mean"].fillna(0) == 0).all():
             continue
@@ -112,9 +144,8 @@ def key_cards(frame: pd.DataFrame) -> list[Card]:
             _interval(by.loc[n], "diff", "diff_ci_low", "diff_ci_high", True) if n in by.index else "–"
             for n in names[1:]]
         unit = str(by["unit"].iloc[0])
-        shown = (" (per replication)" if unit == "count" else "" if unit in ("%", "days")
-                 else f" ({unit})")
-        cards.append(Card(metric, str(by["label"].iloc[0]), values, differences, shown))
+        cards.append(Card(metric, str(by["label"].iloc[0]), values, differences,
+                          _unit_suffix(unit)))
     return cards
 
 
@@ -151,7 +182,9 @@ def warnings_of(log: str) -> list[str]:
 def unit_of(metric: str) -> str:
     """The unit of a metric by its name (for files without a unit column)."""
     if metric.endswith("_fraction") or metric.startswith("utilization_"):
-        return "%"
+        return FRACTION
+    if metric.endswith(RATE_SUFFIX):
+        return PER_100
     if any(word in metric for word in ("wait", "vein_to_vein", "referral_to_infusion")):
         return "days"
     if metric.startswith("cost"):

@@ -135,19 +135,28 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
 def _fmt_compare(value: float, unit: str, diff: bool = False, bare: bool = False) -> str:
     """A number of a comparison table in its unit (``%``: a fraction shown as a percentage,
     differences in percentage points); ``bare`` leaves out the unit (inside an interval)."""
+    from ..metrics import PER_100, is_fraction
+
     if value is None or not math.isfinite(value):
         return "–"
     sign = "+" if diff else ""
-    if unit == "%":
-        text = f"{100 * value:{sign}.1f}"
+    if is_fraction(unit):
+        text = _unsigned(f"{100 * value:{sign}.1f}")
         return text if bare else text + (" pp" if diff else "%")
     if unit == "days":
-        return f"{value:{sign}.1f}"
-    if unit == "count":
-        return f"{value:{sign}.2f}"
+        return _unsigned(f"{value:{sign}.1f}")
+    if unit in ("count", PER_100):
+        return _unsigned(f"{value:{sign}.3f}" if 0 < abs(value) < 0.1 else f"{value:{sign},.2f}")
     if unit in ("years", "QALYs"):
-        return f"{value:{sign}.3f}"
-    return f"{value:{sign},.0f}"
+        return _unsigned(f"{value:{sign}.3f}")
+    return _unsigned(f"{value:{sign},.0f}")
+
+
+def _unsigned(text: str) -> str:
+    """A number that rounds to zero without its sign (``-0.00``, ``+0.0`` as ``0.00``, ``0.0``)."""
+    if text[:1] in "+-" and not any(c in "123456789" for c in text):
+        return text[1:]
+    return text
 
 
 def comparison_summary_table(comparison: Comparison, title: str,
@@ -157,7 +166,7 @@ def comparison_summary_table(comparison: Comparison, title: str,
     overrides ``own``) to keep the table narrow."""
     from rich.table import Table
 
-    from ..metrics import LOSS_CAUSES
+    from ..metrics import CLIPPED_NOTE, LOSS_CAUSES, RATE_COUNTS, per_year, rate_metric
 
     by_metric = {m: frame.set_index("scenario")
                  for m, frame in comparison.table.groupby("metric", sort=False)}
@@ -183,8 +192,10 @@ def comparison_summary_table(comparison: Comparison, title: str,
     caption = "\n".join(f"{letter} = {name}" + (" (baseline)" if i == 0 else "")
                         + changed(name, mine)
                         for i, (letter, name, mine) in enumerate(zip(letters, names, own)))
+    horizons = {n: r.scenario.horizon_days for n, r in zip(names, comparison.results)}
     caption += ("\nDifferences are paired by replication: the same virtual patients go through "
-                "each pathway.")
+                "each pathway. Counts of patients are per 100 referred, with the mean number a "
+                "year (\"a year\") over the referral window. " + CLIPPED_NOTE)
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
                   show_lines=True)
     table.add_column("Metric")
@@ -193,22 +204,31 @@ def comparison_summary_table(comparison: Comparison, title: str,
     for letter in letters[1:]:
         table.add_column(f"{letter} − {letters[0]}\npaired (95% CI)", justify="right")
 
-    def cell(row: Any, mean: str, low: str, high: str, diff: bool) -> str:
+    def cell(row: Any, mean: str, low: str, high: str, diff: bool,
+             count: Any = None, name: str = "") -> str:
         unit = str(row["unit"])
-        return (f"{_fmt_compare(row[mean], unit, diff)}\n({_fmt_compare(row[low], unit, diff, True)}"
+        text = (f"{_fmt_compare(row[mean], unit, diff)}\n({_fmt_compare(row[low], unit, diff, True)}"
                 f" to {_fmt_compare(row[high], unit, diff, True)})")
+        if count is not None and name in count.index:
+            yearly = per_year(float(count.loc[name, mean]), horizons[name])
+            text += f"\n{_fmt_compare(yearly, 'count', diff)} a year"
+        return text
 
     for metric in order:
+        count = None
+        if metric in RATE_COUNTS and rate_metric(metric) in by_metric:
+            count, metric = by_metric.get(metric), rate_metric(metric)
         if metric not in by_metric:
             continue
         frame = by_metric[metric]
         unit = str(frame["unit"].iloc[0])
         label = str(frame["label"].iloc[0])
-        label += " (per replication)" if unit == "count" else "" if unit == "%" else f" ({unit})"
+        label += ("" if unit in ("fraction", "%", "per 100 referred")
+                  else " (per replication)" if unit == "count" else f" ({unit})")
         cells = [label]
-        cells += [cell(frame.loc[n], "mean", "ci_low", "ci_high", False) if n in frame.index
-                  else "–" for n in names]
-        cells += [cell(frame.loc[n], "diff", "diff_ci_low", "diff_ci_high", True)
+        cells += [cell(frame.loc[n], "mean", "ci_low", "ci_high", False, count, n)
+                  if n in frame.index else "–" for n in names]
+        cells += [cell(frame.loc[n], "diff", "diff_ci_low", "diff_ci_high", True, count, n)
                   if n in frame.index else "–" for n in names[1:]]
         table.add_row(*cells)
     return table

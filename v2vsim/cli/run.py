@@ -52,12 +52,20 @@ def summary_table(results: Results, title: str) -> Table:
 
     from ..metrics import headline_rows
 
-    table = Table(title=title, title_justify="left", show_lines=False)
+    from ..metrics import CLIPPED_NOTE
+
+    horizon = results.scenario.horizon_days
+    caption = (f"Counts of patients are per 100 referred; 'a year' is the mean number a year "
+               f"over the {horizon:g}-day referral window. {CLIPPED_NOTE}")
+    table = Table(title=title, title_justify="left", show_lines=False, caption=caption,
+                  caption_justify="left")
     table.add_column("Metric")
     table.add_column("Mean", justify="right")
     table.add_column("95% CI", justify="right")
-    for _metric, label, mean, ci in headline_rows(results.summary(), results.scenario.currency):
-        table.add_row(label, mean, ci)
+    table.add_column("A year", justify="right")
+    for _metric, label, mean, ci, yearly in headline_rows(results.summary(),
+                                                          results.scenario.currency, horizon):
+        table.add_row(label, mean, ci, yearly)
     return table
 
 

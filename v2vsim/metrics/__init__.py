@@ -28,11 +28,60 @@ __all__ = [
     "COMPARISON_COLUMNS",
     "paired_difference",
     "paired_comparison",
+    "RATE_COUNTS",
+    "rate_metric",
+    "count_of_rate",
+    "is_fraction",
+    "per_year",
+    "support",
+    "clip_interval",
+    "difference_support",
+    "CLIPPED_NOTE",
 ]
 
 
 #: Outcomes counted per replication, in the order of the ``replications`` table.
 OUTCOME_COLUMNS = OUTCOMES
+
+#: Loss causes in the order they are shown.
+LOSS_CAUSES = tuple(c for c in OUTCOME_COLUMNS if c != "infused")
+
+#: Counts of patients per replication that the replications table also gives as a rate per 100
+#: referred patients (``<count>_per_100_referred``), when the count is there.
+RATE_COUNTS = (*LOSS_CAUSES, "responders", "icu_admissions", "rerouted", "bridged",
+               "bridging_toxicities", "deaths_in_follow_up")
+
+#: The suffix of a rate per 100 referred patients.
+PER_100_REFERRED = "_per_100_referred"
+
+#: The unit of a fraction of 0..1 (shown as a percentage, its differences in percentage points).
+FRACTION = "fraction"
+
+#: The unit of a rate per 100 referred patients.
+PER_100 = "per 100 referred"
+
+
+def rate_metric(count: str) -> str:
+    """The name of the rate per 100 referred patients of a count metric."""
+    return count + PER_100_REFERRED
+
+
+def count_of_rate(metric: str) -> str | None:
+    """The count metric a ``<count>_per_100_referred`` rate is made from, else None."""
+    if metric.endswith(PER_100_REFERRED):
+        count = metric[: -len(PER_100_REFERRED)]
+        return count if count in RATE_COUNTS else None
+    return None
+
+
+def is_fraction(unit: str) -> bool:
+    """True for the unit of a fraction shown as a percentage (``"%"`` in older results)."""
+    return unit in (FRACTION, "%")
+
+
+def per_year(value: float, horizon_days: float) -> float:
+    """A count over a replication's referral window of ``horizon_days``, per year (365 days)."""
+    return value * 365.0 / horizon_days if horizon_days and horizon_days > 0 else math.nan
 
 #: Metrics shown first in terminal tables and reports.
 KEY_METRICS = (
@@ -137,6 +186,14 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
             site = column[len("busy_"):]
             slots = runs[f"slots_{site}"].to_numpy()
             table[f"utilization_{site}"] = runs[column].to_numpy() / (slots * end)
+    # Counts as rates per 100 referred patients, per replication (then summarised like any
+    # metric, so a rate's interval and paired difference come from the per-replication rates).
+    safe = np.maximum(referred, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for count in RATE_COUNTS:
+            if count in table:
+                table[rate_metric(count)] = np.where(
+                    referred > 0, 100.0 * table[count].to_numpy(dtype=float) / safe, math.nan)
     return table
 
 
@@ -165,22 +222,25 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tup
 
 
 def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """``metric, mean, ci_low, ci_high, n``: a t-interval across replications per metric."""
+    """``metric, mean, ci_low, ci_high, n``: a t-interval across replications per metric, cut
+    to the range the metric can take (:func:`support`, :data:`CLIPPED_NOTE`)."""
     rows = []
     for column in replications.columns:
         if column == "replication" or not pd.api.types.is_numeric_dtype(replications[column]):
             continue
         mean, low, high, n = t_interval(replications[column].to_numpy(dtype=float), level)
+        low, high = clip_interval(low, high, support(str(column)))
         rows.append({"metric": column, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
     return pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n"])
 
 
-#: Human labels for metrics: (label, unit). Units: "%" for fractions shown as percentages,
-#: "days", "count" (per replication), "currency".
+#: Human labels for metrics: (label, unit). Units: "fraction" for fractions of 0..1 shown as
+#: percentages, "days", "count" (patients per replication, i.e. over one referral window),
+#: "per 100 referred" (:data:`RATE_COUNTS`' rates), "years", "QALYs", "currency".
 METRIC_LABELS: dict[str, tuple[str, str]] = {
     "referred": ("Referred patients", "count"),
     "infused": ("Infused patients", "count"),
-    "infused_fraction": ("Infused (% of referred)", "%"),
+    "infused_fraction": ("Infused (% of referred)", FRACTION),
     "died": ("Died before infusion", "count"),
     "ineligible": ("Became ineligible", "count"),
     "screen_failed": ("Failed screening", "count"),
@@ -215,31 +275,81 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "end_day": ("Run length", "days"),
 }
 
-#: Loss causes in the order they are shown.
-LOSS_CAUSES = tuple(c for c in OUTCOME_COLUMNS if c != "infused")
-
-
 def metric_label(metric: str, currency: str = "") -> tuple[str, str]:
-    """Label and unit of a metric, including ``utilization_<site>``."""
+    """Label and unit of a metric, including ``utilization_<site>`` and the rates per 100
+    referred patients (``died_per_100_referred``: "Died before infusion, per 100 referred")."""
     if metric.startswith("utilization_"):
-        return f"Utilisation of {metric[len('utilization_'):]}", "%"
+        return f"Utilisation of {metric[len('utilization_'):]}", FRACTION
+    count = count_of_rate(metric)
+    if count is not None:
+        return f"{metric_label(count)[0]}, per 100 referred", PER_100
     label, unit = METRIC_LABELS.get(metric, (metric.replace("_", " ").capitalize(), ""))
     return label, (currency if unit == "currency" else unit)
 
 
+def _unsigned_zero(text: str) -> str:
+    """``-0.00`` (a small negative number rounded) written as ``0.00``."""
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        return text[1:]
+    return text
+
+
 def format_value(value: float, unit: str) -> str:
-    """A value for tables: percentages, days with one decimal, money without decimals."""
+    """A value for tables: percentages, days with one decimal, money without decimals, counts
+    and rates with three decimals below 0.1, two below 10, one below 1,000, none above."""
     if value is None or not np.isfinite(value):
         return "–"
-    if unit == "%":
-        return f"{100 * value:.1f}%"
-    if unit == "days":
-        return f"{value:.1f}"
-    if unit in ("years", "QALYs"):
-        return f"{value:.2f}"
-    if unit == "count":
-        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
-    return f"{value:,.0f}"
+    if is_fraction(unit):
+        text = f"{100 * value:.1f}%"
+    elif unit == "days":
+        text = f"{value:,.1f}"
+    elif unit in ("years", "QALYs"):
+        text = f"{value:.2f}"
+    elif unit in ("count", PER_100):
+        size = abs(value)
+        text = (f"{value:.3f}" if 0 < size < 0.1 else f"{value:.2f}" if size < 10
+                else f"{value:,.1f}" if size < 1000 else f"{value:,.0f}")
+    else:
+        text = f"{value:,.0f}"
+    return _unsigned_zero(text)
+
+
+def support(metric: str) -> tuple[float, float]:
+    """The range a metric's mean can take: ``[0, 1]`` for a fraction, ``[0, 100]`` for a rate
+    per 100 referred, ``[0, inf)`` for counts, times, costs, life-years and QALYs; ``(-inf,
+    inf)`` for a metric of unknown unit."""
+    _label, unit = metric_label(metric, currency="currency")
+    if is_fraction(unit):
+        return 0.0, 1.0
+    if unit == PER_100:
+        return 0.0, 100.0
+    if unit in ("count", "days", "years", "QALYs", "currency"):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def difference_support(metric: str) -> tuple[float, float]:
+    """The range a difference of two means of ``metric`` can take (``[-1, 1]`` for a fraction,
+    ``[-100, 100]`` for a rate per 100 referred, unbounded otherwise)."""
+    low, high = support(metric)
+    if math.isfinite(high):
+        return low - high, high - low
+    return -math.inf, math.inf
+
+
+#: What the tables say about intervals clipped to a metric's range.
+CLIPPED_NOTE = ("A t-interval that crosses the range a metric can take (a count or a time below "
+                "zero, a share outside 0–100%) is cut at the end of that range.")
+
+
+def clip_interval(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """``(low, high)`` cut to ``bounds`` (NaN stays NaN); see :data:`CLIPPED_NOTE`."""
+    lo, hi = bounds
+    if np.isfinite(low):
+        low = min(max(low, lo), hi)
+    if np.isfinite(high):
+        high = max(min(high, hi), lo)
+    return low, high
 
 
 #: The metrics of a scenario's optional policies, in the order the run's summary shows them:
@@ -254,10 +364,15 @@ POLICY_METRICS = {
 }
 
 
-def headline_rows(summary: pd.DataFrame, currency: str = "") -> list[tuple[str, str, str, str]]:
-    """Rows ``(metric, label, mean, 95% CI)`` for the terminal summary of a run: referrals,
-    outcomes, times, utilisation and costs, then the metrics of the scenario's policies
-    (:data:`POLICY_METRICS`) that its summary has."""
+def headline_rows(summary: pd.DataFrame, currency: str = "",
+                  horizon_days: float | None = None) -> list[tuple[str, str, str, str, str]]:
+    """Rows ``(metric, label, mean, 95% CI, a year)`` for the terminal summary of a run:
+    referrals, outcomes, times, utilisation and costs, then the metrics of the scenario's
+    policies (:data:`POLICY_METRICS`) that its summary has.
+
+    A count of patients is shown as its rate per 100 referred patients when the summary has it
+    (``died`` as ``died_per_100_referred``), and with ``horizon_days`` (the referral window)
+    its mean number a year in the last field (empty for other metrics)."""
     by_metric = summary.set_index("metric")
     order = ["referred", "infused_fraction"]
     # Death and ineligibility always; other causes when they happen.
@@ -272,14 +387,21 @@ def headline_rows(summary: pd.DataFrame, currency: str = "") -> list[tuple[str, 
     for metric in order:
         if metric not in by_metric.index:
             continue
-        label, unit = metric_label(metric, currency)
-        if unit and unit not in ("%", "count"):
+        shown = metric
+        if metric in RATE_COUNTS and rate_metric(metric) in by_metric.index:
+            shown = rate_metric(metric)
+        label, unit = metric_label(shown, currency)
+        if unit == "count":  # a count without a rate (the referrals)
+            label = f"{label} (over the referral window)"
+        elif unit and not is_fraction(unit) and unit != PER_100:
             label = f"{label} ({unit})"
-        elif unit == "count":
-            label = f"{label} (per replication)"
-        row = by_metric.loc[metric]
+        row = by_metric.loc[shown]
         ci = f"{format_value(row['ci_low'], unit)} – {format_value(row['ci_high'], unit)}"
-        rows.append((metric, label, format_value(row["mean"], unit), ci))
+        yearly = ""
+        if horizon_days and metric_label(metric)[1] == "count" and metric != "end_day":
+            yearly = format_value(per_year(float(by_metric.loc[metric, "mean"]), horizon_days),
+                                  "count")
+        rows.append((metric, label, format_value(row["mean"], unit), ci, yearly))
     return rows
 
 
@@ -405,9 +527,11 @@ def paired_comparison(
     (:func:`paired_difference`); ``diff*`` are NaN on the baseline's rows.
 
     Values are on the scale of the ``replications`` table and ``unit`` follows
-    :data:`METRIC_LABELS`: unit ``%`` marks a fraction shown as a percentage
+    :data:`METRIC_LABELS`: unit ``fraction`` marks a fraction of 0..1 shown as a percentage
     (``infused_fraction`` 0.82 is 82%, a ``diff`` of -0.029 is -2.9 percentage points), as in
-    ``summary.csv`` and :func:`format_value`. A metric a scenario lacks (the utilisation of a
+    ``summary.csv`` and :func:`format_value`; ``count`` is patients per replication (one
+    referral window) and ``per 100 referred`` a rate. Intervals are cut to the range a metric
+    (or a difference) can take (:data:`CLIPPED_NOTE`). A metric a scenario lacks (the utilisation of a
     site it does not have) has no row for that scenario.
     """
     if not tables:
@@ -429,10 +553,12 @@ def paired_comparison(
                 continue
             values = indexed[name][metric].to_numpy(dtype=float)
             mean, low, high, n = t_interval(values, level)
+            low, high = clip_interval(low, high, support(metric))
             diff = diff_low = diff_high = math.nan
             if name != names[0] and base is not None:
                 diff, diff_low, diff_high, _ = paired_difference(
                     base.to_numpy(dtype=float), values, level)
+                diff_low, diff_high = clip_interval(diff_low, diff_high, difference_support(metric))
             rows.append({"metric": metric, "label": label, "unit": unit, "scenario": name,
                          "mean": mean, "ci_low": low, "ci_high": high, "n": n, "diff": diff,
                          "diff_ci_low": diff_low, "diff_ci_high": diff_high})

@@ -10,7 +10,16 @@ from typing import Any
 
 import pandas as pd
 
-from ...metrics import LOSS_CAUSES, format_value, metric_label, t_interval
+from ...metrics import (
+    LOSS_CAUSES,
+    PER_100,
+    clip_interval,
+    difference_support,
+    format_value,
+    is_fraction,
+    metric_label,
+    t_interval,
+)
 from .load import _COMPARISON_COLUMNS, RunDir
 
 __all__ = ["fmt_ci", "fmt_diff", "fmt_unit", "fmt_value", "paired_comparison"]
@@ -76,6 +85,7 @@ def paired_comparison(runs: Sequence[RunDir]) -> tuple[pd.DataFrame, str]:
                         and pd.api.types.is_numeric_dtype(b[metric]):
                     diff = (b[metric] - a[metric].reindex(b.index)).to_numpy(dtype=float)
                     mean, low, high, _n = t_interval(diff)
+                    low, high = clip_interval(low, high, difference_support(str(metric)))
                     row.update(diff=mean, diff_ci_low=low, diff_ci_high=high)
             rows.append(row)
     return pd.DataFrame(rows, columns=_COMPARISON_COLUMNS), note
@@ -90,7 +100,7 @@ def _as_fractions(table: pd.DataFrame, summaries: Mapping[str, pd.DataFrame]) ->
     """
     table = table.copy()
     values = ["mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high"]
-    for metric, rows in table[table["unit"] == "%"].groupby("metric"):
+    for metric, rows in table[table["unit"].map(is_fraction)].groupby("metric"):
         percent = None
         for _, row in rows.iterrows():
             summary = summaries.get(str(row["scenario"]))
@@ -134,14 +144,16 @@ def fmt_diff(value: Any, unit: str) -> str:
     if not _finite(value):
         return "–"
     value = float(value)
+    shown = (f"{abs(100 * value):.1f} pp" if is_fraction(unit)
+             else format_value(abs(value), unit))
+    if not any(c in "123456789" for c in shown):  # rounds to zero
+        return ("±" + shown) if value == 0 else shown
     sign = "+" if value > 0 else (_MINUS if value < 0 else "±")
-    if unit == "%":
-        return f"{sign}{abs(100 * value):.1f} pp"
-    return sign + format_value(abs(value), unit)
+    return sign + shown
 
 
 def fmt_unit(unit: str) -> str:
-    if unit == "%":
+    if is_fraction(unit) or unit == PER_100:
         return ""
     if unit == "count":
         return "per replication"
