@@ -13,11 +13,13 @@ import pandas as pd
 from ...metrics import (
     LOSS_CAUSES,
     PER_100,
+    RATE_COUNTS,
     clip_interval,
     difference_support,
     format_value,
     is_fraction,
     metric_label,
+    rate_metric,
     t_interval,
 )
 from .load import _COMPARISON_COLUMNS, RunDir
@@ -37,14 +39,22 @@ def _metric_order(metrics: Iterable[str], means: Mapping[str, float]) -> tuple[l
     """Headline metrics first (as in the terminal summary), then the rest; and how many lead.
 
     ``means`` holds the largest mean of each metric across scenarios: a loss cause is a
-    headline metric when it happens in some scenario.
+    headline metric when it happens in some scenario. A count of patients leads as its rate
+    per 100 referred when the table has it; the per-replication count follows with the rest.
     """
     present = list(dict.fromkeys(metrics))
+
+    def shown(metric: str) -> str:
+        return rate_metric(metric) if (metric in RATE_COUNTS
+                                       and rate_metric(metric) in present) else metric
+
     head = ["referred", "infused_fraction"]
-    head += [c for c in LOSS_CAUSES
+    head += [shown(c) for c in LOSS_CAUSES
              if c in ("died", "ineligible") or (_finite(means.get(c)) and float(means[c]) > 0)]
     head += ["vein_to_vein_median", "vein_to_vein_p90", "referral_to_infusion_median",
              "queue_wait_mean"]
+    head += [shown(c) for c in ("rerouted", "bridged", "bridging_toxicities")
+             if _finite(means.get(c)) and float(means[c]) > 0]
     head += [m for m in present if m.startswith("utilization_")]
     head += ["cost_per_infused", "cost_per_referred"]
     ordered = [m for m in head if m in present]
