@@ -400,6 +400,9 @@ def tornado_figure(
                     ax.errorbar(v, at, xerr=[[max(v - lo * factor, 0.0)], [max(hi * factor - v, 0.0)]],
                                 fmt="none", ecolor="#333333", elinewidth=1, capsize=3, zorder=4)
                 right = v >= base
+                if abs(v - base) <= tiny:  # label it on the side away from the other bar
+                    other = (row.high_mean if k == 0 else row.low_mean) * factor
+                    right = not (np.isfinite(other) and other > base + tiny)
                 end = hi * factor if right and np.isfinite(hi) else lo * factor if np.isfinite(lo) else v
                 if abs(v - base) <= tiny:
                     ax.plot([base], [at + (0.16 if k == 0 and not same_side else 0.0)], marker="D",
@@ -492,7 +495,7 @@ def morris_figure(
             _thousands(axis, values)
         scatter.set_xlabel("μ* (mean |elementary effect|)")
         scatter.set_ylabel("σ (spread of effects)")
-        scatter.set_title("Above the dashed line σ = μ*: interactions or non-linearity")
+        scatter.set_title("Above σ = μ* (dashed): interactions or non-linearity")
     return fig
 
 
