@@ -281,3 +281,41 @@ def test_tornado_shows_a_low_value_equal_to_the_base() -> None:
     texts = [t.get_text() for t in ax.texts]
     assert "low = base (82.9)" in texts and "88.9" in texts
     assert len(ax.patches) == 1  # the high bar; no invisible zero-width bar
+
+
+# ------------------------------------------------------------------------------ PSA
+
+
+def test_psa_parameter_names_are_written_in_words() -> None:
+    from v2vsim.outputs.figures import psa
+
+    assert psa.parameter_label("lbcl_death_clock_median") == "LBCL death clock median"
+    assert psa.parameter_label("icu_cost") == "ICU cost"
+    assert psa.parameter_label("product_price") == "Product price"
+    evppi = pd.DataFrame({"parameter": ["icu_cost", "product_price"], "wtp": 100_000.0,
+                          "evppi_per_patient": [10.0, 20.0], "evppi_per_year": [200.0, 400.0],
+                          "share_of_evpi": [0.2, 0.4]})
+    fig = psa.evppi_figure(evppi, currency="HKD", wtp=[100_000.0])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["ICU cost", "Product price"]
+
+
+def test_psa_money_axes_use_a_true_minus_sign() -> None:
+    from v2vsim.outputs.figures import psa
+
+    assert psa.money(-40_000) == "\N{MINUS SIGN}40k" and psa.money(1_250_000) == "1.25M"
+
+
+def test_an_all_zero_evppi_does_not_stretch_the_figure_and_evpi_has_no_empty_second_axis() -> None:
+    from v2vsim.outputs.figures import psa
+
+    names = [f"param_{i}" for i in range(13)]
+    evppi = pd.DataFrame({"parameter": names, "wtp": 100_000.0, "evppi_per_patient": 0.0,
+                          "evppi_per_year": 0.0, "share_of_evpi": np.nan})
+    fig = psa.evppi_figure(evppi, currency="HKD", wtp=[100_000.0])
+    assert fig.get_figheight() < 7.5  # 13 rows of nothing: not the 11 inches of 13 rows of bars
+    evpi = pd.DataFrame({"wtp": [0.0, 50_000.0, 100_000.0], "evpi_per_patient": 0.0, "evpi_per_year": 0.0,
+                         "referrals_per_year": 20.0})
+    ax = psa.evpi_figure(evpi, currency="HKD").axes[0]
+    assert ax.child_axes == []  # a per-patient axis of 0 to 0.05 would say nothing
+    assert list(ax.get_yticks()) == [0]
