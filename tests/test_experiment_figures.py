@@ -319,3 +319,47 @@ def test_an_all_zero_evppi_does_not_stretch_the_figure_and_evpi_has_no_empty_sec
     ax = psa.evpi_figure(evpi, currency="HKD").axes[0]
     assert ax.child_axes == []  # a per-patient axis of 0 to 0.05 would say nothing
     assert list(ax.get_yticks()) == [0]
+
+
+# ------------------------------------------------------------------------------ the command
+
+TINY = """\
+name: tiny
+horizon_days: 250
+replications: 3
+seed: 13
+arrivals: {rate_per_year: 40}
+cohorts:
+  - {name: adult, pathway: p, time_to_death: {dist: exponential, mean: 150}}
+sites:
+  plant: {slots: 1}
+pathways:
+  p:
+    steps:
+      - {name: apheresis, kind: apheresis, duration: 1, cost: 100}
+      - {name: manufacture, kind: manufacture, site: plant, reserve_from: apheresis,
+         duration: {dist: triangular, low: 8, mode: 10, high: 14}}
+      - {name: infusion, kind: infusion, duration: 1}
+"""
+
+
+def test_sensitivity_command_warns_of_a_sobol_sample_too_small(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from v2vsim.cli import app
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    out = tmp_path / "sobol"
+    result = CliRunner().invoke(app, [
+        "sensitivity", str(path), "--method", "sobol", "--samples", "8", "-n", "3", "-j", "1",
+        "--metric", "queue_wait_mean", "--param", "sites.plant.slots", "1", "3",
+        "--param", "pathways.p.steps.manufacture.duration.mode", "9", "13", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    indices = pd.read_csv(out / "indices.csv")
+    expected = sobol_diagnostics(indices, 8)
+    assert not expected.trustworthy  # 8 base samples are far too few
+    output = " ".join(result.output.split())
+    assert "warning: Sample too small" in output
+    assert f"--samples {expected.recommended_samples} (now 8)" in output
+    assert (out / "figures" / "sobol.png").is_file()
