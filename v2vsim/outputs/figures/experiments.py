@@ -600,7 +600,9 @@ def capacity_figure(
                 if t.metric == metric:
                     ax.axhline(t.value * factor, color=OKABE_ITO["vermillion"], linestyle="--", linewidth=1.5)
                     op = {"<=": "≤", ">=": "≥"}.get(t.op, t.op)
-                    title += f"\ntarget {op} {_fmt_value(t.value * factor)}"
+                    unit = metric_label(metric, currency)[1]
+                    suffix = {"%": "%", "count": "", "": ""}.get(unit, f" {unit}")
+                    title += f"\ntarget {op} {_fmt_value(t.value * factor)}{suffix}"
                     shown.append(np.array([t.value * factor]))
             if answer is not None:
                 ax.axvline(answer, color=OKABE_ITO["bluish_green"], linewidth=2, alpha=0.8)
