@@ -512,6 +512,13 @@ def sensitivity(
             _interrupted(stopped, store)
             raise
         table = ex.sweep_table(points, names, tables)
+        # Sobol indices from too few base samples can be impossible (below 0, S1 above ST):
+        # said on the figure and on the console, with the base samples that would do.
+        sobol_warnings: list[str] = []
+        if method == "sobol":
+            from ..experiments.sensitivity import sobol_diagnostics
+
+            sobol_warnings = sobol_diagnostics(result.indices, samples).lines()
 
         def fill(tmp: Path) -> dict[str, Any]:
             result.indices.to_csv(tmp / "indices.csv", index=False)
@@ -529,8 +536,9 @@ def sensitivity(
                 kw = {"scenario_name": source.base.name, "footer": footer, "currency": source.base.currency}
                 draw = {"oat": (px.tornado_figure, "tornado"), "morris": (px.morris_figure, "morris"),
                         "sobol": (px.sobol_figure, "sobol")}[method]
+                notes = {"warnings": sobol_warnings} if sobol_warnings else {}
                 with guard_figures(draw[1], tmp / "figures"):
-                    _save(draw[0](result.indices, metric, **kw), tmp / "figures", draw[1])
+                    _save(draw[0](result.indices, metric, **kw, **notes), tmp / "figures", draw[1])
             return _manifest("sensitivity", source, base_seed, started, method=method, metric=metric,
                              points=len(points), replications=replications)
 
@@ -539,6 +547,8 @@ def sensitivity(
             on_interrupt=lambda: _interrupted(stopped, store), on_written=store.remove)
     store.remove()
     _print_indices(result, source.base)
+    for line in sobol_warnings:
+        err.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s.", markup=False, highlight=False)
 
 

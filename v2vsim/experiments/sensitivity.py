@@ -6,6 +6,7 @@ then indices per parameter from the metric's mean at each point (:func:`analyse_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,8 @@ from .designs import is_integer_range
 from .parallel import Point, Progress, executor_for, make_points
 from .tables import sweep_table
 
-__all__ = ["SensitivityResult", "analyse_sensitivity", "design_sensitivity", "sensitivity_analysis"]
+__all__ = ["SensitivityResult", "SobolDiagnosis", "analyse_sensitivity", "design_sensitivity",
+           "sensitivity_analysis", "sobol_diagnostics"]
 
 
 @dataclass
@@ -29,6 +31,82 @@ class SensitivityResult:
     metric: str
     indices: pd.DataFrame     # one row per parameter
     points: pd.DataFrame      # point, <parameters>, mean, ci_low, ci_high, n of the metric
+
+
+@dataclass(frozen=True)
+class SobolDiagnosis:
+    """What makes a set of Sobol indices untrustworthy, and the base sample size that would do.
+
+    ``problems`` name the impossible values (an index below 0 or above 1, or S1 above ST,
+    by more than their 95% CIs allow): with enough samples they cannot happen, so they say
+    the sample is too small. ``widest`` is the widest CI half-width of any index;
+    ``recommended_samples`` the base samples N for a half-width of ``target`` (None when
+    the run already has it)."""
+
+    base_samples: int
+    problems: tuple[str, ...]
+    widest: float
+    target: float
+    recommended_samples: int | None
+
+    @property
+    def trustworthy(self) -> bool:
+        return not self.problems and self.recommended_samples is None
+
+    def lines(self) -> list[str]:
+        """The warning in a few lines of plain text (empty when there is nothing to say)."""
+        if self.trustworthy:
+            return []
+        lines = []
+        if self.problems:
+            lines.append(f"Sample too small: {'; '.join(self.problems)}.")
+        else:
+            lines.append(f"Sample too small: 95% CIs up to ±{self.widest:.2f}, wider than ±{self.target:g}.")
+        if self.recommended_samples is not None:
+            needed = self.base_samples * (max(self.widest, self.target) / self.target) ** 2
+            if self.widest > self.target:
+                lines.append(
+                    f"Use --samples {self.recommended_samples} (now {self.base_samples}) for CIs of "
+                    f"±{self.target:g}: CIs shrink as 1/√N, so N × ({self.widest:.2f} / {self.target:g})² "
+                    f"= {needed:,.0f}, rounded up to a power of 2.")
+            else:
+                lines.append(f"Use at least --samples {self.recommended_samples} (now {self.base_samples}).")
+        return lines
+
+
+def sobol_diagnostics(indices: pd.DataFrame, base_samples: int, *, target: float = 0.05) -> SobolDiagnosis:
+    """Check Sobol ``indices`` (``parameter, S1, S1_conf, ST, ST_conf``, CIs as half-widths)
+    from ``base_samples`` base samples, and recommend a base sample size.
+
+    An index is flagged when its whole 95% CI lies below 0 or above 1, or when S1's CI lies
+    wholly above ST's (the total effect includes the first-order one). The recommendation
+    uses the widest CI half-width ``w``: CIs shrink as 1/√N, so a half-width of ``target``
+    needs about ``N × (w / target)²`` base samples, rounded up to a power of 2 (Saltelli's
+    sequence is balanced only at powers of 2).
+    """
+    problems: list[str] = []
+    widths: list[float] = []
+    for row in indices.itertuples(index=False):
+        name = str(row.parameter)
+        s1, c1, st, ct = (float(v) for v in (row.S1, row.S1_conf, row.ST, row.ST_conf))
+        widths += [c for c in (c1, ct) if math.isfinite(c)]
+        for label, value, conf in (("S1", s1, c1), ("ST", st, ct)):
+            if not (math.isfinite(value) and math.isfinite(conf)):
+                continue
+            if value + conf < 0:
+                problems.append(f"{label} of {name} is negative ({value:.2f} ± {conf:.2f})")
+            elif value - conf > 1:
+                problems.append(f"{label} of {name} is above 1 ({value:.2f} ± {conf:.2f})")
+        if all(math.isfinite(v) for v in (s1, c1, st, ct)) and s1 - c1 > st + ct:
+            problems.append(f"S1 of {name} exceeds its ST ({s1:.2f} ± {c1:.2f} > {st:.2f} ± {ct:.2f})")
+    widest = max(widths, default=0.0)
+    recommended = None
+    if widest > target or problems:
+        needed = base_samples * (max(widest, target) / target) ** 2
+        recommended = max(2 ** math.ceil(math.log2(max(needed, 1.0))), 2 * base_samples if problems else 1)
+        if recommended <= base_samples:
+            recommended = None
+    return SobolDiagnosis(int(base_samples), tuple(problems), float(widest), float(target), recommended)
 
 
 def design_sensitivity(

@@ -22,7 +22,7 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from .style import OKABE_ITO, house_style, new_figure, scenario_colors, side_legend
 
-__all__ = ["ce_plane_figure", "ceac_figure", "evpi_figure", "evppi_figure", "money"]
+__all__ = ["ce_plane_figure", "ceac_figure", "evpi_figure", "evppi_figure", "money", "parameter_label"]
 
 _GREY = "#555555"
 
@@ -40,7 +40,7 @@ def money(x: float, _pos: object = None) -> str:
         text = f"{a / 1e3:.3g}k"
     else:
         text = f"{a:.3g}"
-    return ("-" if x < 0 else "") + text
+    return ("\N{MINUS SIGN}" if x < 0 else "") + text
 
 
 _MONEY = FuncFormatter(money)
@@ -137,6 +137,7 @@ def evpi_figure(evpi: pd.DataFrame, *, currency: str, title: str = "", footer: s
         ax.set_ylim(bottom=0)
         if len(evpi) and not (evpi["evpi_per_year"].to_numpy(dtype=float) > 0).any():
             ax.set_ylim(0, 1)
+            ax.set_yticks([0])  # fractions of one unit of money would mean nothing here
             ax.text(0.5, 0.5, "EVPI is 0 at every threshold: the same option has the highest net\n"
                     "benefit in every parameter set, so no information would change the decision",
                     ha="center", va="center", transform=ax.transAxes, color=_GREY)
@@ -144,7 +145,7 @@ def evpi_figure(evpi: pd.DataFrame, *, currency: str, title: str = "", footer: s
         ax.yaxis.set_major_formatter(_MONEY)
         ax.set_xlabel(f"Willingness to pay ({currency} per QALY)")
         ax.set_ylabel(f"EVPI per year ({currency}, {per_year:,.3g} referrals a year)")
-        if per_year > 0:
+        if per_year > 0 and (evpi["evpi_per_year"].to_numpy(dtype=float) > 0).any():
             right = ax.secondary_yaxis("right", functions=(lambda v: v / per_year, lambda v: v * per_year))
             right.yaxis.set_major_formatter(_MONEY)
             right.set_ylabel(f"EVPI per referred patient ({currency})")
@@ -164,8 +165,11 @@ def evppi_figure(evppi: pd.DataFrame, *, currency: str, wtp: Sequence[float], ev
         params.sort(key=lambda p: float(first.get(p, 0.0)))
     n = len(params)
     colors = [OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish_green"]]
+    zero = not len(data) or not float(data["evppi_per_year"].max()) > 0
+    # Nothing to compare: rows of empty bars would only stretch the figure.
+    row_inches = 0.32 if zero else 0.3 + 0.22 * max(1, len(chosen))
     with house_style():
-        fig, axes = new_figure(1, 1, figsize=(12.5, 2.2 + 0.7 * max(n, 2) * max(1, len(chosen)) ** 0.5),
+        fig, axes = new_figure(1, 1, figsize=(12.5, 2.2 + row_inches * max(n, 2)),
                                title=title or "Which inputs drive the decision: EVPPI per year", footer=footer)
         ax = axes[0, 0]
         height = 0.8 / max(1, len(chosen))
@@ -181,13 +185,14 @@ def evppi_figure(evppi: pd.DataFrame, *, currency: str, wtp: Sequence[float], ev
                 if len(total):
                     label += f"\n(EVPI {money(float(total.iloc[0]))} {currency} a year)"
             handles.append(Line2D([], [], color=colors[i % 3], linewidth=8, label=label))
-        if not len(data) or float(data["evppi_per_year"].max()) <= 0:
+        if zero:
             ax.set_xlim(0, 1)
             ax.set_xticks([])
             ax.text(0.5, 0.5, "EVPPI is 0 for every parameter at these thresholds:\nno single input, "
                     "known exactly, would change the decision", transform=ax.transAxes, ha="center",
                     va="center", color=_GREY, fontsize=12.5)
-        ax.set_yticks(np.arange(n), [_short(p) for p in params])
+        ax.set_yticks(np.arange(n), [parameter_label(p) for p in params])
+        ax.set_ylim(-0.6, n - 0.4)
         ax.grid(axis="y", visible=False)
         ax.xaxis.set_major_formatter(_MONEY)
         if len(data) and float(data["evppi_per_year"].max()) > 0:
@@ -202,6 +207,20 @@ def _wrap(label: str, width: int = 36) -> str:
     return textwrap.fill(label, width)
 
 
-def _short(path: str) -> str:
-    keys = path.split(".")
-    return path if len(keys) <= 3 else "…" + ".".join(keys[-3:])
+# Abbreviations kept in capitals when a parameter's name is written out in words.
+_ACRONYMS = frozenset({"lbcl", "icu", "qaly", "qalys", "crs", "icans", "nmb", "hkd", "usd"})
+
+
+def parameter_label(name: str) -> str:
+    """A PSA parameter's name in words for labels: ``lbcl_death_clock_median`` -> "LBCL death
+    clock median"; a dotted scenario path keeps its last three keys."""
+    if "." in name:
+        keys = name.split(".")
+        return name if len(keys) <= 3 else "…" + ".".join(keys[-3:])
+    words = [w for w in name.replace("-", "_").split("_") if w]
+    if not words:
+        return name
+    words = [w.upper() if w.lower() in _ACRONYMS else w for w in words]
+    first = words[0]
+    words[0] = first if first.isupper() else first[:1].upper() + first[1:]
+    return " ".join(words)
