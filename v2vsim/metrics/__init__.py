@@ -36,6 +36,7 @@ __all__ = [
     "support",
     "clip_interval",
     "difference_support",
+    "metric_direction",
     "CLIPPED_NOTE",
 ]
 
@@ -312,6 +313,27 @@ def format_value(value: float, unit: str) -> str:
     else:
         text = f"{value:,.0f}"
     return _unsigned_zero(text)
+
+
+# Metrics where more is better; outcome counts, times and costs are better lower; the metrics in
+# _NEUTRAL have no better direction (how busy a site is, how many patients came).
+_HIGHER_IS_BETTER = frozenset({
+    "infused", "infused_fraction", "responders", "life_years_per_referred",
+    "life_years_discounted_per_referred", "qalys_per_referred", "qalys_discounted_per_referred",
+})
+_NEUTRAL = frozenset({"referred", "end_day", "bridged", "rerouted"})
+
+
+def metric_direction(metric: str) -> int:
+    """+1 if more of ``metric`` is better (infused share, responders, QALYs), -1 if less is
+    better (deaths, waits, times, costs), 0 if neither (utilisation, referrals); a rate per 100
+    referred counts as its count does."""
+    metric = count_of_rate(metric) or metric
+    if metric in _HIGHER_IS_BETTER:
+        return 1
+    if metric in _NEUTRAL or metric.startswith("utilization_"):
+        return 0
+    return -1
 
 
 def support(metric: str) -> tuple[float, float]:

@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
-from ...metrics import metric_label
+from ...metrics import PER_100, is_fraction, metric_direction, metric_label
 from .style import OKABE_ITO, draw_band, house_style, new_figure, scenario_colors, side_legend
 
 __all__ = [
@@ -47,25 +47,6 @@ MIN_RELATIVE_HALF_RANGE = 0.05
 
 # How far beyond 0 and 1 a Sobol axis may go for whiskers before they are cut at its edge.
 _SOBOL_SLACK = 0.2
-
-# Metrics where more is better; outcome counts, times and costs are better lower; the metrics in
-# _NEUTRAL have no better direction (how busy a site is, how many patients came).
-_HIGHER_IS_BETTER = frozenset({
-    "infused", "infused_fraction", "responders", "life_years_per_referred",
-    "life_years_discounted_per_referred", "qalys_per_referred", "qalys_discounted_per_referred",
-})
-_NEUTRAL = frozenset({"referred", "end_day", "bridged", "rerouted"})
-
-
-def metric_direction(metric: str) -> int:
-    """+1 if more of ``metric`` is better (infused share, QALYs), -1 if less is better (deaths,
-    waits, times, costs), 0 if neither (utilisation, referrals)."""
-    if metric in _HIGHER_IS_BETTER:
-        return 1
-    if metric in _NEUTRAL or metric.startswith("utilization_"):
-        return 0
-    return -1
-
 
 def _colormap(metric: str) -> tuple[str, str]:
     """The heatmap colour map of ``metric`` and the direction for its colour bar's label:
@@ -162,12 +143,14 @@ def _luminance(rgb: Sequence[float]) -> float:
 def _scale(metric: str, currency: str = "") -> tuple[float, str]:
     """Factor to display a metric and its axis label (fractions as percentages)."""
     label, unit = metric_label(metric, currency)
-    if unit == "%":
+    if is_fraction(unit):
         return 100.0, label if "%" in label else f"{label} (%)"
     if unit in ("days",):
         return 1.0, f"{label} (days)"
     if unit == "count":
         return 1.0, f"{label} (per replication)"
+    if unit == PER_100:  # the label says it
+        return 1.0, label
     return 1.0, f"{label} ({unit})" if unit else label
 
 
@@ -601,7 +584,7 @@ def capacity_figure(
                     ax.axhline(t.value * factor, color=OKABE_ITO["vermillion"], linestyle="--", linewidth=1.5)
                     op = {"<=": "≤", ">=": "≥"}.get(t.op, t.op)
                     unit = metric_label(metric, currency)[1]
-                    suffix = {"%": "%", "count": "", "": ""}.get(unit, f" {unit}")
+                    suffix = ("%" if is_fraction(unit) else {"count": "", "": ""}.get(unit, f" {unit}"))
                     title += f"\ntarget {op} {_fmt_value(t.value * factor)}{suffix}"
                     shown.append(np.array([t.value * factor]))
             if answer is not None:
