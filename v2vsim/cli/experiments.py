@@ -166,7 +166,8 @@ NoFigures = Annotated[bool, typer.Option("--no-figures", help="Skip the figures.
 AllowLarge = Annotated[bool, typer.Option("--allow-large", help="Allow runs larger than run's limit on referrals in all.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from DIR.partial without recomputing its finished points.")]
 
-_KEY_METRICS = ("infused_fraction", "queue_wait_mean", "vein_to_vein_median", "died", "cost_per_infused")
+_KEY_METRICS = ("infused_fraction", "queue_wait_mean", "vein_to_vein_median", "died_per_100_referred",
+                "cost_per_infused")
 
 
 def _sweep_metrics(scenario: Scenario) -> list[str]:
