@@ -20,6 +20,7 @@ from ..results_dir import verify_dir
 from .describe import scenario_logic
 from .economics import budget_context, drop_economic_rows, economics_context
 from .load import CompareDir, ReportError, RunDir, ValidationDir
+from .scope import scope_context
 from .sources import Parameter, _flatten_plain, _hint, _path_text, format_yaml_value, source_parameters
 from .table import (
     _as_fractions,
@@ -56,13 +57,15 @@ FIGURE_CAPTIONS: dict[str, tuple[str, str]] = {
     "cumulative_incidence": (
         "Outcomes over time since referral",
         "Cumulative share of referred patients who have been infused, died, become ineligible "
-        "or been lost otherwise, by days since referral. Lines: median across replications; "
-        "bands: middle 95% of replications."),
+        "or been lost otherwise, by days since referral. Lines: mean across replications of "
+        "each replication's cumulative share; bands: 2.5th to 97.5th percentile across "
+        "replications (the middle 95% of replications, not a confidence interval of the mean)."),
     "site_utilisation": (
         "Capacity-limited sites over time",
-        "Slots in use and patients waiting for a slot at each site by simulation day "
-        "(7-day rolling mean; line: median across replications; band: middle 95% of "
-        "replications; dashed: capacity)."),
+        "Slots in use and patients waiting for a slot at each site by simulation day: each "
+        "replication's series smoothed by a centred 7-day rolling mean; line: mean across "
+        "replications; band: 2.5th to 97.5th percentile across replications; dashed: capacity. "
+        "Panel titles give the mean utilisation and queue length."),
     "journey": (
         "Patient journeys",
         "Step-by-step journeys of the traced patients of the first replication, in days since "
@@ -403,6 +406,7 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
         "budget": budget,
         "figure_groups": figure_groups,
         "scenarios": scenarios,
+        "model_scope": scope_context([(r.label, r.scenario) for r in runs]),
         "seeds": seeds,
         "replications": reps,
         "versions": _versions(runs, compare),
