@@ -230,7 +230,7 @@ def test_run_report_holds_the_numbers_of_the_run(run_dirs: dict[str, Path], tmp_
     assert "default-src 'none'" in page
     # STRESS-DES sections in order, and reproducibility data from the manifest.
     headings = re.findall(r"<h3[^>]*>(4\.\d) ([^<]+)", page)
-    assert [h[0] for h in headings] == ["4.1", "4.2", "4.3", "4.4", "4.5", "4.6"]
+    assert [h[0] for h in headings] == ["4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7"]
     assert [h[1].split()[0] for h in headings] == ["Objectives", "Model", "Data:", "Experimentation",
                                                    "Implementation", "Code"]
     manifest = json.loads((run_dirs["local"] / "manifest.json").read_text())

@@ -171,3 +171,153 @@ def test_captions_name_the_statistic_the_figure_draws(kind: str, stem: str) -> N
         claimed = f"{statistic} across replications" in caption
         drawn = f"{statistic} across replications" in doc
         assert claimed == drawn, f"{kind} {stem}: caption and figure disagree on the {statistic}"
+
+
+# ------------------------------------------------------------------ executive summary
+
+def _comparison_rows(compare_dir: Path) -> Any:
+    import pandas as pd
+
+    return pd.read_csv(compare_dir / "comparison.csv")
+
+
+def test_summary_states_each_paired_difference_with_its_interval(dirs: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    page = report(tmp_path, dirs["compare"])
+    summary = section(page, "summary")
+    assert page.index('id="summary"') < page.index('id="key-numbers"')
+    loaded = load_results(dirs["compare"])
+    local, overseas = (r.label for r in loaded.runs)
+    assert f"This report compares {overseas} with {local} (the baseline)" in summary
+    assert "6 replications of each" in summary and "1,825 days of referrals" in summary
+    reps = {r.label: r.replications.set_index("replication") for r in loaded.runs}
+    # The vein-to-vein difference, recomputed from the replications of each run.
+    from v2vsim.metrics import t_interval
+
+    diff = (reps[overseas]["vein_to_vein_median"] - reps[local]["vein_to_vein_median"]).to_numpy(float)
+    mean, low, high, _ = t_interval(diff)
+    assert mean > 0 and low > 0
+    assert (f"The median vein-to-vein time was {mean:.1f} days longer (95% CI +{low:.1f} to "
+            f"+{high:.1f}); the difference is statistically clear.") in summary
+
+
+def test_summary_says_no_clear_difference_when_the_interval_spans_zero(dirs: dict[str, Path]) -> None:
+    from v2vsim.outputs.report.summary import executive_summary
+
+    table = _comparison_rows(dirs["compare"])
+    table = table[table["metric"].isin(["infused_fraction", "referred"])].copy()
+    names = list(dict.fromkeys(table["scenario"]))
+    second = (table["scenario"] == names[1]) & (table["metric"] == "infused_fraction")
+    if table.loc[second, "mean"].abs().max() > 1.5:  # the table in percent: back to fractions
+        for col in ("mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high"):
+            table.loc[table["metric"] == "infused_fraction", col] /= 100
+    table.loc[second, ["diff", "diff_ci_low", "diff_ci_high"]] = [0.012, -0.004, 0.028]
+    out = executive_summary(table, names, True, replications=["6"], seeds=["1"], horizon_days=365,
+                            start_date="2025-01-06", currency="HKD", referred={})
+    (finding,) = out["findings"]
+    (sentence,) = finding["sentences"]
+    assert sentence["text"] == ("Infused 1.2 more patients per 100 referred (95% CI −0.4 to +2.8); "
+                                "no clear difference: the interval includes zero.")
+    assert not sentence["clear"]
+    assert "0 of these 1 differences are statistically clear" in out["meaning"]
+    table.loc[second, ["diff", "diff_ci_low", "diff_ci_high"]] = [-0.123, -0.149, -0.098]
+    out = executive_summary(table, names, True, replications=["6"], seeds=["1"], horizon_days=365,
+                            start_date="2025-01-06", currency="HKD", referred={})
+    assert out["findings"][0]["sentences"][0]["text"] == (
+        "Infused 12.3 fewer patients per 100 referred (95% CI −14.9 to −9.8); the difference is "
+        "statistically clear.")
+
+
+def test_summary_of_one_run_gives_the_key_numbers_in_words(dirs: dict[str, Path], tmp_path: Path) -> None:
+    import pandas as pd
+
+    summary_csv = pd.read_csv(dirs["local"] / "summary.csv").set_index("metric")
+    page = report(tmp_path, dirs["local"])
+    summary = section(page, "summary")
+    infused = summary_csv.loc["infused_fraction"]
+    assert (f"{100 * infused['mean']:.1f} of every 100 referred patients were infused (95% CI "
+            f"{100 * infused['ci_low']:.1f} to {100 * infused['ci_high']:.1f}).") in summary
+    wait = summary_csv.loc["queue_wait_mean"]
+    assert f"Patients waited {wait['mean']:.1f} days on average for a slot or a start day" in summary
+    assert "compared with" not in summary
+
+
+# ------------------------------------------------------------------ warnings
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_unresolved_patients_and_an_unmet_precision_target_are_shown(dirs: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    run = _copy_run(dirs["local"], tmp_path / "run")
+    reps = pd.read_csv(run / "replications.csv")
+    reps.loc[0, "unresolved"] = 3
+    reps.to_csv(run / "replications.csv", index=False)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["command"] = ["v2vsim", "run", "scenarios/local.yaml", "--precision", "0.001"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    page = report(tmp_path, run)
+    box = re.search(r'<div class="callout warn warnings".*?</div>', page, flags=re.S)
+    assert box, "no warning box"
+    text = text_of(box.group(0))
+    assert "3 patients (0.8 per replication) were still in the pathway when the run stopped at day 5475" in text
+    assert "the precision target (0.1% of the mean) was not reached within 4 replications" in text
+    assert "do not match the sha256 in its manifest" in text  # replications.csv was changed
+    # The box comes before the numbers.
+    assert page.index('class="callout warn warnings"') < page.index('id="key-numbers"')
+
+
+def test_a_growing_wait_is_a_warning_and_a_steady_one_is_not(dirs: dict[str, Path], tmp_path: Path) -> None:
+    from v2vsim.outputs.report.run_warnings import run_warnings
+
+    slot = run_warnings(load_results(dirs["slot"]))  # two slots a month for ~40 referrals a year
+    assert any(w.startswith("the wait for a slot grows over the referral window") for w in slot)
+    assert run_warnings(load_results(dirs["local"])) == []
+    assert "Warnings from the run" not in report(tmp_path, dirs["local"])
+
+
+# ------------------------------------------------------------------ key numbers and appendix
+
+def _card_labels(page: str) -> list[str]:
+    return [text_of(m).strip() for m in re.findall(r'<div class="clabel">(.*?)</div>', page)]
+
+
+def test_cards_add_queue_wait_and_life_years_where_the_scenario_has_them(dirs: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    local = _card_labels(report(tmp_path, dirs["local"]))
+    assert "Queue wait per patient, mean" in local
+    assert not any(label.startswith("Life-years") for label in local)
+    assert not any(label.startswith("Routed") for label in local)
+    slot = _card_labels(report(tmp_path, dirs["slot"]))
+    assert "Life-years in follow-up per referred patient" in slot
+
+
+def test_all_zero_metrics_and_defaults_move_to_the_appendix(dirs: dict[str, Path], tmp_path: Path) -> None:
+    import pandas as pd
+
+    page = report(tmp_path, dirs["local"])
+    summary_csv = pd.read_csv(dirs["local"] / "summary.csv")
+    zero = summary_csv[(summary_csv[["mean", "ci_low", "ci_high"]] == 0).all(axis=1)]["metric"].tolist()
+    assert "lost_in_transit" in zero
+    from v2vsim.metrics import metric_label
+
+    results = section(page, "results")
+    table = re.search(r'<table class="results">.*?</table>', page, flags=re.S).group(0)
+    appendix = section(page, "appendix")
+    for metric in zero:
+        label = metric_label(metric, "HKD")[0]
+        assert f"<td>{html.escape(label)}</td>" not in table, label
+        assert label in appendix, label
+    assert "A.1" in results
+    # Parameters the file does not set: in the appendix, not in the assumptions table.
+    assumptions = section(page, "assumptions")
+    assert "wait_effect.per_days" not in assumptions
+    assert "cohorts[0].after_infusion.wait_effect.per_days" in appendix
