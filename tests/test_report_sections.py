@@ -321,3 +321,64 @@ def test_all_zero_metrics_and_defaults_move_to_the_appendix(dirs: dict[str, Path
     assumptions = section(page, "assumptions")
     assert "wait_effect.per_days" not in assumptions
     assert "cohorts[0].after_infusion.wait_effect.per_days" in appendix
+
+
+# ------------------------------------------------------------------ experiment directories
+
+@pytest.fixture(scope="session")
+def experiment_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("experiments")
+    local = ROOT / "scenarios" / "local.yaml"
+    out = {k: base / k for k in ("sweep", "sensitivity", "capacity")}
+    invoke("sweep", local, "--set", "sites.hkib.slots=1,2", "-n", 3, "-j", 1, "-o", out["sweep"])
+    invoke("sensitivity", local, "--method", "oat", "--param", "sites.hkib.slots", 1, 2,
+           "-n", 3, "-j", 1, "-o", out["sensitivity"])
+    invoke("capacity", local, "--site", "hkib", "--target", "queue_wait_mean<=7", "--max-slots", 3,
+           "-n", 3, "-j", 1, "-o", out["capacity"])
+    return out
+
+
+def test_sweep_directory_is_reported(experiment_dirs: dict[str, Path], tmp_path: Path) -> None:
+    import pandas as pd
+
+    page = report(tmp_path, experiment_dirs["sweep"])
+    assert "Parameter sweep" in page
+    varied = section(page, "varied")
+    assert "sites.hkib.slots" in varied and "1, 2" in varied
+    table = pd.read_csv(experiment_dirs["sweep"] / "sweep.csv")
+    results = section(page, "results")
+    for point in (0, 1):
+        row = table[(table["point"] == point) & (table["metric"] == "queue_wait_mean")].iloc[0]
+        assert f"{row['mean']:.1f}" in results and f"{row['ci_low']:.1f} to {row['ci_high']:.1f}" in results
+    assert page.count("<figure") == len(list((experiment_dirs["sweep"] / "figures").glob("*.png")))
+    assert "Metrics across the sweep" in page and "common random numbers" in section(page, "method")
+
+
+def test_sensitivity_and_capacity_directories_are_reported(experiment_dirs: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    page = report(tmp_path, experiment_dirs["sensitivity"])
+    indices = pd.read_csv(experiment_dirs["sensitivity"] / "indices.csv")
+    assert "Sensitivity analysis" in page and "One-at-a-time sensitivity" in page
+    swing = float(indices["swing"].iloc[0])
+    assert f"{100 * swing:.1f} pp" in section(page, "results")
+    page = report(tmp_path, experiment_dirs["capacity"])
+    info = json.loads((experiment_dirs["capacity"] / "capacity.json").read_text())
+    answer = info["answer"]
+    summary = section(page, "summary")
+    if answer is None:
+        assert "no slot count" in summary.lower()
+    else:
+        assert f"{answer} slot{'s' if answer != 1 else ''} at hkib meet" in summary
+    assert "Capacity curve of hkib" in page
+
+
+def test_an_experiment_is_reported_on_its_own(experiment_dirs: dict[str, Path], dirs: dict[str, Path],
+                                              tmp_path: Path) -> None:
+    from v2vsim.outputs.report import ReportError
+
+    with pytest.raises(ReportError, match="reported on its own"):
+        write_report([experiment_dirs["sweep"], dirs["local"]], tmp_path / "r.html")
