@@ -230,9 +230,9 @@ def test_run_report_holds_the_numbers_of_the_run(run_dirs: dict[str, Path], tmp_
     assert "default-src 'none'" in page
     # STRESS-DES sections in order, and reproducibility data from the manifest.
     headings = re.findall(r"<h3[^>]*>(4\.\d) ([^<]+)", page)
-    assert [h[0] for h in headings] == ["4.1", "4.2", "4.3", "4.4", "4.5", "4.6"]
+    assert [h[0] for h in headings] == ["4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7"]
     assert [h[1].split()[0] for h in headings] == ["Objectives", "Model", "Data:", "Experimentation",
-                                                   "Implementation", "Code"]
+                                                   "Implementation", "Code", "Limitations:"]
     manifest = json.loads((run_dirs["local"] / "manifest.json").read_text())
     assert manifest["scenario_sha256"] in page
     assert html.escape(" ".join(manifest["command"])) in page
@@ -556,7 +556,7 @@ def test_report_in_headless_chromium(browser: DevTools, compare_dir: Path, run_d
     for image in images:
         assert image["complete"] and image["w"] > 0 and image["h"] > 0 and image["shown"] > 0, image
     assert browser.evaluate("document.scripts.length") == 0
-    assert browser.evaluate("document.querySelectorAll('section').length") == 5
+    assert browser.evaluate("document.querySelectorAll('section').length") == 7
     # The page fits the window: nothing wider than the viewport forces a horizontal scroll.
     assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     assert browser.problems() == []

@@ -461,7 +461,7 @@ def compare(
 
 
 def report(
-    directories: Annotated[list[Path], typer.Argument(metavar="RESULTS_DIR...", help="Results directories written by `v2vsim run` or `v2vsim compare`.")],
+    directories: Annotated[list[Path], typer.Argument(metavar="RESULTS_DIR...", help="Results directories written by `v2vsim run` or `v2vsim compare`, or one sweep, sensitivity, capacity or psa directory.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write: HTML, or PDF when it ends in .pdf (printed by headless Chromium).")] = Path("report.html"),
     validation: Annotated[Optional[Path], typer.Option("--validation", metavar="DIR", help="A validation results directory written by `v2vsim validation`, for the report's external validation (predicted against observed in published trials).")] = None,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also print the HTML report to a PDF beside it (same name, .pdf; needs Chromium).")] = False,

@@ -20,6 +20,9 @@ from ..results_dir import verify_dir
 from .describe import scenario_logic
 from .economics import budget_context, drop_economic_rows, economics_context
 from .load import CompareDir, ReportError, RunDir, ValidationDir
+from .run_warnings import run_warnings
+from .scope import scope_context
+from .summary import executive_summary, referred_means
 from .sources import Parameter, _flatten_plain, _hint, _path_text, format_yaml_value, source_parameters
 from .table import (
     _as_fractions,
@@ -40,6 +43,15 @@ __all__ = ["COMPARISON_CAPTIONS", "FIGURE_CAPTIONS", "KEY_METRICS", "build_conte
 KEY_METRICS = ("infused_fraction", "died", "vein_to_vein_median", "cost_per_infused")
 #: Key numbers of scenarios with an economics section (shown when present).
 ECONOMIC_CARDS = ("qalys_discounted_per_referred", "cost_discounted_per_referred")
+#: Key numbers shown after the vein-to-vein time when some scenario has them and they are not
+#: zero everywhere: the wait for a slot, rerouting (a routing rule), life-years (survival).
+OPTIONAL_CARDS = ("queue_wait_mean", "rerouted", "life_years_per_referred")
+#: Notes under a card's label, by metric (else by unit).
+_CARD_NOTES = {
+    "queue_wait_mean": "days per patient waiting for a slot or a start day (mean)",
+    "rerouted": "patients per replication routed to the fallback pathway",
+    "life_years_per_referred": "years per referred patient, within the follow-up",
+}
 
 #: Captions of the standard figures (``figures.run_figures``) and of comparison figures.
 FIGURE_CAPTIONS: dict[str, tuple[str, str]] = {
@@ -56,13 +68,15 @@ FIGURE_CAPTIONS: dict[str, tuple[str, str]] = {
     "cumulative_incidence": (
         "Outcomes over time since referral",
         "Cumulative share of referred patients who have been infused, died, become ineligible "
-        "or been lost otherwise, by days since referral. Lines: median across replications; "
-        "bands: middle 95% of replications."),
+        "or been lost otherwise, by days since referral. Lines: mean across replications of "
+        "each replication's cumulative share; bands: 2.5th to 97.5th percentile across "
+        "replications (the middle 95% of replications, not a confidence interval of the mean)."),
     "site_utilisation": (
         "Capacity-limited sites over time",
-        "Slots in use and patients waiting for a slot at each site by simulation day "
-        "(7-day rolling mean; line: median across replications; band: middle 95% of "
-        "replications; dashed: capacity)."),
+        "Slots in use and patients waiting for a slot at each site by simulation day: each "
+        "replication's series smoothed by a centred 7-day rolling mean; line: mean across "
+        "replications; band: 2.5th to 97.5th percentile across replications; dashed: capacity. "
+        "Panel titles give the mean utilisation and queue length."),
     "journey": (
         "Patient journeys",
         "Step-by-step journeys of the traced patients of the first replication, in days since "
@@ -168,7 +182,7 @@ def _describe_key_card(metric: str, table: pd.DataFrame, scenarios: Sequence[str
         return None
     unit = str(rows["unit"].iloc[0]) if _finite_str(rows["unit"].iloc[0]) else ""
     label = str(rows["label"].iloc[0])
-    note = {"%": "of referred patients",
+    note = _CARD_NOTES.get(metric) or {"%": "of referred patients",
             "count": "patients per replication"
                      + (f" ({float(horizon_days):,.0f} days of referrals)" if _finite(horizon_days) else ""),
             "days": "days, among infused patients (mean of replication medians)"}.get(
@@ -193,6 +207,11 @@ def _describe_key_card(metric: str, table: pd.DataFrame, scenarios: Sequence[str
     return {"metric": metric, "label": label, "note": note, "entries": values, "diffs": diffs}
 
 
+def _nonzero(table: pd.DataFrame, metric: str) -> bool:
+    means = table.loc[table["metric"] == metric, "mean"]
+    return any(_finite(v) and float(v) != 0 for v in means)
+
+
 def _finite_str(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
@@ -200,7 +219,8 @@ def _finite_str(value: Any) -> bool:
 def _results_table(table: pd.DataFrame, scenarios: Sequence[str], paired: bool) -> dict[str, Any]:
     largest = table.groupby("metric")["mean"].max().to_dict() if len(table) else {}
     order, head_count = _metric_order(table["metric"].tolist(), largest)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    zero_rows: list[dict[str, Any]] = []
     for i, metric in enumerate(order):
         sub = table[table["metric"] == metric]
         unit = str(sub["unit"].iloc[0]) if _finite_str(sub["unit"].iloc[0]) else ""
@@ -226,10 +246,25 @@ def _results_table(table: pd.DataFrame, scenarios: Sequence[str], paired: bool) 
                            if _finite(r["diff_ci_low"]) else ""),
                     "excludes_zero": clear})
         n = sub["n"].dropna()
-        rows.append({"label": label, "unit": unit_text, "cells": cells, "diffs": diff_cells,
-                     "n": f"{int(n.max())}" if len(n) else "–", "first_other": i == head_count})
+        row_data = {"label": label, "unit": unit_text, "cells": cells, "diffs": diff_cells,
+                    "n": f"{int(n.max())}" if len(n) else "–", "first_other": False}
+        if _all_zero(sub):
+            zero_rows.append(row_data)
+            continue
+        if i >= head_count and not any(r["first_other"] for r in rows) and rows:
+            row_data["first_other"] = True
+        rows.append(row_data)
     return {"rows": rows, "scenarios": list(scenarios), "paired": paired,
-            "diff_columns": list(scenarios[1:]) if paired else []}
+            "diff_columns": list(scenarios[1:]) if paired else [], "zero_rows": zero_rows}
+
+
+def _all_zero(rows: pd.DataFrame) -> bool:
+    """Whether a metric is exactly zero in every scenario (its differences too): a loss cause
+    that never happens, a step that cannot fail."""
+    values = [rows[c] for c in ("mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high")]
+    means = rows["mean"]
+    return bool(len(means)) and all(_finite(v) and float(v) == 0 for v in means) and all(
+        not _finite(v) or float(v) == 0 for col in values for v in col)
 
 
 def _run_length(run: RunDir) -> dict[str, str]:
@@ -310,8 +345,9 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
     economics = economics_context(compare, names)
     budget = budget_context(compare, runs, names)
     table = drop_economic_rows(table)
-    cards = [c for c in (_describe_key_card(m, table, names, horizon) for m in KEY_METRICS) if c]
-    cards += [c for c in (_describe_key_card(m, table, names, horizon) for m in ECONOMIC_CARDS) if c]
+    shown_cards = [*KEY_METRICS[:3], *[m for m in OPTIONAL_CARDS if _nonzero(table, m)],
+                   *KEY_METRICS[3:], *ECONOMIC_CARDS]
+    cards = [c for c in (_describe_key_card(m, table, names, horizon) for m in shown_cards) if c]
     results_table = _results_table(table, names, paired)
 
     figure_groups = []
@@ -345,6 +381,7 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
             source_note = source_note or ("This run directory has no scenario_source.yaml "
                                           "(the scenario as written), so no source comments "
                                           "can be shown; values are the resolved scenario.")
+        appendix_params = [p for p in params if p.status == "default"]
         needing = [p for p in params if p.status in ("sourced", "inherited", "missing")]
         missing = [p for p in params if p.status == "missing"]
         defaults = [p for p in params if p.status == "default"]
@@ -354,7 +391,8 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
         scenarios.append({
             "index": i, "label": run.label, "name": run.name,
             "description": str(run.scenario.get("description") or ""),
-            "dir": str(run.path), "notes": notes, "params": params,
+            "dir": str(run.path), "notes": notes,
+            "params": [p for p in params if p.status != "default"], "default_params": appendix_params,
             "n_needing": len(needing), "n_missing": len(missing), "n_defaults": len(defaults),
             "n_assumption": len(assumption_words), "source_note": source_note,
             "logic": scenario_logic(run.scenario), "currency": run.currency,
@@ -383,6 +421,16 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
 
     seeds = sorted({str(r.seed) for r in runs})
     reps = sorted({str(r.n_replications) for r in runs})
+    warnings = [{"scenario": run.label if multi else "", "index": i, "text": text}
+                for i, run in enumerate(runs) for text in run_warnings(run)]
+    warnings += [{"scenario": "", "index": 0,
+                  "text": f"{len(check['problems'])} file(s) of {check['dir']} do not match the sha256 "
+                          "in its manifest: the results may have been changed since the run "
+                          "(section 4.6)"} for check in integrity if check["problems"]]
+    summary = executive_summary(
+        table, names, paired, replications=reps, seeds=seeds, horizon_days=horizon,
+        start_date=str(first.scenario.get("start_date", "")), currency=first.currency,
+        referred=referred_means(table), economics=economics, pair_note=pair_note)
     if len(names) == 1:
         title = runs[0].label
         kind_text = "Simulation results"
@@ -398,11 +446,14 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
         "baseline": names[0],
         "names": names,
         "cards": cards,
+        "summary": summary,
+        "warnings": warnings,
         "table": results_table,
         "economics": economics,
         "budget": budget,
         "figure_groups": figure_groups,
         "scenarios": scenarios,
+        "model_scope": scope_context([(r.label, r.scenario) for r in runs]),
         "seeds": seeds,
         "replications": reps,
         "versions": _versions(runs, compare),

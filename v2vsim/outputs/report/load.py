@@ -18,7 +18,7 @@ from ruamel.yaml.error import YAMLError
 from ...scenario.yaml_io import UnreadableFile, read_text_file
 from ..results_dir import MANIFEST
 
-__all__ = ["CompareDir", "FIGURE_ORDER", "ReportError", "RunDir", "ValidationDir", "load_results",
+__all__ = ["CompareDir", "ExperimentDir", "FIGURE_ORDER", "ReportError", "RunDir", "ValidationDir", "load_results",
            "load_validation"]
 
 #: Order of the figures in the report; other figures follow alphabetically.
@@ -124,7 +124,7 @@ def _budget(path: Path) -> pd.DataFrame | None:
 
 def _not_results(path: Path, why: str) -> ReportError:
     return ReportError(f"{path}: not a v2vsim results directory ({why}); give a directory "
-                       "written by `v2vsim run` or `v2vsim compare`")
+                       "written by `v2vsim run`, `compare`, `sweep`, `sensitivity`, `capacity` or `psa`")
 
 
 #: Largest JSON or YAML file of a results directory read (a manifest lists every file: tens of kB).
@@ -248,8 +248,57 @@ def _load_compare(path: Path, manifest: dict[str, Any]) -> CompareDir:
                       comparison=comparison, figures=_figures(path), budget=_budget(path))
 
 
-def load_results(path: str | Path) -> RunDir | CompareDir:
-    """Read a run or comparison directory; :class:`ReportError` if it is neither."""
+@dataclass
+class ExperimentDir:
+    """A sweep, sensitivity, capacity or PSA directory (``v2vsim sweep``, ``sensitivity``,
+    ``capacity``, ``psa``): its manifest, its JSON record, its CSV tables by file stem, the base
+    scenario it varied (``scenario.yaml``; a PSA has none) and its figures."""
+
+    path: Path
+    manifest: dict[str, Any]
+    kind: str
+    info: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    scenario: dict[str, Any] | None
+    figures: list[Path]
+
+
+#: Per experiment kind: its JSON record and its CSV tables, each with the columns it must have
+#: (None: optional table).
+EXPERIMENT_FILES: dict[str, tuple[str, dict[str, Sequence[str] | None]]] = {
+    "sweep": ("sweep.json", {"sweep": ["point", "metric", "mean", "ci_low", "ci_high", "n"],
+                             "points": None}),
+    "sensitivity": ("sensitivity.json", {"indices": ["parameter"], "points": None}),
+    "capacity": ("capacity.json", {"capacity": ["slots", "metric", "mean", "ci_low", "ci_high", "n"],
+                                   "search": ["slots", "meets_all"]}),
+    "psa": ("psa.json", {"psa_summary": ["scenario"], "ceac": ["wtp", "scenario",
+                                                              "probability_cost_effective"],
+                         "evpi": None, "evppi": None, "psa_parameters": None}),
+}
+
+
+def _load_experiment(path: Path, manifest: dict[str, Any], kind: str) -> ExperimentDir:
+    record, csvs = EXPERIMENT_FILES[kind]
+    if not (path / record).is_file():
+        raise _not_results(path, f"a {kind} manifest but no {record}")
+    info = _read_json(path / record)
+    tables = {}
+    for stem, required in csvs.items():
+        csv_path = path / f"{stem}.csv"
+        if csv_path.is_file():
+            tables[stem] = _read_csv(csv_path, required or [])
+        elif required is not None:
+            raise _not_results(path, f"a {kind} manifest but no {stem}.csv")
+    scenario = _safe_yaml(path / "scenario.yaml") if (path / "scenario.yaml").is_file() else None
+    return ExperimentDir(path=path, manifest=manifest, kind=kind,
+                         info=info if isinstance(info, dict) else {}, tables=tables,
+                         scenario=scenario if isinstance(scenario, dict) else None,
+                         figures=_figures(path))
+
+
+def load_results(path: str | Path) -> RunDir | CompareDir | ExperimentDir:
+    """Read a run, comparison, sweep, sensitivity, capacity or PSA directory;
+    :class:`ReportError` if it is none of them."""
     path = Path(path)
     manifest = _read_manifest(path)
     if is_validation_manifest(manifest):
@@ -260,6 +309,8 @@ def load_results(path: str | Path) -> RunDir | CompareDir:
         return _load_compare(path, manifest)
     if kind == "run":
         return _load_run(path, manifest)
+    if kind in EXPERIMENT_FILES:
+        return _load_experiment(path, manifest, str(kind))
     raise _not_results(path, f"unknown kind {kind!r} in {MANIFEST}")
 
 

@@ -11,11 +11,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, FunctionLoader, StrictUndefined
 
-from .context import build_context
+from .context import _data_uri, _integrity, build_context
+from .experiment import experiment_context
 from .pdf import find_browser, html_to_pdf
-from .load import CompareDir, ReportError, RunDir, ValidationDir, load_results, load_validation
+from .load import CompareDir, ExperimentDir, ReportError, RunDir, ValidationDir, load_results, load_validation
 
 __all__ = ["render_report", "write_report"]
 
@@ -30,18 +31,30 @@ class _Environment(Environment):
         return super().getattr(obj, attribute)
 
 
+def _source(name: str) -> str:
+    return resources.files("v2vsim.outputs.report").joinpath(name).read_text(encoding="utf-8")
+
+
 def _template() -> Environment:
     return _Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
-                        lstrip_blocks=True, keep_trailing_newline=True)
+                        lstrip_blocks=True, keep_trailing_newline=True, loader=FunctionLoader(_source))
 
 
-def render_report(inputs: Sequence[RunDir | CompareDir], report_command: str = "",
+def render_report(inputs: Sequence[RunDir | CompareDir | ExperimentDir], report_command: str = "",
                   validation: ValidationDir | None = None) -> str:
     """The report's HTML text for loaded results directories (and a validation directory)."""
     if not inputs:
         raise ReportError("no results directory given")
-    text = resources.files("v2vsim.outputs.report").joinpath("report.html.j2").read_text(encoding="utf-8")
-    template = _template().from_string(text)
+    experiments = [i for i in inputs if isinstance(i, ExperimentDir)]
+    if experiments:
+        if len(inputs) > 1 or validation is not None:
+            raise ReportError(f"{experiments[0].path}: a {experiments[0].kind} directory is reported on "
+                              "its own (without other directories or --validation)")
+        exp = experiments[0]
+        check = _integrity(exp.path, exp.manifest)
+        return _template().get_template("experiment.html.j2").render(
+            **experiment_context(exp, report_command, _data_uri, check))
+    template = _template().get_template("report.html.j2")
     return template.render(**build_context(inputs, report_command, validation))
 
 
