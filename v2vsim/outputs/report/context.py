@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..._version import __version__, git_commit
+from ...metrics import CLIPPED_NOTE, count_of_rate, is_fraction, per_year, rate_metric
 from ..results_dir import verify_dir
 from .describe import scenario_logic
 from .economics import budget_context, drop_economic_rows, economics_context
@@ -50,6 +51,7 @@ OPTIONAL_CARDS = ("queue_wait_mean", "rerouted", "life_years_per_referred")
 _CARD_NOTES = {
     "queue_wait_mean": "days per patient waiting for a slot or a start day (mean)",
     "rerouted": "patients per replication routed to the fallback pathway",
+    "rerouted_per_100_referred": "patients per 100 referred routed to the fallback pathway",
     "life_years_per_referred": "years per referred patient, within the follow-up",
 }
 
@@ -182,7 +184,9 @@ def _describe_key_card(metric: str, table: pd.DataFrame, scenarios: Sequence[str
         return None
     unit = str(rows["unit"].iloc[0]) if _finite_str(rows["unit"].iloc[0]) else ""
     label = str(rows["label"].iloc[0])
-    note = _CARD_NOTES.get(metric) or {"%": "of referred patients",
+    note = _CARD_NOTES.get(metric) or ("of referred patients" if is_fraction(unit) else None) or {
+            "per 100 referred": "patients per 100 referred"
+                     + (f" ({float(horizon_days):,.0f} days of referrals)" if _finite(horizon_days) else ""),
             "count": "patients per replication"
                      + (f" ({float(horizon_days):,.0f} days of referrals)" if _finite(horizon_days) else ""),
             "days": "days, among infused patients (mean of replication medians)"}.get(
@@ -216,7 +220,23 @@ def _finite_str(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
 
-def _results_table(table: pd.DataFrame, scenarios: Sequence[str], paired: bool) -> dict[str, Any]:
+def _yearly(table: pd.DataFrame, metric: str, name: str, column: str, horizon: Any) -> str:
+    """A rate per 100 referred's count a year over the referral window ("2.28 a year",
+    "+0.35 a year" for a difference); empty for other metrics."""
+    count = count_of_rate(metric)
+    if count is None or not _finite(horizon):
+        return ""
+    row = table[(table["metric"] == count) & (table["scenario"] == name)]
+    if row.empty or not _finite(row.iloc[0][column]):
+        return ""
+    value = per_year(float(row.iloc[0][column]), float(horizon))
+    shown = fmt_diff(value, "count") if column == "diff" else fmt_value(value, "count")
+    return f"{shown} a year"
+
+
+def _results_table(table: pd.DataFrame, scenarios: Sequence[str], paired: bool,
+                   horizons: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    horizons = horizons or {}
     largest = table.groupby("metric")["mean"].max().to_dict() if len(table) else {}
     order, head_count = _metric_order(table["metric"].tolist(), largest)
     rows: list[dict[str, Any]] = []
@@ -230,13 +250,14 @@ def _results_table(table: pd.DataFrame, scenarios: Sequence[str], paired: bool) 
         for j, name in enumerate(scenarios):
             row = sub[sub["scenario"] == name]
             if row.empty:
-                cells.append({"value": "–", "ci": ""})
+                cells.append({"value": "–", "ci": "", "yearly": ""})
                 if j > 0 and paired:
-                    diff_cells.append({"value": "–", "ci": "", "excludes_zero": False})
+                    diff_cells.append({"value": "–", "ci": "", "yearly": "", "excludes_zero": False})
                 continue
             r = row.iloc[0]
             cells.append({"value": fmt_value(r["mean"], unit),
-                          "ci": fmt_ci(r["ci_low"], r["ci_high"], unit)})
+                          "ci": fmt_ci(r["ci_low"], r["ci_high"], unit),
+                          "yearly": _yearly(table, str(metric), name, "mean", horizons.get(name))})
             if j > 0 and paired:
                 clear = _finite(r["diff_ci_low"]) and _finite(r["diff_ci_high"]) and (
                     float(r["diff_ci_low"]) > 0 or float(r["diff_ci_high"]) < 0)
@@ -244,6 +265,7 @@ def _results_table(table: pd.DataFrame, scenarios: Sequence[str], paired: bool) 
                     "value": fmt_diff(r["diff"], unit),
                     "ci": (f"{fmt_diff(r['diff_ci_low'], unit)} to {fmt_diff(r['diff_ci_high'], unit)}"
                            if _finite(r["diff_ci_low"]) else ""),
+                    "yearly": _yearly(table, str(metric), name, "diff", horizons.get(name)),
                     "excludes_zero": clear})
         n = sub["n"].dropna()
         row_data = {"label": label, "unit": unit_text, "cells": cells, "diffs": diff_cells,
@@ -347,8 +369,12 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
     table = drop_economic_rows(table)
     shown_cards = [*KEY_METRICS[:3], *[m for m in OPTIONAL_CARDS if _nonzero(table, m)],
                    *KEY_METRICS[3:], *ECONOMIC_CARDS]
+    # A count of patients as its rate per 100 referred, when the results have it.
+    present = set(table["metric"])
+    shown_cards = [rate_metric(m) if rate_metric(m) in present else m for m in shown_cards]
     cards = [c for c in (_describe_key_card(m, table, names, horizon) for m in shown_cards) if c]
-    results_table = _results_table(table, names, paired)
+    horizons = {name: run.scenario.get("horizon_days") for name, run in zip(names, runs)}
+    results_table = _results_table(table, names, paired, horizons)
 
     figure_groups = []
     if compare is not None and compare.figures:
@@ -446,6 +472,7 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
         "baseline": names[0],
         "names": names,
         "cards": cards,
+        "clipped_note": CLIPPED_NOTE,
         "summary": summary,
         "warnings": warnings,
         "table": results_table,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..._version import __version__, git_commit
-from ...metrics import metric_label
+from ...metrics import is_fraction, metric_label
 from .load import ExperimentDir
 from .table import _finite, fmt_ci, fmt_value
 
@@ -180,7 +180,7 @@ def _sensitivity(exp: ExperimentDir, currency: str) -> dict[str, Any]:
                          {"value": fmt_value(r["base_mean"], unit), "ci": ""},
                          {"value": fmt_value(r["high_mean"], unit),
                           "ci": fmt_ci(r.get("high_ci_low"), r.get("high_ci_high"), unit)},
-                         {"value": fmt_value(r["swing"], unit) if unit != "%" else f"{100 * float(r['swing']):.1f} pp",
+                         {"value": fmt_value(r["swing"], unit) if not is_fraction(unit) else f"{100 * float(r['swing']):.1f} pp",
                           "ci": ""}])
         how = ("One at a time (OAT): each parameter is set to its low and to its high value with the "
                "others at the base scenario's values; the swing is the metric at high minus at low. "

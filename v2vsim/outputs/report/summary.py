@@ -15,14 +15,15 @@ from typing import Any
 
 import pandas as pd
 
-from ...metrics import format_value
+from ...metrics import PER_100, count_of_rate, format_value, per_year
 from .table import _MINUS, _finite
 
 __all__ = ["SUMMARY_METRICS", "executive_summary"]
 
 #: Metrics the summary speaks of, in this order (each when the table has it and it is not zero
 #: in every scenario).
-SUMMARY_METRICS = ("infused_fraction", "died", "vein_to_vein_median", "queue_wait_mean", "rerouted",
+SUMMARY_METRICS = ("infused_fraction", "died_per_100_referred", "vein_to_vein_median",
+                   "queue_wait_mean", "rerouted_per_100_referred",
                    "life_years_per_referred", "cost_per_infused", "qalys_discounted_per_referred",
                    "cost_discounted_per_referred")
 
@@ -31,6 +32,12 @@ SUMMARY_METRICS = ("infused_fraction", "died", "vein_to_vein_median", "queue_wai
 _PHRASES: dict[str, tuple[str, str, str]] = {
     "infused_fraction": ("infused {x} {m} patients per 100 referred",
                          "{x} of every 100 referred patients were infused", "per100"),
+    "died_per_100_referred": ("{x} {m} patients per 100 referred died before infusion",
+                              "{x} of every 100 referred patients died before infusion", "rate"),
+    "rerouted_per_100_referred": (
+        "{x} {m} patients per 100 referred were routed to the fallback pathway",
+        "{x} of every 100 referred patients were routed to the fallback pathway", "rate"),
+    # Counts of results written without their rates.
     "died": ("{x} {m} patients per replication died before infusion",
              "{x} patients per replication died before infusion", "count"),
     "vein_to_vein_median": ("the median vein-to-vein time was {x} days {m}",
@@ -49,7 +56,7 @@ _PHRASES: dict[str, tuple[str, str, str]] = {
     "cost_discounted_per_referred": ("each referred patient cost {x} {m} (discounted)",
                                      "each referred patient cost {x} (discounted)", "money"),
 }
-_WORDS = {"per100": ("more", "fewer"), "count": ("more", "fewer"), "days": ("longer", "shorter"),
+_WORDS = {"per100": ("more", "fewer"), "rate": ("more", "fewer"), "count": ("more", "fewer"), "days": ("longer", "shorter"),
           "wait": ("more", "fewer"), "years": ("more", "fewer"), "money": ("more", "less")}
 
 
@@ -62,6 +69,8 @@ def _number(value: float, kind: str, currency: str) -> str:
         return f"{value:.3f}"
     if kind == "count":
         return format_value(value, "count")
+    if kind == "rate":
+        return format_value(value, PER_100)
     return f"{currency} {value:,.0f}".strip()
 
 
@@ -80,7 +89,8 @@ def _present(table: pd.DataFrame, metric: str) -> bool:
     return bool(len(means)) and any(_finite(v) and float(v) != 0 for v in means)
 
 
-def _difference(metric: str, row: Mapping[str, Any], currency: str) -> dict[str, Any] | None:
+def _difference(metric: str, row: Mapping[str, Any], currency: str,
+                aside: str = "") -> dict[str, Any] | None:
     diff, low, high = row.get("diff"), row.get("diff_ci_low"), row.get("diff_ci_high")
     if not _finite(diff):
         return None
@@ -94,21 +104,25 @@ def _difference(metric: str, row: Mapping[str, Any], currency: str) -> dict[str,
                 "difference (the same in every replication)."}
     text = phrase.format(x=_number(abs(diff), kind, currency), m=more if diff > 0 else less)
     if has_ci:
-        text += f" (95% CI {_signed(float(low), kind)} to {_signed(float(high), kind)})"
+        text += f" ({aside}95% CI {_signed(float(low), kind)} to {_signed(float(high), kind)})"
+    elif aside:
+        text += f" ({aside.rstrip('; ')})"
     text += ("; the difference is statistically clear." if clear else
              "; no clear difference: the interval includes zero." if has_ci else
              "; no interval could be computed.")
     return {"metric": metric, "clear": clear, "text": text[0].upper() + text[1:]}
 
 
-def _single(metric: str, row: Mapping[str, Any], currency: str) -> str | None:
+def _single(metric: str, row: Mapping[str, Any], currency: str, aside: str = "") -> str | None:
     if not _finite(row.get("mean")):
         return None
     _, phrase, kind = _PHRASES[metric]
     text = phrase.format(x=_number(float(row["mean"]), kind, currency))
     if _finite(row.get("ci_low")) and _finite(row.get("ci_high")):
-        text += (f" (95% CI {_number(float(row['ci_low']), kind, '')} to "
+        text += (f" ({aside}95% CI {_number(float(row['ci_low']), kind, '')} to "
                  f"{_number(float(row['ci_high']), kind, '')})")
+    elif aside:
+        text += f" ({aside.rstrip('; ')})"
     return text[0].upper() + text[1:] + "."
 
 
@@ -128,7 +142,10 @@ def executive_summary(table: pd.DataFrame, names: Sequence[str], paired: bool, *
     reps = " or ".join(replications)
     horizon = (f"{float(horizon_days):,.0f} days of referrals{_years(horizon_days)}"
                if _finite(horizon_days) else "the scenario's horizon")
-    metrics = [m for m in SUMMARY_METRICS if _present(table, m)]
+    # A rate per 100 referred, or its count in results written without rates.
+    metrics = [m if _present(table, m) or not _present(table, count_of_rate(m) or m)
+               else str(count_of_rate(m)) for m in SUMMARY_METRICS]
+    metrics = [m for m in metrics if _present(table, m)]
     findings: list[dict[str, Any]] = []
     if len(names) > 1 and paired:
         baseline = names[0]
@@ -142,7 +159,8 @@ def executive_summary(table: pd.DataFrame, names: Sequence[str], paired: bool, *
                 row = _rows(table, metric)
                 row = row[row["scenario"] == scenario]
                 if len(row):
-                    entry = _difference(metric, row.iloc[0].to_dict(), currency)
+                    entry = _difference(metric, row.iloc[0].to_dict(), currency,
+                                        _a_year(table, metric, scenario, horizon_days, "diff"))
                     if entry:
                         sentences.append(entry)
             findings.append({"scenario": scenario, "index": index, "sentences": sentences,
@@ -171,11 +189,16 @@ def executive_summary(table: pd.DataFrame, names: Sequence[str], paired: bool, *
             ref = referred.get(scenario)
             if _finite(ref):
                 sentences.append({"metric": "referred", "clear": False,
-                                  "text": f"About {float(ref):,.0f} patients were referred per replication."})
+                                  "text": f"About {float(ref):,.0f} patients were referred over "
+                                          f"{horizon}"
+                                          + (f", {per_year(float(ref), float(horizon_days)):,.1f} a year."
+                                             if _finite(horizon_days) else ".")})
             for metric in metrics:
                 row = _rows(table, metric)
                 row = row[row["scenario"] == scenario]
-                text = _single(metric, row.iloc[0].to_dict(), currency) if len(row) else None
+                text = (_single(metric, row.iloc[0].to_dict(), currency,
+                                _a_year(table, metric, scenario, horizon_days, "mean"))
+                        if len(row) else None)
                 if text:
                     sentences.append({"metric": metric, "clear": False, "text": text})
             findings.append({"scenario": scenario if len(names) > 1 else "", "index": index,
@@ -190,6 +213,24 @@ def executive_summary(table: pd.DataFrame, names: Sequence[str], paired: bool, *
         comparator = economics.get("comparator", "")
         statements = [f"Against {comparator}: {t}." for t in statements]
     return {"lead": lead, "findings": findings, "meaning": meaning, "economics": statements}
+
+
+def _a_year(table: pd.DataFrame, metric: str, scenario: str, horizon_days: Any, column: str) -> str:
+    """For a rate per 100 referred: its count a year over the referral window, as an aside
+    before the interval ("about 2.28 a year; " or "about 0.35 more a year; "); empty for other
+    metrics."""
+    count = count_of_rate(metric)
+    if count is None or not _finite(horizon_days):
+        return ""
+    row = table[(table["metric"] == count) & (table["scenario"] == scenario)]
+    if not len(row) or not _finite(row.iloc[0][column]):
+        return ""
+    value = per_year(float(row.iloc[0][column]), float(horizon_days))
+    number = format_value(abs(value) if column == "diff" else value, "count")
+    if column == "diff":
+        word = "more" if value > 0 else "fewer"
+        return f"about {number} {word} a year; " if value != 0 else ""
+    return f"about {number} a year; "
 
 
 def referred_means(table: pd.DataFrame) -> dict[str, float]:
