@@ -382,3 +382,29 @@ def test_an_experiment_is_reported_on_its_own(experiment_dirs: dict[str, Path], 
 
     with pytest.raises(ReportError, match="reported on its own"):
         write_report([experiment_dirs["sweep"], dirs["local"]], tmp_path / "r.html")
+
+
+def test_counts_are_per_100_referred_with_their_number_a_year(dirs: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    """Deaths in the summary and the table: the rate per 100 referred recomputed from each
+    replication, and the count a year from the per-replication count and the horizon."""
+    from v2vsim.metrics import format_value, per_year, t_interval
+
+    page = report(tmp_path, dirs["compare"])
+    loaded = load_results(dirs["compare"])
+    local, overseas = (r.label for r in loaded.runs)
+    reps = {r.label: r.replications.set_index("replication") for r in loaded.runs}
+    rate = {n: 100 * reps[n]["died"] / reps[n]["referred"] for n in reps}
+    diff, _low, _high, _ = t_interval((rate[overseas] - rate[local]).to_numpy(float))
+    yearly = per_year(float((reps[overseas]["died"] - reps[local]["died"]).mean()), 1825)
+    word = "more" if diff > 0 else "fewer"
+    summary = section(page, "summary")
+    assert (f"{format_value(abs(diff), 'per 100 referred')} {word} patients per 100 referred died "
+            f"before infusion (about {format_value(abs(yearly), 'count')} "
+            f"{'more' if yearly > 0 else 'fewer'} a year; 95% CI") in summary
+    table = section(page, "results")
+    assert "Died before infusion, per 100 referred" in table
+    base_yearly = per_year(float(reps[local]["died"].mean()), 1825)
+    assert f"{format_value(base_yearly, 'count')} a year" in table
+    # The per-replication counts are still there, after the headline rows.
+    assert table.index("Other metrics") < table.index("Died before infusion per replication")
