@@ -408,3 +408,13 @@ def test_counts_are_per_100_referred_with_their_number_a_year(dirs: dict[str, Pa
     assert f"{format_value(base_yearly, 'count')} a year" in table
     # The per-replication counts are still there, after the headline rows.
     assert table.index("Other metrics") < table.index("Died before infusion per replication")
+
+
+def test_names_and_references_are_in_the_appendix_not_the_parameter_tables(
+        dirs: dict[str, Path], tmp_path: Path) -> None:
+    page = report(tmp_path, dirs["compare"])
+    start, labels = page.index('id="assumptions"'), page.index('id="appendix-labels"')
+    name_row = "<code>pathways.local.steps[0].name</code>"
+    assert name_row not in page[start:labels]  # not among the parameters that need a source
+    assert page.index(name_row, labels) > labels
+    assert "<code>pathways.local.steps[0].duration</code>" in page[start:labels]
