@@ -647,3 +647,24 @@ def test_report_of_the_bundled_comparison_is_at_most_3_mb(tmp_path: Path) -> Non
     for data in pngs:
         with Image.open(io.BytesIO(base64.b64decode(data))) as image:
             assert 600 <= image.width <= 1800, image.size
+
+
+def test_report_printed_on_letter_paper(chromium: str, real_compare_dir: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--paper letter: US Letter pages (612 x 792 pt), the paired-difference column whole."""
+    if shutil.which("pdfinfo") is None or shutil.which("pdftotext") is None:
+        if os.environ.get("CI"):
+            pytest.fail("poppler-utils is not installed (apt-get install poppler-utils)")
+        pytest.skip("poppler-utils is not installed (apt-get install poppler-utils)")
+    monkeypatch.setenv("V2VSIM_CHROMIUM", chromium)
+    result = invoke("report", real_compare_dir, "-o", tmp_path / "r.pdf", "--paper", "letter")
+    assert result.exit_code == 0, result.output
+    info = subprocess.run(["pdfinfo", str(tmp_path / "r.pdf")], capture_output=True, text=True,
+                          check=True).stdout
+    assert "612 x 792 pts (letter)" in info
+    _pages, text = _pdf_pages_and_text(tmp_path / "r.pdf")
+    table_page = next(p for p in text if "Difference:" in p and "Referred patients" in p)
+    assert re.search(r"Infused.*[−+±]\d+\.\d pp", table_page), table_page
+    bad = invoke("report", real_compare_dir, "-o", tmp_path / "x.pdf", "--paper", "b5")
+    assert bad.exit_code == 2 and "unknown paper size 'b5'" in bad.output
+    assert not (tmp_path / "x.pdf").exists()

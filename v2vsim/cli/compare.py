@@ -465,6 +465,7 @@ def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write: HTML, or PDF when it ends in .pdf (printed by headless Chromium).")] = Path("report.html"),
     validation: Annotated[Optional[Path], typer.Option("--validation", metavar="DIR", help="A validation results directory written by `v2vsim validation`, for the report's external validation (predicted against observed in published trials).")] = None,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also print the HTML report to a PDF beside it (same name, .pdf; needs Chromium).")] = False,
+    paper: Annotated[str, typer.Option("--paper", help="Page size of the printed report: a4 or letter.")] = "a4",
 ) -> None:
     """Write one self-contained HTML report (key numbers, figures, assumptions, method, validation).
 
@@ -474,11 +475,13 @@ def report(
       v2vsim report results/local -o report.html
       v2vsim report results/compare-local-vs-overseas --validation results/validation -o report.html
       v2vsim report results/compare-local-vs-overseas -o report.pdf
+      v2vsim report results/compare-local-vs-overseas -o report.pdf --paper letter
     """
     from ..outputs.report import PDFError, ReportError, write_report
 
     try:
-        written = write_report(directories, output, validation=validation, pdf=pdf)
+        written = write_report(directories, output, validation=validation, pdf=pdf,
+                               paper=paper.lower())
     except PDFError as exc:
         _fail(f"error: {exc}", 1)
         raise

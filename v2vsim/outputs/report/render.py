@@ -40,9 +40,16 @@ def _template() -> Environment:
                         lstrip_blocks=True, keep_trailing_newline=True, loader=FunctionLoader(_source))
 
 
+#: Paper sizes of the print layout (``@page size``): ISO A4 and US Letter.
+PAPERS = {"a4": "A4", "letter": "letter"}
+
+
 def render_report(inputs: Sequence[RunDir | CompareDir | ExperimentDir], report_command: str = "",
-                  validation: ValidationDir | None = None) -> str:
-    """The report's HTML text for loaded results directories (and a validation directory)."""
+                  validation: ValidationDir | None = None, paper: str = "a4") -> str:
+    """The report's HTML text for loaded results directories (and a validation directory),
+    laid out for printing on ``paper`` (:data:`PAPERS`)."""
+    if paper not in PAPERS:
+        raise ReportError(f"unknown paper size {paper!r}; use one of {', '.join(PAPERS)}")
     if not inputs:
         raise ReportError("no results directory given")
     experiments = [i for i in inputs if isinstance(i, ExperimentDir)]
@@ -53,22 +60,27 @@ def render_report(inputs: Sequence[RunDir | CompareDir | ExperimentDir], report_
         exp = experiments[0]
         check = _integrity(exp.path, exp.manifest)
         return _template().get_template("experiment.html.j2").render(
-            **experiment_context(exp, report_command, _data_uri, check))
+            **experiment_context(exp, report_command, _data_uri, check), page_size=PAPERS[paper])
     template = _template().get_template("report.html.j2")
-    return template.render(**build_context(inputs, report_command, validation))
+    return template.render(**build_context(inputs, report_command, validation),
+                           page_size=PAPERS[paper])
 
 
 def write_report(directories: Sequence[str | Path], output: str | Path = "report.html",
-                 validation: str | Path | None = None, pdf: bool = False) -> Path:
+                 validation: str | Path | None = None, pdf: bool = False,
+                 paper: str = "a4") -> Path:
     """Write the report of ``directories`` (run or comparison directories) to ``output``.
 
     ``validation`` is a validation results directory (``v2vsim validation``) for the report's
     external-validity section. Raises :class:`ReportError` (nothing is written) for a directory
     that is not what it is given as. An ``output`` ending in ``.pdf`` is printed to PDF by
     headless Chromium (:mod:`.pdf`); ``pdf=True`` writes the PDF beside the HTML (same name,
-    ``.pdf``). Each file is written atomically. Returns ``output``.
+    ``.pdf``); ``paper`` is the page size of the print layout (``a4`` or ``letter``). Each file
+    is written atomically. Returns ``output``.
     """
     output = Path(output)
+    if paper not in PAPERS:
+        raise ReportError(f"unknown paper size {paper!r}; use one of {', '.join(PAPERS)}")
     if output.is_dir():
         raise ReportError(f"{output} is a directory; give the HTML file to write with -o")
     as_pdf = output.suffix.lower() == ".pdf"
@@ -78,8 +90,9 @@ def write_report(directories: Sequence[str | Path], output: str | Path = "report
     checked = load_validation(validation) if validation is not None else None
     command = shlex.join(["v2vsim", "report", *[str(d) for d in directories],
                           *(["--validation", str(validation)] if validation is not None else []),
-                          "-o", str(output), *(["--pdf"] if pdf and not as_pdf else [])])
-    html = render_report(inputs, command, checked)
+                          "-o", str(output), *(["--pdf"] if pdf and not as_pdf else []),
+                          *(["--paper", paper] if paper != "a4" else [])])
+    html = render_report(inputs, command, checked, paper)
     if as_pdf:
         with tempfile.TemporaryDirectory(prefix="v2vsim-report-") as tmpdir:
             page = _write_html(html, Path(tmpdir) / "report.html")
