@@ -18,7 +18,7 @@ __all__ = ["run_figures"]
 
 #: The patient columns each figure reads: only these go to it (and to a worker drawing it).
 PATIENT_COLUMNS = {
-    "vein_to_vein": ("outcome", "vein_to_vein_days", "referral_to_infusion_days"),
+    "vein_to_vein": ("replication", "outcome", "vein_to_vein_days", "referral_to_infusion_days"),
     "attrition_funnel": ("replication", "outcome", "apheresis_day", "manufacture_start_day",
                          "release_day"),
     "cumulative_incidence": ("replication", "outcome", "referral_day", "outcome_day"),

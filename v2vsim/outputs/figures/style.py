@@ -11,6 +11,7 @@ bytes for the same figure.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import math
 import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,18 +23,23 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from cycler import cycler
+from matplotlib import dates as mdates
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.ticker import FuncFormatter, Locator, StrMethodFormatter
 
 from ...scenario import OUTCOMES
 
 __all__ = [
+    "FOOTER_FONTSIZE",
     "KIND_COLORS",
     "OKABE_ITO",
     "OUTCOME_COLORS",
     "OUTCOME_LABELS",
     "STYLE",
+    "ScenarioDisplay",
     "add_footer",
     "draw_figures",
     "draw_band",
@@ -44,9 +50,12 @@ __all__ = [
     "outcome_color",
     "outcome_label",
     "save_figure",
+    "day_axis",
     "scenario_colors",
+    "scenario_display",
     "side_legend",
     "tail_limit",
+    "thousands",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -114,23 +123,29 @@ OUTCOME_LABELS: Final[Mapping[str, str]] = {
     "unresolved": "Unresolved at end of run",
 }
 
-#: One colour per step kind for journey swimlanes.
+#: One colour per step kind for journey swimlanes: pale tints (mostly Paul Tol's colour-blind-
+#: safe "light" scheme) kept apart from every outcome colour (CIE76 distance of 15 or more, a
+#: test checks it), so that a step bar never reads as an outcome marker (a release bar had the
+#: orange of "became ineligible", a conditioning bar the vermillion of "died").
 KIND_COLORS: Final[Mapping[str, str]] = {
-    "screen": "#8C8C8C",
-    "apheresis": OKABE_ITO["reddish_purple"],
-    "cryopreserve": OKABE_ITO["sky_blue"],
-    "transport": OKABE_ITO["yellow"],
-    "manufacture": OKABE_ITO["blue"],
-    "release": OKABE_ITO["orange"],
-    "conditioning": OKABE_ITO["vermillion"],
-    "delay": "#4D4D4D",
-    "infusion": OKABE_ITO["bluish_green"],
+    "screen": "#D9C7A7",
+    "apheresis": "#FFAABB",
+    "cryopreserve": "#99DDFF",
+    "transport": "#EEDD88",
+    "manufacture": "#8899CC",
+    "release": "#BBCC33",
+    "conditioning": "#EE8866",
+    "delay": "#707070",
+    "infusion": "#88CCAA",
 }
 
 _OTHER_LOSSES_COLOR: Final = "#4D4D4D"
 _NEUTRAL_COLOR: Final = "#56606B"  # bars that are "patients", not a cause
 _FOOTER_COLOR: Final = "#555555"
-_FOOTER_HEIGHT_INCHES: Final = 0.32
+_FOOTER_HEIGHT_INCHES: Final = 0.36
+#: Footer text size in points at the figure's size: a 13-inch figure shown 10 inches wide on a
+#: slide still sets it above 8 points.
+FOOTER_FONTSIZE: Final = 11.0
 
 #: Matplotlib rc settings of the house style; apply with :func:`house_style`. Sizes are chosen to
 #: stay readable when a 12-inch-wide figure is shown on a slide.
@@ -238,7 +253,8 @@ def add_footer(fig: Figure, footer: str) -> None:
     if isinstance(engine, ConstrainedLayoutEngine):
         engine.set(rect=(0.0, frac, 1.0, 1.0 - frac))
     fig.text(
-        0.008, frac / 2, footer, ha="left", va="center", fontsize=10, color=_FOOTER_COLOR
+        0.008, frac / 2, footer, ha="left", va="center", fontsize=FOOTER_FONTSIZE,
+        color=_FOOTER_COLOR
     )
 
 
@@ -343,6 +359,102 @@ def _ordered_outcomes(values: Iterable[str]) -> list[str]:
     """Known outcomes in house order, then any unknown ones alphabetically."""
     present = set(values)
     return [o for o in OUTCOMES if o in present] + sorted(present - set(OUTCOMES))
+
+
+# --------------------------------------------------------------------------------------------
+# Display names and calendar dates
+# --------------------------------------------------------------------------------------------
+
+
+class ScenarioDisplay:
+    """How figures name a scenario's sites, steps and cohorts, and the date of day 0.
+
+    Built from a scenario by :func:`scenario_display`; the default (nothing known) shows config
+    keys as they are and time as simulation days. Labels are display only.
+    """
+
+    def __init__(self, sites: Mapping[str, str] | None = None,
+                 steps: Mapping[str, str] | None = None,
+                 cohorts: Mapping[str, str] | None = None,
+                 start_date: dt.date | None = None) -> None:
+        self.sites: dict[str, str] = dict(sites or {})
+        self.steps: dict[str, str] = dict(steps or {})
+        self.cohorts: dict[str, str] = dict(cohorts or {})
+        self.start_date = start_date
+
+    def site(self, key: str) -> str:
+        return self.sites.get(key) or key
+
+    def step(self, name: str) -> str:
+        return self.steps.get(name) or name
+
+    def cohort(self, name: str) -> str:
+        return self.cohorts.get(name) or name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScenarioDisplay) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return (f"ScenarioDisplay(sites={self.sites}, steps={self.steps}, "
+                f"cohorts={self.cohorts}, start_date={self.start_date!r})")
+
+
+def scenario_display(scenario: Any | None) -> ScenarioDisplay:
+    """The display names (``label``, else the key or name) and start date of a scenario, or
+    the default display for ``None``. Reads only the scenario's fields (no model import)."""
+    if scenario is None:
+        return ScenarioDisplay()
+    steps: dict[str, str] = {}
+    for pathway in getattr(scenario, "pathways", {}).values():
+        for step in pathway.steps:
+            steps.setdefault(step.name, getattr(step, "label", None) or step.name)
+    return ScenarioDisplay(
+        sites={k: getattr(v, "label", None) or k for k, v in getattr(scenario, "sites", {}).items()},
+        steps=steps,
+        cohorts={c.name: getattr(c, "label", None) or c.name
+                 for c in getattr(scenario, "cohorts", [])},
+        start_date=getattr(scenario, "start_date", None),
+    )
+
+
+class _DateTicks(Locator):
+    """Ticks at month or year starts (matplotlib's date locator) on an axis of simulation days
+    counted from ``origin`` (a matplotlib date number)."""
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+        self.dates = mdates.AutoDateLocator(minticks=4, maxticks=8)
+
+    def __call__(self) -> Sequence[float]:
+        low, high = self.axis.get_view_interval()  # type: ignore[union-attr]
+        return self.tick_values(low, high)
+
+    def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
+        return [t - self.origin for t in self.dates.tick_values(vmin + self.origin,
+                                                                vmax + self.origin)]
+
+
+def day_axis(ax: Axes, start_date: dt.date | None, *, what: str = "Simulation day") -> None:
+    """Label an x axis of simulation days: calendar dates when ``start_date`` (day 0) is known
+    (the data stay in days; ticks fall on month or year starts), else ``what``."""
+    if start_date is None:
+        ax.set_xlabel(what)
+        return
+    origin = float(mdates.date2num(dt.datetime.combine(start_date, dt.time())))
+
+    def label(x: float, _pos: int | None = None) -> str:
+        day = mdates.num2date(x + origin)
+        low, high = ax.get_xlim()
+        return f"{day:%Y}" if high - low > 3 * 365 and day.month == 1 else f"{day:%b %Y}"
+
+    ax.xaxis.set_major_locator(_DateTicks(origin))
+    ax.xaxis.set_major_formatter(FuncFormatter(label))
+    ax.set_xlabel(f"Date (day 0 = {start_date:%d %b %Y})")
+
+
+def thousands(axis: Axis, decimals: int = 0) -> None:
+    """Tick labels with thousands separators (``12,500``) on a count or cost axis."""
+    axis.set_major_formatter(StrMethodFormatter(f"{{x:,.{decimals}f}}"))
 
 
 # --------------------------------------------------------------------------------------------
