@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
-from ...metrics import t_interval, t_quantile
+from ...metrics import t_interval
 from ...scenario import OUTCOMES
 from .outcomes import _incidence_shares
 from .paired import (
@@ -42,12 +42,15 @@ from .paired import (
 from .timing import _fmt_days_ci, day_limits, quantile_average, quantile_summary
 from .style import (
     _empty_message,
+    band_label,
+    mean_band,
     _fmt_tail,
     draw_band,
     draw_figures,
     house_style,
     new_figure,
     outcome_label,
+    percent_limit,
     save_figure,
     scenario_colors,
     side_legend,
@@ -145,7 +148,7 @@ def compare_vein_to_vein_figure(
         ax_cdf.set_xlim(low, limit)
         ax_hist.set_ylim(0, max(top, 1e-9) * 1.08)
         handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
-        labels.append(f"Band: {level:.0%} CI of the mean\nacross replications")
+        labels.append(band_label(level))
         if any_cut:
             handles.append(Line2D([], [], linestyle="none"))
             labels.append(f"Axis cut at {limit:.0f} days (near the\n97.5th percentile); the "
@@ -257,24 +260,23 @@ def compare_cumulative_incidence_figure(
             for ax in axes[0]:
                 _empty_message(ax, "No patients with an outcome")
             return fig
+        tops = {outcome: 0.0 for outcome, _ in panels}
         for name, colour in zip(names, colours):
             # Each outcome's days x replications shares: the array the pivot of
             # cumulative_incidence() gives, without the long table of every replication's days.
             _reps, incidence = _incidence_shares(patients[name], days, {o: [o] for o, _ in panels})
             for ax, (outcome, _) in zip(axes[0], panels):
-                wide = incidence[outcome] * 100.0
-                mean = wide.mean(axis=1)
-                n = wide.shape[1]
-                half = (t_quantile(0.5 + level / 2, n - 1) * wide.std(axis=1, ddof=1)
-                        / math.sqrt(n)) if n > 1 else np.zeros_like(mean)
-                draw_band(ax, days, mean - half, mean, mean + half, color=colour)
+                mean, low, high = mean_band(incidence[outcome] * 100.0, level)
+                draw_band(ax, days, low, mean, high, color=colour)
+                tops[outcome] = max(tops[outcome], float(np.nanmax(high)))
         for ax in axes[0]:
             ax.set_xlim(0, days[-1])
-            ax.set_ylim(0, None)
+        for ax, (outcome, _) in zip(axes[0], panels):
+            ax.set_ylim(0, percent_limit(tops[outcome]))
         handles = _scenario_handles(names)
         labels = [h.get_label() for h in handles]
         handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
-        labels.append(f"Band: {level:.0%} CI of the mean\nacross replications")
+        labels.append(band_label(level))
         later = float((pooled > days[-1]).mean() * 100.0)
         if later > 0:
             handles.append(Line2D([], [], linestyle="none"))
@@ -410,8 +412,10 @@ def compare_cost_figure(
                                               sep=" ")
                 end = mean + err[1][i]
                 right = max(right, end)
+                # Past the axis end if need be: constrained layout makes room for the text in
+                # the margin, so the axis itself stops near the data.
                 ax.annotate(text, (end / scale, yy), xytext=(6, 0), textcoords="offset points",
-                            va="center", ha="left", fontsize=11.5)
+                            va="center", ha="left", fontsize=11.5, annotation_clip=False)
             ax.set_yticks(y, [_legend_name(n, 34) for n in names])
             for tick, colour in zip(ax.get_yticklabels(), colours):
                 tick.set_color(_text_color(colour))
@@ -419,7 +423,7 @@ def compare_cost_figure(
             ax.grid(axis="y", visible=False)
         axes[-1, 0].set_xlabel(f"{currency or 'Cost'}{scale_word} per patient "
                                f"(mean; error bars: {level:.0%} CI)")
-        axes[0, 0].set_xlim(0, max(right, 1.0) / scale * 1.9)
+        axes[0, 0].set_xlim(0, max(right, 1.0) / scale * 1.05)
         axes[-1, 0].xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         if len(names) > 1:
             handle, label = _delta_handle(names[0], level)

@@ -41,14 +41,17 @@ __all__ = [
     "STYLE",
     "ScenarioDisplay",
     "add_footer",
+    "band_label",
     "draw_figures",
     "draw_band",
     "footer_text",
     "house_style",
     "kind_color",
+    "mean_band",
     "new_figure",
     "outcome_color",
     "outcome_label",
+    "percent_limit",
     "save_figure",
     "day_axis",
     "scenario_colors",
@@ -304,6 +307,26 @@ def draw_band(
             **line_kw)
 
 
+def mean_band(wide: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and ``level`` t-interval of the mean across the columns (replications) of
+    ``wide``, row by row: ``mean, low, high``. The band of every figure drawn over replications
+    (one replication: the band is the line)."""
+    from ...metrics import t_quantile
+
+    wide = np.asarray(wide, dtype=float)
+    mean = wide.mean(axis=1)
+    n = wide.shape[1]
+    if n < 2:
+        return mean, mean, mean
+    half = t_quantile(0.5 + level / 2, n - 1) * wide.std(axis=1, ddof=1) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def band_label(level: float = 0.95) -> str:
+    """Legend text of the band of :func:`mean_band`."""
+    return f"Band: {level:.0%} CI of the mean\nacross replications"
+
+
 def side_legend(
     ax: Axes,
     handles: Sequence[Any],
@@ -460,6 +483,13 @@ def thousands(axis: Axis, decimals: int = 0) -> None:
 # --------------------------------------------------------------------------------------------
 # Axis limits
 # --------------------------------------------------------------------------------------------
+
+
+def percent_limit(top: float) -> float:
+    """Upper limit of a percent axis: the data's top plus 8%, rounded up to 5, at most 100."""
+    if not math.isfinite(top) or top <= 0:
+        return 100.0
+    return float(min(100.0, math.ceil(top * 1.08 / 5.0) * 5.0))
 
 
 def tail_limit(values: np.ndarray, quantile: float = 99.0) -> float:
