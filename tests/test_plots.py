@@ -202,25 +202,40 @@ def tiny() -> pd.DataFrame:
 
 def test_funnel_counts_match_hand_count(tiny: pd.DataFrame) -> None:
     # Reached per replication (rep 0, rep 1):
-    #   referred 4, 4; apheresed 3 (0, 2, 3), 4; manufactured 1 (0; patient 2 failed), 4;
-    #   released 1, 3 (not the OOS patient); infused 1, 2.
+    #   referred 4, 4; apheresis done 3 (0, 2, 3), 4; manufacture started 2 (0, and patient 2
+    #   whose manufacture then failed), 4; released 1, 3 (not the OOS patient); infused 1, 2.
     counts = plots.funnel_counts(tiny)
     assert list(counts.index) == list(plots.FUNNEL_STAGES)
-    assert counts["patients"].tolist() == [4.0, 3.5, 2.5, 2.0, 1.5]
-    assert counts["percent_of_referred"].tolist() == pytest.approx([100, 87.5, 62.5, 50, 37.5])
-    assert counts["lost_after"].tolist() == [0.5, 1.0, 0.5, 0.5, 0.0]
+    assert counts["patients"].tolist() == [4.0, 3.5, 3.0, 2.0, 1.5]
+    assert counts["percent_of_referred"].tolist() == pytest.approx([100, 87.5, 75, 50, 37.5])
+    assert counts["lost_after"].tolist() == [0.5, 0.5, 1.0, 0.5, 0.0]
+
+
+def test_funnel_stages_are_named_for_what_they_count(tiny: pd.DataFrame) -> None:
+    # A manufacture that fails has started: the patient passes "Manufacture started" and is
+    # lost after it as "manufacturing failed" (the stage was "Manufactured" and left them out).
+    assert plots.FUNNEL_STAGES == ("referred", "apheresed", "manufacture_started", "released",
+                                   "infused")
+    fig = plots.attrition_funnel_figure(tiny, "tiny")
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["Referred", "Apheresis done", "Manufacture started", "Product released",
+                     "Infused"]
+    losses = plots.funnel_losses(tiny)
+    assert losses.loc["manufacture_started", "manufacturing_failed"] == 0.5
+    assert losses.loc["apheresed", "manufacturing_failed"] == 0.0
 
 
 def test_funnel_losses_by_cause_match_hand_count(tiny: pd.DataFrame) -> None:
-    # Lost after referral: rep-0 death (0.5/rep). After apheresis: rep-0 manufacturing failure
-    # and rep-0 unresolved. After manufacture: rep-1 out of spec. After release: rep-1 death.
+    # Lost after referral: rep-0 death (0.5/rep). After apheresis: rep-0 unresolved. After
+    # manufacture started: rep-0 manufacturing failure and rep-1 out of spec. After release:
+    # rep-1 death.
     losses = plots.funnel_losses(tiny)
     assert list(losses.index) == list(plots.FUNNEL_STAGES[:-1])
     assert list(losses.columns) == [
         "died", "manufacturing_failed", "out_of_specification", "unresolved"
     ]
     expected = pd.DataFrame(
-        [[0.5, 0, 0, 0], [0, 0.5, 0, 0.5], [0, 0, 0.5, 0], [0.5, 0, 0, 0]],
+        [[0.5, 0, 0, 0], [0, 0, 0, 0.5], [0, 0.5, 0.5, 0], [0.5, 0, 0, 0]],
         index=losses.index, columns=losses.columns, dtype=float,
     )
     pd.testing.assert_frame_equal(losses, expected)

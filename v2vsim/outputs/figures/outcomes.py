@@ -49,20 +49,22 @@ __all__ = [
 # Attrition funnel
 # --------------------------------------------------------------------------------------------
 
-#: Stages of the attrition funnel, in order.
+#: Stages of the attrition funnel, in order: each counts the patients for whom it happened
+#: (or a later stage did): referred, apheresis done, manufacture started, product released
+#: for infusion, infused.
 FUNNEL_STAGES: Final[tuple[str, ...]] = (
     "referred",
     "apheresed",
-    "manufactured",
+    "manufacture_started",
     "released",
     "infused",
 )
 
 _STAGE_LABELS: Final[Mapping[str, str]] = {
     "referred": "Referred",
-    "apheresed": "Apheresed",
-    "manufactured": "Manufactured",
-    "released": "Released",
+    "apheresed": "Apheresis done",
+    "manufacture_started": "Manufacture started",
+    "released": "Product released",
     "infused": "Infused",
 }
 
@@ -70,21 +72,18 @@ _STAGE_LABELS: Final[Mapping[str, str]] = {
 def _deepest_stage(patients: pd.DataFrame) -> np.ndarray:
     """Index into FUNNEL_STAGES of the last stage each patient reached.
 
-    apheresed = apheresis_day known; manufactured = manufacture started and the outcome is not
-    manufacturing_failed (a patient who died during manufacturing counts as manufactured);
-    released = release_day known; infused = outcome "infused". A patient counts as reaching a
-    stage if they reached it or any later one, so the funnel never widens even if a pathway
-    skips a step (e.g. no recorded release).
+    apheresed = apheresis_day known; manufacture_started = manufacture_start_day known (a
+    manufacture that then fails still started: the patient is lost after this stage, as
+    "manufacturing failed"); released = release_day known; infused = outcome "infused". A
+    patient counts as reaching a stage if they reached it or any later one, so the funnel
+    never widens even if a pathway skips a step (e.g. no recorded release).
     """
     infused = (patients["outcome"] == "infused").to_numpy()
     released = patients["release_day"].notna().to_numpy() | infused
-    manufactured = (
-        patients["manufacture_start_day"].notna()
-        & (patients["outcome"] != "manufacturing_failed")
-    ).to_numpy() | released
-    apheresed = patients["apheresis_day"].notna().to_numpy() | manufactured
+    started = patients["manufacture_start_day"].notna().to_numpy() | released
+    apheresed = patients["apheresis_day"].notna().to_numpy() | started
     return (
-        apheresed.astype(int) + manufactured.astype(int) + released.astype(int) + infused
+        apheresed.astype(int) + started.astype(int) + released.astype(int) + infused
     ).astype(int)
 
 
@@ -194,6 +193,7 @@ def attrition_funnel_figure(
         ax.set_yticks(y, [_STAGE_LABELS[s] for s in FUNNEL_STAGES])
         ax.invert_yaxis()
         ax.set_xlim(0, referred * 1.2)
+        thousands(ax.xaxis)
         ax.grid(axis="y", visible=False)
         ax.set_xlabel(
             "Patients per replication (mean)" if n_reps > 1 else "Patients (one replication)"
