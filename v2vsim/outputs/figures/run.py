@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ...metrics import SiteDays
 from .outcomes import attrition_funnel_figure, cumulative_incidence_figure
 from .sites import site_timeline_figure
-from .style import draw_figures, save_figure
+from .style import ScenarioDisplay, draw_figures, save_figure, scenario_display
 from .timing import journey_figure, vein_to_vein_figure
 
 __all__ = ["run_figures"]
@@ -26,7 +27,7 @@ PATIENT_COLUMNS = {
 
 
 def _draw_and_save(stem: str, frame: pd.DataFrame | SiteDays, scenario_name: str, out_dir: Path,
-                   footer: str, journey_relative: bool) -> list[Path]:
+                   footer: str, journey_relative: bool, display: ScenarioDisplay) -> list[Path]:
     """Build one standard figure, save it and free it (runs in a worker process too)."""
     if stem == "vein_to_vein":
         fig = vein_to_vein_figure(frame, scenario_name, footer=footer)
@@ -35,9 +36,10 @@ def _draw_and_save(stem: str, frame: pd.DataFrame | SiteDays, scenario_name: str
     elif stem == "cumulative_incidence":
         fig = cumulative_incidence_figure(frame, scenario_name, footer=footer)
     elif stem == "site_utilisation":
-        fig = site_timeline_figure(frame, scenario_name, footer=footer)
+        fig = site_timeline_figure(frame, scenario_name, footer=footer, display=display)
     else:
-        fig = journey_figure(frame, scenario_name, relative=journey_relative, footer=footer)
+        fig = journey_figure(frame, scenario_name, relative=journey_relative, footer=footer,
+                             display=display)
     paths = save_figure(fig, out_dir, stem)
     # Figures made without pyplot are freed once unreferenced; clearing releases the
     # artists now, which matters when many scenarios are drawn in one process.
@@ -56,6 +58,7 @@ def run_figures(
     journey_relative: bool = True,
     jobs: int = 1,
     guard: Callable[[str], AbstractContextManager[None]] | None = None,
+    scenario: Any | None = None,
 ) -> list[Path]:
     """Draw and save all standard figures of one scenario (PNG at 200 dpi and SVG).
 
@@ -67,7 +70,11 @@ def run_figures(
     the figures are drawn in that many worker processes (same files). ``site_days`` is
     ``Results.site_days`` or the arrays it is built from (``Results.site_profile``). With
     ``guard`` (see :func:`.style.draw_figures`) a figure that fails leaves the others drawn.
+    With ``scenario`` (the :class:`~v2vsim.scenario.Scenario` run), sites and cohorts are
+    named by their ``label`` and simulation days are shown as dates from its ``start_date``
+    (:func:`.style.scenario_display`); without it, by their keys and in days.
     """
+    display = scenario_display(scenario)
 
     def columns(stem: str) -> pd.DataFrame:
         return patients[[c for c in PATIENT_COLUMNS[stem] if c in patients.columns]]
@@ -80,7 +87,8 @@ def run_figures(
         ("cumulative_incidence", columns("cumulative_incidence")),
     )
     results = draw_figures(_draw_and_save, [(stem, (frame, scenario_name, Path(out_dir), footer,
-                                                     journey_relative)) for stem, frame in work],
+                                                     journey_relative, display))
+                                            for stem, frame in work],
                            out_dir, jobs=jobs, guard=guard)
     order = ["vein_to_vein", "attrition_funnel", "cumulative_incidence", "site_utilisation",
              "journey"]

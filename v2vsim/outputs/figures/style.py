@@ -453,8 +453,9 @@ class _DateTicks(Locator):
         return self.tick_values(low, high)
 
     def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
-        return [t - self.origin for t in self.dates.tick_values(vmin + self.origin,
-                                                                vmax + self.origin)]
+        ticks = self.dates.tick_values(mdates.num2date(vmin + self.origin),
+                                       mdates.num2date(vmax + self.origin))
+        return [t - self.origin for t in ticks]
 
 
 def day_axis(ax: Axes, start_date: dt.date | None, *, what: str = "Simulation day") -> None:

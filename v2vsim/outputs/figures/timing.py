@@ -25,9 +25,11 @@ from ...scenario import OUTCOME_BY_KIND
 from .style import (
     _FOOTER_COLOR,
     KIND_COLORS,
+    ScenarioDisplay,
     _empty_message,
     _fmt_tail,
     _ordered_outcomes,
+    day_axis,
     house_style,
     kind_color,
     new_figure,
@@ -250,6 +252,7 @@ def journey_figure(
     *,
     relative: bool = False,
     footer: str = "",
+    display: ScenarioDisplay | None = None,
 ) -> Figure:
     """Swimlanes of individual patient journeys: steps, waits before steps and how each ended.
 
@@ -258,7 +261,10 @@ def journey_figure(
     each journey ends with a marker for its outcome. Only the first replication in ``events``
     is drawn. The x axis is the simulation day, which shows patients competing for the same
     slots; ``relative=True`` starts every lane at its referral instead, to compare journeys.
+    Cohorts are named with ``display`` (their labels), and with its start date the simulation
+    days are shown as dates.
     """
+    display = display or ScenarioDisplay()
     frame = events
     replications = sorted(pd.unique(events["replication"])) if len(events) else []
     if len(replications) > 1:
@@ -283,7 +289,10 @@ def journey_figure(
         if replications:
             subtitle += f", replication {replications[0]}"
         ax.set_title(subtitle)
-        ax.set_xlabel("Days since referral" if relative else "Day")
+        if relative:
+            ax.set_xlabel("Days since referral")
+        else:
+            day_axis(ax, display.start_date)
         if not patients:
             _empty_message(ax, "No traced patients")
             return fig
@@ -300,7 +309,7 @@ def journey_figure(
             trace = lanes[lanes["patient"] == patient].sort_values(
                 ["ready_day", "end_day"], kind="stable"
             )
-            labels.append(f"Patient {patient} ({trace['cohort'].iloc[0]})")
+            labels.append(f"Patient {patient} ({display.cohort(str(trace['cohort'].iloc[0]))})")
             # The last event is the latest to end; on ties (an instantaneous infusion right
             # after conditioning) the one that started later.
             ends = trace["end_day"].to_numpy(dtype=float)
