@@ -433,14 +433,18 @@ def test_journey_limits_lanes_and_marks_outcomes() -> None:
 
 
 def test_vein_to_vein_gives_median_and_p90_in_the_legend() -> None:
+    # The summary tables' statistics: the mean over replications of each one's own quantile.
     patients, _, _ = synthetic_results(replications=2)
-    values = patients.loc[patients["outcome"] == "infused", "vein_to_vein_days"]
+    infused = patients[patients["outcome"] == "infused"]
+    by_rep = infused.groupby("replication")["vein_to_vein_days"]
+    median, p90 = by_rep.median().mean(), by_rep.quantile(0.9).mean()
     fig = plots.vein_to_vein_figure(patients, "base")
     legend = fig.axes[0].get_legend()
     assert legend is not None
     labels = [t.get_text() for t in legend.get_texts()]
-    assert f"Median: {np.median(values):.1f} days" in labels
-    assert f"90th percentile: {np.percentile(values, 90):.1f} days" in labels
+    assert any(label.startswith(f"Median {median:.1f} d (") for label in labels), labels
+    assert any(label.startswith(f"90th percentile {p90:.1f} d (") for label in labels), labels
+    assert "pooled" in fig.axes[0].get_ylabel()
 
 
 def test_tail_limit_hand_worked() -> None:
@@ -476,15 +480,16 @@ def test_vein_to_vein_close_median_and_p90_do_not_collide_and_tail_is_cut() -> N
              if t.get_text()]
     assert ticks and not any(_overlap(legend, tick) for tick in ticks)
     assert not any(t.get_text().startswith(("Median", "P90")) for t in ax.texts)
-    # The axis stops near the 99th percentile and the legend says what is beyond.
-    assert ax.get_xlim()[1] == plots.tail_limit(v2v) < 95.0
+    # The axis stops near the 97.5th percentile and the legend says what is beyond.
+    assert ax.get_xlim()[1] == plots.tail_limit(v2v, 97.5) < 95.0
     assert any("Not shown:" in t.get_text() and "longest 130 days" in t.get_text()
                for t in ax.get_legend().get_texts())
 
 
 def test_site_timeline_mean_of_constant_series_is_that_constant() -> None:
-    # Replications hold 1, 3 and 5 slots every day: the mean line is 3 whatever the smoothing.
-    days = np.arange(30)
+    # Replications hold 1, 3 and 5 of 6 slots every day: each month's share of slot time in
+    # use is 50% on average, and nobody waits.
+    days = np.arange(60)
     site_days = pd.concat(
         [
             pd.DataFrame({"replication": rep, "site": "S", "day": days, "in_use": float(held),
@@ -494,16 +499,19 @@ def test_site_timeline_mean_of_constant_series_is_that_constant() -> None:
         ignore_index=True,
     )
     fig = plots.site_timeline_figure(site_days, "flat")
-    mean_line, capacity_line = fig.axes[0].get_lines()
-    np.testing.assert_allclose(mean_line.get_ydata(), 3.0)
-    np.testing.assert_allclose(capacity_line.get_ydata(), 6.0)
-    assert "mean utilisation 50%" in fig.axes[0].get_title(loc="left")
+    [mean_line] = fig.axes[0].get_lines()
+    np.testing.assert_allclose(mean_line.get_ydata(), 50.0)
+    assert "50% over the run" in fig.axes[0].get_title(loc="left")
+    assert "6 slots" in fig.axes[0].get_title(loc="left")
+    for line in fig.axes[1].get_lines():
+        np.testing.assert_allclose(line.get_ydata(), 0.0)
 
 
-def test_site_timeline_shows_the_mean_not_the_median_of_one_slot() -> None:
-    # One slot, four replications: on each day three hold it and one does not. The median
-    # across replications is 1 (the old, misleading line); the expected use is 0.75.
-    days = np.arange(20)
+def test_site_timeline_of_one_slot_is_the_monthly_share_not_a_0_to_1_band() -> None:
+    # One slot, four replications: on each day three hold it and one does not. A band across
+    # replications of the daily value spans 0-1 (the old figure); the monthly share of slot
+    # time in use is 75% in every replication, so its CI is that value.
+    days = np.arange(61)
     site_days = pd.concat(
         [pd.DataFrame({"replication": rep, "site": "Prodigy", "day": days,
                        "in_use": np.where((days + rep) % 4 == 0, 0.0, 1.0),
@@ -511,17 +519,20 @@ def test_site_timeline_shows_the_mean_not_the_median_of_one_slot() -> None:
          for rep in range(4)],
         ignore_index=True,
     )
-    x, low, mean, high = plots.site_mean_band(site_days, "in_use")
-    np.testing.assert_allclose(mean, 0.75)
-    np.testing.assert_allclose(low, 0.075)  # 2.5th percentile of [0, 1, 1, 1]
-    np.testing.assert_allclose(high, 1.0)
-    fig = plots.site_timeline_figure(site_days, "one slot", smooth_days=1)
+    fig = plots.site_timeline_figure(site_days, "one slot")
     use, queue = fig.axes[0], fig.axes[1]
-    np.testing.assert_allclose(use.get_lines()[0].get_ydata(), 0.75)
-    np.testing.assert_allclose(queue.get_lines()[0].get_ydata(), 1.5)
-    assert "mean utilisation 75%" in use.get_title(loc="left")
+    [mean] = use.get_lines()
+    np.testing.assert_allclose(mean.get_ydata()[:2], 75.0, atol=1.0)
+    assert use.get_ylabel() == "Slot time in use (%)"
+    assert "(1 slot)" in use.get_title(loc="left")
+    # The waitlist: 2 on three days in four, 0 on the fourth: median 2, 90th percentile 2.
+    p90, median = queue.get_lines()
+    np.testing.assert_allclose(median.get_ydata(), 2.0)
+    np.testing.assert_allclose(p90.get_ydata(), 2.0)
     legend = " ".join(t.get_text() for t in fig.axes[1].get_legend().get_texts())
-    assert "Mean across" in legend and "Median" not in legend
+    assert "mean across" in legend and "CI of the mean" in legend
+    assert "median day" in legend and "90th percentile" in legend
+    assert use.get_xlabel() == "Simulation day"
 
 
 def test_journey_relative_starts_every_lane_at_zero() -> None:

@@ -128,20 +128,21 @@ def _by_site(site_days: pd.DataFrame | SiteDays,
 
 def month_starts(first_day: float, last_day: float, start_date: dt.date | None,
                  ) -> np.ndarray:
-    """The day each month begins, from the month holding ``first_day`` to past ``last_day``
-    (the last entry ends the last month): calendar months when ``start_date`` (day 0) is known,
+    """The day each month begins, from the month holding ``first_day`` to the month holding
+    the last day before ``last_day`` (the last entry ends that month): calendar months when ``start_date`` (day 0) is known,
     else months of 30.4375 days from day 0. The first month may begin before ``first_day``."""
+    last_row = max(last_day - 1.0, first_day)  # rows are whole days: the last one's start
     if start_date is None:
         length = 365.25 / 12
         first = math.floor(first_day / length)
-        last = max(math.ceil(last_day / length), first + 1)
+        last = math.floor(last_row / length) + 1
         return np.arange(first, last + 1) * length
     first = start_date + dt.timedelta(days=math.floor(first_day))
     month = dt.date(first.year, first.month, 1)
     edges: list[float] = []
     while True:
         edges.append(float((month - start_date).days))
-        if edges[-1] >= last_day:
+        if edges[-1] > last_row:
             break
         month = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
     if len(edges) < 2:
