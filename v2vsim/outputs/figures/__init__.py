@@ -46,6 +46,7 @@ from .experiments import (
     sweep_scatter_figure,
     tornado_figure,
 )
+from .economics import budget_figure, cost_breakdown, cost_breakdown_figure
 from .outcomes import (
     FUNNEL_STAGES,
     attrition_funnel_figure,
@@ -109,12 +110,15 @@ __all__ = [
     "add_footer",
     "attrition_funnel_figure",
     "band_label",
+    "budget_figure",
     "capacity_figure",
     "compare_attrition_figure",
     "compare_cost_figure",
     "compare_cumulative_incidence_figure",
     "compare_outcomes_figure",
     "compare_vein_to_vein_figure",
+    "cost_breakdown",
+    "cost_breakdown_figure",
     "comparison_figures",
     "cumulative_incidence",
     "cumulative_incidence_figure",

@@ -23,6 +23,7 @@ from matplotlib.ticker import StrMethodFormatter
 
 from ...metrics import t_interval
 from ...scenario import OUTCOMES
+from .economics import cost_breakdown_figure
 from .outcomes import _incidence_shares
 from .paired import (
     _delta_handle,
@@ -450,9 +451,13 @@ def _draw_and_save_comparison(
     footer: str,
     formats: Sequence[str],
     dpi: int,
+    budgets: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Build one comparison figure, save it and free it (runs in a worker process too)."""
-    if stem == "outcomes_per_100":
+    if stem == "cost_breakdown":
+        referred = {n: t.set_index("replication")["referred"] for n, t in replications.items()}
+        fig = cost_breakdown_figure(dict(budgets or {}), referred, currency, footer=footer)
+    elif stem == "outcomes_per_100":
         fig = compare_outcomes_figure(replications, footer=footer)
     elif stem == "vein_to_vein":
         fig = compare_vein_to_vein_figure(patients, footer=footer)
@@ -478,8 +483,13 @@ def comparison_figures(
     dpi: int = 300,
     jobs: int = 1,
     guard: Callable[[str], AbstractContextManager[None]] | None = None,
+    budgets: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Draw and save every comparison figure (:data:`COMPARISON_FIGURES`); returns the paths.
+
+    With ``budgets`` (each scenario's ``Results.budget``, by name) and every scenario's having
+    rows (economics sections), ``cost_breakdown`` is drawn too: each scenario's cost per
+    referred patient stacked by category (:func:`.economics.cost_breakdown_figure`).
 
     ``patients`` and ``replications`` map scenario names (baseline first) to their frames;
     the replications of all scenarios must share replication numbers (one seed) for the
@@ -488,7 +498,13 @@ def comparison_figures(
     fails leaves the others drawn.
     """
     out_dir = Path(out_dir)
-    args = (dict(patients), dict(replications), currency, out_dir, footer, tuple(formats), dpi)
-    results = draw_figures(_draw_and_save_comparison, [(stem, args) for stem in COMPARISON_FIGURES],
+    stems = list(COMPARISON_FIGURES)
+    costed = (budgets is not None and set(budgets) >= set(patients)
+              and all(len(budgets[n]) for n in patients))
+    if costed:
+        stems.append("cost_breakdown")
+    args = (dict(patients), dict(replications), currency, out_dir, footer, tuple(formats), dpi,
+            {n: budgets[n] for n in patients} if costed and budgets is not None else None)
+    results = draw_figures(_draw_and_save_comparison, [(stem, args) for stem in stems],
                            out_dir, jobs=jobs, guard=guard)
     return [p for paths in results for p in paths]
