@@ -45,7 +45,7 @@ CATEGORY_COLORS: Final = {
     "hospital": KIND_COLORS["conditioning"],
     "bridging": "#AA99DD",
     "follow_up": "#99DDBB",
-    "fixed": "#A8A8A8",
+    "fixed": "#5E6A71",
 }
 
 #: Legend names of the cost categories.

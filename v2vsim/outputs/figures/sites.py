@@ -171,7 +171,8 @@ def monthly_site_use(rows: pd.DataFrame, edges: np.ndarray, level: float = 0.95,
 
     ``busy_mean``, ``busy_low``, ``busy_high``: the share of slot time in use (0–1), each
     replication's ``sum(in_use) / sum(slots)`` over the month's days, averaged over the
-    replications with days in the month, with a ``level`` t-interval of that mean.
+    replications with days in the month, with a ``level`` t-interval of that mean (clipped to
+    0–1).
     ``queue_median``, ``queue_p90``: the median and 90th percentile of the daily mean
     waitlist length over all the month's days of all replications. NaN where a month has no
     data (or, for the share, no capacity).
@@ -189,6 +190,8 @@ def monthly_site_use(rows: pd.DataFrame, edges: np.ndarray, level: float = 0.95,
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(slots > 0, used / slots, np.nan).reshape(n_months, max(len(reps), 1))
     mean, low, high = _nan_mean_band(share, level)
+    # A share lies in 0-1; the t-interval of a few replications left at the end can overshoot.
+    low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     queue = rows["queue"].to_numpy(dtype=float)
     order = np.argsort(month, kind="stable")
     bounds = np.searchsorted(month[order], np.arange(n_months + 1))
