@@ -19,6 +19,7 @@ from .style import (
     OKABE_ITO,
     ScenarioDisplay,
     _empty_message,
+    _fmt_percent,
     _n_replications,
     day_axis,
     draw_band,
@@ -265,12 +266,11 @@ def site_timeline_figure(
             total_slots = float(frame["slots"].sum()) if len(frame) else 0.0
             use_note = queue_note = ""
             if total_slots > 0:
-                use_note = (f"; {100.0 * float(frame['in_use'].sum()) / total_slots:.0f}% "
-                            "over the run")
+                use_note = (f"; {_fmt_percent(100.0 * float(frame['in_use'].sum()) / total_slots)}"
+                            " over the run")
                 queue_note = f"; mean {float(frame['queue'].mean()):,.2f} waiting"
             slots = _slots_text(capacity)
-            ax_use.set_title(f"{name} ({slots})\nslot time in use{use_note}" if slots else
-                             f"{name}\nslot time in use{use_note}")
+            ax_use.set_title(f"{name}\nslot time in use{f' ({slots})' if slots else ''}{use_note}")
             ax_queue.set_title(f"{name}\npatients waiting for a slot{queue_note}")
             ax_use.set_ylabel("Slot time in use (%)")
             ax_queue.set_ylabel("Patients waiting")
