@@ -22,7 +22,8 @@ import v2vsim
 from v2vsim.metrics import t_quantile
 from v2vsim.outputs.figures import outcomes, sites
 from v2vsim.outputs.figures.compare import compare_cumulative_incidence_figure
-from v2vsim.outputs.figures.style import scenario_display, tail_limit
+from v2vsim.outputs.figures.display import scenario_display
+from v2vsim.outputs.figures.style import tail_limit
 from v2vsim.scenario import OUTCOMES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -46,6 +46,7 @@ from .experiments import (
     sweep_scatter_figure,
     tornado_figure,
 )
+from .display import ScenarioDisplay, day_axis, scenario_display, thousands
 from .economics import budget_figure, cost_breakdown, cost_breakdown_figure
 from .outcomes import (
     FUNNEL_STAGES,
@@ -65,10 +66,8 @@ from .style import (
     OUTCOME_COLORS,
     OUTCOME_LABELS,
     STYLE,
-    ScenarioDisplay,
     add_footer,
     band_label,
-    day_axis,
     draw_band,
     footer_text,
     house_style,
@@ -80,10 +79,8 @@ from .style import (
     percent_limit,
     save_figure,
     scenario_colors,
-    scenario_display,
     side_legend,
     tail_limit,
-    thousands,
 )
 from .timing import (
     QUANTILE_GRID,

@@ -23,6 +23,7 @@ from matplotlib.ticker import StrMethodFormatter
 
 from ...metrics import t_interval
 from ...scenario.economics import COST_CATEGORIES
+from .display import thousands
 from .style import (
     KIND_COLORS,
     _empty_message,
@@ -30,7 +31,6 @@ from .style import (
     new_figure,
     scenario_colors,
     side_legend,
-    thousands,
 )
 
 __all__ = ["CATEGORY_COLORS", "CATEGORY_LABELS", "budget_figure", "cost_breakdown",

@@ -3,7 +3,6 @@ on the way and why) and the cumulative incidence of outcomes over time since ref
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Final
@@ -14,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .display import thousands
 from .style import (
     _NEUTRAL_COLOR,
     _OTHER_LOSSES_COLOR,
@@ -33,7 +33,6 @@ from .style import (
     percent_limit,
     side_legend,
     tail_limit,
-    thousands,
 )
 
 __all__ = [

@@ -13,7 +13,8 @@ from ...metrics import SiteDays
 from .economics import cost_breakdown_figure
 from .outcomes import attrition_funnel_figure, cumulative_incidence_figure
 from .sites import site_timeline_figure
-from .style import ScenarioDisplay, draw_figures, save_figure, scenario_display
+from .display import ScenarioDisplay, scenario_display
+from .style import draw_figures, save_figure
 from .timing import journey_figure, vein_to_vein_figure
 
 __all__ = ["run_figures"]

@@ -15,18 +15,16 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ...metrics import SiteDays
+from .display import ScenarioDisplay, day_axis, thousands
 from .style import (
     OKABE_ITO,
-    ScenarioDisplay,
     _empty_message,
     _fmt_percent,
     _n_replications,
-    day_axis,
     draw_band,
     house_style,
     new_figure,
     side_legend,
-    thousands,
 )
 
 __all__ = ["month_starts", "monthly_site_use", "site_mean_band", "site_timeline_figure"]

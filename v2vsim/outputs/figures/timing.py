@@ -1,5 +1,7 @@
-"""How long patients take: the vein-to-vein distribution of one scenario and the swimlanes
-of individual patient journeys (steps, waits before steps, how each journey ended)."""
+"""How long patients take: the vein-to-vein distribution of one scenario and of several side by
+side (quantiles averaged over replications, so that curves and legends give the summary tables'
+median and P90), and the swimlanes of individual patient journeys (steps, waits before steps,
+how each journey ended)."""
 
 from __future__ import annotations
 
@@ -22,25 +24,28 @@ from matplotlib.textpath import TextToPath
 
 from ...metrics import t_interval, t_quantile
 from ...scenario import OUTCOME_BY_KIND
+from .display import ScenarioDisplay, day_axis
+from .paired import _legend_name
 from .style import (
     _FOOTER_COLOR,
     KIND_COLORS,
-    ScenarioDisplay,
     _empty_message,
     _fmt_tail,
     _ordered_outcomes,
-    day_axis,
+    band_label,
     house_style,
     kind_color,
     new_figure,
     outcome_color,
     outcome_label,
+    scenario_colors,
     side_legend,
     tail_limit,
 )
 
 __all__ = [
     "QUANTILE_GRID",
+    "compare_vein_to_vein_figure",
     "day_limits",
     "journey_figure",
     "quantile_average",
@@ -204,6 +209,96 @@ def vein_to_vein_figure(
                              quantile_summary(patients, column, 0.9))
     return fig
 
+
+
+def compare_vein_to_vein_figure(
+    patients: Mapping[str, pd.DataFrame],
+    *,
+    column: str = "vein_to_vein_days",
+    footer: str = "",
+    level: float = 0.95,
+) -> Figure:
+    """Days of infused patients per scenario: the quantile-averaged cumulative curve and the
+    pooled 1-day histogram.
+
+    Left: for each share ``p`` infused, the mean over replications of each replication's ``p``
+    quantile (:func:`.timing.quantile_average`), with a ``level`` CI of that mean as a band: the
+    curve crosses 50% and 90% at the summary tables' median and P90, which the legend gives
+    with their CIs. Right: patients of all replications pooled per scenario. The x axis runs
+    from a day before the shortest time to near the largest 97.5th percentile of the
+    scenarios (:func:`.timing.day_limits`); the legend gives the share beyond.
+    """
+    names = list(patients)
+    colours = scenario_colors(len(names))
+    values = {
+        name: frame.loc[frame["outcome"] == "infused", column].dropna().to_numpy(dtype=float)
+        for name, frame in patients.items()
+    }
+    if column == "vein_to_vein_days":
+        xlabel = "Vein-to-vein time, apheresis to infusion (days)"
+        title = "Vein-to-vein time of infused patients, by scenario"
+    else:
+        xlabel = f"{column.removesuffix('_days').replace('_', ' ').capitalize()} (days)"
+        title = f"{xlabel.removesuffix(' (days)')} of infused patients, by scenario"
+    with house_style():
+        fig, axes = new_figure(1, 2, figsize=(13.5, 5.8), sharex=True, footer=footer, title=title)
+        ax_cdf, ax_hist = axes[0]
+        ax_cdf.set_title("Share infused within x days\n(quantiles averaged over replications)")
+        ax_cdf.set_ylabel("Infused patients (%)")
+        ax_hist.set_title("Distribution, 1-day bins\n(all replications pooled)")
+        ax_hist.set_ylabel("Share of infused patients (%)")
+        for ax in axes[0]:
+            ax.set_xlabel(xlabel)
+        if not any(v.size for v in values.values()):
+            for ax in axes[0]:
+                _empty_message(ax, "No infused patients")
+            return fig
+        bounds = [day_limits(v) for v in values.values() if v.size]
+        low = min(b[0] for b in bounds)
+        limit = max(b[1] for b in bounds)
+        edges = np.arange(math.floor(low), limit + 1.0, dtype=float)
+        handles: list[Any] = []
+        labels: list[str] = []
+        any_cut = False
+        top = 0.0
+        for name, colour in zip(names, colours):
+            v = values[name]
+            handles.append(Line2D([], [], color=colour, linewidth=2.5))
+            if v.size == 0:
+                labels.append(f"{_legend_name(name)}\nno infused patients")
+                continue
+            probs, mean, ci_low, ci_high, n_reps = quantile_average(patients[name], column, level)
+            ax_cdf.fill_betweenx(100.0 * probs, ci_low, ci_high, color=colour, alpha=0.2,
+                                 linewidth=0)
+            ax_cdf.plot(mean, 100.0 * probs, color=colour)
+            share = 100.0 * np.histogram(v, bins=edges)[0] / v.size
+            top = max(top, float(share.max()))
+            ax_hist.stairs(share, edges, fill=True, color=colour, alpha=0.25, linewidth=0)
+            ax_hist.stairs(share, edges, color=colour, linewidth=1.8)
+            median = quantile_summary(patients[name], column, 0.5, level)
+            p90 = quantile_summary(patients[name], column, 0.9, level)
+            label = (f"{_legend_name(name)}\nmedian {_fmt_days_ci(median)}\n"
+                     f"P90 {_fmt_days_ci(p90)}")
+            beyond = 100.0 * float((v > limit).mean())
+            if beyond > 0:
+                any_cut = True
+                label += f"\n{_fmt_tail(beyond)} beyond {limit:.0f} d"
+            labels.append(label)
+        for share_level in (50, 90):
+            ax_cdf.axhline(share_level, color="#777777", linestyle=":", linewidth=1.2, zorder=1)
+        ax_cdf.set_yticks([0, 25, 50, 75, 90, 100])
+        ax_cdf.set_ylim(0, 101)
+        ax_cdf.set_xlim(low, limit)
+        ax_hist.set_ylim(0, max(top, 1e-9) * 1.08)
+        handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
+        labels.append(band_label(level))
+        if any_cut:
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(f"Axis cut at {limit:.0f} days (near the\n97.5th percentile); the "
+                          "rare longer\ntimes are mostly repeat\nmanufacturing")
+        side_legend(ax_hist, handles, labels,
+                    title=f"Scenario: mean of replications\n({level:.0%} CI), days")
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
