@@ -24,6 +24,7 @@ from matplotlib.ticker import StrMethodFormatter
 from ...metrics import t_interval
 from ...scenario.economics import COST_CATEGORIES
 from .display import thousands
+from .paired import _text_color
 from .style import (
     KIND_COLORS,
     _empty_message,
@@ -271,7 +272,7 @@ def cost_breakdown_figure(budgets: Mapping[str, pd.DataFrame],
                             va="center", ha="left", fontsize=11.5, annotation_clip=False)
             ax.set_yticks(y, ["\n".join(textwrap.wrap(n, 30)) for n in names])
             for tick, colour in zip(ax.get_yticklabels(), scenario_colors(len(names))):
-                tick.set_color(colour)
+                tick.set_color(_text_color(colour))
             right = float(np.nanmax(means + err[1]))
         ax.invert_yaxis()
         ax.grid(axis="y", visible=False)

@@ -24,6 +24,7 @@ from .style import (
     draw_band,
     house_style,
     new_figure,
+    percent_limit,
     side_legend,
 )
 
@@ -272,7 +273,7 @@ def site_timeline_figure(
             ax_queue.set_title(f"{name}\npatients waiting for a slot{queue_note}")
             ax_use.set_ylabel("Slot time in use (%)")
             ax_queue.set_ylabel("Patients waiting")
-            top_queue = 0.0
+            top_queue = top_use = 0.0
             if len(frame):
                 month = monthly_site_use(frame, edges, level)
                 draw_band(ax_use, edges, _steps(100.0 * month["busy_low"]),
@@ -285,9 +286,11 @@ def site_timeline_figure(
                               linestyle="--", linewidth=1.4, drawstyle="steps-post")
                 ax_queue.plot(edges, _steps(month["queue_median"]), color=colour_queue,
                               drawstyle="steps-post")
+                if np.isfinite(month["busy_high"]).any():
+                    top_use = 100.0 * float(np.nanmax(month["busy_high"]))
                 if np.isfinite(month["queue_p90"]).any():
                     top_queue = float(np.nanmax(month["queue_p90"]))
-            ax_use.set_ylim(0, 100)
+            ax_use.set_ylim(0, percent_limit(top_use))
             ax_queue.set_ylim(0, max(top_queue, 1.0) * 1.1)
             thousands(ax_queue.yaxis, 0 if top_queue >= 10 else 1)
         for ax in axes[-1]:
