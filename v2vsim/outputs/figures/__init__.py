@@ -15,13 +15,18 @@ the single-scenario ones.
 
 Modules, one kind of figure each:
 
-- :mod:`.style`: palette, rc settings, footers, figure scaffolding, saving.
+- :mod:`.style`: palette, rc settings, footers, figure scaffolding, bands, saving.
+- :mod:`.display`: display labels of sites, steps and cohorts (from the scenario's ``label``
+  fields), simulation days as dates from its start date, thousands separators.
 - :mod:`.timing`, :mod:`.outcomes`, :mod:`.sites`: the figures of one scenario (vein-to-vein
-  time and patient journeys; attrition funnel and cumulative incidence; site use), drawn and
-  saved together by :func:`run_figures` (:mod:`.run`).
+  time and patient journeys; attrition funnel and cumulative incidence; site use month by
+  month), drawn and saved together by :func:`run_figures` (:mod:`.run`). Vein-to-vein curves
+  average each replication's quantiles, so they and their legends give the summary tables'
+  median and P90; bands over replications are the 95% CI of the mean.
 - :mod:`.paired`, :mod:`.compare`: comparison figures between scenarios, baseline first, with
   differences paired by replication (common random numbers), saved by
   :func:`comparison_figures`.
+- :mod:`.economics`: the budget impact by calendar year and the cost breakdown by category.
 - :mod:`.experiments`: figures of sweeps, sensitivity analyses and capacity searches.
 - :mod:`.validation`: external validation (``v2vsim validation``): predicted against observed
   in published trials, and how the predictions move with the inputs the trials do not report.
