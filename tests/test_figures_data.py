@@ -22,6 +22,7 @@ import v2vsim
 from v2vsim.metrics import t_quantile
 from v2vsim.outputs.figures import outcomes, sites
 from v2vsim.outputs.figures.compare import compare_cumulative_incidence_figure
+from v2vsim.outputs.figures.display import scenario_display
 from v2vsim.outputs.figures.style import tail_limit
 from v2vsim.scenario import OUTCOMES
 
@@ -86,17 +87,19 @@ def test_run_cumulative_incidence_plots_the_reference_bands(runs: dict[str, v2vs
     patients = runs["local"].patients
     fig = outcomes.cumulative_incidence_figure(patients, "local")
     elapsed = (patients["outcome_day"] - patients["referral_day"]).dropna()
-    days = np.arange(0.0, float(math.ceil(elapsed.max())) + 1.0)
+    days = np.arange(0.0, max(tail_limit(elapsed.to_numpy(float)), 1.0) + 1.0)
     drawn = _bands(fig.axes[0])
     groups = _reference_groups(patients)
     assert len(drawn) == len(groups) == 4
     for (x, low, mid, high), members in zip(drawn, groups.values()):
-        wide = _shares_one_replication_at_a_time(patients, days, members)
-        want_low, want_high = 100.0 * np.percentile(wide, [2.5, 97.5], axis=1)
+        # The band is the 95% CI of the mean across replications, as in the comparison figure.
+        wide = _shares_one_replication_at_a_time(patients, days, members) * 100.0
+        mean = wide.mean(axis=1)
+        half = t_quantile(0.975, wide.shape[1] - 1) * wide.std(axis=1, ddof=1) / math.sqrt(wide.shape[1])
         _same(x, days)
-        _same(mid, 100.0 * wide.mean(axis=1))
-        _same(low, want_low)
-        _same(high, want_high)
+        _same(mid, mean)
+        _same(low, mean - half)
+        _same(high, mean + half)
 
 
 def test_compare_cumulative_incidence_plots_the_reference_bands(runs: dict[str, v2vsim.Results]) -> None:
@@ -118,27 +121,41 @@ def test_compare_cumulative_incidence_plots_the_reference_bands(runs: dict[str, 
             _same(high, mean + half)
 
 
-def test_site_figure_plots_the_reference_bands_and_capacity(runs: dict[str, v2vsim.Results]) -> None:
+def test_site_figure_plots_the_reference_months(runs: dict[str, v2vsim.Results]) -> None:
+    """Each month's share of slot time in use (per replication, then mean and t-interval) and
+    the median and 90th percentile of the waitlist over the month's days of all replications,
+    computed with group-bys on the long table in calendar months from the start date."""
     results = runs["local"]
     long = results.site_days
-    fig = sites.site_timeline_figure(results.site_profile, "local")
+    display = scenario_display(results.scenario)
+    fig = sites.site_timeline_figure(results.site_profile, "local", display=display)
     ax_use, ax_queue = fig.axes[:2]
-    rows = long[long["site"] == "hkib"]
-    frame = rows.dropna(subset=["in_use", "queue"])
-    for ax, column in ((ax_use, "in_use"), (ax_queue, "queue")):
-        wide = frame.pivot_table(index="day", columns="replication", values=column, aggfunc="mean")
-        wide = wide.sort_index().rolling(7, center=True, min_periods=1).mean()
-        values = wide.to_numpy(dtype=float)
-        want_low, want_high = np.nanpercentile(values, [2.5, 97.5], axis=1)
-        [(x, low, mid, high)] = _bands(ax)
-        _same(x, wide.index.to_numpy(dtype=float))
-        _same(mid, np.nanmean(values, axis=1))
-        _same(low, want_low)
-        _same(high, want_high)
-    capacity = rows.groupby("day")["slots"].median().sort_index()
-    [dashed] = [ln for ln in ax_use.get_lines() if ln.get_linestyle() == "--"]
-    _same(dashed.get_xdata(), capacity.index.to_numpy(dtype=float))
-    _same(dashed.get_ydata(), capacity.to_numpy(dtype=float))
+    rows = long[long["site"] == "hkib"].dropna(subset=["in_use", "queue"])
+    start = pd.Timestamp(results.scenario.start_date)
+    month = (start + pd.to_timedelta(rows["day"], unit="D")).dt.to_period("M")
+    per_rep = rows.groupby([month.rename("month"), rows["replication"]])[["in_use", "slots"]].sum()
+    share = (per_rep["in_use"] / per_rep["slots"]).unstack("replication")
+    mean = share.mean(axis=1).to_numpy()
+    n = share.count(axis=1).to_numpy()  # replications that have not ended by the month
+    t = np.array([t_quantile(0.975, k - 1) if k > 1 else 0.0 for k in n])
+    half = np.nan_to_num(t * share.std(axis=1, ddof=1).to_numpy() / np.sqrt(n))
+    edges = np.array([(p.start_time - start).days for p in share.index] +
+                     [(share.index[-1].end_time.normalize() + pd.Timedelta(days=1) - start).days],
+                     dtype=float)
+    edges[0] = min(edges[0], 0.0)
+    [(x, low, mid, high)] = _bands(ax_use)
+    np.testing.assert_allclose(x[1:], edges[1:])
+    np.testing.assert_allclose(mid[:-1], 100.0 * mean, rtol=1e-12)
+    # A post-step band has two vertices per month.
+    # (A share lies in 0-1: the interval is clipped to it.)
+    np.testing.assert_allclose(low[::2][:len(mean)], 100.0 * np.clip(mean - half, 0, 1), rtol=1e-9)
+    np.testing.assert_allclose(high[::2][:len(mean)], 100.0 * np.clip(mean + half, 0, 1), rtol=1e-9)
+    quantiles = rows.groupby(month)["queue"].quantile([0.5, 0.9]).unstack()
+    p90_line, median_line = ax_queue.get_lines()
+    np.testing.assert_allclose(median_line.get_ydata()[:-1], quantiles[0.5].to_numpy())
+    np.testing.assert_allclose(p90_line.get_ydata()[:-1], quantiles[0.9].to_numpy())
+    assert ax_use.get_title(loc="left").startswith("HKIB (Hong Kong Institute of Biotechnology)")
+    assert ax_use.get_xlabel().startswith("Date")
 
 
 @pytest.mark.parametrize("slots", [

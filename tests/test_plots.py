@@ -202,25 +202,40 @@ def tiny() -> pd.DataFrame:
 
 def test_funnel_counts_match_hand_count(tiny: pd.DataFrame) -> None:
     # Reached per replication (rep 0, rep 1):
-    #   referred 4, 4; apheresed 3 (0, 2, 3), 4; manufactured 1 (0; patient 2 failed), 4;
-    #   released 1, 3 (not the OOS patient); infused 1, 2.
+    #   referred 4, 4; apheresis done 3 (0, 2, 3), 4; manufacture started 2 (0, and patient 2
+    #   whose manufacture then failed), 4; released 1, 3 (not the OOS patient); infused 1, 2.
     counts = plots.funnel_counts(tiny)
     assert list(counts.index) == list(plots.FUNNEL_STAGES)
-    assert counts["patients"].tolist() == [4.0, 3.5, 2.5, 2.0, 1.5]
-    assert counts["percent_of_referred"].tolist() == pytest.approx([100, 87.5, 62.5, 50, 37.5])
-    assert counts["lost_after"].tolist() == [0.5, 1.0, 0.5, 0.5, 0.0]
+    assert counts["patients"].tolist() == [4.0, 3.5, 3.0, 2.0, 1.5]
+    assert counts["percent_of_referred"].tolist() == pytest.approx([100, 87.5, 75, 50, 37.5])
+    assert counts["lost_after"].tolist() == [0.5, 0.5, 1.0, 0.5, 0.0]
+
+
+def test_funnel_stages_are_named_for_what_they_count(tiny: pd.DataFrame) -> None:
+    # A manufacture that fails has started: the patient passes "Manufacture started" and is
+    # lost after it as "manufacturing failed" (the stage was "Manufactured" and left them out).
+    assert plots.FUNNEL_STAGES == ("referred", "apheresed", "manufacture_started", "released",
+                                   "infused")
+    fig = plots.attrition_funnel_figure(tiny, "tiny")
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["Referred", "Apheresis done", "Manufacture started", "Product released",
+                     "Infused"]
+    losses = plots.funnel_losses(tiny)
+    assert losses.loc["manufacture_started", "manufacturing_failed"] == 0.5
+    assert losses.loc["apheresed", "manufacturing_failed"] == 0.0
 
 
 def test_funnel_losses_by_cause_match_hand_count(tiny: pd.DataFrame) -> None:
-    # Lost after referral: rep-0 death (0.5/rep). After apheresis: rep-0 manufacturing failure
-    # and rep-0 unresolved. After manufacture: rep-1 out of spec. After release: rep-1 death.
+    # Lost after referral: rep-0 death (0.5/rep). After apheresis: rep-0 unresolved. After
+    # manufacture started: rep-0 manufacturing failure and rep-1 out of spec. After release:
+    # rep-1 death.
     losses = plots.funnel_losses(tiny)
     assert list(losses.index) == list(plots.FUNNEL_STAGES[:-1])
     assert list(losses.columns) == [
         "died", "manufacturing_failed", "out_of_specification", "unresolved"
     ]
     expected = pd.DataFrame(
-        [[0.5, 0, 0, 0], [0, 0.5, 0, 0.5], [0, 0, 0.5, 0], [0.5, 0, 0, 0]],
+        [[0.5, 0, 0, 0], [0, 0, 0, 0.5], [0, 0.5, 0.5, 0], [0.5, 0, 0, 0]],
         index=losses.index, columns=losses.columns, dtype=float,
     )
     pd.testing.assert_frame_equal(losses, expected)
@@ -418,14 +433,18 @@ def test_journey_limits_lanes_and_marks_outcomes() -> None:
 
 
 def test_vein_to_vein_gives_median_and_p90_in_the_legend() -> None:
+    # The summary tables' statistics: the mean over replications of each one's own quantile.
     patients, _, _ = synthetic_results(replications=2)
-    values = patients.loc[patients["outcome"] == "infused", "vein_to_vein_days"]
+    infused = patients[patients["outcome"] == "infused"]
+    by_rep = infused.groupby("replication")["vein_to_vein_days"]
+    median, p90 = by_rep.median().mean(), by_rep.quantile(0.9).mean()
     fig = plots.vein_to_vein_figure(patients, "base")
     legend = fig.axes[0].get_legend()
     assert legend is not None
     labels = [t.get_text() for t in legend.get_texts()]
-    assert f"Median: {np.median(values):.1f} days" in labels
-    assert f"90th percentile: {np.percentile(values, 90):.1f} days" in labels
+    assert any(label.startswith(f"Median {median:.1f} d (") for label in labels), labels
+    assert any(label.startswith(f"90th percentile {p90:.1f} d (") for label in labels), labels
+    assert "pooled" in fig.axes[0].get_ylabel()
 
 
 def test_tail_limit_hand_worked() -> None:
@@ -461,15 +480,16 @@ def test_vein_to_vein_close_median_and_p90_do_not_collide_and_tail_is_cut() -> N
              if t.get_text()]
     assert ticks and not any(_overlap(legend, tick) for tick in ticks)
     assert not any(t.get_text().startswith(("Median", "P90")) for t in ax.texts)
-    # The axis stops near the 99th percentile and the legend says what is beyond.
-    assert ax.get_xlim()[1] == plots.tail_limit(v2v) < 95.0
+    # The axis stops near the 97.5th percentile and the legend says what is beyond.
+    assert ax.get_xlim()[1] == plots.tail_limit(v2v, 97.5) < 95.0
     assert any("Not shown:" in t.get_text() and "longest 130 days" in t.get_text()
                for t in ax.get_legend().get_texts())
 
 
 def test_site_timeline_mean_of_constant_series_is_that_constant() -> None:
-    # Replications hold 1, 3 and 5 slots every day: the mean line is 3 whatever the smoothing.
-    days = np.arange(30)
+    # Replications hold 1, 3 and 5 of 6 slots every day: each month's share of slot time in
+    # use is 50% on average, and nobody waits.
+    days = np.arange(60)
     site_days = pd.concat(
         [
             pd.DataFrame({"replication": rep, "site": "S", "day": days, "in_use": float(held),
@@ -479,16 +499,19 @@ def test_site_timeline_mean_of_constant_series_is_that_constant() -> None:
         ignore_index=True,
     )
     fig = plots.site_timeline_figure(site_days, "flat")
-    mean_line, capacity_line = fig.axes[0].get_lines()
-    np.testing.assert_allclose(mean_line.get_ydata(), 3.0)
-    np.testing.assert_allclose(capacity_line.get_ydata(), 6.0)
-    assert "mean utilisation 50%" in fig.axes[0].get_title(loc="left")
+    [mean_line] = fig.axes[0].get_lines()
+    np.testing.assert_allclose(mean_line.get_ydata(), 50.0)
+    assert "50% over the run" in fig.axes[0].get_title(loc="left")
+    assert "6 slots" in fig.axes[0].get_title(loc="left")
+    for line in fig.axes[1].get_lines():
+        np.testing.assert_allclose(line.get_ydata(), 0.0)
 
 
-def test_site_timeline_shows_the_mean_not_the_median_of_one_slot() -> None:
-    # One slot, four replications: on each day three hold it and one does not. The median
-    # across replications is 1 (the old, misleading line); the expected use is 0.75.
-    days = np.arange(20)
+def test_site_timeline_of_one_slot_is_the_monthly_share_not_a_0_to_1_band() -> None:
+    # One slot, four replications: on each day three hold it and one does not. A band across
+    # replications of the daily value spans 0-1 (the old figure); the monthly share of slot
+    # time in use is 75% in every replication, so its CI is that value.
+    days = np.arange(61)
     site_days = pd.concat(
         [pd.DataFrame({"replication": rep, "site": "Prodigy", "day": days,
                        "in_use": np.where((days + rep) % 4 == 0, 0.0, 1.0),
@@ -496,17 +519,20 @@ def test_site_timeline_shows_the_mean_not_the_median_of_one_slot() -> None:
          for rep in range(4)],
         ignore_index=True,
     )
-    x, low, mean, high = plots.site_mean_band(site_days, "in_use")
-    np.testing.assert_allclose(mean, 0.75)
-    np.testing.assert_allclose(low, 0.075)  # 2.5th percentile of [0, 1, 1, 1]
-    np.testing.assert_allclose(high, 1.0)
-    fig = plots.site_timeline_figure(site_days, "one slot", smooth_days=1)
+    fig = plots.site_timeline_figure(site_days, "one slot")
     use, queue = fig.axes[0], fig.axes[1]
-    np.testing.assert_allclose(use.get_lines()[0].get_ydata(), 0.75)
-    np.testing.assert_allclose(queue.get_lines()[0].get_ydata(), 1.5)
-    assert "mean utilisation 75%" in use.get_title(loc="left")
+    [mean] = use.get_lines()
+    np.testing.assert_allclose(mean.get_ydata()[:2], 75.0, atol=1.0)
+    assert use.get_ylabel() == "Slot time in use (%)"
+    assert "(1 slot)" in use.get_title(loc="left")
+    # The waitlist: 2 on three days in four, 0 on the fourth: median 2, 90th percentile 2.
+    p90, median = queue.get_lines()
+    np.testing.assert_allclose(median.get_ydata(), 2.0)
+    np.testing.assert_allclose(p90.get_ydata(), 2.0)
     legend = " ".join(t.get_text() for t in fig.axes[1].get_legend().get_texts())
-    assert "Mean across" in legend and "Median" not in legend
+    assert "mean across" in legend and "CI of the mean" in legend
+    assert "median day" in legend and "90th percentile" in legend
+    assert use.get_xlabel() == "Simulation day"
 
 
 def test_journey_relative_starts_every_lane_at_zero() -> None:

@@ -90,6 +90,16 @@ Positive = Annotated[float, NoBool, Field(gt=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 
 
+def _label_field(of: str) -> Any:
+    """The optional display ``label`` of a site, step or cohort (one line, like a name)."""
+    return Field(default=None, description=(
+        f"Display name of the {of} in figures and reports (default: its {'key' if of == 'site' else 'name'}). "
+        "Display only: it changes no result."))
+
+
+Label = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)] | None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,6 +117,7 @@ class OnFailure(_Model):
 
 class Step(_Model):
     name: Name
+    label: Label = _label_field("step")
     kind: StepKind
     duration: Distribution = Field(default_factory=lambda: Fixed(value=0))
     site: Name | None = None
@@ -230,6 +241,7 @@ PathwaySpec = Annotated[
 
 class Cohort(_Model):
     name: Name
+    label: Label = _label_field("cohort")
     share: NonNegative = 1.0
     pathway: PathwaySpec
     priority: Annotated[int, NoBool] = 0
@@ -345,6 +357,7 @@ SlotsSpec = Annotated[
 
 
 class Site(_Model):
+    label: Label = _label_field("site")
     slots: SlotsSpec
     starts_on: list[Weekday] | None = None
     cost_per_use: NonNegative = 0.0

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -21,8 +21,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
-from ...metrics import t_interval, t_quantile
+from ...metrics import t_interval
 from ...scenario import OUTCOMES
+from .economics import cost_breakdown_figure
 from .outcomes import _incidence_shares
 from .paired import (
     _delta_handle,
@@ -39,14 +40,18 @@ from .paired import (
     outcome_groups,
     per_100_referred,
 )
+from .timing import compare_vein_to_vein_figure
 from .style import (
     _empty_message,
+    band_label,
+    mean_band,
     _fmt_tail,
     draw_band,
     draw_figures,
     house_style,
     new_figure,
     outcome_label,
+    percent_limit,
     save_figure,
     scenario_colors,
     side_legend,
@@ -62,81 +67,6 @@ __all__ = [
     "compare_vein_to_vein_figure",
     "comparison_figures",
 ]
-
-
-def compare_vein_to_vein_figure(
-    patients: Mapping[str, pd.DataFrame],
-    *,
-    column: str = "vein_to_vein_days",
-    footer: str = "",
-) -> Figure:
-    """Vein-to-vein days of infused patients per scenario: ECDF and 1-day histogram, overlaid.
-
-    Patients of all replications are pooled per scenario. The x axis ends near the largest
-    99th percentile of the scenarios (:func:`tail_limit`); the legend gives each scenario's
-    median and P90 (of all values) and the share beyond the axis.
-    """
-    names = list(patients)
-    colours = scenario_colors(len(names))
-    values = {
-        name: frame.loc[frame["outcome"] == "infused", column].dropna().to_numpy(dtype=float)
-        for name, frame in patients.items()
-    }
-    if column == "vein_to_vein_days":
-        xlabel = "Vein-to-vein time, apheresis to infusion (days)"
-        title = "Vein-to-vein time of infused patients, by scenario"
-    else:
-        xlabel = f"{column.removesuffix('_days').replace('_', ' ').capitalize()} (days)"
-        title = f"{xlabel.removesuffix(' (days)')} of infused patients, by scenario"
-    with house_style():
-        fig, axes = new_figure(1, 2, figsize=(13.5, 5.8), sharex=True, footer=footer, title=title)
-        ax_cdf, ax_hist = axes[0]
-        ax_cdf.set_title("Cumulative share infused within x days")
-        ax_cdf.set_ylabel("Infused patients (%)")
-        ax_hist.set_title("Distribution, 1-day bins")
-        ax_hist.set_ylabel("Share of infused patients (%)")
-        for ax in axes[0]:
-            ax.set_xlabel(xlabel)
-        if not any(v.size for v in values.values()):
-            for ax in axes[0]:
-                _empty_message(ax, "No infused patients")
-            return fig
-        limit = max(tail_limit(v) for v in values.values() if v.size)
-        low = min(0.0, min(math.floor(v.min()) for v in values.values() if v.size))
-        edges = np.arange(low, limit + 1.0, dtype=float)
-        handles: list[Any] = []
-        labels: list[str] = []
-        any_cut = False
-        for name, colour in zip(names, colours):
-            v = np.sort(values[name])
-            handles.append(Line2D([], [], color=colour, linewidth=2.5))
-            if v.size == 0:
-                labels.append(f"{_legend_name(name)}\nno infused patients")
-                continue
-            ax_cdf.step(np.concatenate(([low], v)), 100.0 * np.arange(v.size + 1) / v.size,
-                        where="post", color=colour)
-            share = 100.0 * np.histogram(v, bins=edges)[0] / v.size
-            ax_hist.stairs(share, edges, fill=True, color=colour, alpha=0.25, linewidth=0)
-            ax_hist.stairs(share, edges, color=colour, linewidth=1.8)
-            median, p90 = np.percentile(v, [50, 90])
-            label = f"{_legend_name(name)}\nmedian {median:.1f} d, P90 {p90:.1f} d"
-            beyond = 100.0 * float((v > limit).mean())
-            if beyond > 0:
-                any_cut = True
-                label += f"\n{_fmt_tail(beyond)} beyond {limit:.0f} d"
-            labels.append(label)
-        for level in (50, 90):
-            ax_cdf.axhline(level, color="#777777", linestyle=":", linewidth=1.2, zorder=1)
-        ax_cdf.set_yticks([0, 25, 50, 75, 90, 100])
-        ax_cdf.set_ylim(0, 101)
-        ax_cdf.set_xlim(low, limit)
-        ax_hist.set_ylim(0, None)
-        if any_cut:
-            handles.append(Line2D([], [], linestyle="none"))
-            labels.append(f"Axis cut at {limit:.0f} days (near the\n99th percentile); the rare "
-                          "longer\ntimes are mostly repeat\nmanufacturing")
-        side_legend(ax_hist, handles, labels, title="Scenario")
-    return fig
 
 
 def compare_attrition_figure(
@@ -241,24 +171,23 @@ def compare_cumulative_incidence_figure(
             for ax in axes[0]:
                 _empty_message(ax, "No patients with an outcome")
             return fig
+        tops = {outcome: 0.0 for outcome, _ in panels}
         for name, colour in zip(names, colours):
             # Each outcome's days x replications shares: the array the pivot of
             # cumulative_incidence() gives, without the long table of every replication's days.
             _reps, incidence = _incidence_shares(patients[name], days, {o: [o] for o, _ in panels})
             for ax, (outcome, _) in zip(axes[0], panels):
-                wide = incidence[outcome] * 100.0
-                mean = wide.mean(axis=1)
-                n = wide.shape[1]
-                half = (t_quantile(0.5 + level / 2, n - 1) * wide.std(axis=1, ddof=1)
-                        / math.sqrt(n)) if n > 1 else np.zeros_like(mean)
-                draw_band(ax, days, mean - half, mean, mean + half, color=colour)
+                mean, low, high = mean_band(incidence[outcome] * 100.0, level)
+                draw_band(ax, days, low, mean, high, color=colour)
+                tops[outcome] = max(tops[outcome], float(np.nanmax(high)))
         for ax in axes[0]:
             ax.set_xlim(0, days[-1])
-            ax.set_ylim(0, None)
+        for ax, (outcome, _) in zip(axes[0], panels):
+            ax.set_ylim(0, percent_limit(tops[outcome]))
         handles = _scenario_handles(names)
         labels = [h.get_label() for h in handles]
         handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
-        labels.append(f"Band: {level:.0%} CI of the mean\nacross replications")
+        labels.append(band_label(level))
         later = float((pooled > days[-1]).mean() * 100.0)
         if later > 0:
             handles.append(Line2D([], [], linestyle="none"))
@@ -394,8 +323,10 @@ def compare_cost_figure(
                                               sep=" ")
                 end = mean + err[1][i]
                 right = max(right, end)
+                # Past the axis end if need be: constrained layout makes room for the text in
+                # the margin, so the axis itself stops near the data.
                 ax.annotate(text, (end / scale, yy), xytext=(6, 0), textcoords="offset points",
-                            va="center", ha="left", fontsize=11.5)
+                            va="center", ha="left", fontsize=11.5, annotation_clip=False)
             ax.set_yticks(y, [_legend_name(n, 34) for n in names])
             for tick, colour in zip(ax.get_yticklabels(), colours):
                 tick.set_color(_text_color(colour))
@@ -403,7 +334,7 @@ def compare_cost_figure(
             ax.grid(axis="y", visible=False)
         axes[-1, 0].set_xlabel(f"{currency or 'Cost'}{scale_word} per patient "
                                f"(mean; error bars: {level:.0%} CI)")
-        axes[0, 0].set_xlim(0, max(right, 1.0) / scale * 1.9)
+        axes[0, 0].set_xlim(0, max(right, 1.0) / scale * 1.05)
         axes[-1, 0].xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         if len(names) > 1:
             handle, label = _delta_handle(names[0], level)
@@ -430,9 +361,13 @@ def _draw_and_save_comparison(
     footer: str,
     formats: Sequence[str],
     dpi: int,
+    budgets: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Build one comparison figure, save it and free it (runs in a worker process too)."""
-    if stem == "outcomes_per_100":
+    if stem == "cost_breakdown":
+        referred = {n: t.set_index("replication")["referred"] for n, t in replications.items()}
+        fig = cost_breakdown_figure(dict(budgets or {}), referred, currency, footer=footer)
+    elif stem == "outcomes_per_100":
         fig = compare_outcomes_figure(replications, footer=footer)
     elif stem == "vein_to_vein":
         fig = compare_vein_to_vein_figure(patients, footer=footer)
@@ -458,8 +393,13 @@ def comparison_figures(
     dpi: int = 300,
     jobs: int = 1,
     guard: Callable[[str], AbstractContextManager[None]] | None = None,
+    budgets: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Draw and save every comparison figure (:data:`COMPARISON_FIGURES`); returns the paths.
+
+    With ``budgets`` (each scenario's ``Results.budget``, by name) and every scenario's having
+    rows (economics sections), ``cost_breakdown`` is drawn too: each scenario's cost per
+    referred patient stacked by category (:func:`.economics.cost_breakdown_figure`).
 
     ``patients`` and ``replications`` map scenario names (baseline first) to their frames;
     the replications of all scenarios must share replication numbers (one seed) for the
@@ -468,7 +408,13 @@ def comparison_figures(
     fails leaves the others drawn.
     """
     out_dir = Path(out_dir)
-    args = (dict(patients), dict(replications), currency, out_dir, footer, tuple(formats), dpi)
-    results = draw_figures(_draw_and_save_comparison, [(stem, args) for stem in COMPARISON_FIGURES],
+    stems = list(COMPARISON_FIGURES)
+    costed = (budgets is not None and set(budgets) >= set(patients)
+              and all(len(budgets[n]) for n in patients))
+    if costed:
+        stems.append("cost_breakdown")
+    args = (dict(patients), dict(replications), currency, out_dir, footer, tuple(formats), dpi,
+            {n: budgets[n] for n in patients} if costed and budgets is not None else None)
+    results = draw_figures(_draw_and_save_comparison, [(stem, args) for stem in stems],
                            out_dir, jobs=jobs, guard=guard)
     return [p for paths in results for p in paths]

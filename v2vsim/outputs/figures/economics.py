@@ -1,15 +1,18 @@
-"""Health-economic figures: the budget impact (the payer's cost per calendar year, by category).
+"""Health-economic figures: the budget impact (the payer's cost per calendar year, by category)
+and the cost breakdown (cost per referred patient, by category and scenario).
 
-The figure reads a budget table as :func:`v2vsim.experiments.economics.budget_summary` and
-``budget_impact`` write it (``budget.csv``): ``[scenario,] year, category, mean, ci_low,
-ci_high, n``, with a ``total`` category per year.
+:func:`budget_figure` reads a budget table as :func:`v2vsim.experiments.economics.budget_summary`
+and ``budget_impact`` write it (``budget.csv``): ``[scenario,] year, category, mean, ci_low,
+ci_high, n``, with a ``total`` category per year. :func:`cost_breakdown_figure` reads each
+scenario's ``Results.budget`` (``replication, year, category, cost``) and its number referred per
+replication.
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import numpy as np
@@ -18,19 +21,32 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
+from ...metrics import t_interval
 from ...scenario.economics import COST_CATEGORIES
-from .style import OKABE_ITO, _empty_message, house_style, new_figure, side_legend
+from .display import thousands
+from .paired import _text_color
+from .style import (
+    KIND_COLORS,
+    _empty_message,
+    house_style,
+    new_figure,
+    scenario_colors,
+    side_legend,
+)
 
-__all__ = ["CATEGORY_COLORS", "CATEGORY_LABELS", "budget_figure"]
+__all__ = ["CATEGORY_COLORS", "CATEGORY_LABELS", "budget_figure", "cost_breakdown",
+           "cost_breakdown_figure"]
 
-#: One colour per cost category (Okabe–Ito; the fixed costs of sites in grey).
+#: One colour per cost category: the colour of the step kind it mostly covers (manufacture,
+#: transport, conditioning), so that a colour means the same in the journey and cost figures,
+#: and none is an outcome's colour; the others are further tints of the same family.
 CATEGORY_COLORS: Final = {
-    "manufacture": OKABE_ITO["blue"],
-    "logistics": OKABE_ITO["orange"],
-    "hospital": OKABE_ITO["vermillion"],
-    "bridging": OKABE_ITO["reddish_purple"],
-    "follow_up": OKABE_ITO["bluish_green"],
-    "fixed": "#8C8C8C",
+    "manufacture": KIND_COLORS["manufacture"],
+    "logistics": KIND_COLORS["transport"],
+    "hospital": KIND_COLORS["conditioning"],
+    "bridging": "#AA99DD",
+    "follow_up": "#99DDBB",
+    "fixed": "#5E6A71",
 }
 
 #: Legend names of the cost categories.
@@ -145,4 +161,129 @@ def budget_figure(budget: pd.DataFrame, currency: str = "", *, footer: str = "",
         labels = ["\n".join(textwrap.wrap(CATEGORY_LABELS.get(c, c.replace("_", " ").capitalize()), 24))
                   for c in reversed(categories)]
         side_legend(axes[0, min(n_panels, ncols) - 1], handles, labels, title="Cost category")
+    return fig
+
+
+def cost_breakdown(budget: pd.DataFrame, referred: pd.Series) -> pd.DataFrame:
+    """Cost per referred patient by category, one row per replication: each replication's
+    cost charged over the horizon (``Results.budget``, summed over years) divided by the
+    patients it referred (``referred``, indexed by replication). Columns are the categories in
+    house order (:data:`COST_CATEGORIES`, then others), a replication without a row costs 0."""
+    reps = pd.Index(sorted(int(r) for r in referred.index), name="replication")
+    if not len(budget):
+        return pd.DataFrame(index=reps)
+    table = budget.pivot_table(index="replication", columns="category", values="cost",
+                               aggfunc="sum", fill_value=0.0, observed=True)
+    present = [str(c) for c in table.columns]
+    table.columns = present
+    order = [c for c in COST_CATEGORIES if c in present] + sorted(set(present) - set(COST_CATEGORIES))
+    table = table.reindex(index=reps, columns=order, fill_value=0.0).astype(float)
+    counts = referred.reindex(reps).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return table.div(np.where(counts > 0, counts, np.nan), axis=0)
+
+
+def cost_breakdown_figure(budgets: Mapping[str, pd.DataFrame],
+                          referred: Mapping[str, pd.Series], currency: str = "", *,
+                          footer: str = "", level: float = 0.95) -> Figure:
+    """The payer's cost per referred patient by cost category (:func:`cost_breakdown`):
+    means across replications, undiscounted, charged over the horizon's calendar years.
+
+    One scenario (a run): a bar per category with its ``level`` t-interval. Several (a
+    comparison, baseline first): a bar per scenario stacked by category, with the total's
+    ``level`` interval as an error bar. Amounts in thousands (or millions) of ``currency``.
+    """
+    names = list(budgets)
+    tables = {n: cost_breakdown(budgets[n], referred[n]) for n in names}
+    categories = list(dict.fromkeys(c for t in tables.values() for c in t.columns
+                                    if np.nan_to_num(t[c].to_numpy(dtype=float)).any()))
+    categories = ([c for c in COST_CATEGORIES if c in categories]
+                  + [c for c in categories if c not in COST_CATEGORIES])
+    years = sorted({int(y) for b in budgets.values() for y in b["year"]}) if names else []
+    totals = {n: t_interval(t.sum(axis=1, min_count=1).to_numpy(dtype=float), level)
+              for n, t in tables.items()}
+    single = len(names) == 1
+    if single and categories:
+        rows = [t_interval(tables[names[0]][c].to_numpy(dtype=float), level) for c in categories]
+        top = max([r[2] if math.isfinite(r[2]) else r[0] for r in rows], default=0.0)
+    else:
+        rows = []
+        top = max([t[2] if math.isfinite(t[2]) else t[0] for t in totals.values()
+                   if math.isfinite(t[0])], default=0.0)
+    # Thousands with separators, as the cost-per-patient figure: 2,750 rather than 2.75 million.
+    divisor, word = (1e3, " thousand") if math.isfinite(top) and top >= 1e4 else (1.0, "")
+    unit = f"{currency}{word}" if currency else f"cost{word}"
+    span = (f"{years[0]}–{years[-1]}" if len(years) > 1 else f"{years[0]}") if years else ""
+    n_bars = len(categories) if single else len(names)
+    with house_style():
+        fig, axes = new_figure(
+            1, 1, figsize=(13, (2.4 if single else 3.6) + 0.75 * max(n_bars, 2)), footer=footer,
+            title="Cost per referred patient by category"
+                  + (f" — {names[0]}" if single else ", by scenario")
+                  + (f" ({currency}, undiscounted)" if currency else " (undiscounted)"))
+        ax = axes[0, 0]
+        if not categories:
+            _empty_message(ax, "No costs in the horizon")
+            return fig
+        ax.set_title(f"Charged in the calendar years {span}; mean across replications")
+        ax.set_xlabel(f"Cost per referred patient ({unit}; error bars: {level:.0%} CI)")
+        y = np.arange(n_bars)
+        if single:
+            means = np.array([r[0] for r in rows]) / divisor
+            err = np.array([[r[0] - r[1], r[2] - r[0]] if math.isfinite(r[1]) else [0.0, 0.0]
+                            for r in rows]).T / divisor
+            ax.barh(y, np.nan_to_num(means), height=0.62,
+                    color=[CATEGORY_COLORS.get(c, "#BBBBBB") for c in categories])
+            ax.errorbar(means, y, xerr=np.clip(err, 0, None), fmt="none", ecolor="#222222",
+                        elinewidth=1.2, capsize=4)
+            for yy, mean, high in zip(y, means, means + err[1]):
+                ax.annotate(_short(mean), (high, yy), xytext=(6, 0), textcoords="offset points",
+                            va="center", ha="left", fontsize=11.5, annotation_clip=False)
+            ax.set_yticks(y, [CATEGORY_LABELS.get(c, c.replace("_", " ").capitalize())
+                              for c in categories])
+            total = totals[names[0]]
+            ax.set_title(f"Charged in the calendar years {span}; mean across replications\n"
+                         f"Total {_short(total[0] / divisor)} {unit}"
+                         + (f" ({level:.0%} CI {_short(total[1] / divisor)} to "
+                            f"{_short(total[2] / divisor)})" if math.isfinite(total[1]) else ""))
+            right = float(np.nanmax(means + err[1]))
+        else:
+            left = np.zeros(len(names))
+            for category in categories:
+                values = np.array([float(np.nanmean(tables[n][category].to_numpy(dtype=float)))
+                                   if category in tables[n] and len(tables[n]) else 0.0
+                                   for n in names]) / divisor
+                values = np.nan_to_num(values)
+                ax.barh(y, values, left=left, height=0.62,
+                        color=CATEGORY_COLORS.get(category, "#BBBBBB"), edgecolor="white",
+                        linewidth=0.8)
+                left += values
+            means = np.array([totals[n][0] for n in names]) / divisor
+            err = np.array([[t[0] - t[1], t[2] - t[0]] if math.isfinite(t[1]) else [0.0, 0.0]
+                            for t in (totals[n] for n in names)]).T / divisor
+            ax.errorbar(means, y, xerr=np.clip(err, 0, None), fmt="none", ecolor="#222222",
+                        elinewidth=1.2, capsize=4)
+            for yy, name, high in zip(y, names, means + err[1]):
+                t = totals[name]
+                text = f"{_short(t[0] / divisor)}"
+                if math.isfinite(t[1]):
+                    text += f" ({_short(t[1] / divisor)} to {_short(t[2] / divisor)})"
+                ax.annotate(text, (high, yy), xytext=(6, 0), textcoords="offset points",
+                            va="center", ha="left", fontsize=11.5, annotation_clip=False)
+            ax.set_yticks(y, ["\n".join(textwrap.wrap(n, 30)) for n in names])
+            for tick, colour in zip(ax.get_yticklabels(), scenario_colors(len(names))):
+                tick.set_color(_text_color(colour))
+            right = float(np.nanmax(means + err[1]))
+        ax.invert_yaxis()
+        ax.grid(axis="y", visible=False)
+        ax.set_xlim(0, max(right, 1e-9) * 1.05)
+        thousands(ax.xaxis, 0 if right >= 10 else 1)
+        if not single:
+            handles = [Patch(color=CATEGORY_COLORS.get(c, "#BBBBBB")) for c in categories]
+            labels = [CATEGORY_LABELS.get(c, c.replace("_", " ").capitalize())
+                      for c in categories]
+            # Below the axes: the totals are written in the right margin.
+            ax.legend(handles, labels, title="Cost category", loc="upper left",
+                      bbox_to_anchor=(0.0, -0.2), ncol=min(len(categories), 2),
+                      alignment="left")
     return fig

@@ -3,7 +3,6 @@ on the way and why) and the cumulative incidence of outcomes over time since ref
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Final
@@ -14,20 +13,26 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .display import thousands
 from .style import (
     _NEUTRAL_COLOR,
     _OTHER_LOSSES_COLOR,
     _empty_message,
     _fmt_count,
     _fmt_percent,
+    _fmt_tail,
     _n_replications,
     _ordered_outcomes,
+    band_label,
     draw_band,
     house_style,
+    mean_band,
     new_figure,
     outcome_color,
     outcome_label,
+    percent_limit,
     side_legend,
+    tail_limit,
 )
 
 __all__ = [
@@ -43,20 +48,22 @@ __all__ = [
 # Attrition funnel
 # --------------------------------------------------------------------------------------------
 
-#: Stages of the attrition funnel, in order.
+#: Stages of the attrition funnel, in order: each counts the patients for whom it happened
+#: (or a later stage did): referred, apheresis done, manufacture started, product released
+#: for infusion, infused.
 FUNNEL_STAGES: Final[tuple[str, ...]] = (
     "referred",
     "apheresed",
-    "manufactured",
+    "manufacture_started",
     "released",
     "infused",
 )
 
 _STAGE_LABELS: Final[Mapping[str, str]] = {
     "referred": "Referred",
-    "apheresed": "Apheresed",
-    "manufactured": "Manufactured",
-    "released": "Released",
+    "apheresed": "Apheresis done",
+    "manufacture_started": "Manufacture started",
+    "released": "Product released",
     "infused": "Infused",
 }
 
@@ -64,21 +71,18 @@ _STAGE_LABELS: Final[Mapping[str, str]] = {
 def _deepest_stage(patients: pd.DataFrame) -> np.ndarray:
     """Index into FUNNEL_STAGES of the last stage each patient reached.
 
-    apheresed = apheresis_day known; manufactured = manufacture started and the outcome is not
-    manufacturing_failed (a patient who died during manufacturing counts as manufactured);
-    released = release_day known; infused = outcome "infused". A patient counts as reaching a
-    stage if they reached it or any later one, so the funnel never widens even if a pathway
-    skips a step (e.g. no recorded release).
+    apheresed = apheresis_day known; manufacture_started = manufacture_start_day known (a
+    manufacture that then fails still started: the patient is lost after this stage, as
+    "manufacturing failed"); released = release_day known; infused = outcome "infused". A
+    patient counts as reaching a stage if they reached it or any later one, so the funnel
+    never widens even if a pathway skips a step (e.g. no recorded release).
     """
     infused = (patients["outcome"] == "infused").to_numpy()
     released = patients["release_day"].notna().to_numpy() | infused
-    manufactured = (
-        patients["manufacture_start_day"].notna()
-        & (patients["outcome"] != "manufacturing_failed")
-    ).to_numpy() | released
-    apheresed = patients["apheresis_day"].notna().to_numpy() | manufactured
+    started = patients["manufacture_start_day"].notna().to_numpy() | released
+    apheresed = patients["apheresis_day"].notna().to_numpy() | started
     return (
-        apheresed.astype(int) + manufactured.astype(int) + released.astype(int) + infused
+        apheresed.astype(int) + started.astype(int) + released.astype(int) + infused
     ).astype(int)
 
 
@@ -188,6 +192,7 @@ def attrition_funnel_figure(
         ax.set_yticks(y, [_STAGE_LABELS[s] for s in FUNNEL_STAGES])
         ax.invert_yaxis()
         ax.set_xlim(0, referred * 1.2)
+        thousands(ax.xaxis)
         ax.grid(axis="y", visible=False)
         ax.set_xlabel(
             "Patients per replication (mean)" if n_reps > 1 else "Patients (one replication)"
@@ -315,17 +320,20 @@ def cumulative_incidence_figure(
     max_day: float | None = None,
     *,
     footer: str = "",
+    level: float = 0.95,
 ) -> Figure:
     """Cumulative incidence of infusion, death, ineligibility and other losses since referral.
 
-    Lines are the mean across replications of each replication's cumulative share; bands
-    span the 2.5th–97.5th percentiles across replications.
+    Lines are the mean across replications of each replication's cumulative share; bands are
+    the ``level`` t-interval of that mean (:func:`.style.mean_band`), as in the comparison
+    figure.
     """
     groups = _incidence_groups(patients)
     n_reps = _n_replications(patients)
     elapsed = (patients["outcome_day"] - patients["referral_day"]).dropna()
     if max_day is None:
-        max_day = float(math.ceil(elapsed.max())) if len(elapsed) else 1.0
+        # Near the 99th percentile of the days to an outcome: the curves are flat beyond it.
+        max_day = tail_limit(elapsed.to_numpy(dtype=float)) if len(elapsed) else 1.0
     days = np.arange(0.0, max(max_day, 1.0) + 1.0)
     reps, incidence = _incidence_shares(patients, days, groups)
     with house_style():
@@ -340,12 +348,12 @@ def cumulative_incidence_figure(
         if not incidence or not reps.size:
             _empty_message(ax, "No patients with an outcome")
             return fig
+        top = 0.0
         for name, members in groups.items():
             wide = incidence[name]  # days x replications
             # The mean is the expected cumulative incidence; the median of a share of ~100
             # patients jumps in steps and reads 0% for rare outcomes that do happen.
-            low, high = 100.0 * np.percentile(wide, [2.5, 97.5], axis=1)
-            mid = 100.0 * wide.mean(axis=1)
+            mid, low, high = mean_band(100.0 * wide, level)
             if name == "other_losses":
                 colour = _OTHER_LOSSES_COLOR
                 names = ", ".join(outcome_label(m).lower() for m in members)
@@ -357,16 +365,23 @@ def cumulative_incidence_figure(
                 colour = outcome_color(name)
                 label = f"{outcome_label(name)}: {_fmt_percent(mid[-1])}"
             draw_band(ax, days, low, mid, high, color=colour, label=label)
+            top = max(top, float(np.nanmax(high)))
         handles, labels = ax.get_legend_handles_labels()
         if n_reps > 1:
             handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
-            labels.append("Band: middle 95% of replications")
+            labels.append(band_label(level))
         unresolved = float((patients["outcome"] == "unresolved").mean() * 100.0)
         if unresolved > 0:
             handles.append(Line2D([], [], linestyle="none"))
             labels.append(f"Unresolved at end of run:\n{unresolved:.1f}% (not shown)")
+        later = float((elapsed > days[-1]).mean() * 100.0) if len(elapsed) else 0.0
+        if later > 0:
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(f"{_fmt_tail(later)} of outcomes happen\nafter day {days[-1]:.0f} "
+                          "(not shown)")
         ax.set_xlim(0, days[-1])
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, percent_limit(top))
+        thousands(ax.xaxis)
         title = f"Share by day {days[-1]:.0f}"
         if n_reps > 1:
             title += "\n(mean of replications)"

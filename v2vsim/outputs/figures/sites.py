@@ -1,8 +1,10 @@
-"""Capacity-limited sites over time: slots in use against capacity and the queue of patients
-waiting for a slot, per site, across replications."""
+"""Capacity-limited sites over time, month by month: the share of slot time in use and the
+waitlist for a slot, per site, across replications."""
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,17 +15,20 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ...metrics import SiteDays
+from .display import ScenarioDisplay, day_axis, thousands
 from .style import (
     OKABE_ITO,
     _empty_message,
+    _fmt_percent,
     _n_replications,
     draw_band,
     house_style,
     new_figure,
+    percent_limit,
     side_legend,
 )
 
-__all__ = ["site_mean_band", "site_timeline_figure"]
+__all__ = ["month_starts", "monthly_site_use", "site_mean_band", "site_timeline_figure"]
 
 # --------------------------------------------------------------------------------------------
 # Site utilisation over time
@@ -121,78 +126,187 @@ def _by_site(site_days: pd.DataFrame | SiteDays,
             (float(site_days["day"].min()), float(site_days["day"].max()) + 1.0))
 
 
+def month_starts(first_day: float, last_day: float, start_date: dt.date | None,
+                 ) -> np.ndarray:
+    """The day each month begins, from the month holding ``first_day`` to the month holding
+    the last day before ``last_day`` (the last entry ends that month): calendar months when ``start_date`` (day 0) is known,
+    else months of 30.4375 days from day 0. The first month may begin before ``first_day``."""
+    last_row = max(last_day - 1.0, first_day)  # rows are whole days: the last one's start
+    if start_date is None:
+        length = 365.25 / 12
+        first = math.floor(first_day / length)
+        last = math.floor(last_row / length) + 1
+        return np.arange(first, last + 1) * length
+    first = start_date + dt.timedelta(days=math.floor(first_day))
+    month = dt.date(first.year, first.month, 1)
+    edges: list[float] = []
+    while True:
+        edges.append(float((month - start_date).days))
+        if edges[-1] > last_row:
+            break
+        month = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    if len(edges) < 2:
+        edges.append(edges[0] + 31.0)
+    return np.asarray(edges, dtype=float)
+
+
+def _nan_mean_band(wide: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`.style.mean_band` over the replications present in each row (NaN: a replication
+    that has ended, or a month without capacity); a row with one value has no band."""
+    from ...metrics import t_quantile
+
+    n = np.isfinite(wide).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.nansum(wide, axis=1) / np.maximum(n, 1), np.nan)
+        sd = np.sqrt(np.nansum((wide - mean[:, None]) ** 2, axis=1) / np.maximum(n - 1, 1))
+    t = np.array([t_quantile(0.5 + level / 2, int(k) - 1) if k > 1 else 0.0 for k in n])
+    half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), 0.0)
+    return mean, mean - half, mean + half
+
+
+def monthly_site_use(rows: pd.DataFrame, edges: np.ndarray, level: float = 0.95,
+                     ) -> dict[str, np.ndarray]:
+    """A site's use month by month, from its day rows (``replication, day, slots, in_use,
+    queue``) and the months' first days ``edges`` (:func:`month_starts`).
+
+    ``busy_mean``, ``busy_low``, ``busy_high``: the share of slot time in use (0–1), each
+    replication's ``sum(in_use) / sum(slots)`` over the month's days, averaged over the
+    replications with days in the month, with a ``level`` t-interval of that mean (clipped to
+    0–1).
+    ``queue_median``, ``queue_p90``: the median and 90th percentile of the daily mean
+    waitlist length over all the month's days of all replications. NaN where a month has no
+    data (or, for the share, no capacity).
+    """
+    rows = rows.dropna(subset=["in_use", "queue", "slots"])
+    n_months = len(edges) - 1
+    day = rows["day"].to_numpy(dtype=float)
+    month = np.clip(np.searchsorted(edges, day, side="right") - 1, 0, n_months - 1)
+    reps, rep = np.unique(rows["replication"].to_numpy(), return_inverse=True)
+    rep = rep.reshape(-1)
+    cell = month * max(len(reps), 1) + rep
+    size = n_months * max(len(reps), 1)
+    used = np.bincount(cell, weights=rows["in_use"].to_numpy(dtype=float), minlength=size)
+    slots = np.bincount(cell, weights=rows["slots"].to_numpy(dtype=float), minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(slots > 0, used / slots, np.nan).reshape(n_months, max(len(reps), 1))
+    mean, low, high = _nan_mean_band(share, level)
+    # A share lies in 0-1; the t-interval of a few replications left at the end can overshoot.
+    low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+    queue = rows["queue"].to_numpy(dtype=float)
+    order = np.argsort(month, kind="stable")
+    bounds = np.searchsorted(month[order], np.arange(n_months + 1))
+    median = np.full(n_months, np.nan)
+    p90 = np.full(n_months, np.nan)
+    for k in range(n_months):
+        values = queue[order[bounds[k]:bounds[k + 1]]]
+        if values.size:
+            median[k], p90[k] = np.percentile(values, [50, 90])
+    return {"busy_mean": mean, "busy_low": low, "busy_high": high,
+            "queue_median": median, "queue_p90": p90}
+
+
+def _slots_text(capacity: pd.Series) -> str:
+    if not len(capacity):
+        return ""
+    low, high = float(capacity.min()), float(capacity.max())
+    if low == high:
+        return f"{low:,.0f} slot{'s' if low != 1 else ''}"
+    return f"{low:,.0f}–{high:,.0f} slots"
+
+
+def _steps(values: np.ndarray) -> np.ndarray:
+    """Monthly values with the last repeated, to draw as post-steps ending at the last edge."""
+    return np.append(values, values[-1:]) if len(values) else values
+
+
 def site_timeline_figure(
     site_days: pd.DataFrame | SiteDays,
     scenario_name: str,
     *,
     smooth_days: int = 7,
     footer: str = "",
+    display: ScenarioDisplay | None = None,
+    level: float = 0.95,
 ) -> Figure:
-    """Per site, slots in use against capacity and the queue of waiting patients over time.
+    """Per capacity-limited site, month by month: the share of slot time in use and the
+    waitlist for a slot (:func:`monthly_site_use`).
 
-    Curves are the mean across replications (the expected slots in use and queue length) of
-    a ``smooth_days``-day centred rolling mean (1 = no smoothing), with the 2.5th–97.5th
-    percentile band across replications (:func:`site_mean_band`); capacity is not smoothed.
-    Panel titles give the mean utilisation and queue length over the days shown.
-    ``site_days`` is ``Results.site_days`` or the arrays it is built from (``site_profile``).
+    Left: the share of slot time in use, mean across replications with its ``level`` CI (a
+    1-slot site's slots-in-use is 0 or 1 at any moment, so a band across replications of the
+    daily value spans 0–1 and says nothing; the monthly share does). Right: the median and 90th
+    percentile of the number of patients waiting on a day of the month, over all replications.
+    Sites and time are named with ``display`` (labels, calendar months and dates from the
+    scenario's start date; without it site keys and 30.4-day months of simulation days).
+    ``site_days`` is ``Results.site_days`` or the arrays it is built from (``site_profile``);
+    ``smooth_days`` is accepted for compatibility and unused (months replace the smoothing).
     """
+    del smooth_days
+    display = display or ScenarioDisplay()
     sites, n_reps, rows_of, (first_day, last_day) = _by_site(site_days)
     n_rows = max(len(sites), 1)
     with house_style():
         fig, axes = new_figure(
-            n_rows, 2, figsize=(13, 1.4 + 2.7 * n_rows), sharex=True,
-            title=f"Manufacturing site use over time — {scenario_name}", footer=footer,
+            n_rows, 2, figsize=(13, 1.6 + 2.9 * n_rows), sharex=True,
+            title=f"Capacity-limited sites, month by month — {scenario_name}", footer=footer,
         )
         if not sites:
             for ax in axes[0]:
                 _empty_message(ax, "No site data")
             return fig
-        smooth_note = f"\n({smooth_days}-day rolling mean)" if smooth_days > 1 else ""
-        spread = "Middle 95% of\nreplications" if n_reps > 1 else None
+        edges = month_starts(first_day, last_day, display.start_date)
         colour_use, colour_queue = OKABE_ITO["blue"], OKABE_ITO["vermillion"]
         for row, site in enumerate(sites):
             ax_use, ax_queue = axes[row]
             rows = rows_of(site)
             frame = (rows.dropna(subset=["in_use", "queue"])
                      if rows[["in_use", "queue"]].isna().to_numpy().any() else rows)
+            name = display.site(site)
             capacity = _capacity_by_day(rows)
-            # Means over the days shown and the replications: the expected utilisation and
-            # queue length (second title line, so long site names do not collide).
             total_slots = float(frame["slots"].sum()) if len(frame) else 0.0
             use_note = queue_note = ""
             if total_slots > 0:
-                use_note = f"\nmean utilisation {100.0 * float(frame['in_use'].sum()) / total_slots:.0f}%"
-                queue_note = f"\nmean {float(frame['queue'].mean()):.2f} waiting"
-            ax_use.set_title(f"{site}: manufacturing slots in use{use_note}")
-            ax_queue.set_title(f"{site}: patients waiting for a slot{queue_note}")
-            ax_use.set_ylabel("Slots")
-            ax_queue.set_ylabel("Patients")
-            top_use = float(capacity.max()) if len(capacity) else 0.0
-            top_queue = 0.0
+                use_note = (f"; {_fmt_percent(100.0 * float(frame['in_use'].sum()) / total_slots)}"
+                            " over the run")
+                queue_note = f"; mean {float(frame['queue'].mean()):,.2f} waiting"
+            slots = _slots_text(capacity)
+            ax_use.set_title(f"{name}\nslot time in use{f' ({slots})' if slots else ''}{use_note}")
+            ax_queue.set_title(f"{name}\npatients waiting for a slot{queue_note}")
+            ax_use.set_ylabel("Slot time in use (%)")
+            ax_queue.set_ylabel("Patients waiting")
+            top_queue = top_use = 0.0
             if len(frame):
-                x, low, mid, high = site_mean_band(frame, "in_use", smooth_days)
-                draw_band(ax_use, x, low, mid, high, color=colour_use)
-                top_use = max(top_use, float(np.nanmax(high)))
-                x, low, mid, high = site_mean_band(frame, "queue", smooth_days)
-                draw_band(ax_queue, x, low, mid, high, color=colour_queue)
-                top_queue = float(np.nanmax(high))
-            if len(capacity):
-                ax_use.plot(capacity.index.to_numpy(dtype=float), capacity.to_numpy(dtype=float),
-                            color="black", linestyle="--", linewidth=1.5,
-                            drawstyle="steps-post")
-            ax_use.set_ylim(0, max(top_use, 1.0) * 1.12)
-            ax_queue.set_ylim(0, max(top_queue, 1.0) * 1.12)
+                month = monthly_site_use(frame, edges, level)
+                draw_band(ax_use, edges, _steps(100.0 * month["busy_low"]),
+                          _steps(100.0 * month["busy_mean"]), _steps(100.0 * month["busy_high"]),
+                          color=colour_use, steps=True)
+                ax_queue.fill_between(edges, _steps(month["queue_median"]),
+                                      _steps(month["queue_p90"]), step="post",
+                                      color=colour_queue, alpha=0.2, linewidth=0)
+                ax_queue.plot(edges, _steps(month["queue_p90"]), color=colour_queue,
+                              linestyle="--", linewidth=1.4, drawstyle="steps-post")
+                ax_queue.plot(edges, _steps(month["queue_median"]), color=colour_queue,
+                              drawstyle="steps-post")
+                if np.isfinite(month["busy_high"]).any():
+                    top_use = 100.0 * float(np.nanmax(month["busy_high"]))
+                if np.isfinite(month["queue_p90"]).any():
+                    top_queue = float(np.nanmax(month["queue_p90"]))
+            ax_use.set_ylim(0, percent_limit(top_use))
+            ax_queue.set_ylim(0, max(top_queue, 1.0) * 1.1)
+            thousands(ax_queue.yaxis, 0 if top_queue >= 10 else 1)
         for ax in axes[-1]:
-            ax.set_xlabel("Simulation day")
-        # One legend for the figure, in neutral colours: the encodings repeat on every panel
-        # (blue = slots, vermillion = queue) and a legend inside a panel would hide data.
+            day_axis(ax, display.start_date)
         handles: list[Any] = [
-            Line2D([], [], color="#333333", label=f"Mean across\nreplications{smooth_note}"),
+            Line2D([], [], color=colour_use, label="Slot time in use:\nmean across "
+                   "replications"),
         ]
-        if spread:
-            handles.append(Patch(color="#999999", alpha=0.35, linewidth=0, label=spread))
-        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.5,
-                              label="Capacity (slots)"))
-        side_legend(axes[0, -1], handles)
-        axes[0, 0].set_xlim(first_day, last_day)
+        if n_reps > 1:
+            handles.append(Patch(color=colour_use, alpha=0.2, linewidth=0,
+                                 label=f"{level:.0%} CI of the mean"))
+        handles += [
+            Line2D([], [], color=colour_queue, label="Patients waiting:\nmedian day"),
+            Line2D([], [], color=colour_queue, linestyle="--", linewidth=1.4,
+                   label="90th percentile day\n(90% of days have\nno more waiting)"),
+        ]
+        side_legend(axes[0, -1], handles, title="Each month, over\nall replications")
+        axes[0, 0].set_xlim(max(first_day, float(edges[0])), min(last_day, float(edges[-1])))
     return fig

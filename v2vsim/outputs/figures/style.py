@@ -29,20 +29,24 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from ...scenario import OUTCOMES
 
 __all__ = [
+    "FOOTER_FONTSIZE",
     "KIND_COLORS",
     "OKABE_ITO",
     "OUTCOME_COLORS",
     "OUTCOME_LABELS",
     "STYLE",
     "add_footer",
+    "band_label",
     "draw_figures",
     "draw_band",
     "footer_text",
     "house_style",
     "kind_color",
+    "mean_band",
     "new_figure",
     "outcome_color",
     "outcome_label",
+    "percent_limit",
     "save_figure",
     "scenario_colors",
     "side_legend",
@@ -114,23 +118,29 @@ OUTCOME_LABELS: Final[Mapping[str, str]] = {
     "unresolved": "Unresolved at end of run",
 }
 
-#: One colour per step kind for journey swimlanes.
+#: One colour per step kind for journey swimlanes: pale tints (mostly Paul Tol's colour-blind-
+#: safe "light" scheme) kept apart from every outcome colour (CIE76 distance of 15 or more, a
+#: test checks it), so that a step bar never reads as an outcome marker (a release bar had the
+#: orange of "became ineligible", a conditioning bar the vermillion of "died").
 KIND_COLORS: Final[Mapping[str, str]] = {
-    "screen": "#8C8C8C",
-    "apheresis": OKABE_ITO["reddish_purple"],
-    "cryopreserve": OKABE_ITO["sky_blue"],
-    "transport": OKABE_ITO["yellow"],
-    "manufacture": OKABE_ITO["blue"],
-    "release": OKABE_ITO["orange"],
-    "conditioning": OKABE_ITO["vermillion"],
-    "delay": "#4D4D4D",
-    "infusion": OKABE_ITO["bluish_green"],
+    "screen": "#D9C7A7",
+    "apheresis": "#FFAABB",
+    "cryopreserve": "#99DDFF",
+    "transport": "#EEDD88",
+    "manufacture": "#8899CC",
+    "release": "#BBCC33",
+    "conditioning": "#EE8866",
+    "delay": "#707070",
+    "infusion": "#88CCAA",
 }
 
 _OTHER_LOSSES_COLOR: Final = "#4D4D4D"
 _NEUTRAL_COLOR: Final = "#56606B"  # bars that are "patients", not a cause
 _FOOTER_COLOR: Final = "#555555"
-_FOOTER_HEIGHT_INCHES: Final = 0.32
+_FOOTER_HEIGHT_INCHES: Final = 0.36
+#: Footer text size in points at the figure's size: a 13-inch figure shown 10 inches wide on a
+#: slide still sets it above 8 points.
+FOOTER_FONTSIZE: Final = 11.0
 
 #: Matplotlib rc settings of the house style; apply with :func:`house_style`. Sizes are chosen to
 #: stay readable when a 12-inch-wide figure is shown on a slide.
@@ -238,7 +248,8 @@ def add_footer(fig: Figure, footer: str) -> None:
     if isinstance(engine, ConstrainedLayoutEngine):
         engine.set(rect=(0.0, frac, 1.0, 1.0 - frac))
     fig.text(
-        0.008, frac / 2, footer, ha="left", va="center", fontsize=10, color=_FOOTER_COLOR
+        0.008, frac / 2, footer, ha="left", va="center", fontsize=FOOTER_FONTSIZE,
+        color=_FOOTER_COLOR
     )
 
 
@@ -286,6 +297,26 @@ def draw_band(
                     step="post" if steps else None)
     ax.plot(x, mid, color=color, label=label, drawstyle="steps-post" if steps else "default",
             **line_kw)
+
+
+def mean_band(wide: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and ``level`` t-interval of the mean across the columns (replications) of
+    ``wide``, row by row: ``mean, low, high``. The band of every figure drawn over replications
+    (one replication: the band is the line)."""
+    from ...metrics import t_quantile
+
+    wide = np.asarray(wide, dtype=float)
+    mean = wide.mean(axis=1)
+    n = wide.shape[1]
+    if n < 2:
+        return mean, mean, mean
+    half = t_quantile(0.5 + level / 2, n - 1) * wide.std(axis=1, ddof=1) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def band_label(level: float = 0.95) -> str:
+    """Legend text of the band of :func:`mean_band`."""
+    return f"Band: {level:.0%} CI of the mean\nacross replications"
 
 
 def side_legend(
@@ -348,6 +379,13 @@ def _ordered_outcomes(values: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Axis limits
 # --------------------------------------------------------------------------------------------
+
+
+def percent_limit(top: float) -> float:
+    """Upper limit of a percent axis: the data's top plus 8%, rounded up to 5, at most 100."""
+    if not math.isfinite(top) or top <= 0:
+        return 100.0
+    return float(min(100.0, math.ceil(top * 1.08 / 5.0) * 5.0))
 
 
 def tail_limit(values: np.ndarray, quantile: float = 99.0) -> float:

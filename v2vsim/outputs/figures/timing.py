@@ -1,11 +1,13 @@
-"""How long patients take: the vein-to-vein distribution of one scenario and the swimlanes
-of individual patient journeys (steps, waits before steps, how each journey ended)."""
+"""How long patients take: the vein-to-vein distribution of one scenario and of several side by
+side (quantiles averaged over replications, so that curves and legends give the summary tables'
+median and P90), and the swimlanes of individual patient journeys (steps, waits before steps,
+how each journey ended)."""
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -20,27 +22,103 @@ from matplotlib.path import Path
 from matplotlib.transforms import Affine2D
 from matplotlib.textpath import TextToPath
 
+from ...metrics import t_interval, t_quantile
 from ...scenario import OUTCOME_BY_KIND
+from .display import ScenarioDisplay, day_axis
+from .paired import _legend_name
 from .style import (
     _FOOTER_COLOR,
     KIND_COLORS,
     _empty_message,
     _fmt_tail,
     _ordered_outcomes,
+    band_label,
     house_style,
     kind_color,
     new_figure,
     outcome_color,
     outcome_label,
+    scenario_colors,
     side_legend,
     tail_limit,
 )
 
-__all__ = ["journey_figure", "vein_to_vein_figure"]
+__all__ = [
+    "QUANTILE_GRID",
+    "compare_vein_to_vein_figure",
+    "day_limits",
+    "journey_figure",
+    "quantile_average",
+    "quantile_summary",
+    "replication_quantiles",
+    "vein_to_vein_figure",
+]
 
 # --------------------------------------------------------------------------------------------
 # Vein-to-vein time
 # --------------------------------------------------------------------------------------------
+
+
+#: Probabilities of the quantile-averaged curves: steps of 0.5%, 0.5 and 0.9 exactly.
+QUANTILE_GRID: Final[np.ndarray] = np.arange(201) / 200.0
+
+
+def replication_quantiles(patients: pd.DataFrame, column: str,
+                          probs: np.ndarray | Sequence[float]) -> np.ndarray:
+    """``replications x probs``: each replication's quantiles of ``column`` among its infused
+    patients (linear interpolation, as ``numpy.quantile`` and pandas' ``quantile`` default).
+
+    Replications without an infused patient are left out, as the replication table leaves
+    their ``vein_to_vein_median`` and ``vein_to_vein_p90`` missing: the mean of a column of
+    this table is the mean the summary tables give for the same quantile."""
+    probs = np.asarray(probs, dtype=float)
+    infused = patients.loc[patients["outcome"] == "infused", ["replication", column]].dropna()
+    if not len(infused):
+        return np.empty((0, probs.size))
+    infused = infused.sort_values(["replication", column], kind="stable")
+    reps = infused["replication"].to_numpy()
+    values = infused[column].to_numpy(dtype=float)
+    bounds = np.flatnonzero(np.r_[True, reps[1:] != reps[:-1], True])
+    return np.stack([np.quantile(values[a:b], probs) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def quantile_summary(patients: pd.DataFrame, column: str, q: float,
+                     level: float = 0.95) -> tuple[float, float, float, int]:
+    """Mean and ``level`` t-interval across replications of each replication's ``q`` quantile
+    of ``column`` (infused patients): the statistic of the summary tables (for
+    ``vein_to_vein_days``, the ``vein_to_vein_median`` and ``vein_to_vein_p90`` rows)."""
+    return t_interval(replication_quantiles(patients, column, [q])[:, 0], level)
+
+
+def quantile_average(patients: pd.DataFrame, column: str, level: float = 0.95,
+                     probs: np.ndarray | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The quantile-averaged ("Vincent") cumulative curve of ``column`` over replications.
+
+    For each probability ``p`` of ``probs`` (default :data:`QUANTILE_GRID`), ``x(p)`` is the mean
+    over replications of the replication's ``p`` quantile, with a ``level`` t-interval of that
+    mean. Its 50% and 90% crossings are therefore the summary tables' median and P90 (each the
+    mean of the replications' own). Returns ``probs, mean, low, high`` and the number of
+    replications; with one replication the interval is the mean itself.
+    """
+    probs = QUANTILE_GRID if probs is None else np.asarray(probs, dtype=float)
+    table = replication_quantiles(patients, column, probs)
+    n = table.shape[0]
+    if n == 0:
+        empty = np.full(probs.size, math.nan)
+        return probs, empty, empty, empty, 0
+    mean = table.mean(axis=0)
+    if n == 1:
+        return probs, mean, mean, mean, 1
+    half = t_quantile(0.5 + level / 2, n - 1) * table.std(axis=0, ddof=1) / math.sqrt(n)
+    return probs, mean, mean - half, mean + half, n
+
+
+def _fmt_days_ci(stat: tuple[float, float, float, int]) -> str:
+    mean, low, high, _n = stat
+    if math.isfinite(low) and math.isfinite(high):
+        return f"{mean:.1f} d ({low:.1f}–{high:.1f})"
+    return f"{mean:.1f} d"
 
 
 def _beyond_note(values: np.ndarray, limit: float) -> str | None:
@@ -52,51 +130,56 @@ def _beyond_note(values: np.ndarray, limit: float) -> str | None:
             f"{limit:.0f} days\n(longest {values.max():.0f} days)")
 
 
-def _histogram_panel(ax: Axes, values: np.ndarray, title: str, xlabel: str) -> None:
-    """1-day-bin histogram of ``values`` (in % of values) with the median and P90 marked.
+def day_limits(values: np.ndarray, quantile: float = 97.5) -> tuple[float, float]:
+    """x limits of a distribution of days: a day below the smallest value (never below 0
+    unless values are) to :func:`tail_limit` at ``quantile``."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    low = max(min(0.0, float(values.min())), math.floor(float(values.min())) - 1.0)
+    return low, max(tail_limit(values, quantile), low + 1.0)
 
-    The x axis stops near the 99th percentile (:func:`tail_limit`); the legend gives the median
-    and P90 (of all values) and says how many values lie beyond the axis. Values go in the
-    legend rather than next to the lines, where they collided with the tick labels and with
-    each other when the median and P90 are close.
+
+def _histogram_panel(ax: Axes, values: np.ndarray, title: str, xlabel: str,
+                     median: tuple[float, float, float, int],
+                     p90: tuple[float, float, float, int]) -> None:
+    """1-day-bin histogram of ``values`` (all replications pooled, in % of values) with the
+    summary tables' median and P90 (means of the replications' own, :func:`quantile_summary`)
+    marked and given with their CIs in the legend, below the panel's data.
+
+    The x axis runs from a day before the shortest time to near the 97.5th percentile
+    (:func:`day_limits`); the legend says how many values lie beyond it.
     """
     ax.set_title(title)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Share of infused patients (%)")
+    ax.set_ylabel("Share of infused patients (%),\nall replications pooled")
     if values.size == 0:
         _empty_message(ax, "No infused patients")
         return
     ax.set_title(
         f"n = {values.size:,} infused", loc="right", fontsize=11.5, color=_FOOTER_COLOR
     )
-    limit = tail_limit(values)
-    lo = math.floor(values.min())
-    edges = np.arange(lo, max(limit, lo + 1.0) + 1.0, dtype=float)
+    lo, limit = day_limits(values)
+    edges = np.arange(math.floor(lo), limit + 1.0, dtype=float)
     counts, _ = np.histogram(values, bins=edges)
     share = 100.0 * counts / values.size
     ax.bar(
         edges[:-1], share, width=1.0, align="edge", color=outcome_color("infused"),
         edgecolor="white", linewidth=0.3 if edges.size < 150 else 0.0,
     )
-    # Headroom for the legend above the bars; the marker lines stop just above the tallest
-    # bar so that the legend never hides them.
-    top = share.max() * 1.6
-    ax.set_ylim(0, top)
-    ax.set_xlim(min(0.0, lo), limit)
-    median, p90 = np.percentile(values, [50, 90])
-    line_top = 1.06 * share.max() / top
-    ax.axvline(median, ymax=line_top, color="black", linestyle="-", linewidth=1.6,
-               label=f"Median: {median:.1f} days")
-    ax.axvline(p90, ymax=line_top, color="black", linestyle="--", linewidth=1.6,
-               label=f"90th percentile: {p90:.1f} days")
+    ax.set_ylim(0, share.max() * 1.08)
+    ax.set_xlim(lo, limit)
+    ax.axvline(median[0], color="black", linestyle="-", linewidth=1.6,
+               label=f"Median {_fmt_days_ci(median)}")
+    ax.axvline(p90[0], color="black", linestyle="--", linewidth=1.6,
+               label=f"90th percentile {_fmt_days_ci(p90)}")
     handles, labels = ax.get_legend_handles_labels()
     note = _beyond_note(values, limit)
     if note:
         handles.append(Line2D([], [], linestyle="none"))
         labels.append(note)
-    # "best" keeps the legend off the bars and lines; the white box keeps grid lines out of it.
-    ax.legend(handles, labels, loc="best", frameon=True, facecolor="white", edgecolor="none",
-              framealpha=0.9, handlelength=1.8)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
+              handlelength=1.8, title="Mean of replications (95% CI)", fontsize=11)
 
 
 def vein_to_vein_figure(
@@ -104,26 +187,118 @@ def vein_to_vein_figure(
 ) -> Figure:
     """Distribution of vein-to-vein and referral-to-infusion days among infused patients.
 
-    Patients from all replications are pooled; bars are 1-day bins as a share of infused
-    patients; median and 90th percentile are marked and given in the legend. Each x axis ends
-    near the 99th percentile (the long tail of re-manufactured patients would squash the main
-    mass); the legend says what share lies beyond.
+    Bars: patients of all replications pooled, 1-day bins as a share of infused patients.
+    Lines and legend: the median and 90th percentile as the summary tables give them (the mean
+    across replications of each replication's own, with a 95% CI; :func:`quantile_summary`).
+    Each x axis ends near the 97.5th percentile (the long tail of re-manufactured patients would
+    squash the main mass); the legend says what share lies beyond.
     """
     with house_style():
         fig, axes = new_figure(
-            1, 2, figsize=(13, 5.2), title=f"Time to infusion — {scenario_name}", footer=footer
+            1, 2, figsize=(13, 5.8), title=f"Time to infusion — {scenario_name}", footer=footer
         )
-        infused = patients[patients["outcome"] == "infused"]
         for ax, column, title, xlabel in (
             (axes[0, 0], "vein_to_vein_days", "Apheresis → infusion (vein-to-vein)",
              "Vein-to-vein time (days)"),
             (axes[0, 1], "referral_to_infusion_days", "Referral → infusion",
              "Referral to infusion (days)"),
         ):
-            values = infused[column].dropna().to_numpy(dtype=float)
-            _histogram_panel(ax, values, title, xlabel)
+            values = patients.loc[patients["outcome"] == "infused", column].dropna(
+                ).to_numpy(dtype=float)
+            _histogram_panel(ax, values, title, xlabel, quantile_summary(patients, column, 0.5),
+                             quantile_summary(patients, column, 0.9))
     return fig
 
+
+
+def compare_vein_to_vein_figure(
+    patients: Mapping[str, pd.DataFrame],
+    *,
+    column: str = "vein_to_vein_days",
+    footer: str = "",
+    level: float = 0.95,
+) -> Figure:
+    """Days of infused patients per scenario: the quantile-averaged cumulative curve and the
+    pooled 1-day histogram.
+
+    Left: for each share ``p`` infused, the mean over replications of each replication's ``p``
+    quantile (:func:`.timing.quantile_average`), with a ``level`` CI of that mean as a band: the
+    curve crosses 50% and 90% at the summary tables' median and P90, which the legend gives
+    with their CIs. Right: patients of all replications pooled per scenario. The x axis runs
+    from a day before the shortest time to near the largest 97.5th percentile of the
+    scenarios (:func:`.timing.day_limits`); the legend gives the share beyond.
+    """
+    names = list(patients)
+    colours = scenario_colors(len(names))
+    values = {
+        name: frame.loc[frame["outcome"] == "infused", column].dropna().to_numpy(dtype=float)
+        for name, frame in patients.items()
+    }
+    if column == "vein_to_vein_days":
+        xlabel = "Vein-to-vein time, apheresis to infusion (days)"
+        title = "Vein-to-vein time of infused patients, by scenario"
+    else:
+        xlabel = f"{column.removesuffix('_days').replace('_', ' ').capitalize()} (days)"
+        title = f"{xlabel.removesuffix(' (days)')} of infused patients, by scenario"
+    with house_style():
+        fig, axes = new_figure(1, 2, figsize=(13.5, 5.8), sharex=True, footer=footer, title=title)
+        ax_cdf, ax_hist = axes[0]
+        ax_cdf.set_title("Share infused within x days\n(quantiles averaged over replications)")
+        ax_cdf.set_ylabel("Infused patients (%)")
+        ax_hist.set_title("Distribution, 1-day bins\n(all replications pooled)")
+        ax_hist.set_ylabel("Share of infused patients (%)")
+        for ax in axes[0]:
+            ax.set_xlabel(xlabel)
+        if not any(v.size for v in values.values()):
+            for ax in axes[0]:
+                _empty_message(ax, "No infused patients")
+            return fig
+        bounds = [day_limits(v) for v in values.values() if v.size]
+        low = min(b[0] for b in bounds)
+        limit = max(b[1] for b in bounds)
+        edges = np.arange(math.floor(low), limit + 1.0, dtype=float)
+        handles: list[Any] = []
+        labels: list[str] = []
+        any_cut = False
+        top = 0.0
+        for name, colour in zip(names, colours):
+            v = values[name]
+            handles.append(Line2D([], [], color=colour, linewidth=2.5))
+            if v.size == 0:
+                labels.append(f"{_legend_name(name)}\nno infused patients")
+                continue
+            probs, mean, ci_low, ci_high, n_reps = quantile_average(patients[name], column, level)
+            ax_cdf.fill_betweenx(100.0 * probs, ci_low, ci_high, color=colour, alpha=0.2,
+                                 linewidth=0)
+            ax_cdf.plot(mean, 100.0 * probs, color=colour)
+            share = 100.0 * np.histogram(v, bins=edges)[0] / v.size
+            top = max(top, float(share.max()))
+            ax_hist.stairs(share, edges, fill=True, color=colour, alpha=0.25, linewidth=0)
+            ax_hist.stairs(share, edges, color=colour, linewidth=1.8)
+            median = quantile_summary(patients[name], column, 0.5, level)
+            p90 = quantile_summary(patients[name], column, 0.9, level)
+            label = (f"{_legend_name(name)}\nmedian {_fmt_days_ci(median)}\n"
+                     f"P90 {_fmt_days_ci(p90)}")
+            beyond = 100.0 * float((v > limit).mean())
+            if beyond > 0:
+                any_cut = True
+                label += f"\n{_fmt_tail(beyond)} beyond {limit:.0f} d"
+            labels.append(label)
+        for share_level in (50, 90):
+            ax_cdf.axhline(share_level, color="#777777", linestyle=":", linewidth=1.2, zorder=1)
+        ax_cdf.set_yticks([0, 25, 50, 75, 90, 100])
+        ax_cdf.set_ylim(0, 101)
+        ax_cdf.set_xlim(low, limit)
+        ax_hist.set_ylim(0, max(top, 1e-9) * 1.08)
+        handles.append(Patch(color="#999999", alpha=0.35, linewidth=0))
+        labels.append(band_label(level))
+        if any_cut:
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(f"Axis cut at {limit:.0f} days (near the\n97.5th percentile); the "
+                          "rare longer\ntimes are mostly repeat\nmanufacturing")
+        side_legend(ax_hist, handles, labels,
+                    title=f"Scenario: mean of replications\n({level:.0%} CI), days")
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,6 +347,7 @@ def journey_figure(
     *,
     relative: bool = False,
     footer: str = "",
+    display: ScenarioDisplay | None = None,
 ) -> Figure:
     """Swimlanes of individual patient journeys: steps, waits before steps and how each ended.
 
@@ -180,7 +356,10 @@ def journey_figure(
     each journey ends with a marker for its outcome. Only the first replication in ``events``
     is drawn. The x axis is the simulation day, which shows patients competing for the same
     slots; ``relative=True`` starts every lane at its referral instead, to compare journeys.
+    Cohorts are named with ``display`` (their labels), and with its start date the simulation
+    days are shown as dates.
     """
+    display = display or ScenarioDisplay()
     frame = events
     replications = sorted(pd.unique(events["replication"])) if len(events) else []
     if len(replications) > 1:
@@ -205,7 +384,10 @@ def journey_figure(
         if replications:
             subtitle += f", replication {replications[0]}"
         ax.set_title(subtitle)
-        ax.set_xlabel("Days since referral" if relative else "Day")
+        if relative:
+            ax.set_xlabel("Days since referral")
+        else:
+            day_axis(ax, display.start_date)
         if not patients:
             _empty_message(ax, "No traced patients")
             return fig
@@ -222,7 +404,7 @@ def journey_figure(
             trace = lanes[lanes["patient"] == patient].sort_values(
                 ["ready_day", "end_day"], kind="stable"
             )
-            labels.append(f"Patient {patient} ({trace['cohort'].iloc[0]})")
+            labels.append(f"Patient {patient} ({display.cohort(str(trace['cohort'].iloc[0]))})")
             # The last event is the latest to end; on ties (an instantaneous infusion right
             # after conditioning) the one that started later.
             ends = trace["end_day"].to_numpy(dtype=float)

@@ -1,0 +1,112 @@
+"""How figures name things and write numbers: display labels of sites, steps and cohorts
+(:class:`ScenarioDisplay`, from a scenario's ``label`` fields), simulation days as calendar dates
+from the scenario's start date (:func:`day_axis`) and thousands separators (:func:`thousands`).
+
+Labels are display only: nothing here changes a result, and a figure given no scenario shows
+config keys and simulation days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib import dates as mdates
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.ticker import FuncFormatter, Locator, StrMethodFormatter
+
+__all__ = ["ScenarioDisplay", "day_axis", "scenario_display", "thousands"]
+
+
+class ScenarioDisplay:
+    """How figures name a scenario's sites, steps and cohorts, and the date of day 0.
+
+    Built from a scenario by :func:`scenario_display`; the default (nothing known) shows config
+    keys as they are and time as simulation days. Labels are display only.
+    """
+
+    def __init__(self, sites: Mapping[str, str] | None = None,
+                 steps: Mapping[str, str] | None = None,
+                 cohorts: Mapping[str, str] | None = None,
+                 start_date: dt.date | None = None) -> None:
+        self.sites: dict[str, str] = dict(sites or {})
+        self.steps: dict[str, str] = dict(steps or {})
+        self.cohorts: dict[str, str] = dict(cohorts or {})
+        self.start_date = start_date
+
+    def site(self, key: str) -> str:
+        return self.sites.get(key) or key
+
+    def step(self, name: str) -> str:
+        return self.steps.get(name) or name
+
+    def cohort(self, name: str) -> str:
+        return self.cohorts.get(name) or name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScenarioDisplay) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return (f"ScenarioDisplay(sites={self.sites}, steps={self.steps}, "
+                f"cohorts={self.cohorts}, start_date={self.start_date!r})")
+
+
+def scenario_display(scenario: Any | None) -> ScenarioDisplay:
+    """The display names (``label``, else the key or name) and start date of a scenario, or
+    the default display for ``None``. Reads only the scenario's fields (no model import)."""
+    if scenario is None:
+        return ScenarioDisplay()
+    steps: dict[str, str] = {}
+    for pathway in getattr(scenario, "pathways", {}).values():
+        for step in pathway.steps:
+            steps.setdefault(step.name, getattr(step, "label", None) or step.name)
+    return ScenarioDisplay(
+        sites={k: getattr(v, "label", None) or k for k, v in getattr(scenario, "sites", {}).items()},
+        steps=steps,
+        cohorts={c.name: getattr(c, "label", None) or c.name
+                 for c in getattr(scenario, "cohorts", [])},
+        start_date=getattr(scenario, "start_date", None),
+    )
+
+
+class _DateTicks(Locator):
+    """Ticks at month or year starts (matplotlib's date locator) on an axis of simulation days
+    counted from ``origin`` (a matplotlib date number)."""
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+        self.dates = mdates.AutoDateLocator(minticks=4, maxticks=8)
+
+    def __call__(self) -> Sequence[float]:
+        low, high = self.axis.get_view_interval()  # type: ignore[union-attr]
+        return self.tick_values(low, high)
+
+    def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
+        ticks = self.dates.tick_values(mdates.num2date(vmin + self.origin),
+                                       mdates.num2date(vmax + self.origin))
+        return [t - self.origin for t in ticks]
+
+
+def day_axis(ax: Axes, start_date: dt.date | None, *, what: str = "Simulation day") -> None:
+    """Label an x axis of simulation days: calendar dates when ``start_date`` (day 0) is known
+    (the data stay in days; ticks fall on month or year starts), else ``what``."""
+    if start_date is None:
+        ax.set_xlabel(what)
+        return
+    origin = float(mdates.date2num(dt.datetime.combine(start_date, dt.time())))
+
+    def label(x: float, _pos: int | None = None) -> str:
+        day = mdates.num2date(x + origin)
+        low, high = ax.get_xlim()
+        return f"{day:%Y}" if high - low > 3 * 365 and day.month == 1 else f"{day:%b %Y}"
+
+    ax.xaxis.set_major_locator(_DateTicks(origin))
+    ax.xaxis.set_major_formatter(FuncFormatter(label))
+    ax.set_xlabel(f"Date (day 0 = {start_date:%d %b %Y})")
+
+
+def thousands(axis: Axis, decimals: int = 0) -> None:
+    """Tick labels with thousands separators (``12,500``) on a count or cost axis."""
+    axis.set_major_formatter(StrMethodFormatter(f"{{x:,.{decimals}f}}"))
