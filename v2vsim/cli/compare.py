@@ -103,7 +103,9 @@ def write_compare_dir(comparison: Comparison, out_dir: Path, *, scenario_files: 
                                    {r.scenario.name: r.replications for r in comparison.results},
                                    tmp / "figures", currency=comparison.currency, footer=footer,
                                    jobs=jobs, guard=lambda stem: guard_figures(f"{stem} (comparison)",
-                                                                               tmp / "figures"))
+                                                                               tmp / "figures"),
+                                   budgets={r.scenario.name: r.budget for r in comparison.results
+                                            if getattr(r, "budget", None) is not None})
             economics = comparison.economics
             if economics is not None and len(economics.budget):
                 from ..outputs.figures.economics import budget_figure

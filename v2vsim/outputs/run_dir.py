@@ -46,7 +46,8 @@ def write_run_dir(results: Any, out_dir: Path, *, command: Iterable[str], csv: b
             with guard_figures(f"the figures of {results.scenario.name}", tmp / "figures"):
                 run_figures(results.patients, results.site_profile, results.events,
                             results.scenario.name, tmp / "figures", footer=run_footer(results),
-                            jobs=jobs, guard=lambda stem: guard_figures(stem, tmp / "figures"))
+                            jobs=jobs, guard=lambda stem: guard_figures(stem, tmp / "figures"),
+                            scenario=results.scenario, budget=getattr(results, "budget", None))
         budget = getattr(results, "budget", None)
         if budget is not None and len(budget):
             write_budget_files(results, budget, tmp, figures)

@@ -195,7 +195,8 @@ def attrition_funnel_figure(
         thousands(ax.xaxis)
         ax.grid(axis="y", visible=False)
         ax.set_xlabel(
-            "Patients per replication (mean)" if n_reps > 1 else "Patients (one replication)"
+            "Patients in one replication's referral window (mean across replications)"
+            if n_reps > 1 else "Patients (one replication)"
         )
         handles = [
             Patch(color=outcome_color(c), label=outcome_label(c))

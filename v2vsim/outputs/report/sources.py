@@ -24,7 +24,7 @@ from .load import ReportError
 __all__ = ["LABEL_KEYS", "Parameter", "format_yaml_value", "source_parameters"]
 
 #: Keys whose values are names or references, not quantities: they need no source comment.
-LABEL_KEYS = frozenset({"name", "description", "kind", "currency", "pathway", "site"})
+LABEL_KEYS = frozenset({"name", "label", "description", "kind", "currency", "pathway", "site"})
 
 
 @dataclass
