@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import matplotlib.pyplot as plt
 import pytest
 from matplotlib.colors import to_hex
 
@@ -363,3 +364,31 @@ def test_sensitivity_command_warns_of_a_sobol_sample_too_small(tmp_path: Any) ->
     assert "warning: Sample too small" in output
     assert f"--samples {expected.recommended_samples} (now 8)" in output
     assert (out / "figures" / "sobol.png").is_file()
+
+
+def test_parameters_and_sites_are_named_in_words_when_the_scenario_is_known() -> None:
+    from v2vsim.outputs.figures.display import ScenarioDisplay
+
+    shown = ScenarioDisplay(sites={"hkib": "HKIB (Hong Kong Institute of Biotechnology)"},
+                            steps={"manufacture": "manufacture"},
+                            cohorts={"adult_LBCL": "Adult LBCL"})
+    assert shown.parameter("sites.hkib.slots") == "Slots at HKIB"
+    assert shown.parameter("sites.hkib.cost_per_use") == "Cost per use at HKIB"
+    assert shown.parameter("arrivals.rate_per_year") == "Referrals a year"
+    assert shown.parameter("cohorts.adult_LBCL.time_to_death.median") == "Adult LBCL: time to death, median"
+    assert shown.parameter("pathways.local.steps.manufacture.failure_probability") == \
+        "Manufacture: failure probability"
+    assert shown.metric("Utilisation of hkib", "utilization_hkib") == "Utilisation of HKIB"
+    # Without a scenario the axis keeps the path the user typed in --set.
+    table = pd.DataFrame({"point": [0, 1, 0, 1], "sites.hkib.slots": [1, 2, 1, 2],
+                          "metric": ["queue_wait_mean"] * 2 + ["utilization_hkib"] * 2,
+                          "mean": [10.0, 2.0, 0.7, 0.35], "ci_low": [9.0, 1.5, 0.65, 0.3],
+                          "ci_high": [11.0, 2.5, 0.75, 0.4], "n": 10})
+    for display, x_label, title in ((None, "sites.hkib.slots", "Utilisation of hkib"),
+                                    (shown, "Slots at HKIB", "Utilisation of HKIB")):
+        fig = px.sweep_curves_figure(table, "sites.hkib.slots",
+                                     ["queue_wait_mean", "utilization_hkib"], display=display)
+        axes = [ax for ax in fig.axes if ax.get_xlabel()]
+        assert {ax.get_xlabel() for ax in axes} == {x_label}
+        assert title in [ax.get_title(loc) for ax in axes for loc in ("left", "center")]
+        plt.close(fig)

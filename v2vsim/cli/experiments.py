@@ -334,10 +334,12 @@ def _sweep_figures(table: pd.DataFrame, names: list[str], design: str, scenario:
 
     from .._version import __version__
     from ..outputs.figures import experiments as px
+    from ..outputs.figures.display import scenario_display
 
     n = int(table["n"].max()) if len(table) else 0
     footer = f"{scenario.name} · up to {n} replications per point · seed {seed} · v2vsim {__version__}"
-    kw = {"scenario_name": scenario.name, "footer": footer, "currency": scenario.currency}
+    kw = {"scenario_name": scenario.name, "footer": footer, "currency": scenario.currency,
+          "display": scenario_display(scenario)}
     if design == "lhs":
         for metric in ("infused_fraction", "queue_wait_mean"):
             _save(px.sweep_scatter_figure(table, names, metric, **kw), directory, f"scatter_{metric}")
@@ -531,10 +533,12 @@ def sensitivity(
                                                   "indices": result.indices.to_dict(orient="records")})
             if not no_figures:
                 from ..outputs.figures import experiments as px
+                from ..outputs.figures.display import scenario_display
 
                 footer = (f"{source.base.name} · {replications} replications per point · seed {base_seed} · "
                           f"v2vsim {__version__}")
-                kw = {"scenario_name": source.base.name, "footer": footer, "currency": source.base.currency}
+                kw = {"scenario_name": source.base.name, "footer": footer, "currency": source.base.currency,
+                      "display": scenario_display(source.base)}
                 draw = {"oat": (px.tornado_figure, "tornado"), "morris": (px.morris_figure, "morris"),
                         "sobol": (px.sobol_figure, "sobol")}[method]
                 notes = {"warnings": sobol_warnings} if sobol_warnings else {}
@@ -675,13 +679,15 @@ def capacity(
             (tmp / "scenario.yaml").write_text(scenario_to_yaml(base, seed=base_seed), encoding="utf-8")
             if not no_figures:
                 from ..outputs.figures import experiments as px
+                from ..outputs.figures.display import scenario_display
 
                 reps = (f"replications to {100 * prec.relative:g}% precision" if prec
                         else f"{replications or base.replications} replications per count")
                 footer = f"{base.name} · {reps} · seed {base_seed} · 95% confidence · v2vsim {__version__}"
                 with guard_figures(f"capacity_{_slug(site)}", tmp / "figures"):
                     _save(px.capacity_figure(result.table, parsed, site, answer, scenario_name=base.name,
-                                             footer=footer, currency=base.currency), tmp / "figures",
+                                             footer=footer, currency=base.currency,
+                                             display=scenario_display(base)), tmp / "figures",
                           f"capacity_{_slug(site)}")
             return _manifest("capacity", source, base_seed, started, site=site, answer=answer)
 

@@ -45,12 +45,58 @@ class ScenarioDisplay:
     def cohort(self, name: str) -> str:
         return self.cohorts.get(name) or name
 
+    def site_short(self, key: str) -> str:
+        """A site's label without a closing parenthesis ("HKIB (Hong Kong Institute of
+        Biotechnology)" is "HKIB"), for axis labels."""
+        return _short_label(self.site(key))
+
+    def parameter(self, path: str) -> str:
+        """A ``--set`` path in words: ``sites.hkib.slots`` is "Slots at <site label>",
+        ``arrivals.rate_per_year`` "Referrals a year", ``cohorts.<name>.share`` "<cohort>:
+        share", ``pathways.<p>.steps.<step>.failure_probability`` "<step>: failure
+        probability"; distribution fields follow (``duration.median`` "duration, median")."""
+        keys = path.split(".")
+
+        def words(parts: Sequence[str]) -> str:
+            return ", ".join(p.replace("_", " ") for p in parts)
+
+        if keys[:1] == ["sites"] and len(keys) >= 3:
+            what = words(keys[2:])
+            if keys[2:] == ["slots"]:
+                return f"Slots at {self.site_short(keys[1])}"
+            return f"{what[:1].upper() + what[1:]} at {self.site_short(keys[1])}"
+        if keys == ["arrivals", "rate_per_year"]:
+            return "Referrals a year"
+        if keys[:1] == ["cohorts"] and len(keys) >= 3:
+            return f"{_short_label(self.cohort(keys[1]))}: {words(keys[2:])}"
+        if keys[:1] == ["pathways"] and len(keys) >= 5 and keys[2] == "steps":
+            step = _short_label(self.step(keys[3]))
+            return f"{step[:1].upper() + step[1:]}: {words(keys[4:])}"
+        text = words(keys)
+        return text[:1].upper() + text[1:]
+
+    def metric(self, label: str, metric: str) -> str:
+        """A metric's label with site keys in words (``utilization_hkib``: "Utilisation of
+        <site label>")."""
+        if metric.startswith("utilization_"):
+            key = metric[len("utilization_"):]
+            return label.replace(f"of {key}", f"of {self.site_short(key)}")
+        return label
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ScenarioDisplay) and vars(self) == vars(other)
 
     def __repr__(self) -> str:
         return (f"ScenarioDisplay(sites={self.sites}, steps={self.steps}, "
                 f"cohorts={self.cohorts}, start_date={self.start_date!r})")
+
+
+def _short_label(label: str) -> str:
+    """A label without a trailing parenthesis ("HKIB (Hong Kong ...)" -> "HKIB")."""
+    if label.endswith(")") and " (" in label:
+        head = label[: label.index(" (")].strip()
+        return head or label
+    return label
 
 
 def scenario_display(scenario: Any | None) -> ScenarioDisplay:

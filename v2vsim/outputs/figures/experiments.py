@@ -25,6 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from ...metrics import PER_100, is_fraction, metric_direction, metric_label
+from .display import ScenarioDisplay
 from .style import OKABE_ITO, draw_band, house_style, new_figure, scenario_colors, side_legend
 
 __all__ = [
@@ -165,6 +166,24 @@ def _short(path: str) -> str:
     return path if len(keys) <= 3 else "…" + ".".join(keys[-3:])
 
 
+class _Words:
+    """Parameters and metrics in words, with the scenario's display labels when known."""
+
+    def __init__(self, display: ScenarioDisplay | None) -> None:
+        self.display = display or ScenarioDisplay()
+
+    def param(self, path: str) -> str:
+        return self.display.parameter(path) if self.display.sites or self.display.cohorts \
+            else _short(path)
+
+    def name(self, metric: str, currency: str = "") -> str:
+        return self.display.metric(_name(metric, currency), metric)
+
+    def scale(self, metric: str, currency: str = "") -> tuple[float, str]:
+        factor, label = _scale(metric, currency)
+        return factor, self.display.metric(label, metric)
+
+
 def _is_numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values)
 
@@ -182,18 +201,20 @@ def sweep_curves_figure(
     scenario_name: str = "",
     footer: str = "",
     currency: str = "",
+    display: ScenarioDisplay | None = None,
 ) -> Figure:
     """Each metric against parameter ``x`` with its 95% CI band; one line per combination
     of the ``group`` parameters (capacity curves: devices vs attrition, vs queue wait).
 
     Each panel's y axis spans at least :data:`MIN_RELATIVE_HALF_RANGE` of the level either
     side of it, so a flat metric reads as flat; a whole-number ``x`` has whole-number ticks."""
+    words = _Words(display)
     metrics = [m for m in metrics if (table["metric"] == m).any()]
     nrows, ncols = _panel_grid(len(metrics), 2)
     with house_style():
         fig, axes = new_figure(nrows, ncols, figsize=(13 if ncols >= 2 else 9, 1.2 + 3.6 * nrows),
-                               title=f"Sweep of {_short(x)} — {scenario_name}" if scenario_name
-                               else f"Sweep of {_short(x)}", footer=footer)
+                               title=f"Sweep of {words.param(x)} — {scenario_name}" if scenario_name
+                               else f"Sweep of {words.param(x)}", footer=footer)
         keys: list[tuple[Any, ...]] = [()]
         if group:
             keys = list(table[list(group)].drop_duplicates().itertuples(index=False, name=None))
@@ -203,10 +224,10 @@ def sweep_curves_figure(
         categories = list(pd.unique(table[x])) if not numeric else []
         for k, metric in enumerate(metrics):
             ax = axes[k // ncols, k % ncols]
-            factor, label = _scale(metric, currency)
-            ax.set_title(_name(metric, currency))
+            factor, label = words.scale(metric, currency)
+            ax.set_title(words.name(metric, currency))
             ax.set_ylabel(label)
-            ax.set_xlabel(_short(x))
+            ax.set_xlabel(words.param(x))
             rows = _metric_rows(table, metric)
             shown: list[np.ndarray] = []
             for j, key in enumerate(keys):
@@ -235,7 +256,7 @@ def sweep_curves_figure(
         handles: list[Any] = []
         if group:
             for j, key in enumerate(keys):
-                text = ", ".join(f"{_short(n)} = {v}" for n, v in zip(group, key))
+                text = ", ".join(f"{words.param(n)} = {v}" for n, v in zip(group, key))
                 handles.append(Line2D([], [], color=colors[j], linestyle=styles[(j // 8) % len(styles)],
                                       marker="o", markersize=4, label=text))
         else:
@@ -248,26 +269,28 @@ def sweep_curves_figure(
 def sweep_heatmap_figure(
     table: pd.DataFrame, x: str, y: str, metric: str, *,
     scenario_name: str = "", footer: str = "", currency: str = "",
+    display: ScenarioDisplay | None = None,
 ) -> Figure:
     """Mean of ``metric`` over a grid of two parameters, each cell labelled with its value.
 
     One colour convention for every metric (:func:`metric_direction`): light yellow is
     better, dark red worse, so an infused share and a queue wait read the same way."""
+    words = _Words(display)
     rows = _metric_rows(table, metric)
-    factor, label = _scale(metric, currency)
+    factor, label = words.scale(metric, currency)
     grid = rows.pivot_table(index=y, columns=x, values="mean", aggfunc="first", sort=True) * factor
     cmap, direction = _colormap(metric)
     with house_style():
         fig, axes = new_figure(1, 1, figsize=(11, 6.5),
-                               title=f"{_name(metric, currency)} by {_short(x)} and {_short(y)}"
+                               title=f"{words.name(metric, currency)} by {words.param(x)} and {words.param(y)}"
                                + (f" — {scenario_name}" if scenario_name else ""), footer=footer)
         ax = axes[0, 0]
         values = grid.to_numpy(dtype=float)
         image = ax.imshow(values, origin="lower", aspect="auto", cmap=cmap)
         ax.set_xticks(range(grid.shape[1]), [_fmt(v) for v in grid.columns])
         ax.set_yticks(range(grid.shape[0]), [_fmt(v) for v in grid.index])
-        ax.set_xlabel(_short(x))
-        ax.set_ylabel(_short(y))
+        ax.set_xlabel(words.param(x))
+        ax.set_ylabel(words.param(y))
         ax.grid(False)
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
@@ -289,21 +312,23 @@ def sweep_heatmap_figure(
 def sweep_scatter_figure(
     table: pd.DataFrame, parameters: Sequence[str], metric: str, *,
     scenario_name: str = "", footer: str = "", currency: str = "",
+    display: ScenarioDisplay | None = None,
 ) -> Figure:
     """A Latin-hypercube sweep: the metric (mean and 95% CI per point) against each parameter.
 
     Points at the same whole-number value (slot counts) are spread sideways by a fixed
     pseudo-random jitter so that they do not hide one another; many points are drawn smaller,
     translucent and without their intervals."""
+    words = _Words(display)
     rows = _metric_rows(table, metric)
-    factor, label = _scale(metric, currency)
+    factor, label = words.scale(metric, currency)
     n = max(1, len(parameters))
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
     many = len(rows) > 300
     with house_style():
         fig, axes = new_figure(nrows, ncols, figsize=(4.4 * ncols + 1, 1.2 + 3.6 * nrows), sharey=True,
-                               title=f"{_name(metric, currency)} across the sampled points"
+                               title=f"{words.name(metric, currency)} across the sampled points"
                                + (f" — {scenario_name}" if scenario_name else ""), footer=footer)
         mean = rows["mean"].to_numpy(dtype=float) * factor
         low = rows["ci_low"].to_numpy(dtype=float) * factor
@@ -327,7 +352,7 @@ def sweep_scatter_figure(
                 ax.errorbar(shown, mean, yerr=np.where(np.isfinite(err), err, 0.0), fmt="o",
                             color=OKABE_ITO["blue"], ecolor="#9A9A9A", elinewidth=0.9, markersize=3.5,
                             alpha=0.75, markeredgewidth=0)
-            ax.set_xlabel(_short(name) + ("\n(points spread sideways at each value)" if jittered else ""))
+            ax.set_xlabel(words.param(name) + ("\n(points spread sideways at each value)" if jittered else ""))
             if integer:
                 _integer_ticks(ax.xaxis, distinct if jittered else xs)
             if k % ncols == 0:
@@ -345,17 +370,19 @@ def sweep_scatter_figure(
 
 def tornado_figure(
     indices: pd.DataFrame, metric: str, *, scenario_name: str = "", footer: str = "", currency: str = "",
+    display: ScenarioDisplay | None = None,
 ) -> Figure:
     """One-at-a-time sensitivity: the metric with each parameter at its low and its high value,
     the others at base; bars sorted by swing, the base value as a vertical line, each bar's
     value at its end. A value equal to the base (a bar of no length) is drawn as a diamond on
     the base line and labelled "= base"."""
-    factor, label = _scale(metric, currency)
+    words = _Words(display)
+    factor, label = words.scale(metric, currency)
     data = indices.sort_values("swing", ascending=True, kind="stable")
     n = len(data)
     with house_style():
         fig, axes = new_figure(1, 1, figsize=(13, 1.8 + 0.75 * max(n, 2)),
-                               title=f"One-at-a-time sensitivity of {_name(metric, currency)[:1].lower() + _name(metric, currency)[1:]}"
+                               title=f"One-at-a-time sensitivity of {words.name(metric, currency)[:1].lower() + words.name(metric, currency)[1:]}"
                                + (f" — {scenario_name}" if scenario_name else ""), footer=footer)
         ax = axes[0, 0]
         base = float(data["base_mean"].iloc[0]) * factor if n else math.nan
@@ -400,7 +427,7 @@ def tornado_figure(
         ax.axvline(base, color="black", linewidth=1.5, zorder=4)
         if ends and span > 0:
             ax.set_xlim(min(ends) - 0.12 * span, max(ends) + 0.12 * span)  # room for the values
-        labels = [f"{_short(r.parameter)}\n{_fmt(r.low)} – {_fmt(r.high)} (base {_fmt(r.base_value)})"
+        labels = [f"{words.param(r.parameter)}\n{_fmt(r.low)} – {_fmt(r.high)} (base {_fmt(r.base_value)})"
                   for r in data.itertuples(index=False)]
         ax.set_yticks(y, labels)
         ax.set_ylim(-0.6, n - 0.4)
@@ -433,13 +460,15 @@ def _fmt_value(value: float) -> str:
 
 def morris_figure(
     indices: pd.DataFrame, metric: str, *, scenario_name: str = "", footer: str = "", currency: str = "",
+    display: ScenarioDisplay | None = None,
 ) -> Figure:
     """Morris screening: mu* (mean absolute elementary effect, with its 95% bootstrap CI) per
     parameter, and mu* against sigma (spread: interactions and non-linearity).
 
     Both panels are scaled to their data (mu* is never below 0, so neither is its CI); the
     points of the second panel are labelled beside them, so no legend column is needed."""
-    factor, label = _scale(metric, currency)
+    words = _Words(display)
+    factor, label = words.scale(metric, currency)
     data = indices.sort_values("mu_star", ascending=True, kind="stable")
     n = len(data)
     colors = scenario_colors(n)
@@ -450,13 +479,13 @@ def morris_figure(
     upper = np.where(np.isfinite(conf), conf, 0.0)
     with house_style():
         fig, axes = new_figure(1, 2, figsize=(13, 1.8 + max(3.4, 0.55 * n)),
-                               title=f"Morris screening of {_name(metric, currency)[:1].lower() + _name(metric, currency)[1:]}"
+                               title=f"Morris screening of {words.name(metric, currency)[:1].lower() + words.name(metric, currency)[1:]}"
                                + (f" — {scenario_name}" if scenario_name else ""), footer=footer)
         bars, scatter = axes[0, 0], axes[0, 1]
         y = np.arange(n)
         bars.barh(y, mu, xerr=np.vstack([lower, upper]), height=0.6,
                   color=colors, ecolor="#333333", capsize=3)
-        bars.set_yticks(y, [_short(p) for p in data["parameter"]])
+        bars.set_yticks(y, [words.param(p) for p in data["parameter"]])
         bars.grid(axis="y", visible=False)
         bars.set_xlabel(f"μ* ({label})")
         bars.set_title("Importance: μ* with 95% CI")
@@ -466,7 +495,7 @@ def morris_figure(
         for i, row in enumerate(data.itertuples(index=False)):
             scatter.errorbar(mu[i], sigma[i], xerr=[[lower[i]], [upper[i]]],
                              fmt="o", color=colors[i], ecolor=colors[i], markersize=8, capsize=3)
-            scatter.annotate(_short(row.parameter), xy=(mu[i], sigma[i]), xytext=(6, 6),
+            scatter.annotate(words.param(row.parameter), xy=(mu[i], sigma[i]), xytext=(6, 6),
                              textcoords="offset points", fontsize=10.5, color="#333333")
         line_top = max(x_top, y_top) * 1.1
         scatter.plot([0, line_top], [0, line_top], color="#9A9A9A", linestyle="--", linewidth=1,
@@ -483,7 +512,7 @@ def morris_figure(
 
 def sobol_figure(
     indices: pd.DataFrame, metric: str, *, scenario_name: str = "", footer: str = "", currency: str = "",
-    warnings: Sequence[str] = (),
+    warnings: Sequence[str] = (), display: ScenarioDisplay | None = None,
 ) -> Figure:
     """Sobol indices per parameter: first-order S1 and total ST, with 95% bootstrap CIs.
 
@@ -491,13 +520,14 @@ def sobol_figure(
     variance, are drawn when in range); each bar is labelled with its value and CI.
     ``warnings`` (e.g. :meth:`v2vsim.experiments.sensitivity.SobolDiagnosis.lines`) are
     shown in a box above the bars."""
-    _, label = _scale(metric, currency)
+    words = _Words(display)
+    _, label = words.scale(metric, currency)
     data = indices.sort_values("ST", ascending=True, kind="stable")
     n = len(data)
     warning_lines = [line for text in warnings for line in textwrap.wrap(text, 88)]
     with house_style():
         fig, axes = new_figure(1, 1, figsize=(13, 1.8 + max(3.0, 0.8 * n) + 0.3 * len(warning_lines)),
-                               title=f"Sobol indices of {_name(metric, currency)[:1].lower() + _name(metric, currency)[1:]}"
+                               title=f"Sobol indices of {words.name(metric, currency)[:1].lower() + words.name(metric, currency)[1:]}"
                                + (f" — {scenario_name}" if scenario_name else ""), footer=footer)
         ax = axes[0, 0]
         y = np.arange(n)
@@ -527,7 +557,7 @@ def sobol_figure(
                     ax.plot([left], [yy], marker="<", color="#333333", markersize=7, clip_on=False, zorder=5)
         ax.set_xlim(left, right)
         ax.set_ylim(-0.6, n - 0.4)
-        ax.set_yticks(y, [f"{_short(p)}\n{' · '.join(texts[p])}" for p in data["parameter"]])
+        ax.set_yticks(y, [f"{words.param(p)}\n{' · '.join(texts[p])}" for p in data["parameter"]])
         ax.grid(axis="y", visible=False)
         ax.axvline(0, color="black", linewidth=0.9)
         handles: list[Any] = [Patch(color=OKABE_ITO["blue"], label="First order S1"),
@@ -554,30 +584,32 @@ def capacity_figure(
     scenario_name: str = "",
     footer: str = "",
     currency: str = "",
+    display: ScenarioDisplay | None = None,
 ) -> Figure:
     """The capacity curve searched: each target's metric against the slot count (mean and 95%
     CI), the target as a dashed line, the answer marked; plus the site's utilisation.
 
     One panel per metric and no empty ones; the answer is in the legend only when there is
     one; ticks are at the slot counts run."""
+    words = _Words(display)
     metrics_shown = list(dict.fromkeys([t.metric for t in targets] + [f"utilization_{site}"]))
     metrics_shown = [m for m in metrics_shown if (table["metric"] == m).any()]
     nrows, ncols = _panel_grid(len(metrics_shown), 2)
     found = f"answer: {answer} slot{'s' if answer != 1 else ''}" if answer is not None else "no answer in the range searched"
     with house_style():
         fig, axes = new_figure(nrows, ncols, figsize=(4.6 * ncols + 3.5 if ncols > 1 else 9, 1.4 + 3.8 * nrows),
-                               title=f"Capacity of {site} — {found}"
+                               title=f"Capacity of {words.display.site(site)} — {found}"
                                + (f" — {scenario_name}" if scenario_name else ""), footer=footer)
         color = OKABE_ITO["blue"]
         slots = table["slots"].to_numpy(dtype=float) if "slots" in table else np.array([])
         for k, metric in enumerate(metrics_shown):
             ax = axes[k // ncols, k % ncols]
-            factor, label = _scale(metric, currency)
+            factor, label = words.scale(metric, currency)
             rows = _metric_rows(table, metric).sort_values("slots")
             xs = rows["slots"].to_numpy(dtype=float)
             low, mean, high = (rows[c].to_numpy(dtype=float) * factor for c in ("ci_low", "mean", "ci_high"))
             draw_band(ax, xs, low, mean, high, color=color, marker="o", markersize=5)
-            title = _name(metric, currency)
+            title = words.name(metric, currency)
             shown = [low, mean, high]
             for t in targets:
                 if t.metric == metric:
@@ -591,7 +623,7 @@ def capacity_figure(
                 ax.axvline(answer, color=OKABE_ITO["bluish_green"], linewidth=2, alpha=0.8)
             ax.set_title(title)
             ax.set_ylabel(label)
-            ax.set_xlabel(f"Slots at {site}")
+            ax.set_xlabel(words.param(f"sites.{site}.slots"))
             _integer_ticks(ax.xaxis, slots)
             _fit_y(ax, shown, percent=factor == 100.0)
             _thousands(ax.yaxis, np.concatenate(shown))
