@@ -18,9 +18,12 @@ engine (Jinja2 with autoescaping on), never pasted into markup.
 This package reads results; it never imports the model. Its modules, in the order the data
 flows: :mod:`.load` (results directories), :mod:`.sources` (parameters and their source
 comments), :mod:`.table` (the comparison table and number formats), :mod:`.describe` (the
-scenario in words), :mod:`.validity` (the validation section), :mod:`.context` (everything the
-page shows, as plain data) and :mod:`.render` (the template ``report.html.j2`` and the written
-file).
+scenario in words), :mod:`.scope` (assumptions and limitations read from each scenario),
+:mod:`.run_warnings` (the run's warnings), :mod:`.summary` (the executive summary),
+:mod:`.captions` (figure captions), :mod:`.validity` (the validation section),
+:mod:`.economics`, :mod:`.experiment` (sweep, sensitivity, capacity and PSA directories),
+:mod:`.context` (everything the page shows, as plain data), :mod:`.render` (the templates and
+the written file) and :mod:`.pdf` (printing with Chromium).
 """
 
 from .context import KEY_METRICS
