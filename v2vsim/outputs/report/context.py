@@ -205,7 +205,8 @@ def _results_table(table: pd.DataFrame, scenarios: Sequence[str], paired: bool,
         row_data = {"label": label, "unit": unit_text, "cells": cells, "diffs": diff_cells,
                     "n": f"{int(n.max())}" if len(n) else "–", "first_other": False}
         if _all_zero(sub):
-            zero_rows.append(row_data)
+            if count_of_rate(str(metric)) not in order:  # else its count says it once
+                zero_rows.append(row_data)
             continue
         if i >= head_count and not any(r["first_other"] for r in rows) and rows:
             row_data["first_other"] = True
