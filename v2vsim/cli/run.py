@@ -63,8 +63,13 @@ def summary_table(results: Results, title: str) -> Table:
     table.add_column("Mean", justify="right")
     table.add_column("95% CI", justify="right")
     table.add_column("A year", justify="right")
-    for _metric, label, mean, ci, yearly in headline_rows(results.summary(),
-                                                          results.scenario.currency, horizon):
+    sites = results.scenario.sites
+    for metric, label, mean, ci, yearly in headline_rows(results.summary(),
+                                                         results.scenario.currency, horizon):
+        key = metric[len("utilization_"):]
+        if metric.startswith("utilization_") and key in sites and sites[key].label:
+            name = str(sites[key].label)  # the site's display name, without a parenthesis
+            label = f"Utilisation of {name.split(' (')[0] if name.endswith(')') else name}"
         table.add_row(label, mean, ci, yearly)
     return table
 
