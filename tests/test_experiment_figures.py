@@ -16,6 +16,8 @@ from v2vsim.experiments import Target
 from v2vsim.experiments.sensitivity import sobol_diagnostics
 from v2vsim.outputs.figures import experiments as px
 
+from test_experiments_sensitivity import TINY as SENSITIVITY_TINY
+
 
 def frame(metric_values: dict[str, list[float]], x: str = "sites.plant.slots", xs: Any = (1, 2, 3, 4),
           half_width: float = 0.0) -> pd.DataFrame:
@@ -324,24 +326,8 @@ def test_an_all_zero_evppi_does_not_stretch_the_figure_and_evpi_has_no_empty_sec
 
 # ------------------------------------------------------------------------------ the command
 
-TINY = """\
-name: tiny
-horizon_days: 250
-replications: 3
-seed: 13
-arrivals: {rate_per_year: 40}
-cohorts:
-  - {name: adult, pathway: p, time_to_death: {dist: exponential, mean: 150}}
-sites:
-  plant: {slots: 1}
-pathways:
-  p:
-    steps:
-      - {name: apheresis, kind: apheresis, duration: 1, cost: 100}
-      - {name: manufacture, kind: manufacture, site: plant, reserve_from: apheresis,
-         duration: {dist: triangular, low: 8, mode: 10, high: 14}}
-      - {name: infusion, kind: infusion, duration: 1}
-"""
+# The small scenario of the sensitivity tests, with 3 replications.
+TINY = SENSITIVITY_TINY.replace("replications: 4", "replications: 3")
 
 
 def test_sensitivity_command_warns_of_a_sobol_sample_too_small(tmp_path: Any) -> None:

@@ -584,6 +584,14 @@ def test_hostile_report_runs_nothing_in_chromium(browser: DevTools, hostile_dir:
     assert HOSTILE_IMG in browser.evaluate("document.body.innerText")
 
 
+def _need_poppler() -> None:
+    """Skip without poppler-utils (pdfinfo, pdftotext); on CI, which installs them, fail."""
+    if shutil.which("pdfinfo") is None or shutil.which("pdftotext") is None:
+        if os.environ.get("CI"):
+            pytest.fail("poppler-utils is not installed (apt-get install poppler-utils)")
+        pytest.skip("poppler-utils is not installed (apt-get install poppler-utils)")
+
+
 def _pdf_pages_and_text(pdf: Path) -> tuple[int, list[str]]:
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
     pages = int(next(line.split()[1] for line in info.splitlines() if line.startswith("Pages:")))
@@ -594,10 +602,7 @@ def _pdf_pages_and_text(pdf: Path) -> tuple[int, list[str]]:
 
 def test_report_printed_to_pdf(chromium: str, real_compare_dir: Path, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
-    if shutil.which("pdfinfo") is None or shutil.which("pdftotext") is None:
-        if os.environ.get("CI"):
-            pytest.fail("poppler-utils is not installed (apt-get install poppler-utils)")
-        pytest.skip("poppler-utils is not installed (apt-get install poppler-utils)")
+    _need_poppler()
     monkeypatch.setenv("V2VSIM_CHROMIUM", chromium)
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
@@ -652,10 +657,7 @@ def test_report_of_the_bundled_comparison_is_at_most_3_mb(tmp_path: Path) -> Non
 def test_report_printed_on_letter_paper(chromium: str, real_compare_dir: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """--paper letter: US Letter pages (612 x 792 pt), the paired-difference column whole."""
-    if shutil.which("pdfinfo") is None or shutil.which("pdftotext") is None:
-        if os.environ.get("CI"):
-            pytest.fail("poppler-utils is not installed (apt-get install poppler-utils)")
-        pytest.skip("poppler-utils is not installed (apt-get install poppler-utils)")
+    _need_poppler()
     monkeypatch.setenv("V2VSIM_CHROMIUM", chromium)
     result = invoke("report", real_compare_dir, "-o", tmp_path / "r.pdf", "--paper", "letter")
     assert result.exit_code == 0, result.output
