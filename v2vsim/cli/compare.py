@@ -138,6 +138,7 @@ def _fmt_compare(value: float, unit: str, diff: bool = False, bare: bool = False
     """A number of a comparison table in its unit (``%``: a fraction shown as a percentage,
     differences in percentage points); ``bare`` leaves out the unit (inside an interval)."""
     from ..metrics import PER_100, is_fraction
+    from ..metrics import unsigned_zero as _unsigned
 
     if value is None or not math.isfinite(value):
         return "–"
@@ -152,13 +153,6 @@ def _fmt_compare(value: float, unit: str, diff: bool = False, bare: bool = False
     if unit in ("years", "QALYs"):
         return _unsigned(f"{value:{sign}.3f}")
     return _unsigned(f"{value:{sign},.0f}")
-
-
-def _unsigned(text: str) -> str:
-    """A number that rounds to zero without its sign (``-0.00``, ``+0.0`` as ``0.00``, ``0.0``)."""
-    if text[:1] in "+-" and not any(c in "123456789" for c in text):
-        return text[1:]
-    return text
 
 
 def comparison_summary_table(comparison: Comparison, title: str,

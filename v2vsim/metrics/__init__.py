@@ -31,6 +31,7 @@ from .units import (
     RATE_COUNTS,
     rate_metric,
     support,
+    unsigned_zero,
 )
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "METRIC_LABELS",
     "metric_label",
     "format_value",
+    "unsigned_zero",
 ]
 
 

@@ -111,9 +111,10 @@ def metric_label(metric: str, currency: str = "") -> tuple[str, str]:
     return label, (currency if unit == "currency" else unit)
 
 
-def _unsigned_zero(text: str) -> str:
-    """``-0.00`` (a small negative number rounded) written as ``0.00``."""
-    if text.startswith("-") and not any(c in "123456789" for c in text):
+def unsigned_zero(text: str) -> str:
+    """A number written as rounding to zero, without its sign (``-0.00``, ``+0.0`` as ``0.00``,
+    ``0.0``)."""
+    if text[:1] in "+-" and not any(c in "123456789" for c in text):
         return text[1:]
     return text
 
@@ -135,7 +136,7 @@ def format_value(value: float, unit: str) -> str:
                 else f"{value:,.1f}" if size < 1000 else f"{value:,.0f}")
     else:
         text = f"{value:,.0f}"
-    return _unsigned_zero(text)
+    return unsigned_zero(text)
 
 
 # Metrics where more is better; outcome counts, times and costs are better lower; the metrics in

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..._version import __version__, git_commit
-from ...metrics import CLIPPED_NOTE, count_of_rate, is_fraction, per_year, rate_metric
+from ...metrics import CLIPPED_NOTE, count_of_rate, is_fraction, rate_metric
 from ..results_dir import verify_dir
 from .captions import COMPARISON_CAPTIONS, FIGURE_CAPTIONS
 from .describe import scenario_logic
@@ -28,6 +28,7 @@ from .summary import executive_summary, referred_means
 from .sources import Parameter, _flatten_plain, _hint, _path_text, format_yaml_value, source_parameters
 from .table import (
     _as_fractions,
+    count_a_year,
     _finite,
     _metric_order,
     _unique_labels,
@@ -157,13 +158,9 @@ def _finite_str(value: Any) -> bool:
 def _yearly(table: pd.DataFrame, metric: str, name: str, column: str, horizon: Any) -> str:
     """A rate per 100 referred's count a year over the referral window ("2.28 a year",
     "+0.35 a year" for a difference); empty for other metrics."""
-    count = count_of_rate(metric)
-    if count is None or not _finite(horizon):
+    value = count_a_year(table, metric, name, column, horizon)
+    if value is None:
         return ""
-    row = table[(table["metric"] == count) & (table["scenario"] == name)]
-    if row.empty or not _finite(row.iloc[0][column]):
-        return ""
-    value = per_year(float(row.iloc[0][column]), float(horizon))
     shown = fmt_diff(value, "count") if column == "diff" else fmt_value(value, "count")
     return f"{shown} a year"
 

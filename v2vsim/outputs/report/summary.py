@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ...metrics import PER_100, count_of_rate, format_value, per_year
-from .table import _MINUS, _finite
+from .table import _MINUS, _finite, count_a_year
 
 __all__ = ["SUMMARY_METRICS", "executive_summary"]
 
@@ -219,17 +219,12 @@ def _a_year(table: pd.DataFrame, metric: str, scenario: str, horizon_days: Any, 
     """For a rate per 100 referred: its count a year over the referral window, as an aside
     before the interval ("about 2.28 a year; " or "about 0.35 more a year; "); empty for other
     metrics."""
-    count = count_of_rate(metric)
-    if count is None or not _finite(horizon_days):
+    value = count_a_year(table, metric, scenario, column, horizon_days)
+    if value is None or (column == "diff" and value == 0):
         return ""
-    row = table[(table["metric"] == count) & (table["scenario"] == scenario)]
-    if not len(row) or not _finite(row.iloc[0][column]):
-        return ""
-    value = per_year(float(row.iloc[0][column]), float(horizon_days))
     number = format_value(abs(value) if column == "diff" else value, "count")
     if column == "diff":
-        word = "more" if value > 0 else "fewer"
-        return f"about {number} {word} a year; " if value != 0 else ""
+        return f"about {number} {'more' if value > 0 else 'fewer'} a year; "
     return f"about {number} a year; "
 
 

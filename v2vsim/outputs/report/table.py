@@ -15,16 +15,18 @@ from ...metrics import (
     PER_100,
     RATE_COUNTS,
     clip_interval,
+    count_of_rate,
     difference_support,
     format_value,
     is_fraction,
     metric_label,
+    per_year,
     rate_metric,
     t_interval,
 )
 from .load import _COMPARISON_COLUMNS, RunDir
 
-__all__ = ["fmt_ci", "fmt_diff", "fmt_unit", "fmt_value", "paired_comparison"]
+__all__ = ["count_a_year", "fmt_ci", "fmt_diff", "fmt_unit", "fmt_value", "paired_comparison"]
 
 _MINUS = "\u2212"
 
@@ -126,6 +128,20 @@ def _as_fractions(table: pd.DataFrame, summaries: Mapping[str, pd.DataFrame]) ->
         if percent:
             table.loc[rows.index, values] = table.loc[rows.index, values].astype(float) / 100.0
     return table
+
+
+def count_a_year(table: pd.DataFrame, metric: str, scenario: str, column: str,
+                 horizon_days: Any) -> float | None:
+    """For a rate per 100 referred (``died_per_100_referred``): its count's ``column`` (``mean``
+    or ``diff``) in ``table`` as a number a year over the referral window of ``horizon_days``;
+    None for other metrics, or when the count or the horizon is not known."""
+    count = count_of_rate(metric)
+    if count is None or not _finite(horizon_days):
+        return None
+    row = table[(table["metric"] == count) & (table["scenario"] == scenario)]
+    if row.empty or not _finite(row.iloc[0][column]):
+        return None
+    return per_year(float(row.iloc[0][column]), float(horizon_days))
 
 
 def _finite(value: Any) -> bool:
