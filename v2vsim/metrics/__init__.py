@@ -192,8 +192,11 @@ def t_quantile(q: float, df: int) -> float:
     return float(stdtrit(df, q))
 
 
-def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float, float, int]:
-    """Mean and two-sided t confidence interval of the non-missing values."""
+def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95,
+               bounds: tuple[float, float] | None = None) -> tuple[float, float, float, int]:
+    """Mean and two-sided t confidence interval of the non-missing values; with ``bounds``
+    (the range the mean can take, :func:`support`) the interval is cut to it
+    (:data:`CLIPPED_NOTE`)."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     n = int(x.size)
@@ -204,7 +207,10 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tup
         return mean, math.nan, math.nan, 1
     sd = float(x.std(ddof=1))
     half = t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half, n
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = clip_interval(low, high, bounds)
+    return mean, low, high, n
 
 
 def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
@@ -214,8 +220,8 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     for column in replications.columns:
         if column == "replication" or not pd.api.types.is_numeric_dtype(replications[column]):
             continue
-        mean, low, high, n = t_interval(replications[column].to_numpy(dtype=float), level)
-        low, high = clip_interval(low, high, support(str(column)))
+        mean, low, high, n = t_interval(replications[column].to_numpy(dtype=float), level,
+                                        support(str(column)))
         rows.append({"metric": column, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
     return pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n"])
 
@@ -420,8 +426,7 @@ def paired_comparison(
             if metric not in indexed[name]:
                 continue
             values = indexed[name][metric].to_numpy(dtype=float)
-            mean, low, high, n = t_interval(values, level)
-            low, high = clip_interval(low, high, support(metric))
+            mean, low, high, n = t_interval(values, level, support(metric))
             diff = diff_low = diff_high = math.nan
             if name != names[0] and base is not None:
                 diff, diff_low, diff_high, _ = paired_difference(

@@ -14,7 +14,6 @@ from ...metrics import (
     LOSS_CAUSES,
     PER_100,
     RATE_COUNTS,
-    clip_interval,
     count_of_rate,
     difference_support,
     format_value,
@@ -96,8 +95,7 @@ def paired_comparison(runs: Sequence[RunDir]) -> tuple[pd.DataFrame, str]:
                 if metric in a.columns and metric in b.columns \
                         and pd.api.types.is_numeric_dtype(b[metric]):
                     diff = (b[metric] - a[metric].reindex(b.index)).to_numpy(dtype=float)
-                    mean, low, high, _n = t_interval(diff)
-                    low, high = clip_interval(low, high, difference_support(str(metric)))
+                    mean, low, high, _n = t_interval(diff, bounds=difference_support(str(metric)))
                     row.update(diff=mean, diff_ci_low=low, diff_ci_high=high)
             rows.append(row)
     return pd.DataFrame(rows, columns=_COMPARISON_COLUMNS), note
