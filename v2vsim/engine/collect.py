@@ -113,6 +113,8 @@ class Recorder:
         self.apheresis_day = np.full(n, nan)
         self.manufacture_start_day = np.full(n, nan)
         self.release_day = np.full(n, nan)
+        self.listed_day = np.full(n, nan)  # first request for a slot (joined a site's list)
+        self.slot_day = np.full(n, nan)  # the slots of that first request all held
         self.infusion_day = np.full(n, nan)
         self.outcome_day = np.full(n, nan)
         self.outcome = np.full(n, UNRESOLVED, dtype=np.int8)
@@ -184,6 +186,9 @@ def patient_columns(rec: Recorder, scenario: Scenario, arrivals: np.ndarray, coh
         "cost": rec.cost,
         "responded": rec.responded,
         "icu": rec.icu,
+        "listed_day": rec.listed_day,
+        "slot_day": rec.slot_day,
+        "time_to_slot_days": rec.slot_day - rec.listed_day,
     })
 
 

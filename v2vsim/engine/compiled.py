@@ -251,6 +251,8 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     rec.apheresis_day[:] = rec_f[:, 0]
     rec.manufacture_start_day[:] = rec_f[:, 1]
     rec.release_day[:] = rec_f[:, 2]
+    rec.listed_day[:] = rec_f[:, 7]
+    rec.slot_day[:] = rec_f[:, 8]
     rec.infusion_day[:] = rec_f[:, 3]
     rec.outcome_day[:] = rec_f[:, 4]
     rec.queue_wait[:] = rec_f[:, 5]

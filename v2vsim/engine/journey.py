@@ -128,6 +128,8 @@ class Journey:
         timeout = env.timeout
         pools = self.pools
         apheresis_day = self.rec.apheresis_day
+        listed_day = self.rec.listed_day
+        slot_day = self.rec.slot_day
         charges = self.rec.charges
         p = self.admit(i)
         steps = p.steps
@@ -144,8 +146,13 @@ class Journey:
             acquire = step.acquire
             if acquire and (len(acquire) > 1 or acquire[0] not in held):
                 in_time = True
+                asked = False
                 single = len(acquire) == 1  # the usual case: one slot, this step's or booked from here
                 for site, units in ((steps[acquire[0]].site, 1),) if single else self.slots_needed(p, step):
+                    if not asked:
+                        asked = True
+                        if listed_day[i] != listed_day[i]:  # NaN: the first request (joins a list)
+                            listed_day[i] = now
                     request = pools[site].request(p.priority, units, now)
                     if request is not None:
                         in_time = yield from self.wait_for_slot(p, site, units, request, ready)
@@ -159,6 +166,8 @@ class Journey:
                 if not in_time:
                     j = self.interrupted(p, step, ready, now)
                     continue
+                if asked and slot_day[i] != slot_day[i]:
+                    slot_day[i] = now
             # 2. Wait for a day the step may start (usually: today).
             if p.toxic or not step.any_day:
                 days = step.start_days

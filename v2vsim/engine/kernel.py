@@ -193,7 +193,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
     order = np.zeros((n, width), dtype=np.int64)
     need_site = np.zeros((n, width), dtype=np.int64)
     need_units = np.zeros((n, width), dtype=np.int64)
-    rec_f = np.full((n, 7), nan)
+    rec_f = np.full((n, 9), nan)  # ..., 7 listed day, 8 slot day
     rec_f[:, 5] = 0.0
     rec_f[:, 6] = 0.0
     rec_i = np.zeros((n, 3), dtype=np.int64)
@@ -394,9 +394,13 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
             if state == _ST_ACQ:
                 pos = PI[i, _I_NEED_POS]
                 if pos == PI[i, _I_NEED_N]:
+                    if pos > 0 and rec_f[i, 8] != rec_f[i, 8]:
+                        rec_f[i, 8] = now
                     state = _ST_START
                     continue
                 s, units = need_site[i, pos], need_units[i, pos]
+                if pos == 0 and rec_f[i, 7] != rec_f[i, 7]:  # the first request (joins a list)
+                    rec_f[i, 7] = now
                 r = _request(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, s, prio, units, i, now, record)
                 if r < 0:
                     _hold(PI, held, order, TI, T_acq, i, p, j, s)

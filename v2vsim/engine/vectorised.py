@@ -94,8 +94,8 @@ class _Recorded:
             setattr(self, name, _joined([getattr(r.rec, name) for r in reps]))
 
 
-_RECORDED = ("apheresis_day", "manufacture_start_day", "release_day", "infusion_day", "outcome_day",
-             "outcome", "outcome_step", "queue_wait", "attempts", "cost")
+_RECORDED = ("apheresis_day", "manufacture_start_day", "release_day", "listed_day", "slot_day", "infusion_day",
+             "outcome_day", "outcome", "outcome_step", "queue_wait", "attempts", "cost")
 
 
 class Batch:
@@ -243,9 +243,16 @@ class Batch:
                     site = steps[k].site
                     units[site] = units.get(site, 0) + need
                     self.held[idx[need > 0], k] = True
+            anyone = np.zeros(idx.size, dtype=bool)
             for site, count in units.items():
                 asked = count > 0
+                anyone |= asked
                 self.takes.append((site, now[asked], count[asked].astype(np.int64), self.rep_of[idx[asked]]))
+            if anyone.any():  # never a wait: listed and given the slots at once
+                first = anyone & np.isnan(rec.listed_day[idx])
+                rec.listed_day[idx[first]] = now[first]
+                first = anyone & np.isnan(rec.slot_day[idx])
+                rec.slot_day[idx[first]] = now[first]
         # 2. A day the step may start.
         start = now
         toxic = self.toxic[idx]

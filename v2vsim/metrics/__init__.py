@@ -145,6 +145,8 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
         with np.errstate(invalid="ignore", divide="ignore"):
             table["life_years_per_referred"] = np.where(referred > 0, life / np.maximum(referred, 1), math.nan)
         table["deaths_in_follow_up"] = grouped["death_day"].count().reindex(reps, fill_value=0).to_numpy()
+    if "listed_day" in patients and patients["listed_day"].notna().any():
+        _waitlist_metrics(table, patients, reps, referred)
     patient_cost = grouped["cost"].sum().reindex(reps, fill_value=0.0).to_numpy()
     economic = "qalys" in patients
     if economic:  # ICU, CRS and follow-up costs count too
@@ -181,6 +183,32 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
                 table[rate_metric(count)] = np.where(
                     referred > 0, 100.0 * table[count].to_numpy(dtype=float) / safe, math.nan)
     return table
+
+
+def _waitlist_metrics(table: pd.DataFrame, patients: pd.DataFrame, reps: np.ndarray,
+                      referred: np.ndarray) -> None:
+    """Waitlist metrics (scenarios with sites): patients listed (asked for a slot), deaths
+    while listed (died before their first slot), time from listing to the first slot, and the
+    shares of referred patients infused within 30 and 90 days of referral."""
+    rep = patients["replication"]
+    listed = patients["listed_day"].notna()
+    table["listed"] = listed.groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
+    died_listed = listed & patients["slot_day"].isna() & (patients["outcome"] == "died")
+    table["died_while_listed"] = died_listed.groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
+    to_slot = patients["time_to_slot_days"].groupby(rep)
+    table["time_to_slot_median"] = to_slot.median().reindex(reps).to_numpy()
+    table["time_to_slot_mean"] = to_slot.mean().reindex(reps).to_numpy()
+    infused = patients["outcome"] == "infused"
+    days = patients["referral_to_infusion_days"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for within in WAITLIST_WITHIN_DAYS:
+            treated = (infused & (days <= within)).groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
+            table[f"treated_within_{within}_days"] = np.where(referred > 0, treated / np.maximum(referred, 1),
+                                                              math.nan)
+
+
+#: The waitlist metrics' windows: the share of referred patients infused within so many days.
+WAITLIST_WITHIN_DAYS = (30, 90)
 
 
 def t_quantile(q: float, df: int) -> float:
@@ -232,6 +260,8 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 POLICY_METRICS = {
     "routing": ("rerouted",),
     "bridging": ("bridged", "bridging_toxicities"),
+    "waitlist": ("listed", "died_while_listed", "time_to_slot_median", "treated_within_30_days",
+                 "treated_within_90_days"),
     "survival": ("life_years_per_referred", "deaths_in_follow_up"),
     "economics": ("life_years_discounted_per_referred", "qalys_per_referred",
                   "qalys_discounted_per_referred", "cost_discounted_per_referred"),
@@ -253,7 +283,10 @@ def headline_rows(summary: pd.DataFrame, currency: str = "",
     order += [c for c in LOSS_CAUSES if c in by_metric.index
               and (c in ("died", "ineligible") or by_metric.loc[c, "mean"] > 0)]
     order += ["vein_to_vein_median", "vein_to_vein_p90", "referral_to_infusion_median",
-              "queue_wait_mean", *POLICY_METRICS["routing"], *POLICY_METRICS["bridging"]]
+              "queue_wait_mean"]
+    if any(m in by_metric.index and by_metric.loc[m, "mean"] > 0 for m in ("died_while_listed", "time_to_slot_mean")):
+        order += list(POLICY_METRICS["waitlist"])  # a waitlist formed
+    order += [*POLICY_METRICS["routing"], *POLICY_METRICS["bridging"]]
     order += [m for m in by_metric.index if m.startswith("utilization_")]
     order += ["cost_per_infused", "cost_per_referred", *POLICY_METRICS["survival"],
               *POLICY_METRICS["economics"]]

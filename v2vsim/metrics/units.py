@@ -23,7 +23,7 @@ LOSS_CAUSES = tuple(c for c in OUTCOME_COLUMNS if c != "infused")
 #: Counts of patients per replication that the replications table also gives as a rate per 100
 #: referred patients (``<count>_per_100_referred``), when the count is there.
 RATE_COUNTS = (*LOSS_CAUSES, "responders", "icu_admissions", "rerouted", "bridged",
-               "bridging_toxicities", "deaths_in_follow_up")
+               "bridging_toxicities", "deaths_in_follow_up", "listed", "died_while_listed")
 
 #: The suffix of a rate per 100 referred patients.
 PER_100_REFERRED = "_per_100_referred"
@@ -87,6 +87,12 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "rerouted": ("Routed to the fallback pathway", "count"),
     "bridged": ("Given bridging therapy", "count"),
     "bridging_toxicities": ("Bridging toxicities", "count"),
+    "listed": ("Listed for a slot", "count"),
+    "died_while_listed": ("Died while listed (before a slot)", "count"),
+    "time_to_slot_median": ("Listing to slot, median", "days"),
+    "time_to_slot_mean": ("Listing to slot, mean", "days"),
+    "treated_within_30_days": ("Infused within 30 days of referral (% of referred)", FRACTION),
+    "treated_within_90_days": ("Infused within 90 days of referral (% of referred)", FRACTION),
     "life_years_per_referred": ("Life-years in follow-up per referred patient", "years"),
     "life_years_discounted_per_referred": ("Life-years per referred patient, discounted", "years"),
     "qalys_per_referred": ("QALYs per referred patient", "QALYs"),
