@@ -1,5 +1,6 @@
-"""Clocks: disease clocks under bridging therapy (a hazard ratio for a while, as an exact new
-deadline), and the simulation clock at each referral as the SimPy engine reaches it.
+"""Clocks: the referral days of a replication, disease clocks under bridging therapy (a hazard
+ratio for a while, as an exact new deadline), and the simulation clock at each referral as the
+SimPy engine reaches it.
 
 Each clock is a cumulative-hazard budget ``E = -log(1 - u)`` (the same uniform as the plain
 clock, so common random numbers hold) consumed at ``hazard_ratio`` times the hazard while
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..scenario import Scenario
 from ..scenario.distributions import DistributionSpec
-from .rng import Draws, Uniforms
+from .rng import Draws, Streams, Uniforms
 
-__all__ = ["Bridge", "bridged_clock", "referral_clock"]
+__all__ = ["Bridge", "arrival_days", "bridged_clock", "referral_clock"]
 
 
 def bridged_clock(dist: DistributionSpec, u: float, t0: float, s: float, d: float, ratio: float) -> float:
@@ -83,3 +85,32 @@ def referral_clock(arrivals: np.ndarray) -> np.ndarray:
             if now == day:
                 break
     return clock
+
+
+def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
+    """Referral days in ``[0, horizon)`` for one replication."""
+    horizon = scenario.horizon_days
+    arr = scenario.arrivals
+    if arr.schedule is not None:
+        days = np.sort(np.asarray(arr.schedule, dtype=float))
+        return days[days < horizon]
+    if arr.rate_per_year is not None:
+        mean = 365.0 / arr.rate_per_year
+
+        def gaps(u: np.ndarray) -> np.ndarray:
+            with np.errstate(over="ignore", invalid="ignore"):  # a gap past the float range is inf
+                return np.nan_to_num(-mean * np.log1p(-u), nan=0.0, posinf=math.inf)  # inf * 0: 0
+
+        expected = horizon / mean
+    else:
+        dist = arr.interarrival
+        assert dist is not None
+        gaps = dist.ppf
+        expected = horizon / max(dist.mean(), 1e-12)
+    stream = streams("arrivals")
+    size = int(expected + 6 * math.sqrt(expected) + 16)
+    while True:
+        days = np.cumsum(gaps(stream.extend_to(size)[:size]))
+        if days[-1] >= horizon or not np.isfinite(days[-1]):
+            return days[days < horizon]
+        size *= 2

@@ -34,12 +34,14 @@ from ..scenario import Scenario
 from .collect import ReplicationOutput
 from .journey import _STATUS, Patient
 from .replication import Replication, set_up
+from .waitlist import waitlist_problems
 
 __all__ = ["compiled_problems", "numba_available", "run_compiled"]
 
 def compiled_problems(scenario: Scenario) -> list[str]:
-    """Why the compiled engine cannot run ``scenario`` (empty: it can; every feature is covered)."""
-    return []
+    """Why the compiled engine cannot run ``scenario`` (empty: it can): the waitlist policies
+    (a backlog, a queue order, re-referral) are run by the SimPy engine only."""
+    return waitlist_problems(scenario)
 
 
 def numba_available() -> bool:

@@ -36,9 +36,10 @@ import math
 
 from ..scenario import PathwayRule, Scenario
 from .collect import ReplicationOutput
+from .waitlist import waitlist_problems
 
 __all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "likely_free", "run_replication",
-           "run_replications", "scope_problems"]
+           "run_replications", "scope_problems", "waitlist_problems"]
 
 #: The names accepted by ``simulate(engine=...)`` and ``--engine``.
 ENGINES = ("auto", "simpy", "vectorised", "compiled")
@@ -69,7 +70,7 @@ def scope_problems(scenario: Scenario) -> list[str]:
     for name, site in scenario.sites.items():
         if site.has_calendar:
             problems.append(f"site '{name}' has a calendar (a slot schedule, closures or an allocation of starts)")
-    return problems
+    return problems + waitlist_problems(scenario)
 
 
 def likely_free(scenario: Scenario) -> bool:

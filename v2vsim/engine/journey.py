@@ -75,7 +75,7 @@ class Patient:
     __slots__ = ("index", "cohort", "priority", "steps", "bridge_at", "referral", "deadline",
                  "clock_outcome", "expiry", "cut", "wait", "waiting_since", "cost", "runs",
                  "manufacturing_runs", "held", "toxic", "unfit_from", "unfit_until", "shelf_clock",
-                 "traced")
+                 "traced", "listed_from", "rerefer_after", "leaving")
 
     def __init__(self, index: int, cohort: int, priority: int, steps: list[EngineStep],
                  bridge_at: int, shelf_clock: int, referral: float, traced: bool,
@@ -100,6 +100,9 @@ class Patient:
         self.held: dict[int, int] = {}  # step index whose slot is held -> site index
         self.toxic = False  # a bridging toxicity: patient steps may not begin in the window
         self.unfit_from = self.unfit_until = 0.0
+        self.listed_from = referral  # its referral day for a queue by referral (before day 0: backlog)
+        self.rerefer_after = _INF  # days of one wait for a slot before re-referral (inf: none)
+        self.leaving = False  # its wait for a slot ended by re-referral
 
     def set_clocks(self, death: float, ineligible: float, died: int, became_ineligible: int) -> None:
         """Deadline from the clocks (days from day 0); the earlier wins, death on a tie."""
@@ -114,7 +117,7 @@ class Journey:
     """The patient process and its pieces. The state it reads is set up by the replication."""
 
     # Slots, not an instance dict: the journey looks up its own methods and state at every step.
-    __slots__ = ("env", "pools", "rec", "start_weekday", "live")
+    __slots__ = ("env", "pools", "rec", "start_weekday", "live", "queue_rules")
 
     env: simpy.Environment
     pools: list[SlotPool]
@@ -127,6 +130,7 @@ class Journey:
         env = self.env
         timeout = env.timeout
         pools = self.pools
+        rules = self.queue_rules
         apheresis_day = self.rec.apheresis_day
         listed_day = self.rec.listed_day
         slot_day = self.rec.slot_day
@@ -153,7 +157,9 @@ class Journey:
                         asked = True
                         if listed_day[i] != listed_day[i]:  # NaN: the first request (joins a list)
                             listed_day[i] = now
-                    request = pools[site].request(p.priority, units, now)
+                    rule = rules[site]
+                    request = pools[site].request(p.priority if rule is None else self.queue_key(p, rule, now),
+                                                  units, now)
                     if request is not None:
                         in_time = yield from self.wait_for_slot(p, site, units, request, ready)
                         now = env.now
@@ -164,7 +170,11 @@ class Journey:
                     else:
                         self.hold(p, step, site)
                 if not in_time:
-                    j = self.interrupted(p, step, ready, now)
+                    if p.leaving:  # re-referred: another pathway from its first step
+                        j = self.re_refer(p, step, ready, now)
+                        steps, held, n_steps = p.steps, p.held, len(p.steps)
+                    else:
+                        j = self.interrupted(p, step, ready, now)
                     continue
                 if asked and slot_day[i] != slot_day[i]:
                     slot_day[i] = now
@@ -265,10 +275,14 @@ class Journey:
         if p.cut < _INF:
             ring = env.timeout(p.cut - env.now)
             ring.callbacks.append(lambda _, r=request: None if r.triggered else r.succeed(_CUT))
-        granted = (yield request) is GRANTED
+        if p.rerefer_after < _INF and ready + p.rerefer_after < p.cut:  # a tie goes to the clock
+            leave = env.timeout(max(ready + p.rerefer_after - env.now, 0.0))
+            leave.callbacks.append(lambda _, r=request: None if r.triggered else r.succeed(_LEAVE))
+        value = yield request
         p.waiting_since = math.nan
-        if not granted:
+        if value is not GRANTED:
             self.pools[site].cancel(env.now)
+            p.leaving = value is _LEAVE
             return False
         if env.now >= p.deadline:  # granted as the clock rings: the clock wins, the slots go back
             self.pools[site].release(units, env.now)
@@ -345,6 +359,21 @@ class Journey:
             return r
         return self.leave(p, outcome, step, now)
 
+    def re_refer(self, p: Patient, step: EngineStep, ready: float, now: float) -> int:
+        """The patient has waited ``rerefer_after`` days for a slot: it leaves the list (slots
+        held are given back) and starts its cohort's re-referral pathway from the first step,
+        with its clocks and costs so far. The next step index (0)."""
+        p.leaving = False
+        p.rerefer_after = _INF  # once only
+        p.wait += now - ready
+        self.trace(p, step, p.runs[step.index] + 1, ready, now, now, "re_referred")
+        if p.held:
+            for site in p.held.values():
+                self.pools[site].release(1, now)
+            p.held.clear()
+        self.switch_pathway(p)
+        return 0
+
     def interrupted(self, p: Patient, step: EngineStep, ready: float, now: float,
                     begin: float | None = None) -> int:
         """The cut came during a wait (``begin`` None) or a step: the clock (leave) or the
@@ -396,7 +425,11 @@ class Journey:
 
     def start_bridging(self, p: Patient, now: float) -> None: ...  # pragma: no cover
 
+    def queue_key(self, p: Patient, rule: Any, now: float) -> tuple[int, float]: ...  # pragma: no cover
+
+    def switch_pathway(self, p: Patient) -> None: ...  # pragma: no cover
 
 
 _CUT = "cut"
+_LEAVE = "leave"
 _STATUS = {code: name for name, code in OUTCOME_CODE.items()}

@@ -22,43 +22,15 @@ from simpy.core import URGENT
 from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
 from .calendar import calendar_changes, calendar_process, capacity_profile
-from .clocks import Bridge, bridged_clock
+from .clocks import Bridge, arrival_days, bridged_clock
 from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns
 from .health import economics_columns, response_probability, survival
 from .journey import EngineStep, Journey, Patient
+from .waitlist import Waitlists
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
 from .rng import Draws, Streams, Uniforms, floats, stream_states
 
 __all__ = ["Replication", "arrival_days", "run_replication", "set_up", "stream_purposes"]
-
-
-def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
-    """Referral days in ``[0, horizon)`` for one replication."""
-    horizon = scenario.horizon_days
-    arr = scenario.arrivals
-    if arr.schedule is not None:
-        days = np.sort(np.asarray(arr.schedule, dtype=float))
-        return days[days < horizon]
-    if arr.rate_per_year is not None:
-        mean = 365.0 / arr.rate_per_year
-
-        def gaps(u: np.ndarray) -> np.ndarray:
-            with np.errstate(over="ignore", invalid="ignore"):  # a gap past the float range is inf
-                return np.nan_to_num(-mean * np.log1p(-u), nan=0.0, posinf=math.inf)  # inf * 0: 0
-
-        expected = horizon / mean
-    else:
-        dist = arr.interarrival
-        assert dist is not None
-        gaps = dist.ppf
-        expected = horizon / max(dist.mean(), 1e-12)
-    stream = streams("arrivals")
-    size = int(expected + 6 * math.sqrt(expected) + 16)
-    while True:
-        days = np.cumsum(gaps(stream.extend_to(size)[:size]))
-        if days[-1] >= horizon or not np.isfinite(days[-1]):
-            return days[days < horizon]
-        size *= 2
 
 
 def run_until(env: simpy.Environment, stop: float) -> None:
@@ -105,14 +77,15 @@ class _PerAttempt:
         return self._by_attempt[attempt - 1]
 
 
-class Replication(Journey):
+class Replication(Waitlists, Journey):
     """State of one replication (the journey's methods read it)."""
 
     __slots__ = ("scenario", "replication", "streams", "arrivals", "n", "site_names", "site_log",
                  "calendars", "cohort_of", "cohort_list", "u_death", "u_inel", "death", "ineligible",
                  "u_response", "u_icu", "cohort_priority", "cohort_response", "cohort_icu",
                  "cohort_bridge", "pathway_list", "pathways", "step_names", "cohort_plan",
-                 "cohort_rule", "pathway_taken")
+                 "cohort_rule", "pathway_taken", "prior", "backlog_cohort", "cohort_rerefer", "re_referred",
+                 "estimate_noise")
 
     def __init__(self, scenario: Scenario, seed: int, replication: int, trace_patients: int = 0,
                  record_timeline: bool = True, reference: bool = False, compiled: Any = None,
@@ -125,6 +98,7 @@ class Replication(Journey):
         self.streams = streams = Streams(seed, replication, states)
         self.env = simpy.Environment()
         self.arrivals = arrival_days(scenario, streams)
+        self.prior = self._backlog()  # days already waited by the backlog's patients (first)
         n = self.n = int(self.arrivals.size)
         self.start_weekday = scenario.start_date.weekday()
         self.rec = Recorder(n, trace_patients, charges=scenario.economics is not None)
@@ -142,6 +116,9 @@ class Replication(Journey):
         self.site_log = [array("d") if record_timeline else None for _ in self.site_names]
         self.pools: list[Any] = []
         self.calendars: list[tuple[CalendarPool, list[Any]]] = []
+        # A site's queue order other than first come first served (None: by request).
+        self.queue_rules = [None if s.queue is None or s.queue.is_default else (s.queue.order, s.queue.estimate_error)
+                            for s in sc.sites.values()]
         stop = sc.horizon_days + sc.drain_days
         for s, log in zip(sc.sites.values(), self.site_log):
             if not s.has_calendar:
@@ -167,6 +144,9 @@ class Replication(Journey):
         shares = np.cumsum(sc.cohort_shares())
         u_cohort = streams("cohort").extend_to(n)[:n]
         self.cohort_of = np.minimum(np.searchsorted(shares, u_cohort, side="right"), len(sc.cohorts) - 1)
+        if self.backlog_cohort is not None:
+            given = self.backlog_cohort >= 0
+            self.cohort_of[:given.size][given] = self.backlog_cohort[given]
         self.cohort_list: list[int] = self.cohort_of.tolist()
         self.u_death = streams("clock:death").extend_to(n)[:n]
         self.u_inel = streams("clock:ineligible").extend_to(n)[:n]
@@ -177,6 +157,8 @@ class Replication(Journey):
             if mask.any():
                 death[mask] = cohort.time_to_death.ppf(self.u_death[mask])
                 inel[mask] = cohort.time_to_ineligible.ppf(self.u_inel[mask])
+        if self.prior is not None:
+            self._condition_backlog(death, inel)
         self.death = floats(death)  # days from referral; bridging may change a patient's values
         self.ineligible = floats(inel)
         self.u_response = floats(streams("after:response").extend_to(n)[:n])
@@ -234,6 +216,9 @@ class Replication(Journey):
             return steps, bridge, compiled[name].shelf_clock_index, pathway_id[name]
 
         # A cohort's plan, or None for a routing rule (decided at referral by route()).
+        # A cohort's re-referral: (days of one wait for a slot, the plan it then takes).
+        self.cohort_rerefer = [None if c.re_referral is None else (c.re_referral.after_days, plan(c, c.re_referral.pathway))
+                               for c in sc.cohorts]
         self.cohort_plan: list[tuple[list[EngineStep], int, int, int] | None] = []
         self.cohort_rule: list[tuple[Any, ...] | None] = []
         first_pathway = []
@@ -257,6 +242,7 @@ class Replication(Journey):
                 first_pathway.append(pathway_id[rule])
         n = self.n
         self.pathway_taken = np.asarray(first_pathway, dtype=np.int16)[self.cohort_of] if n else np.zeros(0, np.int16)
+        self._set_up_waitlists()
 
     # ------------------------------------------------------------------ the journey's hooks
 
@@ -273,6 +259,11 @@ class Replication(Journey):
         p = Patient(i, cohort, self.cohort_priority[cohort], steps, bridge_at, shelf_clock, now,
                     i < self.rec.trace_patients,
                     *((death, DIED) if death <= ineligible else (ineligible, INELIGIBLE)))
+        rerefer = self.cohort_rerefer[cohort]
+        if rerefer is not None:
+            p.rerefer_after = rerefer[0]
+        if self.prior is not None and i < self.prior.size:
+            p.listed_from = now - self.prior[i]
         self.live[i] = p
         return p
 
@@ -290,8 +281,13 @@ class Replication(Journey):
         i = p.index
         s = now - p.referral
         d = b.durations[i]
-        death = bridged_clock(b.death, float(self.u_death[i]), self.death[i], s, d, b.ratio)
-        inel = bridged_clock(b.ineligible, float(self.u_inel[i]), self.ineligible[i], s, d, b.ratio)
+        w = self.prior[i] if self.prior is not None and i < self.prior.size else 0.0
+        if w > 0:  # a backlog patient: its clocks run from its referral w days before day 0
+            death = bridged_clock(b.death, float(self.u_death[i]), w + self.death[i], w + s, d, b.ratio) - w
+            inel = bridged_clock(b.ineligible, float(self.u_inel[i]), w + self.ineligible[i], w + s, d, b.ratio) - w
+        else:
+            death = bridged_clock(b.death, float(self.u_death[i]), self.death[i], s, d, b.ratio)
+            inel = bridged_clock(b.ineligible, float(self.u_inel[i]), self.ineligible[i], s, d, b.ratio)
         self.death[i] = death
         self.ineligible[i] = inel
         self.rec.bridging_day[i] = now
@@ -440,7 +436,8 @@ class Replication(Journey):
                 mask = self.cohort_of == c
                 rerouted[mask] = (self.pathway_taken[mask] != rule[0][3]).astype(float)
         columns = {"rerouted": rerouted, "bridging_day": self.rec.bridging_day,
-                   "bridging_toxicity": self.rec.bridging_toxicity}
+                   "bridging_toxicity": self.rec.bridging_toxicity, "re_referred": self.re_referred,
+                   "backlog_waited_days": self._backlog_waited()}
         columns.update(survival(self.rec, self.scenario, self.streams, self.arrivals,
                                 self.cohort_of, self.death))
         return columns

@@ -133,6 +133,8 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
     # Optional policies: their metrics appear only when the scenario uses them.
     if "rerouted" in patients and patients["rerouted"].notna().any():
         table["rerouted"] = grouped["rerouted"].sum().reindex(reps, fill_value=0).to_numpy()
+    if "re_referred" in patients and patients["re_referred"].notna().any():
+        table["re_referred"] = grouped["re_referred"].sum().reindex(reps, fill_value=0).to_numpy()
     if "bridging_day" in patients and patients["bridging_day"].notna().any():
         table["bridged"] = grouped["bridging_day"].count().reindex(reps, fill_value=0).to_numpy()
         table["bridging_toxicities"] = (
@@ -258,7 +260,7 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 #: a routing rule, bridging therapy, survival after infusion, an economics section. The
 #: replications table has them only when the scenario has the policy.
 POLICY_METRICS = {
-    "routing": ("rerouted",),
+    "routing": ("rerouted", "re_referred"),
     "bridging": ("bridged", "bridging_toxicities"),
     "waitlist": ("listed", "died_while_listed", "time_to_slot_median", "treated_within_30_days",
                  "treated_within_90_days"),

@@ -23,7 +23,7 @@ LOSS_CAUSES = tuple(c for c in OUTCOME_COLUMNS if c != "infused")
 #: Counts of patients per replication that the replications table also gives as a rate per 100
 #: referred patients (``<count>_per_100_referred``), when the count is there.
 RATE_COUNTS = (*LOSS_CAUSES, "responders", "icu_admissions", "rerouted", "bridged",
-               "bridging_toxicities", "deaths_in_follow_up", "listed", "died_while_listed")
+               "bridging_toxicities", "deaths_in_follow_up", "listed", "died_while_listed", "re_referred")
 
 #: The suffix of a rate per 100 referred patients.
 PER_100_REFERRED = "_per_100_referred"
@@ -87,6 +87,7 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "rerouted": ("Routed to the fallback pathway", "count"),
     "bridged": ("Given bridging therapy", "count"),
     "bridging_toxicities": ("Bridging toxicities", "count"),
+    "re_referred": ("Left the list for another pathway (re-referred)", "count"),
     "listed": ("Listed for a slot", "count"),
     "died_while_listed": ("Died while listed (before a slot)", "count"),
     "time_to_slot_median": ("Listing to slot, median", "days"),

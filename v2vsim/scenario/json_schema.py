@@ -60,7 +60,8 @@ _NEVER_ALLOWED = frozenset({("Cohort", "time_to_death"), ("Cohort", "time_to_ine
                             ("AfterInfusion", "survival_responder"),
                             ("AfterInfusion", "survival_non_responder")})
 _NEVER_REFUSED = frozenset({("Step", "duration"), ("Bridging", "duration"),
-                            ("Bridging", "toxicity_delay"), ("Cohort", "age")})
+                            ("Bridging", "toxicity_delay"), ("Cohort", "age"),
+                            ("BacklogEntry", "waited_days")})
 _POSITIVE_MEAN = frozenset({("Arrivals", "interarrival")})
 
 

@@ -43,6 +43,17 @@ def reference_problems(raw: Any) -> list[tuple[list[Any], str]]:
             if isinstance(pw, Mapping):
                 out += _rule_problems(pw, ["cohorts", i, "pathway"], pathways, sites)
                 taken = [pw.get(k) for k in ("primary", "fallback") if isinstance(pw.get(k), str)]
+            rr = cohort.get("re_referral")
+            if isinstance(rr, Mapping):
+                to = rr.get("pathway")
+                if not isinstance(pw, str):
+                    out.append((["cohorts", i, "re_referral"],
+                                "re-referral needs the cohort's pathway by name (not a routing rule)"))
+                elif isinstance(to, str) and to == pw:
+                    out.append((["cohorts", i, "re_referral", "pathway"],
+                                "must differ from the cohort's pathway"))
+                if isinstance(to, str) and pathways and to not in pathways:
+                    out.append((["cohorts", i, "re_referral", "pathway"], _missing("pathway", to, pathways)))
             bridging = cohort.get("bridging")
             if isinstance(bridging, Mapping) and isinstance(bridging.get("start_step"), str):
                 start = bridging["start_step"]
@@ -57,6 +68,13 @@ def reference_problems(raw: Any) -> list[tuple[list[Any], str]]:
                            for s in shares):
             if shares and sum(shares) <= 0:
                 out.append((["cohorts"], "cohort shares sum to zero"))
+    backlog = raw.get("backlog")
+    if isinstance(backlog, list) and isinstance(cohorts, list):
+        known = [c.get("name") for c in cohorts if isinstance(c, Mapping) and isinstance(c.get("name"), str)]
+        for k, entry in enumerate(backlog):
+            name = entry.get("cohort") if isinstance(entry, Mapping) else None
+            if isinstance(name, str) and name not in known:
+                out.append((["backlog", k, "cohort"], _missing("cohort", name, known)))
     start_date = _start_date(raw.get("start_date"))
     for sname, site in sites.items():
         if isinstance(site, Mapping) and isinstance(site.get("slots"), list):

@@ -28,6 +28,7 @@ from .distributions import Distribution, DistributionSpec, Fixed, Never
 from .values import NAME_PATTERN, TEXT_PATTERN, no_bool
 from .economics import DAYS_PER_YEAR, AfterInfusion, Economics
 from .uncertain import Uncertain
+from .waitlist import Backlog, QueueRule, ReReferral
 
 __all__ = [
     "Scenario",
@@ -256,6 +257,9 @@ class Cohort(_Model):
         description="Age at referral, in years (needed with a life table).")
     male_share: Probability | None = Field(
         default=None, description="Share of men (needed with a life table by sex).")
+    re_referral: ReReferral | None = Field(
+        default=None,
+        description="Leave a site's list for another pathway after waiting after_days for a slot.")
 
     _check_age = field_validator("age")(lambda v: _not_never(v) if v is not None else v)
 
@@ -373,6 +377,10 @@ class Site(_Model):
         default=None,
         description="Date ranges (inclusive) in which no use may start: no slot is taken and "
                     "no step on the site begins. Uses under way continue.")
+    queue: QueueRule | None = Field(
+        default=None,
+        description="The order in which waiting patients are served (default: first come first "
+                    "served within a cohort priority).")
 
     @property
     def has_calendar(self) -> bool:
@@ -432,6 +440,10 @@ class Scenario(_Model):
     cohorts: list[Cohort] = Field(min_length=1)
     sites: dict[Name, Site] = Field(default_factory=dict)
     pathways: dict[Name, Pathway] = Field(min_length=1)
+    backlog: Backlog | None = Field(
+        default=None,
+        description="Patients already waiting at day 0: a count, or a list of {cohort, count, "
+                    "waited_days}.")
     economics: Economics | None = Field(
         default=None,
         description="Health-economic evaluation: follow-up, discounting, utilities, costs, life table.")
@@ -476,10 +488,12 @@ class Scenario(_Model):
         return [c.share / total for c in self.cohorts]
 
     def expected_referrals(self) -> float:
-        """Expected referrals per replication (for sizing and refusing absurd runs)."""
+        """Expected referrals per replication (for sizing and refusing absurd runs), the
+        patients of a starting backlog included."""
         arr = self.arrivals
+        waiting = float(sum(e.count for e in self.backlog or ()))
         if arr.rate_per_year is not None:
-            return arr.rate_per_year * self.horizon_days / 365.0
+            return waiting + arr.rate_per_year * self.horizon_days / 365.0
         if arr.schedule is not None:
-            return float(sum(1 for t in arr.schedule if t < self.horizon_days))
-        return self.horizon_days / arr.interarrival.mean()  # type: ignore[union-attr]
+            return waiting + float(sum(1 for t in arr.schedule if t < self.horizon_days))
+        return waiting + self.horizon_days / arr.interarrival.mean()  # type: ignore[union-attr]
