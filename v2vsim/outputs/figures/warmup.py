@@ -13,8 +13,9 @@ of :data:`MONTH_DAYS` days of referrals from ``start_date``, the output is the m
 ``queue_wait_days`` of the patients referred in it, and "flat" is a rule
 (:func:`suggest_warmup`): the first month from which the moving average stays within a band
 around its mean over the second half of the horizon, the band being ±5% of that mean, or twice
-the moving average's own standard deviation over the second half (its noise once settled), or
-±0.5 days, whichever is widest.
+the moving average's noise (the standard deviation of the second half's monthly means from
+their successive differences, over the square root of the window's 2w + 1 months: a trend does
+not widen it), or ±0.5 days, whichever is widest.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ __all__ = ["MONTH_DAYS", "WarmupSuggestion", "monthly_waits", "suggest_warmup",
 MONTH_DAYS = 365.0 / 12
 #: Welch's half-window, in months: a centred average of 2w + 1 = 13 months.
 WINDOW = 6
-#: The band around the settled level: ±5% of it, at least twice the moving average's standard
-#: deviation over the second half (its noise), and at least ±0.5 days.
+#: The band around the settled level: ±5% of it, at least twice the moving average's noise, and
+#: at least ±0.5 days.
 TOLERANCE, NOISE_SDS, MIN_BAND_DAYS = 0.05, 2.0, 0.5
 
 
@@ -97,19 +98,23 @@ class WarmupSuggestion:
         return asdict(self)
 
 
-def suggest_warmup(moving: np.ndarray, m: int, window: int = WINDOW,
+def suggest_warmup(y: np.ndarray | list[float], window: int = WINDOW,
                    tolerance: float = TOLERANCE) -> WarmupSuggestion:
     """The first month (0-based, so a warm-up of that many months) from which every value of
-    the moving average ``moving`` lies within ``±band`` of ``level``: ``level`` is the mean of
-    the moving average over the months of the second half of the ``m`` months of the horizon
-    (from month ``m // 2``), ``band`` the widest of ``tolerance × level``, twice the standard
-    deviation of those values and 0.5 days. ``months`` is ``None`` when the last value is
-    outside the band."""
-    moving = np.asarray(moving, dtype=float)
-    second = moving[m // 2:]
+    Welch's moving average of the monthly means ``y`` (``m`` months) lies within ``±band`` of
+    ``level``: ``level`` is the mean of the moving average over the second half (from month
+    ``m // 2``), ``band`` the widest of ``tolerance × level``, twice the moving average's noise
+    (``sd(diff(y[m//2:])) / sqrt(2) / sqrt(2w + 1)``) and 0.5 days. ``months`` is ``None`` when
+    the last value of the moving average is outside the band."""
+    y = np.asarray(y, dtype=float)
+    moving = welch_moving_average(y, window)
+    second = moving[y.size // 2:]
     second = second[np.isfinite(second)]
     level = float(second.mean()) if second.size else math.nan
-    noise = NOISE_SDS * float(second.std(ddof=1)) if second.size > 1 else 0.0
+    steps = np.diff(y[y.size // 2:])
+    steps = steps[np.isfinite(steps)]
+    noise = (NOISE_SDS * float(steps.std(ddof=1)) / math.sqrt(2 * (2 * window + 1))
+             if steps.size > 1 else 0.0)
     band = max(tolerance * abs(level), noise, MIN_BAND_DAYS) if math.isfinite(level) else math.nan
     months: int | None = None
     if math.isfinite(level):
@@ -130,7 +135,7 @@ def warmup_figure(patients: pd.DataFrame, scenario_name: str, horizon_days: floa
     y = monthly_waits(patients, horizon_days)
     m = y.size
     moving = welch_moving_average(y, window)
-    found = suggest_warmup(moving, m, window)
+    found = suggest_warmup(y, window)
     n_reps = int(patients["replication"].nunique()) if len(patients) else 0
     with house_style():
         fig, axes = new_figure(1, 1, figsize=(11, 5.2), footer=footer,
@@ -157,7 +162,7 @@ def warmup_figure(patients: pd.DataFrame, scenario_name: str, horizon_days: floa
             handles.append(Patch(color=smooth, alpha=0.12, linewidth=0,
                                  label=f"Second-half mean ± {found.band_days:.1f} d\n"
                                        f"(the widest of ±{100 * found.tolerance:.0f}%,\n"
-                                       f"±{NOISE_SDS:g} SD and ±{MIN_BAND_DAYS} d)"))
+                                       f"±{NOISE_SDS:g} SD of its noise, ±{MIN_BAND_DAYS} d)"))
         top = float(np.nanmax(np.concatenate([y[np.isfinite(y)], moving[np.isfinite(moving)]])))
         if found.months is not None:
             at = found.months + 0.5  # the boundary between month k and k + 1
