@@ -493,7 +493,8 @@ def check_engine_cli(engine: str, scenarios: Sequence[Scenario]) -> str:
 
 
 def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, force: bool,
-                  scenario_file: Path | None, jobs: int = 1, need_bytes: int = 0) -> Path:
+                  scenario_file: Path | None, jobs: int = 1, need_bytes: int = 0,
+                  warmup_figure: bool = False) -> Path:
     """The run's results directory (spec section 5), written atomically, with this command
     line in its manifest (:func:`v2vsim.outputs.run_dir.write_run_dir`)."""
     from ..outputs.run_dir import write_run_dir as write
@@ -507,7 +508,8 @@ def write_run_dir(results: Results, out_dir: Path, *, csv: bool, figures: bool, 
         except ScenarioError:
             pass
     return write(results, out_dir, command=["v2vsim", *sys.argv[1:]], csv=csv, figures=figures,
-                 force=force, scenario_file=scenario_file, jobs=jobs, need_bytes=need_bytes)
+                 force=force, scenario_file=scenario_file, jobs=jobs, need_bytes=need_bytes,
+                 warmup_figure=warmup_figure)
 
 
 # --------------------------------------------------------------------------- the app's own option

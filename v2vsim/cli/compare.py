@@ -162,7 +162,7 @@ def comparison_summary_table(comparison: Comparison, title: str,
     overrides ``own``) to keep the table narrow."""
     from rich.table import Table
 
-    from ..metrics import CLIPPED_NOTE, LOSS_CAUSES, RATE_COUNTS, per_year, rate_metric
+    from ..metrics import CLIPPED_NOTE, LOSS_CAUSES, RATE_COUNTS, counted_window, per_year, rate_metric
 
     by_metric = {m: frame.set_index("scenario")
                  for m, frame in comparison.table.groupby("metric", sort=False)}
@@ -188,7 +188,7 @@ def comparison_summary_table(comparison: Comparison, title: str,
     caption = "\n".join(f"{letter} = {name}" + (" (baseline)" if i == 0 else "")
                         + changed(name, mine)
                         for i, (letter, name, mine) in enumerate(zip(letters, names, own)))
-    horizons = {n: r.scenario.horizon_days for n, r in zip(names, comparison.results)}
+    horizons = {n: counted_window(r.scenario) for n, r in zip(names, comparison.results)}
     caption += ("\nDifferences are paired by replication: the same virtual patients go through "
                 "each pathway. Counts of patients are per 100 referred, with the mean number a "
                 "year (\"a year\") over the referral window. " + CLIPPED_NOTE)

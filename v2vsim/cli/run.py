@@ -52,11 +52,14 @@ def summary_table(results: Results, title: str) -> Table:
 
     from ..metrics import headline_rows
 
-    from ..metrics import CLIPPED_NOTE
+    from ..metrics import CLIPPED_NOTE, counted_window
 
-    horizon = results.scenario.horizon_days
+    horizon = counted_window(results.scenario)
+    warmup = results.scenario.warmup_days
     caption = (f"Counts of patients are per 100 referred; 'a year' is the mean number a year "
-               f"over the {horizon:g}-day referral window. {CLIPPED_NOTE}")
+               f"over the {horizon:g}-day referral window"
+               + (f" after a {warmup:g}-day warm-up (its patients are not counted)" if warmup else "")
+               + f". {CLIPPED_NOTE}")
     table = Table(title=title, title_justify="left", show_lines=False, caption=caption,
                   caption_justify="left")
     table.add_column("Metric")
@@ -82,6 +85,7 @@ def run(
     jobs: Jobs = None,
     csv: Annotated[bool, typer.Option("--csv", help="Also write patients.csv.")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the figures.")] = False,
+    warmup_figure: Annotated[bool, typer.Option("--warmup-figure", help="Also draw figures/warmup (Welch's method, to choose warmup_days) and print its suggestion; drawn anyway for a scenario with warmup_days.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an output directory that v2vsim did not write, or that holds other results (another command's or scenario's, or figures a --no-figures run would delete).")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=f"Allow runs of more than {LARGE_REFERRALS:,} referrals in all.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option("--set", metavar="PATH=VALUE", help="Override a scenario value, e.g. --set sites.hkib.slots=2 (repeatable; steps and cohorts by name).")] = None,
@@ -133,7 +137,9 @@ def run(
         err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     written = write_or_fail(lambda: write_run_dir(results, target, csv=csv, figures=not no_figures,
                                                   force=force, scenario_file=scenario_file, jobs=workers,
-                                                  need_bytes=size))
+                                                  need_bytes=size, warmup_figure=warmup_figure))
+    if "warmup" in results.extra:
+        out.print(results.extra["warmup"]["text"], markup=False, highlight=False, soft_wrap=True)
     out.print(f"Wrote {written}/ in {time.perf_counter() - started:.1f} s ({engine_note(results)}).",
               markup=False, highlight=False)
 

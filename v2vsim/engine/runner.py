@@ -26,7 +26,8 @@ import pandas as pd
 from .. import metrics
 from .._workers import WorkerPool
 from ..metrics import Runs, SiteBlock, SiteDays
-from ..scenario import OUTCOMES
+from ..metrics.sites import slot_days_before
+from ..scenario import DAYS_PER_YEAR, OUTCOMES
 from .collect import Coded, PatientColumns, ReplicationOutput, daily_site_use, small_codes
 from .engines import check_engine, engine_for, run_replications
 from ..scenario import Scenario
@@ -157,7 +158,29 @@ class _Compact:
     budget: np.ndarray | None = None
 
 
-def _one(out: ReplicationOutput, detail: bool = True) -> _Compact:
+def _from_warmup(run: dict[str, float], out: ReplicationOutput, scenario: Scenario) -> None:
+    """With a warm-up, the sites' slot-days and capacity from ``warmup_days`` to the end, and
+    the fixed costs of the counted referral window ``[warmup_days, horizon_days)``."""
+    w = scenario.warmup_days
+    run["start_day"] = w
+    for site in out.site_busy_slot_days:
+        run[f"busy_{site}"] -= slot_days_before(out.site_timeline[site], w)
+        daily = out.site_daily_slots.get(site)
+        if daily is not None:  # a slot schedule: the mean capacity from the warm-up on
+            k = int(w)
+            before = float(daily[:k].sum()) + (float(daily[k]) * (w - k) if k < daily.size else 0.0)
+            run[f"slots_{site}"] = (out.site_slots[site] * out.end_day - before) / (out.end_day - w)
+    run["fixed_cost"] = out.fixed_cost * scenario.counted_days() / scenario.horizon_days
+    if out.budget is not None and scenario.economics is not None:
+        from .health import discounted_years
+
+        disc, y = scenario.economics.discount, DAYS_PER_YEAR
+        fixed = sum(s.fixed_cost_per_year for s in scenario.sites.values())
+        run["fixed_cost_discounted"] = fixed * y / 365.0 * float(discounted_years(
+            w / y, scenario.horizon_days / y, disc.costs, disc.method))
+
+
+def _one(out: ReplicationOutput, detail: bool = True, scenario: Scenario | None = None) -> _Compact:
     replication = out.replication
     patients = {name: _held(out.columns, name) for name in out.columns}
     run = {"replication": replication, "end_day": out.end_day, "fixed_cost": out.fixed_cost}
@@ -167,6 +190,9 @@ def _one(out: ReplicationOutput, detail: bool = True) -> _Compact:
     for site, busy in out.site_busy_slot_days.items():
         run[f"busy_{site}"] = busy
         run[f"slots_{site}"] = out.site_slots[site]
+    if scenario is not None and scenario.warmup_days > 0:
+        _from_warmup(run, out, scenario)
+    for site in out.site_busy_slot_days:
         if detail:
             in_use, queue = daily_site_use(out.site_timeline[site], out.end_day)
             # A slot schedule gives the capacity of each day.
@@ -204,7 +230,7 @@ def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: boo
     """Run replications ``start..stop-1``; ``detail=False`` drops site days and the trace
     (a sweep needs only the per-replication metrics, and a smaller reply travels faster)."""
     trace = {0: TRACE_PATIENTS} if detail else {}
-    parts = [_one(out, detail) for out in run_replications(scenario, seed, range(start, stop),
+    parts = [_one(out, detail, scenario) for out in run_replications(scenario, seed, range(start, stop),
                                                              engine=engine, trace=trace)]
     engines: dict[str, int] = {}
     for part in parts:
@@ -389,7 +415,7 @@ def assemble(scenario: Scenario, seed: int, batches: Sequence[_Batch], wall_seco
     if n < 1 or [b.start for b in ordered] != [0] + [b.stop for b in ordered[:-1]]:
         raise ValueError("batches must cover replications 0..n-1 exactly once")
     base_seed = seed
-    patients = _patient_frame(ordered)
+    patients = metrics.mark_warmup(_patient_frame(ordered), scenario.warmup_days)
     runs = pd.DataFrame([r for p in ordered for r in p.runs])
     table = metrics.replication_table(patients, runs)
     site_profile = SiteDays.from_blocks([b for p in ordered for b in p.site_days or ()])

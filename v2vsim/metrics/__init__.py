@@ -15,6 +15,7 @@ from .sites import SITE_DAY_COLUMNS, Runs, SiteBlock, SiteDays
 from .units import (
     clip_interval,
     CLIPPED_NOTE,
+    counted_window,
     count_of_rate,
     difference_support,
     format_value,
@@ -37,6 +38,9 @@ from .units import (
 __all__ = [
     "OUTCOME_COLUMNS",
     "KEY_METRICS",
+    "WARMUP_COLUMN",
+    "counted",
+    "mark_warmup",
     "replication_table",
     "summarise",
     "t_interval",
@@ -53,6 +57,7 @@ __all__ = [
     "count_of_rate",
     "is_fraction",
     "per_year",
+    "counted_window",
     "support",
     "clip_interval",
     "difference_support",
@@ -95,12 +100,33 @@ def _positions(values: pd.Series, labels: Sequence[str]) -> np.ndarray:
     return pd.Index(list(labels)).get_indexer(values)
 
 
+#: The patients table's column marking the patients referred in the warm-up (``referral_day <
+#: warmup_days``): simulated and kept in the table, counted by no metric. Only with a warm-up.
+WARMUP_COLUMN = "in_warmup"
+
+
+def mark_warmup(patients: pd.DataFrame, warmup_days: float) -> pd.DataFrame:
+    """``patients`` with :data:`WARMUP_COLUMN` added when ``warmup_days > 0`` (else as it is)."""
+    if not warmup_days > 0:
+        return patients
+    return patients.assign(**{WARMUP_COLUMN: patients["referral_day"].to_numpy() < warmup_days})
+
+
+def counted(patients: pd.DataFrame) -> pd.DataFrame:
+    """The patients that metrics and figures count: all but those of the warm-up."""
+    if WARMUP_COLUMN not in patients.columns:
+        return patients
+    return patients.loc[~patients[WARMUP_COLUMN].to_numpy(dtype=bool)]
+
+
 def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row of metrics per replication.
+    """One row of metrics per replication, of the :func:`counted` patients.
 
     ``runs`` has one row per replication with ``replication``, ``end_day``, ``fixed_cost``
-    and, for every site, ``busy_<site>`` (slot-days held) and ``slots_<site>``.
+    and, for every site, ``busy_<site>`` (slot-days held) and ``slots_<site>``; with a warm-up,
+    ``start_day`` (the warm-up's end), from which the slot-days and capacity are measured.
     """
+    patients = counted(patients)
     reps = runs["replication"].to_numpy()
     grouped = patients.groupby("replication", sort=True)
     # Patients by replication (of runs) and outcome (of OUTCOME_COLUMNS), others not counted.
@@ -171,11 +197,12 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
                 table[f"{column}_per_referred"] = np.where(referred > 0, total / per, math.nan)
     end = runs["end_day"].to_numpy()
     table["end_day"] = end
+    span = end - runs["start_day"].to_numpy() if "start_day" in runs else end
     for column in runs.columns:
         if column.startswith("busy_"):
             site = column[len("busy_"):]
             slots = runs[f"slots_{site}"].to_numpy()
-            table[f"utilization_{site}"] = runs[column].to_numpy() / (slots * end)
+            table[f"utilization_{site}"] = runs[column].to_numpy() / (slots * span)
     # Counts as rates per 100 referred patients, per replication (then summarised like any
     # metric, so a rate's interval and paired difference come from the per-replication rates).
     safe = np.maximum(referred, 1)

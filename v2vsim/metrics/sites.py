@@ -10,13 +10,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["SITE_DAY_COLUMNS", "SiteBlock", "Runs", "SiteDays"]
+__all__ = ["SITE_DAY_COLUMNS", "SiteBlock", "Runs", "SiteDays", "slot_days_before"]
 
 #: Columns of the site-day table.
 SITE_DAY_COLUMNS = ("replication", "site", "day", "slots", "in_use", "queue")
 #: One replication's days at one site: ``(replication, site, slots, in_use, queue)``, where
 #: ``slots`` is the capacity or, with a slot schedule, the capacity of each day.
 SiteBlock = tuple[int, str, "float | np.ndarray", "Runs | np.ndarray", "Runs | np.ndarray"]
+
+
+def slot_days_before(log: np.ndarray, day: float) -> float:
+    """Slot-days held in ``[0, day]`` from a site's change log: rows ``(time, in_use, queue)``
+    after each change, each value holding until the next row (none held before the first)."""
+    times = log[:, 0] if log.size else np.zeros(0)
+    k = int(np.searchsorted(times, day, side="right"))  # the changes at or before ``day``
+    if k == 0:
+        return 0.0
+    held = log[:k, 1]
+    return float(np.sum(held[:-1] * np.diff(times[:k])) + held[-1] * (day - times[k - 1]))
 
 
 @dataclass

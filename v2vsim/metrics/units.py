@@ -9,6 +9,8 @@ Split from :mod:`v2vsim.metrics` (which re-exports every name) to keep each modu
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +53,17 @@ def count_of_rate(metric: str) -> str | None:
 def is_fraction(unit: str) -> bool:
     """True for the unit of a fraction shown as a percentage (``"%"`` in older results)."""
     return unit in (FRACTION, "%")
+
+
+def counted_window(scenario: Any) -> float:
+    """The days of referrals whose patients are counted: ``horizon_days - warmup_days``, of a
+    :class:`~v2vsim.scenario.Scenario` or its mapping (as in ``scenario.yaml``; NaN without a
+    horizon). Counts a year are over this window."""
+    get = scenario.get if isinstance(scenario, Mapping) else (lambda k, d=None: getattr(scenario, k, d))
+    try:
+        return float(get("horizon_days", math.nan)) - float(get("warmup_days", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def per_year(value: float, horizon_days: float) -> float:

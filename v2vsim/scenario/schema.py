@@ -433,6 +433,8 @@ class Scenario(_Model):
     start_date: dt.date = dt.date(2025, 1, 6)
     horizon_days: Annotated[float, NoBool, Field(gt=0, le=36500 * 4, allow_inf_nan=False)]
     drain_days: Annotated[float, NoBool, Field(ge=0, le=36500 * 4, allow_inf_nan=False)] = 3650.0
+    warmup_days: Annotated[float, NoBool, Field(ge=0, allow_inf_nan=False, description=(
+        "Days from day 0 whose referrals are simulated but not counted (0: none)."))] = 0.0
     replications: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] = 100
     seed: Annotated[int, NoBool, Field(ge=0, lt=2**63)] = 12345
     currency: Name = "USD"
@@ -451,6 +453,18 @@ class Scenario(_Model):
         default_factory=list,
         description="Uncertain inputs for probabilistic sensitivity analysis (v2vsim psa): scenario "
                     "values by dotted path, each with a distribution for the value itself.")
+
+    @field_validator("warmup_days")
+    @classmethod
+    def _warmup_in_horizon(cls, value: float, info: ValidationInfo) -> float:
+        horizon = info.data.get("horizon_days")
+        if horizon is not None and value >= horizon:
+            raise ValueError(f"must be less than horizon_days ({horizon:g})")
+        return value
+
+    def counted_days(self) -> float:
+        """The referral window whose patients are counted: ``horizon_days - warmup_days``."""
+        return self.horizon_days - self.warmup_days
 
     def economics_problems(self) -> list[tuple[list[Any], str]]:
         """What the economics section needs of the cohorts, as ``(key path, message)``."""

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
-from ...metrics import t_interval
+from ...metrics import WARMUP_COLUMN, counted, t_interval
 from ...scenario import OUTCOMES
 from .economics import cost_breakdown_figure
 from .outcomes import _incidence_shares
@@ -362,10 +362,13 @@ def _draw_and_save_comparison(
     formats: Sequence[str],
     dpi: int,
     budgets: Mapping[str, pd.DataFrame] | None = None,
+    everyone: Mapping[str, pd.Series] | None = None,
 ) -> list[Path]:
-    """Build one comparison figure, save it and free it (runs in a worker process too)."""
+    """Build one comparison figure, save it and free it (runs in a worker process too).
+    ``everyone``: with a warm-up, each replication's referrals warm-up included (the budget's)."""
     if stem == "cost_breakdown":
-        referred = {n: t.set_index("replication")["referred"] for n, t in replications.items()}
+        referred = dict(everyone) if everyone else {
+            n: t.set_index("replication")["referred"] for n, t in replications.items()}
         fig = cost_breakdown_figure(dict(budgets or {}), referred, currency, footer=footer)
     elif stem == "outcomes_per_100":
         fig = compare_outcomes_figure(replications, footer=footer)
@@ -405,16 +408,20 @@ def comparison_figures(
     the replications of all scenarios must share replication numbers (one seed) for the
     paired differences. PNG at ``dpi`` (300 by default), SVG and PDF; ``jobs > 1`` draws in
     worker processes (same files); with ``guard`` (see :func:`.style.draw_figures`) a figure that
-    fails leaves the others drawn.
+    fails leaves the others drawn. Patients of a warm-up are not drawn (:func:`~v2vsim.metrics.counted`),
+    except in the cost breakdown, whose budget counts every patient.
     """
     out_dir = Path(out_dir)
+    everyone = ({n: p.groupby("replication").size() for n, p in patients.items()}
+                if any(WARMUP_COLUMN in p for p in patients.values()) else None)
+    patients = {n: counted(p) for n, p in patients.items()}
     stems = list(COMPARISON_FIGURES)
     costed = (budgets is not None and set(budgets) >= set(patients)
               and all(len(budgets[n]) for n in patients))
     if costed:
         stems.append("cost_breakdown")
     args = (dict(patients), dict(replications), currency, out_dir, footer, tuple(formats), dpi,
-            {n: budgets[n] for n in patients} if costed and budgets is not None else None)
+            {n: budgets[n] for n in patients} if costed and budgets is not None else None, everyone)
     results = draw_figures(_draw_and_save_comparison, [(stem, args) for stem in stems],
                            out_dir, jobs=jobs, guard=guard)
     return [p for paths in results for p in paths]

@@ -30,11 +30,13 @@ class ScenarioDisplay:
     def __init__(self, sites: Mapping[str, str] | None = None,
                  steps: Mapping[str, str] | None = None,
                  cohorts: Mapping[str, str] | None = None,
-                 start_date: dt.date | None = None) -> None:
+                 start_date: dt.date | None = None, warmup_days: float = 0.0) -> None:
         self.sites: dict[str, str] = dict(sites or {})
         self.steps: dict[str, str] = dict(steps or {})
         self.cohorts: dict[str, str] = dict(cohorts or {})
         self.start_date = start_date
+        #: The scenario's warm-up (days; 0: none), marked on time axes.
+        self.warmup_days = float(warmup_days)
 
     def site(self, key: str) -> str:
         return self.sites.get(key) or key
@@ -114,6 +116,7 @@ def scenario_display(scenario: Any | None) -> ScenarioDisplay:
         cohorts={c.name: getattr(c, "label", None) or c.name
                  for c in getattr(scenario, "cohorts", [])},
         start_date=getattr(scenario, "start_date", None),
+        warmup_days=float(getattr(scenario, "warmup_days", 0.0) or 0.0),
     )
 
 

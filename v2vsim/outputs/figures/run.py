@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ...metrics import SiteDays
+from ...metrics import SiteDays, counted
 from .economics import cost_breakdown_figure
 from .outcomes import attrition_funnel_figure, cumulative_incidence_figure
 from .sites import site_timeline_figure
@@ -86,8 +86,10 @@ def run_figures(
     """
     display = scenario_display(scenario)
 
+    shown = counted(patients)  # not the warm-up's patients
+
     def columns(stem: str) -> pd.DataFrame:
-        return patients[[c for c in PATIENT_COLUMNS[stem] if c in patients.columns]]
+        return shown[[c for c in PATIENT_COLUMNS[stem] if c in shown.columns]]
 
     work: list[tuple[str, Any]] = [
         ("journey", events),
@@ -97,7 +99,7 @@ def run_figures(
         ("cumulative_incidence", columns("cumulative_incidence")),
     ]
     if budget is not None and len(budget):
-        referred = patients.groupby("replication").size()
+        referred = patients.groupby("replication").size()  # every patient, as the budget
         work.append(("cost_breakdown", (budget, referred, getattr(scenario, "currency", ""))))
     results = draw_figures(_draw_and_save, [(stem, (frame, scenario_name, Path(out_dir), footer,
                                                      journey_relative, display))

@@ -255,6 +255,7 @@ def site_timeline_figure(
             return fig
         edges = month_starts(first_day, last_day, display.start_date)
         colour_use, colour_queue = OKABE_ITO["blue"], OKABE_ITO["vermillion"]
+        warmup = display.warmup_days
         for row, site in enumerate(sites):
             ax_use, ax_queue = axes[row]
             rows = rows_of(site)
@@ -262,12 +263,14 @@ def site_timeline_figure(
                      if rows[["in_use", "queue"]].isna().to_numpy().any() else rows)
             name = display.site(site)
             capacity = _capacity_by_day(rows)
-            total_slots = float(frame["slots"].sum()) if len(frame) else 0.0
+            # With a warm-up, the notes are of the days from its end (the utilisation metric's).
+            after = frame.loc[frame["day"] >= warmup] if warmup > 0 else frame
+            total_slots = float(after["slots"].sum()) if len(after) else 0.0
             use_note = queue_note = ""
             if total_slots > 0:
-                use_note = (f"; {_fmt_percent(100.0 * float(frame['in_use'].sum()) / total_slots)}"
-                            " over the run")
-                queue_note = f"; mean {float(frame['queue'].mean()):,.2f} waiting"
+                use_note = (f"; {_fmt_percent(100.0 * float(after['in_use'].sum()) / total_slots)}"
+                            + (" after the warm-up" if warmup > 0 else " over the run"))
+                queue_note = f"; mean {float(after['queue'].mean()):,.2f} waiting"
             slots = _slots_text(capacity)
             ax_use.set_title(f"{name}\nslot time in use{f' ({slots})' if slots else ''}{use_note}")
             ax_queue.set_title(f"{name}\npatients waiting for a slot{queue_note}")
@@ -290,6 +293,9 @@ def site_timeline_figure(
                     top_use = 100.0 * float(np.nanmax(month["busy_high"]))
                 if np.isfinite(month["queue_p90"]).any():
                     top_queue = float(np.nanmax(month["queue_p90"]))
+            if warmup > 0:
+                for ax in (ax_use, ax_queue):
+                    ax.axvline(warmup, color="0.35", linestyle=":", linewidth=1.4)
             ax_use.set_ylim(0, percent_limit(top_use))
             ax_queue.set_ylim(0, max(top_queue, 1.0) * 1.1)
             thousands(ax_queue.yaxis, 0 if top_queue >= 10 else 1)
@@ -307,6 +313,9 @@ def site_timeline_figure(
             Line2D([], [], color=colour_queue, linestyle="--", linewidth=1.4,
                    label="90th percentile day\n(90% of days have\nno more waiting)"),
         ]
+        if warmup > 0:
+            handles.append(Line2D([], [], color="0.35", linestyle=":", linewidth=1.4,
+                                  label=f"End of the warm-up\n(day {warmup:,.0f}; the notes\nare of the days after)"))
         side_legend(axes[0, -1], handles, title="Each month, over\nall replications")
         axes[0, 0].set_xlim(max(first_day, float(edges[0])), min(last_day, float(edges[-1])))
     return fig

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..._version import __version__, git_commit
-from ...metrics import CLIPPED_NOTE, count_of_rate, is_fraction, rate_metric
+from ...metrics import CLIPPED_NOTE, count_of_rate, counted_window, is_fraction, rate_metric
 from ..results_dir import verify_dir
 from .captions import COMPARISON_CAPTIONS, FIGURE_CAPTIONS
 from .describe import scenario_logic
@@ -295,7 +295,7 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
     # Units of currency metrics: the scenario's currency.
     multi = len(names) > 1
     first = runs[0]
-    horizon = first.scenario.get("horizon_days")
+    horizon = counted_window(first.scenario)
     economics = economics_context(compare, names)
     budget = budget_context(compare, runs, names)
     table = drop_economic_rows(table)
@@ -305,7 +305,7 @@ def build_context(inputs: Sequence[RunDir | CompareDir], report_command: str,
     present = set(table["metric"])
     shown_cards = [rate_metric(m) if rate_metric(m) in present else m for m in shown_cards]
     cards = [c for c in (_describe_key_card(m, table, names, horizon) for m in shown_cards) if c]
-    horizons = {name: run.scenario.get("horizon_days") for name, run in zip(names, runs)}
+    horizons = {name: counted_window(run.scenario) for name, run in zip(names, runs)}
     results_table = _results_table(table, names, paired, horizons)
 
     figure_groups = []

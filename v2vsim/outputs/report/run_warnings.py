@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from ...metrics import metric_label, overload_warnings, t_interval
+from ...metrics import counted_window, metric_label, overload_warnings, t_interval
 from .load import RunDir
 from .table import _finite
 
@@ -78,10 +78,12 @@ def _growing_wait(run: RunDir) -> list[str]:
     horizon = float(run.scenario.get("horizon_days", math.nan))
     if not math.isfinite(horizon) or not len(patients):
         return []
-    quarter = horizon / 4
+    start = horizon - counted_window(run.scenario)  # the warm-up's end (its patients not counted)
+    quarter = (horizon - start) / 4
     day = patients["referral_day"]
     by_rep = patients.groupby("replication")["queue_wait_days"]
-    early = patients.loc[day < quarter].groupby("replication")["queue_wait_days"].mean()
+    early = patients.loc[(day >= start) & (day < start + quarter)].groupby("replication")[
+        "queue_wait_days"].mean()
     late = patients.loc[(day >= horizon - quarter) & (day < horizon)].groupby("replication")[
         "queue_wait_days"].mean()
     growth = (late - early.reindex(late.index)).dropna().to_numpy(dtype=float)

@@ -209,6 +209,15 @@ def _statements(scenario: Mapping[str, Any]) -> dict[str, list[str]]:
     else:
         limits.append("Quality of life, costs after the pathway and discounting: costs are those of "
                       "the pathway's steps and sites, with no health-economic evaluation.")
+    warmup = scenario.get("warmup_days")
+    if _finite(warmup) and float(warmup) > 0:
+        scope.append(f"The first {float(warmup):,.0f} days are a warm-up: patients referred in them "
+                     "are simulated and hold slots, and are kept in patients.parquet, but no metric, "
+                     "table or figure counts them; sites' utilisation is measured from the warm-up's "
+                     "end and counts a year are over the remaining days of referrals.")
+        limits.append("The warm-up is not applied to the traced patients' journeys (the first "
+                      "replication's first patients) or, with economics, to the budget impact by "
+                      "calendar year, which count every patient.")
     # Structural: true of every scenario the model runs.
     limits += [
         "Staff, transport and other resources beyond the sites' slots: a step's duration does not "
