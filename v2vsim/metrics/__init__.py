@@ -224,6 +224,10 @@ def _waitlist_metrics(table: pd.DataFrame, patients: pd.DataFrame, reps: np.ndar
     table["listed"] = listed.groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
     died_listed = listed & patients["slot_day"].isna() & (patients["outcome"] == "died")
     table["died_while_listed"] = died_listed.groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
+    got = (listed & patients["slot_day"].notna()).groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_listed = table["listed"].to_numpy()
+        table["slot_fraction_of_listed"] = np.where(n_listed > 0, got / np.maximum(n_listed, 1), math.nan)
     to_slot = patients["time_to_slot_days"].groupby(rep)
     table["time_to_slot_median"] = to_slot.median().reindex(reps).to_numpy()
     table["time_to_slot_mean"] = to_slot.mean().reindex(reps).to_numpy()
@@ -289,7 +293,7 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 POLICY_METRICS = {
     "routing": ("rerouted", "re_referred"),
     "bridging": ("bridged", "bridging_toxicities"),
-    "waitlist": ("listed", "died_while_listed", "time_to_slot_median", "treated_within_30_days",
+    "waitlist": ("listed", "slot_fraction_of_listed", "died_while_listed", "time_to_slot_median", "treated_within_30_days",
                  "treated_within_90_days"),
     "survival": ("life_years_per_referred", "deaths_in_follow_up"),
     "economics": ("life_years_discounted_per_referred", "qalys_per_referred",

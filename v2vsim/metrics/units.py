@@ -102,6 +102,7 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "bridging_toxicities": ("Bridging toxicities", "count"),
     "re_referred": ("Left the list for another pathway (re-referred)", "count"),
     "listed": ("Listed for a slot", "count"),
+    "slot_fraction_of_listed": ("Got a slot (% of listed)", FRACTION),
     "died_while_listed": ("Died while listed (before a slot)", "count"),
     "time_to_slot_median": ("Listing to slot, median", "days"),
     "time_to_slot_mean": ("Listing to slot, mean", "days"),
