@@ -45,6 +45,7 @@ VALIDATOR = Draft202012Validator(SCHEMA, format_checker=Draft202012Validator.FOR
 
 L, E, H, S = "scenarios/local.yaml", "scenarios/economics_local.yaml", "scenarios/hybrid.yaml", \
     "scenarios/slot_shortage.yaml"
+W, WS = "scenarios/waitlist_fifo.yaml", "scenarios/waitlist_sickest.yaml"
 DELETE = object()
 Path_ = tuple[Any, ...]
 
@@ -467,6 +468,15 @@ PLACES: dict[str, list[Place]] = {
     "Weibull": [Place(L, DIST_AT, {"dist": "weibull", "shape": 2, "scale": 12}),
                 Place(L, DIST_AT, {"dist": "weibull", "shape": 2, "median": 12})],
     "Empirical": [Place(L, DIST_AT, {"dist": "empirical", "values": [11, 13], "weights": [1, 1]})],
+    "BacklogEntry": [Place(W, ("backlog", 0)),
+                     Place(W, ("backlog",), [{"cohort": "RRMM", "count": 2, "waited_days": 30}], (0,))],
+    "QueueRule": [Place(WS, ("sites", "allocation", "queue")),
+                  Place(WS, ("sites", "allocation", "queue"), {"order": "sickest_first", "estimate_error": 0.3})],
+    # hybrid's first cohort on the local pathway, re-referred overseas after 60 days on the list
+    "ReReferral": [Place(H, ("cohorts", 0), {**{k: v for k, v in _BASES[H]["cohorts"][0].items() if k != "pathway"},
+                                             "pathway": "local",
+                                             "re_referral": {"after_days": 60, "pathway": "overseas"}},
+                         ("re_referral",))],
 }
 
 
