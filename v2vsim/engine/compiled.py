@@ -32,14 +32,16 @@ import numpy as np
 
 from ..scenario import Scenario
 from .collect import ReplicationOutput
+from .exception import exception_problems
 from .journey import _STATUS, Patient
 from .replication import Replication, set_up
 
 __all__ = ["compiled_problems", "numba_available", "run_compiled"]
 
 def compiled_problems(scenario: Scenario) -> list[str]:
-    """Why the compiled engine cannot run ``scenario`` (empty: it can; every feature is covered)."""
-    return []
+    """Why the compiled engine cannot run ``scenario`` (empty: it can; every feature is covered
+    but out-of-specification infusions, which only the SimPy engine runs)."""
+    return exception_problems(scenario)
 
 
 def numba_available() -> bool:

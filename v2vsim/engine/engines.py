@@ -36,6 +36,7 @@ import math
 
 from ..scenario import PathwayRule, Scenario
 from .collect import ReplicationOutput
+from .exception import exception_problems
 
 __all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "likely_free", "run_replication",
            "run_replications", "scope_problems"]
@@ -62,7 +63,7 @@ def _known(engine: str) -> str:
 
 def scope_problems(scenario: Scenario) -> list[str]:
     """Why the vectorised engine cannot run ``scenario`` (empty: it can)."""
-    problems = []
+    problems = exception_problems(scenario)
     for cohort in scenario.cohorts:
         if isinstance(cohort.pathway, PathwayRule):
             problems.append(f"cohort '{cohort.name}' is routed by a rule that reads a queue (pathway.when)")

@@ -137,6 +137,10 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
         table["bridged"] = grouped["bridging_day"].count().reindex(reps, fill_value=0).to_numpy()
         table["bridging_toxicities"] = (
             grouped["bridging_toxicity"].sum().reindex(reps, fill_value=0).to_numpy())
+    if ("infused_out_of_specification" in patients
+            and patients["infused_out_of_specification"].notna().any()):
+        table["infused_out_of_specification"] = (
+            grouped["infused_out_of_specification"].sum().reindex(reps, fill_value=0).to_numpy())
     if "life_years" in patients and patients["life_years"].notna().any():
         # Over every referred patient (a cohort without a survival model makes it NaN).
         life = patients["life_years"].groupby(patients["replication"]).sum(min_count=1)
@@ -227,11 +231,13 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 
 
 #: The metrics of a scenario's optional policies, in the order the run's summary shows them:
-#: a routing rule, bridging therapy, survival after infusion, an economics section. The
+#: a routing rule, bridging therapy, out-of-specification infusions, survival after infusion,
+#: an economics section. The
 #: replications table has them only when the scenario has the policy.
 POLICY_METRICS = {
     "routing": ("rerouted",),
     "bridging": ("bridged", "bridging_toxicities"),
+    "exception": ("infused_out_of_specification",),
     "survival": ("life_years_per_referred", "deaths_in_follow_up"),
     "economics": ("life_years_discounted_per_referred", "qalys_per_referred",
                   "qalys_discounted_per_referred", "cost_discounted_per_referred"),
@@ -253,7 +259,8 @@ def headline_rows(summary: pd.DataFrame, currency: str = "",
     order += [c for c in LOSS_CAUSES if c in by_metric.index
               and (c in ("died", "ineligible") or by_metric.loc[c, "mean"] > 0)]
     order += ["vein_to_vein_median", "vein_to_vein_p90", "referral_to_infusion_median",
-              "queue_wait_mean", *POLICY_METRICS["routing"], *POLICY_METRICS["bridging"]]
+              "queue_wait_mean", *POLICY_METRICS["routing"], *POLICY_METRICS["bridging"],
+              *POLICY_METRICS["exception"]]
     order += [m for m in by_metric.index if m.startswith("utilization_")]
     order += ["cost_per_infused", "cost_per_referred", *POLICY_METRICS["survival"],
               *POLICY_METRICS["economics"]]

@@ -23,7 +23,7 @@ LOSS_CAUSES = tuple(c for c in OUTCOME_COLUMNS if c != "infused")
 #: Counts of patients per replication that the replications table also gives as a rate per 100
 #: referred patients (``<count>_per_100_referred``), when the count is there.
 RATE_COUNTS = (*LOSS_CAUSES, "responders", "icu_admissions", "rerouted", "bridged",
-               "bridging_toxicities", "deaths_in_follow_up")
+               "bridging_toxicities", "deaths_in_follow_up", "infused_out_of_specification")
 
 #: The suffix of a rate per 100 referred patients.
 PER_100_REFERRED = "_per_100_referred"
@@ -87,6 +87,7 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "rerouted": ("Routed to the fallback pathway", "count"),
     "bridged": ("Given bridging therapy", "count"),
     "bridging_toxicities": ("Bridging toxicities", "count"),
+    "infused_out_of_specification": ("Infused out of specification", "count"),
     "life_years_per_referred": ("Life-years in follow-up per referred patient", "years"),
     "life_years_discounted_per_referred": ("Life-years per referred patient, discounted", "years"),
     "qalys_per_referred": ("QALYs per referred patient", "QALYs"),
@@ -145,7 +146,7 @@ _HIGHER_IS_BETTER = frozenset({
     "infused", "infused_fraction", "responders", "life_years_per_referred",
     "life_years_discounted_per_referred", "qalys_per_referred", "qalys_discounted_per_referred",
 })
-_NEUTRAL = frozenset({"referred", "end_day", "bridged", "rerouted"})
+_NEUTRAL = frozenset({"referred", "end_day", "bridged", "rerouted", "infused_out_of_specification"})
 
 
 def metric_direction(metric: str) -> int:

@@ -24,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from .distributions import Distribution, DistributionSpec, Fixed, Never
+from .bridging import UNTIL_INFUSION, Bridging
+from .distributions import Distribution, Fixed, Never, not_never as _not_never
 from .values import NAME_PATTERN, TEXT_PATTERN, no_bool
 from .economics import DAYS_PER_YEAR, AfterInfusion, Economics
 from .uncertain import Uncertain
@@ -36,6 +37,8 @@ __all__ = [
     "Pathway",
     "Step",
     "Bridging",
+    "OutOfSpecInfusion",
+    "UNTIL_INFUSION",
     "Closure",
     "PathwayRule",
     "SlotChange",
@@ -104,15 +107,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _not_never(value: DistributionSpec) -> DistributionSpec:
-    if isinstance(value, Never):
-        raise ValueError("'never' is only allowed for disease clocks")
-    return value
-
-
 class OnFailure(_Model):
     retry_from: Name
     max_attempts: Annotated[int, NoBool, Field(ge=1, le=1000)]
+
+
+class OutOfSpecInfusion(_Model):
+    """A release failure infused anyway, as a non-conforming product."""
+
+    probability: Probability = Field(
+        description="Chance that a product failing release is infused anyway (drawn for each "
+                    "failed release, stream step:NAME:ATTEMPT:exception); otherwise the failure "
+                    "stands (on_failure, or the outcome out_of_specification).")
+    response_probability: Probability = Field(
+        description="Chance of a response after an out-of-specification infusion: replaces the "
+                    "cohort's after_infusion.response_probability (its wait_effect still applies).")
 
 
 class Step(_Model):
@@ -132,6 +141,11 @@ class Step(_Model):
                     "breakdown (default by kind: manufacture and release -> manufacture; transport "
                     "and cryopreserve -> logistics; the rest -> hospital).")
     shelf_life: Positive | None = None
+    out_of_spec_infusion: OutOfSpecInfusion | None = Field(
+        default=None,
+        description="Only on a release step: a failure of the step may still be infused, "
+                    "counted apart (infused_out_of_specification), with its own response "
+                    "probability.")
 
     _check_duration = field_validator("duration")(_not_never)
 
@@ -153,42 +167,18 @@ class Step(_Model):
                              f"{info.data['kind']} step")
         return value
 
+    @field_validator("out_of_spec_infusion")
+    @classmethod
+    def _exception_on_release(cls, value: OutOfSpecInfusion | None,
+                              info: ValidationInfo) -> OutOfSpecInfusion | None:
+        if value is not None and info.data.get("kind", "release") != "release":
+            raise ValueError(f"out_of_spec_infusion is only allowed on a release step, not on a "
+                             f"{info.data['kind']} step")
+        return value
+
 
 class Pathway(_Model):
     steps: list[Step] = Field(min_length=1)
-
-
-class Bridging(_Model):
-    """Bridging therapy given while the patient waits for the product."""
-
-    start_step: Name = Field(
-        description="Step of the pathway at which bridging starts: when the patient reaches it "
-                    "(before any wait for a slot or a start day), on the first visit only.")
-    duration: Distribution = Field(description="Length of the bridging course, in days.")
-    hazard_ratio: NonNegative = Field(
-        description="Multiplies the death and ineligibility hazards while bridging lasts "
-                    "(0.6: 40% lower hazard; above 1 is allowed).")
-    cost: NonNegative = Field(default=0.0, description="Charged when bridging starts.")
-    toxicity_probability: Probability = Field(
-        default=0.0,
-        description="Chance that the course causes a toxicity at its end, after which the "
-                    "patient is unfit for toxicity_delay days.")
-    toxicity_delay: Distribution | None = Field(
-        default=None, validate_default=True,
-        description="Days the patient is unfit after a toxicity: no screen, apheresis, "
-                    "conditioning or infusion step may begin then.")
-
-    _check_duration = field_validator("duration")(_not_never)
-
-    @field_validator("toxicity_delay")
-    @classmethod
-    def _delay_with_probability(cls, value: DistributionSpec | None,
-                                info: ValidationInfo) -> DistributionSpec | None:
-        if value is not None:
-            return _not_never(value)
-        if info.data.get("toxicity_probability", 0.0) > 0:
-            raise ValueError("toxicity_probability > 0 needs a toxicity_delay")
-        return value
 
 
 class RouteWhen(_Model):
