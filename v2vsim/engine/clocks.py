@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..scenario import Scenario
 from ..scenario.distributions import DistributionSpec
+from .collect import DIED as _DIED
 from .rng import Draws, Streams, Uniforms
 
-__all__ = ["Bridge", "arrival_days", "bridged_clock", "referral_clock"]
+__all__ = ["Bridge", "arrival_days", "bridged_clock", "course_lengths", "end_of_bridging", "referral_clock"]
 
 
 def bridged_clock(dist: DistributionSpec, u: float, t0: float, s: float, d: float, ratio: float) -> float:
@@ -26,7 +28,8 @@ def bridged_clock(dist: DistributionSpec, u: float, t0: float, s: float, d: floa
 
     The clock is the time its cumulative hazard H reaches the budget E = -log(1 - u) (so without
     bridging it is ``t0 = ppf(u)``). By time s the budget H(s) is spent; bridging spends
-    ``ratio * (H(t) - H(s))`` more; afterwards the hazard is the plain one again.
+    ``ratio * (H(t) - H(s))`` more; afterwards the hazard is the plain one again. ``d`` may be
+    infinite (a course until infusion: the ratio applies from s on).
     """
     if not t0 > s or t0 == math.inf or ratio == 1.0:
         return t0  # already rung, never rings, or unchanged
@@ -54,9 +57,47 @@ class Bridge:
     ratio: float
     cost: float
     toxicity_probability: float
-    durations: "Draws"
+    durations: "Draws | None"  # None: until_infusion (the course lasts until leaving the pathway)
     toxicity: "Uniforms | None"
     delays: "Draws | None"
+    cost_per_day: float = 0.0
+
+
+def course_lengths(rep: Any) -> np.ndarray:
+    """The length of each bridged patient's course in replication ``rep`` (NaN: no bridging;
+    inf: until_infusion, the course lasts until the patient leaves the pathway)."""
+    n = rep.n
+    out = np.full(n, math.nan)
+    bridged = ~np.isnan(rep.rec.bridging_day)
+    for c, b in enumerate(rep.cohort_bridge):
+        m = bridged & (rep.cohort_of == c)
+        if b is not None and m.any():
+            out[m] = math.inf if b.durations is None else np.frombuffer(b.durations.head(n), dtype=float)[:n][m]
+    return out
+
+
+def end_of_bridging(rep: Any, stop: float) -> np.ndarray:
+    """Days each patient was on bridging (NaN: none), from its start to the end of its course or
+    the day the patient left the pathway (the run's stop if still in it), whichever is first;
+    after the run of replication ``rep`` (any engine): ``cost_per_day`` for those days is added
+    to the patients' costs, and a course until infusion ends as the patient leaves, so the death
+    clock after leaving (life-years of a patient not infused) has the ratio only until then."""
+    rec = rep.rec
+    left = np.where(np.isnan(rec.outcome_day), stop, rec.outcome_day)
+    days = np.minimum(course_lengths(rep), left - rec.bridging_day)
+    for c, b in enumerate(rep.cohort_bridge):
+        if b is None:
+            continue
+        mine = (rep.cohort_of == c) & ~np.isnan(days)
+        if b.cost_per_day and mine.any():
+            rec.cost[mine] += b.cost_per_day * days[mine]
+        if b.durations is not None or b.ratio == 1.0:
+            continue
+        for i in np.flatnonzero(mine & (rec.outcome != _DIED)).tolist():
+            t0 = float(b.death.ppf(rep.u_death[i:i + 1])[0])  # the plain clock, as drawn
+            s = float(rec.bridging_day[i] - rep.arrivals[i])
+            rep.death[i] = bridged_clock(b.death, float(rep.u_death[i]), t0, s, float(days[i]), b.ratio)
+    return days
 
 
 def referral_clock(arrivals: np.ndarray) -> np.ndarray:

@@ -126,6 +126,9 @@ class Recorder:
         self.icu = np.full(n, nan)
         self.bridging_day = np.full(n, nan)
         self.bridging_toxicity = np.full(n, nan)
+        #: The release step whose failure was infused under an exception (out_of_spec_infusion)
+        #: for the product in hand, or -1.
+        self.out_of_spec_step = np.full(n, -1, dtype=np.int16)
         self.trace_patients = trace_patients
         #: (patient, step, kind, attempt, ready_day, start_day, end_day, status)
         self.events: list[tuple[Any, ...]] = []

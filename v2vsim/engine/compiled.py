@@ -32,6 +32,7 @@ import numpy as np
 
 from ..scenario import Scenario
 from .collect import ReplicationOutput
+from .exception import exception_problems
 from .journey import _STATUS, Patient
 from .replication import Replication, set_up
 from .waitlist import waitlist_problems
@@ -39,9 +40,10 @@ from .waitlist import waitlist_problems
 __all__ = ["compiled_problems", "numba_available", "run_compiled"]
 
 def compiled_problems(scenario: Scenario) -> list[str]:
-    """Why the compiled engine cannot run ``scenario`` (empty: it can): the waitlist policies
-    (a backlog, a queue order, re-referral) are run by the SimPy engine only."""
-    return waitlist_problems(scenario)
+    """Why the compiled engine cannot run ``scenario`` (empty: it can). Out-of-specification
+    infusions and the waitlist policies (a backlog, a queue order, re-referral) are run by the
+    SimPy engine only."""
+    return exception_problems(scenario) + waitlist_problems(scenario)
 
 
 def numba_available() -> bool:

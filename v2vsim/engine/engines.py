@@ -9,14 +9,15 @@ bit for bit. A faster engine is used only where it is exact:
 ``"vectorised"``
     :mod:`.vectorised`: every patient's journey computed with NumPy, all patients at once,
     for scenarios in which patients cannot compete for anything (no routing rule that reads a
-    queue, no site calendar). Slots could still bind, so each replication first computes the
+    queue, no site calendar) and with no out-of-specification infusion (``out_of_spec_infusion``). Slots could still bind, so each replication first computes the
     exact occupancy of every site; a replication in which any site could ever be full when a
     patient asks for a slot is run by the SimPy engine instead. Forcing it on a scenario
     outside its scope is refused with the reason.
 ``"compiled"``
     :mod:`.compiled`: the SimPy engine's events replayed in SimPy's order by one loop over
     arrays, compiled with Numba (the optional extra ``v2vsim[fast]``), for every scenario
-    (routing rules, site calendars and bridging therapy included); it pays where patients queue.
+    (routing rules, site calendars and bridging therapy included) but one with
+    ``out_of_spec_infusion``, which only SimPy runs; it pays where patients queue.
 ``"auto"`` (the default)
     ``"vectorised"`` where the scenario is in its scope and its slots are ample (a Poisson
     bound on the expected occupancy, :func:`likely_free`: a speed rule, since a
@@ -36,6 +37,7 @@ import math
 
 from ..scenario import PathwayRule, Scenario
 from .collect import ReplicationOutput
+from .exception import exception_problems
 from .waitlist import waitlist_problems
 
 __all__ = ["ENGINES", "EngineError", "check_engine", "engine_for", "likely_free", "run_replication",
@@ -63,7 +65,7 @@ def _known(engine: str) -> str:
 
 def scope_problems(scenario: Scenario) -> list[str]:
     """Why the vectorised engine cannot run ``scenario`` (empty: it can)."""
-    problems = []
+    problems = exception_problems(scenario)
     for cohort in scenario.cohorts:
         if isinstance(cohort.pathway, PathwayRule):
             problems.append(f"cohort '{cohort.name}' is routed by a rule that reads a queue (pathway.when)")

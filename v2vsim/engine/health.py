@@ -289,9 +289,12 @@ def _ages(scenario: Scenario, streams: Streams, cohort_of: np.ndarray, n: int) -
 def economics_columns(rec: Recorder, scenario: Scenario, streams: Streams, arrivals: np.ndarray,
                       cohort_of: np.ndarray, pathway_taken: np.ndarray, pathway_list: list[str],
                       step_cost: np.ndarray, alive_days: np.ndarray, crs: np.ndarray,
-                      bridging_days: np.ndarray, bridging_len: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+                      bridging_days: np.ndarray, bridging_len: np.ndarray,
+                      bridged_days: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
     """Each patient's costs, life-years and QALYs (discounted and not), the replication's
-    costs by calendar year and category, and its fixed costs discounted (see the module)."""
+    costs by calendar year and category, and its fixed costs discounted (see the module).
+    ``bridged_days``: the days each patient was on bridging, charged at the course's
+    ``cost_per_day`` (:func:`.clocks.end_of_bridging`; None: no such cost)."""
     eco = scenario.economics
     assert eco is not None
     n = rec.n
@@ -356,6 +359,13 @@ def economics_columns(rec: Recorder, scenario: Scenario, streams: Streams, arriv
     disc_after = (one_off * discount_factor(inf_at / y, rc, method)
                   + rate_after * discounted_years(post_from / y, end / y, rc, method))
     disc_bridge = bridge_cost * discount_factor(np.nan_to_num(b_start, nan=0.0) / y, rc, method)
+    for c, cohort in enumerate(scenario.cohorts):  # a cost per day on bridging, as it accrues
+        per_day = cohort.bridging.cost_per_day if cohort.bridging is not None else 0.0
+        m = (cohort_of == c) & has_bridge
+        if per_day and bridged_days is not None and m.any():
+            a, b = b_start[m], b_start[m] + bridged_days[m]
+            disc_bridge[m] += per_day * y * discounted_years(a / y, b / y, rc, method)
+            budget[bridge_k] += _flow_by_year(edges, arrivals[m] + a, arrivals[m] + b, per_day * y)
     columns["cost_after_pathway"] = cost_after
     columns["cost_discounted"] = pathway_disc + disc_bridge + disc_after
     budget[bridge_k] += _by_year(edges, np.nan_to_num(bridging_days, nan=-1.0), bridge_cost)

@@ -48,12 +48,13 @@ class EngineStep:
                  "patient_step", "starts_shelf_clock", "shelf_life", "is_apheresis", "records",
                  "makes_product",
                  "is_manufacture", "is_release", "fixed_duration",
-                 "first_durations", "first_failures", "durations", "failures")
+                 "first_durations", "first_failures", "durations", "failures",
+                 "exception_probability", "exception_response", "first_exceptions", "exceptions")
 
-    def __init__(self, compiled: Any, durations: Any, failures: Any) -> None:
+    def __init__(self, compiled: Any, durations: Any, failures: Any, exceptions: Any = None) -> None:
         for name in ("index", "name", "kind", "site", "acquire", "start_days", "failure_probability",
                      "retry_index", "max_attempts", "cost", "patient_step", "starts_shelf_clock",
-                     "shelf_life", "fixed_duration"):
+                     "shelf_life", "fixed_duration", "exception_probability", "exception_response"):
             setattr(self, name, getattr(compiled, name))
         self.closed = compiled.closed
         self.any_day = compiled.any_day
@@ -65,8 +66,10 @@ class EngineStep:
         self.makes_product = self.is_release or self.starts_shelf_clock  # its end is recorded
         self.durations = durations  # attempt number -> Draws (a callable growing the list)
         self.failures = failures
+        self.exceptions = exceptions  # attempt -> uniforms of out_of_spec_infusion (a release step)
         self.first_durations: Any = None
         self.first_failures: Any = None
+        self.first_exceptions: Any = None
 
 
 class Patient:
@@ -226,13 +229,14 @@ class Journey:
             if step.site >= 0 and j in held:
                 del held[j]
                 pools[step.site].release(1, now)
-            failed = False
+            status = "done"
             if step.failure_probability > 0.0:  # this attempt's failure draw
                 u = step.first_failures[i] if runs == 1 else step.failures(runs)[i]
-                failed = u < step.failure_probability
+                if u < step.failure_probability:
+                    status = "failed" if step.exception_probability == 0.0 else self.exception(p, step, runs)
             if p.traced:
-                self.trace(p, step, runs, ready, begin, now, "failed" if failed else "done")
-            if failed:
+                self.trace(p, step, runs, ready, begin, now, status)
+            if status == "failed":
                 j = self.after_failure(p, step, step.failure_outcome, now)
                 continue
             if step.makes_product:
@@ -348,6 +352,19 @@ class Journey:
 
     # ------------------------------------------------------------------ 4. failures
 
+    def exception(self, p: Patient, step: EngineStep, runs: int) -> str:
+        """A release step failed: its product is infused anyway with the step's
+        ``out_of_spec_infusion`` probability (its own draw; status ``"exception"``, the patient
+        goes on as if released and is marked), or the failure stands (``"failed"``)."""
+        i = p.index
+        u = step.first_exceptions[i] if runs == 1 else step.exceptions(runs)[i]
+        if not u < step.exception_probability:
+            return "failed"
+        marked = self.rec.out_of_spec_step
+        if marked[i] < 0:  # the first release of this product passed under an exception
+            marked[i] = step.index
+        return "exception"
+
     def after_failure(self, p: Patient, step: EngineStep, outcome: int, now: float) -> int:
         """Back to the step's ``retry_from`` while that step has run fewer than ``max_attempts``
         times in all; otherwise the patient leaves with ``outcome``. The next step index."""
@@ -356,6 +373,8 @@ class Journey:
             if r <= p.shelf_clock:  # a new product is made: the old one's clock no longer runs
                 p.expiry = _INF
                 p.cut = p.deadline
+            if r <= self.rec.out_of_spec_step[p.index]:  # the release will be passed again
+                self.rec.out_of_spec_step[p.index] = -1
             return r
         return self.leave(p, outcome, step, now)
 

@@ -22,9 +22,10 @@ from simpy.core import URGENT
 from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
 from .calendar import calendar_changes, calendar_process, capacity_profile
-from .clocks import Bridge, arrival_days, bridged_clock
+from .clocks import Bridge, arrival_days, bridged_clock, course_lengths, end_of_bridging
 from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns
 from .health import economics_columns, response_probability, survival
+from .exception import exception_responses, infused_out_of_specification
 from .journey import EngineStep, Journey, Patient
 from .waitlist import Waitlists
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
@@ -176,9 +177,10 @@ class Replication(Waitlists, Journey):
             self.cohort_bridge.append(Bridge(
                 death=cohort.time_to_death, ineligible=cohort.time_to_ineligible,
                 ratio=b.hazard_ratio, cost=b.cost, toxicity_probability=b.toxicity_probability,
-                durations=Draws(streams("bridging:duration"), b.duration, 0),
+                durations=None if b.until_infusion else Draws(streams("bridging:duration"), b.duration, 0),
                 toxicity=Uniforms(streams("bridging:toxicity"), 0) if tox else None,
                 delays=Draws(streams("bridging:toxicity_delay"), b.toxicity_delay, 0) if tox else None,
+                cost_per_day=b.cost_per_day,
             ))
 
     def _engine_steps(self, compiled: list[Any]) -> list[EngineStep]:
@@ -192,11 +194,16 @@ class Replication(Waitlists, Journey):
             def failures(a: int, c: Any = c) -> Uniforms:
                 return Uniforms(streams(f"step:{c.name}:{a}:failure"), n if a == 1 else 0)
 
-            step = EngineStep(c, _PerAttempt(durations), _PerAttempt(failures))
+            def exceptions(a: int, c: Any = c) -> Uniforms:
+                return Uniforms(streams(f"step:{c.name}:{a}:exception"), n if a == 1 else 0)
+
+            step = EngineStep(c, _PerAttempt(durations), _PerAttempt(failures), _PerAttempt(exceptions))
             if step.fixed_duration is None:
                 step.first_durations = step.durations(1).head(n)
             if step.failure_probability > 0.0:
                 step.first_failures = step.failures(1).head(n)
+                if step.exception_probability > 0.0:
+                    step.first_exceptions = step.exceptions(1).head(n)
             steps.append(step)
         return steps
 
@@ -280,7 +287,7 @@ class Replication(Waitlists, Journey):
         assert b is not None
         i = p.index
         s = now - p.referral
-        d = b.durations[i]
+        d = math.inf if b.durations is None else b.durations[i]  # until_infusion: no end
         w = self.prior[i] if self.prior is not None and i < self.prior.size else 0.0
         if w > 0:  # a backlog patient: its clocks run from its referral w days before day 0
             death = bridged_clock(b.death, float(self.u_death[i]), w + self.death[i], w + s, d, b.ratio) - w
@@ -345,6 +352,9 @@ class Replication(Waitlists, Journey):
         else:
             end_day = max(sc.horizon_days, float(np.nanmax(rec.outcome_day)) if self.n else 0.0)
         self._after_infusion()
+        bridged_days = None
+        if any(b is not None and (b.durations is None or b.cost_per_day) for b in self.cohort_bridge):
+            bridged_days = end_of_bridging(self, stop)
         columns = patient_columns(rec, sc, self.arrivals, self.cohort_of, self.pathway_taken, self.step_names)
         policy = self._policy_columns()
         alive_days = policy.pop("_alive_days", None)
@@ -356,7 +366,8 @@ class Replication(Waitlists, Journey):
             columns["crs"] = crs
             eco, budget, fixed_discounted = economics_columns(
                 rec, sc, self.streams, self.arrivals, self.cohort_of, self.pathway_taken, self.pathway_list,
-                self._step_costs(), alive_days, crs, rec.bridging_day, self._bridging_lengths())
+                self._step_costs(), alive_days, crs, rec.bridging_day, course_lengths(self),
+                bridged_days)
             columns.update(eco)
         site_slots: dict[str, float] = {name: s.slots for name, s in sc.sites.items()}  # type: ignore[misc]
         daily_slots: dict[str, np.ndarray] = {}
@@ -387,12 +398,14 @@ class Replication(Waitlists, Journey):
         infused = rec.outcome == INFUSED
         if infused.any():
             response = np.asarray(self.cohort_response)[self.cohort_of]  # a new array (indexed)
+            exception = exception_responses(self, response)  # out_of_spec_infusion's replace the cohort's
             for c, cohort in enumerate(self.scenario.cohorts):
                 effect = cohort.after_infusion.wait_effect
                 if effect.response_odds_ratio != 1.0:
                     m = infused & (self.cohort_of == c)
-                    response[m] = response_probability(
-                        cohort.after_infusion.response_probability, rec.infusion_day[m] - self.arrivals[m], effect)
+                    for p in [cohort.after_infusion.response_probability] if exception is None else np.unique(response[m]):
+                        k = m if exception is None else m & (response == p)
+                        response[k] = response_probability(float(p), rec.infusion_day[k] - self.arrivals[k], effect)
             icu = np.asarray(self.cohort_icu)[self.cohort_of]
             rec.responded[infused] = (np.asarray(self.u_response) < response)[infused]
             rec.icu[infused] = (np.asarray(self.u_icu) < icu)[infused]
@@ -417,16 +430,6 @@ class Replication(Waitlists, Journey):
                 out[p, j] = step.cost
         return out
 
-    def _bridging_lengths(self) -> np.ndarray:
-        """The length of each bridged patient's course (NaN: no bridging)."""
-        out = np.full(self.n, math.nan)
-        bridged = ~np.isnan(self.rec.bridging_day)
-        for c, b in enumerate(self.cohort_bridge):
-            m = bridged & (self.cohort_of == c)
-            if b is not None and m.any():
-                out[m] = np.frombuffer(b.durations.head(self.n), dtype=float)[:self.n][m]
-        return out
-
     def _policy_columns(self) -> dict[str, np.ndarray]:
         """Patient columns of the optional policies (NaN where a policy does not apply)."""
         n = self.n
@@ -437,7 +440,8 @@ class Replication(Waitlists, Journey):
                 rerouted[mask] = (self.pathway_taken[mask] != rule[0][3]).astype(float)
         columns = {"rerouted": rerouted, "bridging_day": self.rec.bridging_day,
                    "bridging_toxicity": self.rec.bridging_toxicity, "re_referred": self.re_referred,
-                   "backlog_waited_days": self._backlog_waited()}
+                   "backlog_waited_days": self._backlog_waited(),
+                   "infused_out_of_specification": infused_out_of_specification(self)}
         columns.update(survival(self.rec, self.scenario, self.streams, self.arrivals,
                                 self.cohort_of, self.death))
         return columns
@@ -459,6 +463,8 @@ def stream_purposes(scenario: Scenario) -> list[str]:
                     purposes.append(f"step:{step.name}:{attempt}:duration")
                 if step.failure_probability > 0:
                     purposes.append(f"step:{step.name}:{attempt}:failure")
+                    if step.out_of_spec_infusion is not None and step.out_of_spec_infusion.probability > 0:
+                        purposes.append(f"step:{step.name}:{attempt}:exception")
     return list(dict.fromkeys(purposes))
 
 

@@ -45,8 +45,8 @@ PATIENT_COLUMNS = (
 )
 #: Columns beyond the contract's list (documented in the README).
 EXTRA_PATIENT_COLUMNS = ("outcome_day", "responded", "icu", "rerouted", "bridging_day",
-                         "bridging_toxicity", "death_day", "life_years", "listed_day", "slot_day",
-                         "time_to_slot_days", "re_referred", "backlog_waited_days")
+                         "bridging_toxicity", "infused_out_of_specification", "death_day", "life_years",
+                         "listed_day", "slot_day", "time_to_slot_days", "re_referred", "backlog_waited_days")
 #: Columns of a scenario with economics (see :mod:`.health`).
 ECONOMIC_PATIENT_COLUMNS = ("age", "male", "cured", "crs", "cost_after_pathway", "cost_discounted",
                             "life_years_discounted", "qalys", "qalys_discounted")

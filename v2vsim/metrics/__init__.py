@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .sites import SITE_DAY_COLUMNS, Runs, SiteBlock, SiteDays
+from .waitlist import WAITLIST_WITHIN_DAYS, waitlist_metrics as _waitlist_metrics
 from .units import (
     clip_interval,
     CLIPPED_NOTE,
@@ -53,6 +54,7 @@ __all__ = [
     "paired_difference",
     "paired_comparison",
     "RATE_COUNTS",
+    "WAITLIST_WITHIN_DAYS",
     "rate_metric",
     "count_of_rate",
     "is_fraction",
@@ -165,6 +167,10 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
         table["bridged"] = grouped["bridging_day"].count().reindex(reps, fill_value=0).to_numpy()
         table["bridging_toxicities"] = (
             grouped["bridging_toxicity"].sum().reindex(reps, fill_value=0).to_numpy())
+    if ("infused_out_of_specification" in patients
+            and patients["infused_out_of_specification"].notna().any()):
+        table["infused_out_of_specification"] = (
+            grouped["infused_out_of_specification"].sum().reindex(reps, fill_value=0).to_numpy())
     if "life_years" in patients and patients["life_years"].notna().any():
         # Over every referred patient (a cohort without a survival model makes it NaN).
         life = patients["life_years"].groupby(patients["replication"]).sum(min_count=1)
@@ -214,36 +220,6 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
     return table
 
 
-def _waitlist_metrics(table: pd.DataFrame, patients: pd.DataFrame, reps: np.ndarray,
-                      referred: np.ndarray) -> None:
-    """Waitlist metrics (scenarios with sites): patients listed (asked for a slot), deaths
-    while listed (died before their first slot), time from listing to the first slot, and the
-    shares of referred patients infused within 30 and 90 days of referral."""
-    rep = patients["replication"]
-    listed = patients["listed_day"].notna()
-    table["listed"] = listed.groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
-    died_listed = listed & patients["slot_day"].isna() & (patients["outcome"] == "died")
-    table["died_while_listed"] = died_listed.groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
-    got = (listed & patients["slot_day"].notna()).groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n_listed = table["listed"].to_numpy()
-        table["slot_fraction_of_listed"] = np.where(n_listed > 0, got / np.maximum(n_listed, 1), math.nan)
-    to_slot = patients["time_to_slot_days"].groupby(rep)
-    table["time_to_slot_median"] = to_slot.median().reindex(reps).to_numpy()
-    table["time_to_slot_mean"] = to_slot.mean().reindex(reps).to_numpy()
-    infused = patients["outcome"] == "infused"
-    days = patients["referral_to_infusion_days"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for within in WAITLIST_WITHIN_DAYS:
-            treated = (infused & (days <= within)).groupby(rep).sum().reindex(reps, fill_value=0).to_numpy()
-            table[f"treated_within_{within}_days"] = np.where(referred > 0, treated / np.maximum(referred, 1),
-                                                              math.nan)
-
-
-#: The waitlist metrics' windows: the share of referred patients infused within so many days.
-WAITLIST_WITHIN_DAYS = (30, 90)
-
-
 def t_quantile(q: float, df: int) -> float:
     """``scipy.stats.t.ppf(q, df)``, computed as SciPy computes it (``scipy.special.stdtrit``)
     without importing ``scipy.stats``, whose import is most of a short run's start-up; a test
@@ -288,13 +264,15 @@ def summarise(replications: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 
 
 #: The metrics of a scenario's optional policies, in the order the run's summary shows them:
-#: a routing rule, bridging therapy, survival after infusion, an economics section. The
+#: a routing rule, bridging therapy, out-of-specification infusions, survival after infusion,
+#: an economics section. The
 #: replications table has them only when the scenario has the policy.
 POLICY_METRICS = {
     "routing": ("rerouted", "re_referred"),
     "bridging": ("bridged", "bridging_toxicities"),
     "waitlist": ("listed", "slot_fraction_of_listed", "died_while_listed", "time_to_slot_median", "treated_within_30_days",
                  "treated_within_90_days"),
+    "exception": ("infused_out_of_specification",),
     "survival": ("life_years_per_referred", "deaths_in_follow_up"),
     "economics": ("life_years_discounted_per_referred", "qalys_per_referred",
                   "qalys_discounted_per_referred", "cost_discounted_per_referred"),
@@ -319,7 +297,7 @@ def headline_rows(summary: pd.DataFrame, currency: str = "",
               "queue_wait_mean"]
     if any(m in by_metric.index and by_metric.loc[m, "mean"] > 0 for m in ("died_while_listed", "time_to_slot_mean")):
         order += list(POLICY_METRICS["waitlist"])  # a waitlist formed
-    order += [*POLICY_METRICS["routing"], *POLICY_METRICS["bridging"]]
+    order += [*POLICY_METRICS["routing"], *POLICY_METRICS["bridging"], *POLICY_METRICS["exception"]]
     order += [m for m in by_metric.index if m.startswith("utilization_")]
     order += ["cost_per_infused", "cost_per_referred", *POLICY_METRICS["survival"],
               *POLICY_METRICS["economics"]]

@@ -25,7 +25,8 @@ LOSS_CAUSES = tuple(c for c in OUTCOME_COLUMNS if c != "infused")
 #: Counts of patients per replication that the replications table also gives as a rate per 100
 #: referred patients (``<count>_per_100_referred``), when the count is there.
 RATE_COUNTS = (*LOSS_CAUSES, "responders", "icu_admissions", "rerouted", "bridged",
-               "bridging_toxicities", "deaths_in_follow_up", "listed", "died_while_listed", "re_referred")
+               "bridging_toxicities", "deaths_in_follow_up", "listed", "died_while_listed", "re_referred",
+               "infused_out_of_specification")
 
 #: The suffix of a rate per 100 referred patients.
 PER_100_REFERRED = "_per_100_referred"
@@ -108,6 +109,7 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "time_to_slot_mean": ("Listing to slot, mean", "days"),
     "treated_within_30_days": ("Infused within 30 days of referral (% of referred)", FRACTION),
     "treated_within_90_days": ("Infused within 90 days of referral (% of referred)", FRACTION),
+    "infused_out_of_specification": ("Infused out of specification", "count"),
     "life_years_per_referred": ("Life-years in follow-up per referred patient", "years"),
     "life_years_discounted_per_referred": ("Life-years per referred patient, discounted", "years"),
     "qalys_per_referred": ("QALYs per referred patient", "QALYs"),
@@ -166,7 +168,7 @@ _HIGHER_IS_BETTER = frozenset({
     "infused", "infused_fraction", "responders", "life_years_per_referred",
     "life_years_discounted_per_referred", "qalys_per_referred", "qalys_discounted_per_referred",
 })
-_NEUTRAL = frozenset({"referred", "end_day", "bridged", "rerouted"})
+_NEUTRAL = frozenset({"referred", "end_day", "bridged", "rerouted", "infused_out_of_specification"})
 
 
 def metric_direction(metric: str) -> int:

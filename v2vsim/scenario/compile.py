@@ -64,6 +64,10 @@ class CompiledStep:
     patient_step: bool  # a bridging toxicity keeps the patient from starting it
     starts_shelf_clock: bool = False  # the product's shelf life runs from this step's end
     shelf_life: float | None = None  # on the infusion step
+    #: On a release step with out_of_spec_infusion: the chance a failure is infused anyway,
+    #: and the response probability after such an infusion (0 and NaN without the key).
+    exception_probability: float = 0.0
+    exception_response: float = float("nan")
 
     @property
     def any_day(self) -> bool:
@@ -125,6 +129,9 @@ def _compile_pathway(name: str, scenario: Scenario, site_index: dict[str, int]) 
             patient_step=s.kind in PATIENT_KINDS,
             starts_shelf_clock=j == clock,
             shelf_life=s.shelf_life,
+            exception_probability=s.out_of_spec_infusion.probability if s.out_of_spec_infusion else 0.0,
+            exception_response=(s.out_of_spec_infusion.response_probability if s.out_of_spec_infusion
+                                else float("nan")),
         ))
     return CompiledPathway(name, steps, clock, names)
 

@@ -38,6 +38,7 @@ __all__ = [
     "Weibull",
     "Empirical",
     "Never",
+    "not_never",
     "DIST_NAMES",
     "no_bool",
     "BOUND_REASONS",
@@ -559,3 +560,10 @@ Distribution = Annotated[
 accept ``never`` check it themselves)."""
 
 DistributionSpec = _Spec
+
+
+def not_never(value: DistributionSpec) -> DistributionSpec:
+    """A field validator: ``never`` is refused (it is only for disease clocks and survival)."""
+    if isinstance(value, Never):
+        raise ValueError("'never' is only allowed for disease clocks")
+    return value

@@ -164,7 +164,9 @@ def _distributions(defs: dict[str, Any]) -> None:
     refs: list[dict[str, Any]] | None = None
     for model, node in defs.items():
         for name, prop in node.get("properties", {}).items():
-            holders = [prop] + [b for b in prop.get("anyOf", []) if isinstance(b, dict)]
+            # The union itself, ``X | None`` (anyOf) or a union with another form (bridging's
+            # ``until_infusion``, oneOf).
+            holders = [prop] + [b for b in prop.get("anyOf", []) + prop.get("oneOf", []) if isinstance(b, dict)]
             for holder in holders:
                 if not _is_union(holder):
                     continue
@@ -235,6 +237,9 @@ def _scenario_rules(schema: dict[str, Any], defs: dict[str, Any]) -> None:
                 "if": {"required": ["kind"], "properties": {"kind": {"not": {"const": "infusion"}}}},
                 "then": _absent("shelf_life")})
     _add(step, {"$comment": "Step._reserve_needs_site", "if": _given("reserve_from"), "then": _given("site")})
+    _add(step, {"$comment": "Step._exception_on_release",
+                "if": {"required": ["kind"], "properties": {"kind": {"not": {"const": "release"}}}},
+                "then": _absent("out_of_spec_infusion")})
     _def(defs, "Pathway")["properties"]["steps"].update({
         "$comment": "references: a pathway needs exactly one infusion step (the last one)",
         "contains": {"required": ["kind"], "properties": {"kind": {"const": "infusion"}}},
@@ -245,6 +250,10 @@ def _scenario_rules(schema: dict[str, Any], defs: dict[str, Any]) -> None:
         "if": {"required": ["toxicity_probability"],
                "properties": {"toxicity_probability": {"exclusiveMinimum": 0}}},
         "then": _given("toxicity_delay")})
+    _add(_def(defs, "Bridging"), {
+        "$comment": "Bridging._toxicity_needs_an_end: no toxicity with duration until_infusion",
+        "if": {"required": ["duration"], "properties": {"duration": {"const": "until_infusion"}}},
+        "then": {"properties": {"toxicity_probability": {"maximum": 0}}}})
     _add(_def(defs, "AfterInfusion"), {
         "$comment": "AfterInfusion._survival_together (follow_up_days may come from economics)",
         "anyOf": [_given("survival_responder", "survival_non_responder"),

@@ -23,7 +23,7 @@ __all__ = ["clean_loc", "error_message"]
 
 _DIST_TAGS = frozenset(("number", *DIST_NAMES))
 _TAGS = frozenset(("number", "never", *DIST_NAMES, "pathway-name", "pathway-rule",
-                    "slot-count", "slot-schedule"))
+                    "slot-count", "slot-schedule", "course-until", "course-length"))
 
 
 def clean_loc(raw: Any, loc: Sequence[Any]) -> list[Any]:

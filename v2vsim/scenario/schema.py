@@ -9,7 +9,6 @@ in :mod:`.yaml_io`, checks that span several keys in :mod:`.references`, and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -24,10 +23,12 @@ from pydantic import (
     model_validator,
 )
 
-from .distributions import Distribution, DistributionSpec, Fixed, Never
+from .bridging import UNTIL_INFUSION, Bridging
+from .distributions import Distribution, Fixed, Never, not_never as _not_never
 from .values import NAME_PATTERN, TEXT_PATTERN, no_bool
 from .economics import DAYS_PER_YEAR, AfterInfusion, Economics
 from .uncertain import Uncertain
+from .routing import PathwayRule, PathwaySpec, RouteWhen
 from .waitlist import Backlog, QueueRule, ReReferral
 
 __all__ = [
@@ -37,8 +38,11 @@ __all__ = [
     "Pathway",
     "Step",
     "Bridging",
+    "OutOfSpecInfusion",
+    "UNTIL_INFUSION",
     "Closure",
     "PathwayRule",
+    "RouteWhen",
     "SlotChange",
     "DAYS_PER_YEAR",
     "NAME_PATTERN",
@@ -105,15 +109,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _not_never(value: DistributionSpec) -> DistributionSpec:
-    if isinstance(value, Never):
-        raise ValueError("'never' is only allowed for disease clocks")
-    return value
-
-
 class OnFailure(_Model):
     retry_from: Name
     max_attempts: Annotated[int, NoBool, Field(ge=1, le=1000)]
+
+
+class OutOfSpecInfusion(_Model):
+    """A release failure infused anyway, as a non-conforming product."""
+
+    probability: Probability = Field(
+        description="Chance that a product failing release is infused anyway (drawn for each "
+                    "failed release, stream step:NAME:ATTEMPT:exception); otherwise the failure "
+                    "stands (on_failure, or the outcome out_of_specification).")
+    response_probability: Probability = Field(
+        description="Chance of a response after an out-of-specification infusion: replaces the "
+                    "cohort's after_infusion.response_probability (its wait_effect still applies).")
 
 
 class Step(_Model):
@@ -133,6 +143,11 @@ class Step(_Model):
                     "breakdown (default by kind: manufacture and release -> manufacture; transport "
                     "and cryopreserve -> logistics; the rest -> hospital).")
     shelf_life: Positive | None = None
+    out_of_spec_infusion: OutOfSpecInfusion | None = Field(
+        default=None,
+        description="Only on a release step: a failure of the step may still be infused, "
+                    "counted apart (infused_out_of_specification), with its own response "
+                    "probability.")
 
     _check_duration = field_validator("duration")(_not_never)
 
@@ -154,90 +169,18 @@ class Step(_Model):
                              f"{info.data['kind']} step")
         return value
 
-
-class Pathway(_Model):
-    steps: list[Step] = Field(min_length=1)
-
-
-class Bridging(_Model):
-    """Bridging therapy given while the patient waits for the product."""
-
-    start_step: Name = Field(
-        description="Step of the pathway at which bridging starts: when the patient reaches it "
-                    "(before any wait for a slot or a start day), on the first visit only.")
-    duration: Distribution = Field(description="Length of the bridging course, in days.")
-    hazard_ratio: NonNegative = Field(
-        description="Multiplies the death and ineligibility hazards while bridging lasts "
-                    "(0.6: 40% lower hazard; above 1 is allowed).")
-    cost: NonNegative = Field(default=0.0, description="Charged when bridging starts.")
-    toxicity_probability: Probability = Field(
-        default=0.0,
-        description="Chance that the course causes a toxicity at its end, after which the "
-                    "patient is unfit for toxicity_delay days.")
-    toxicity_delay: Distribution | None = Field(
-        default=None, validate_default=True,
-        description="Days the patient is unfit after a toxicity: no screen, apheresis, "
-                    "conditioning or infusion step may begin then.")
-
-    _check_duration = field_validator("duration")(_not_never)
-
-    @field_validator("toxicity_delay")
+    @field_validator("out_of_spec_infusion")
     @classmethod
-    def _delay_with_probability(cls, value: DistributionSpec | None,
-                                info: ValidationInfo) -> DistributionSpec | None:
-        if value is not None:
-            return _not_never(value)
-        if info.data.get("toxicity_probability", 0.0) > 0:
-            raise ValueError("toxicity_probability > 0 needs a toxicity_delay")
+    def _exception_on_release(cls, value: OutOfSpecInfusion | None,
+                              info: ValidationInfo) -> OutOfSpecInfusion | None:
+        if value is not None and info.data.get("kind", "release") != "release":
+            raise ValueError(f"out_of_spec_infusion is only allowed on a release step, not on a "
+                             f"{info.data['kind']} step")
         return value
 
 
-class RouteWhen(_Model):
-    waiting_more_than: Annotated[int, NoBool, Field(ge=0)] | None = Field(
-        default=None,
-        description="Take the fallback when more than this many patients wait for a slot of "
-                    "the primary's booking site at referral.")
-    expected_wait_more_than_days: NonNegative | None = Field(
-        default=None,
-        description="Take the fallback when the expected wait for a slot of the primary's "
-                    "booking site exceeds this many days at referral: 0 if a slot can be taken "
-                    "now, otherwise (waiting + 1) / (uses per day) plus the rest of a closure, "
-                    "uses per day = min(slots / mean hold time, starts_per_month / 30.4375, "
-                    "starts_per_week / 7).")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> "RouteWhen":
-        given = [k for k in ("waiting_more_than", "expected_wait_more_than_days")
-                 if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of waiting_more_than, expected_wait_more_than_days"
-                             + (f" (got {', '.join(given)})" if given else ""))
-        return self
-
-
-class PathwayRule(_Model):
-    """Routing with overflow: the primary pathway unless its booking site is congested."""
-
-    primary: Name = Field(description="Pathway taken unless `when` holds at referral.")
-    fallback: Name = Field(description="Pathway taken when `when` holds at referral.")
-    when: RouteWhen = Field(
-        description="Congestion test on the primary's booking site (the site of the first slot "
-                    "the primary pathway takes).")
-
-
-def _pathway_tag(value: Any) -> str:
-    return "pathway-rule" if isinstance(value, (Mapping, PathwayRule)) else "pathway-name"
-
-
-PathwaySpec = Annotated[
-    Union[
-        Annotated[Name, Tag("pathway-name")],
-        Annotated[PathwayRule, Tag("pathway-rule")],
-    ],
-    Discriminator(_pathway_tag),
-    Field(description="A key of `pathways`, or a rule {primary, fallback, when} choosing one "
-                      "at referral."),
-]
+class Pathway(_Model):
+    steps: list[Step] = Field(min_length=1)
 
 
 class Cohort(_Model):
