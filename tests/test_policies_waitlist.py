@@ -9,6 +9,7 @@ random run against keys computed from the patients' own clocks (not from the eng
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,20 @@ def test_re_referral_gives_back_a_slot_booked_earlier() -> None:
 def test_waitlist_errors(tmp_path: Path, lines: list[str], after: int, line: int, key: str,
                          fragments: list[str]) -> None:
     expect_one(tmp_path, insert(after, *lines), line, key, *fragments)
+
+
+def test_re_referral_with_economics_is_refused(tmp_path: Path) -> None:
+    import copy
+
+    from ruamel.yaml import YAML
+
+    root = Path(__file__).resolve().parent.parent / "scenarios"
+    data = YAML(typ="safe", pure=True).load((root / "economics_local.yaml").read_text(encoding="utf-8"))
+    data["pathways"]["elsewhere"] = copy.deepcopy(data["pathways"]["local"])
+    data["cohorts"][0]["re_referral"] = {"after_days": 30, "pathway": "elsewhere"}
+    shutil.copytree(root / "data", tmp_path / "data")
+    path = tmp_path / "eco.yaml"
+    with path.open("w", encoding="utf-8") as f:
+        YAML(typ="safe", pure=True).dump(data, f)
+    with pytest.raises(v2vsim.ScenarioError, match="re-referral is not available with an economics section"):
+        v2vsim.load_scenario(path)

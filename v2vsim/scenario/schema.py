@@ -424,6 +424,9 @@ class Scenario(_Model):
                     out.append((["cohorts", k, "age" if c.age is not None else "male_share"],
                                 "only used with an economics section's life table"))
                 continue
+            if c.re_referral is not None:
+                out.append((["cohorts", k, "re_referral"], "re-referral is not available with an economics "
+                            "section (its charges are kept by step of one pathway)"))
             if not after.has_survival:
                 out.append((at, "economics needs survival_responder and survival_non_responder "
                                 "(days from infusion)"))
