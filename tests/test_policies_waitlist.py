@@ -327,3 +327,15 @@ def test_re_referral_with_economics_is_refused(tmp_path: Path) -> None:
         YAML(typ="safe", pure=True).dump(data, f)
     with pytest.raises(v2vsim.ScenarioError, match="re-referral is not available with an economics section"):
         v2vsim.load_scenario(path)
+
+
+def test_the_report_states_the_waitlist_policies() -> None:
+    from v2vsim.outputs.report.scope import _statements
+    from v2vsim.scenario import read_yaml, to_plain
+
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "waitlist_sickest.yaml"
+    said = _statements(to_plain(read_yaml(path.read_text(encoding="utf-8"), str(path))))
+    assert any("a list of 10 patients already waiting at day 0" in s for s in said["scope"])
+    assert any("serves its queue sickest first" in s for s in said["scope"])
+    assert any("a real committee can only estimate" in s for s in said["assumptions"])
+    assert any(s.endswith("then each site's queue order.") for s in said["limitations"])

@@ -74,7 +74,49 @@ def scenario_features(scenario: Mapping[str, Any]) -> dict[str, bool]:
         "capacity_changes": any(isinstance(s.get("slots"), list) or s.get("closures")
                                 for s in sites.values()),
         "sites": bool(sites),
+        "backlog": bool(scenario.get("backlog")),
+        "queue_order": any(_queue_order(s) != "request" for s in sites.values()),
+        "re_referral": any(isinstance(c.get("re_referral"), Mapping) for c in cohorts),
     }
+
+
+def _queue_order(site: Mapping[str, Any]) -> str:
+    queue = site.get("queue")
+    return str(queue.get("order", "request")) if isinstance(queue, Mapping) else "request"
+
+
+def _waitlist_statements(scenario: Mapping[str, Any], scope: list[str], assumptions: list[str]) -> None:
+    """The scope of a starting backlog, a queue order and re-referral (see docs: Waitlists)."""
+    backlog = scenario.get("backlog")
+    if backlog:
+        count = backlog if isinstance(backlog, int) else sum(
+            int(e.get("count", 1)) for e in backlog if isinstance(e, Mapping))
+        scope.append(f"The run starts from a list of {count:,} patients already waiting at day 0, their "
+                     "disease clocks conditioned on the days they had waited; their times are counted "
+                     "from day 0.")
+    words = {"referral": "earliest referral first (date of eligibility)",
+             "sickest_first": "sickest first (shortest remaining untreated survival)",
+             "most_benefit": "most likely to benefit first (highest chance of response)"}
+    for name, site in _sites(scenario).items():
+        order = _queue_order(site)
+        if order == "request":
+            continue
+        error = site["queue"].get("estimate_error", 0)
+        label = site.get("label") or name
+        text = f"{label} serves its queue {words.get(order, order)}, after cohort priority"
+        if order == "sickest_first" and _finite(error) and float(error) > 0:
+            text += (f", by a committee's estimate of remaining survival (a lognormal error of "
+                     f"{float(error):g} on the log scale)")
+        elif order == "sickest_first":
+            assumptions.append(f"{label}'s sickest-first order knows each patient's exact remaining "
+                               "survival, which a real committee can only estimate")
+        scope.append(text + ".")
+    for c in _cohorts(scenario):
+        rule = c.get("re_referral")
+        if isinstance(rule, Mapping):
+            scope.append(f"Patients of {c.get('label') or c.get('name')} who wait "
+                         f"{float(rule.get('after_days', 0)):g} days for a slot leave the list for the "
+                         f"{rule.get('pathway')} pathway.")
 
 
 def _names(items: Sequence[str]) -> str:
@@ -192,6 +234,7 @@ def _statements(scenario: Mapping[str, Any]) -> dict[str, list[str]]:
         scope.append("Patients are routed at referral (" + "; ".join(rules) + "); the choice is not revisited later.")
     else:
         limits.append("Rerouting to another pathway or manufacturer when the service is congested.")
+    _waitlist_statements(scenario, scope, assumptions)
     if f["sites"] and not f["capacity_changes"]:
         limits.append("Changes in capacity over time (closures, added or removed slots): each site "
                       "keeps its slots for the whole run.")
@@ -225,7 +268,8 @@ def _statements(scenario: Mapping[str, Any]) -> dict[str, list[str]]:
         "Referrals that depend on the state of the service (fewer referrals when waits are long).",
         "Correlated failures: each step's failure is drawn independently of other steps and attempts.",
         "Clinical judgement beyond the rules: patients leave the pathway only through the outcomes "
-        "of the results table, and are served by cohort priority, then first come first served.",
+        "of the results table, and are served by cohort priority, then "
+        + ("each site's queue order." if f["queue_order"] else "first come first served."),
     ]
     assumptions.append("a step's duration does not depend on load")
     assumptions.append("failures are independent between steps and attempts")
