@@ -339,3 +339,17 @@ def test_the_report_states_the_waitlist_policies() -> None:
     assert any("serves its queue sickest first" in s for s in said["scope"])
     assert any("a real committee can only estimate" in s for s in said["assumptions"])
     assert any(s.endswith("then each site's queue order.") for s in said["limitations"])
+
+
+@pytest.mark.parametrize(("top", "reason"), [
+    ({"sites": {"lab": {"slots": 1, "queue": {"order": "referral"}}, "far": {"slots": 10}}},
+     "site 'lab' orders its queue by referral"),
+    ({"cohorts": [{"name": "fast", "pathway": "fast", "re_referral": {"after_days": 9, "pathway": "away"}}]},
+     "cohort 'fast' is re-referred while waiting"),
+])
+def test_only_the_simpy_engine_runs_a_queue_order_or_re_referral(top: dict[str, Any], reason: str) -> None:
+    sc = scenario(**top)
+    assert run(sc).extra["engines"] == {"simpy": 1}
+    for engine in ("vectorised", "compiled"):
+        with pytest.raises(EngineError, match=reason):
+            run(sc, engine=engine)

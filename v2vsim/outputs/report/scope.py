@@ -194,8 +194,12 @@ def _statements(scenario: Mapping[str, Any]) -> dict[str, list[str]]:
             b = c.get("bridging")
             if not isinstance(b, Mapping):
                 continue
+            length = ("until the patient leaves the pathway (infused or not)" if b.get("duration") == "until_infusion"
+                      else f"course length {describe_dist(b.get('duration'))}")
             text = (f"{c.get('name')}: from step {b.get('start_step')}, hazard ratio "
-                    f"{float(b.get('hazard_ratio', 1)):g}, course length {describe_dist(b.get('duration'))}")
+                    f"{float(b.get('hazard_ratio', 1)):g}, {length}")
+            if _finite(b.get("cost_per_day")) and float(b["cost_per_day"]) > 0:
+                text += f", {float(b['cost_per_day']):,.0f} a day"
             if _finite(b.get("toxicity_probability")) and float(b["toxicity_probability"]) > 0:
                 text += (f"; a toxicity in {_pct(b['toxicity_probability'])} of courses leaves the "
                          f"patient unfit for {describe_dist(b.get('toxicity_delay'))}")
