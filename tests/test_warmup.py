@@ -16,6 +16,7 @@ from v2vsim.metrics import WARMUP_COLUMN, counted, replication_table
 from v2vsim.metrics.sites import slot_days_before
 from v2vsim.outputs.figures.warmup import (
     MONTH_DAYS,
+    fitted_window,
     monthly_waits,
     suggest_warmup,
     warmup_figure,
@@ -132,7 +133,8 @@ def test_warmup_run_draws_its_figure_and_records_the_suggestion(tmp_path: Path) 
     out = res.save(tmp_path / "run")
     assert (out / "figures" / "warmup.png").is_file()
     record = json.loads((out / "manifest.json").read_text())["warmup"]
-    assert record["warmup_days"] == 60 and record["window"] == 6 and record["text"].startswith("warm-up:")
+    # 400 days: 13 whole months, so the half-window is cut from 6 to a quarter of them, 3
+    assert record["warmup_days"] == 60 and record["window"] == 3 and record["text"].startswith("warm-up:")
     assert pd.read_parquet(out / "patients.parquet")[WARMUP_COLUMN].sum() == (
         res.patients["referral_day"] < 60).sum()
     fig, found = warmup_figure(res.patients, sc.name, sc.horizon_days, warmup_days=60)
@@ -152,3 +154,11 @@ def test_bad_warmup_is_refused_with_file_and_line(value: str, message: str) -> N
     with pytest.raises(ScenarioError) as info:
         load_scenario("bad.yaml", text)
     assert str(info.value).splitlines() == [f"bad.yaml:{line}: {message}"]
+
+
+def test_the_window_is_at_most_a_quarter_of_the_months() -> None:
+    # Welch's rule w <= m / 4: 12 months take w = 2 (a 5-month window), 60 months keep w = 6.
+    assert [fitted_window(m) for m in (1, 4, 5, 12, 13, 25, 60)] == [0, 0, 1, 2, 3, 6, 6]
+    # A one-year run settles: the moving average has a second half.
+    found = suggest_warmup(np.array([40.0, 80, 80, 80, 82, 78, 78, 80, 79, 78, 81, 81]))
+    assert found.window == 2 and found.months is not None

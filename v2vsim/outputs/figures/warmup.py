@@ -44,6 +44,13 @@ WINDOW = 6
 TOLERANCE, NOISE_SDS, MIN_BAND_DAYS = 0.05, 2.0, 0.5
 
 
+def fitted_window(months: int, window: int = WINDOW) -> int:
+    """The half-window used for ``months`` months of referrals: ``window``, but at most a
+    quarter of the months (Welch's rule w <= m / 4), so that a short horizon still has a second
+    half of the moving average to settle in."""
+    return max(0, min(window, (months - 1) // 4))
+
+
 def welch_moving_average(y: np.ndarray | list[float], w: int) -> np.ndarray:
     """Welch's moving average ``Ȳ_1(w) .. Ȳ_{m-w}(w)`` of ``y`` (length ``m``; NaNs skipped
     within a window); empty when ``m <= w``."""
@@ -102,11 +109,12 @@ def suggest_warmup(y: np.ndarray | list[float], window: int = WINDOW,
                    tolerance: float = TOLERANCE) -> WarmupSuggestion:
     """The first month (0-based, so a warm-up of that many months) from which every value of
     Welch's moving average of the monthly means ``y`` (``m`` months) lies within ``±band`` of
-    ``level``: ``level`` is the mean of the moving average over the second half (from month
-    ``m // 2``), ``band`` the widest of ``tolerance × level``, twice the moving average's noise
+    ``level``: ``window`` is first cut to :func:`fitted_window`; ``level`` is the mean of the
+    moving average over the second half (from month ``m // 2``), ``band`` the widest of ``tolerance × level``, twice the moving average's noise
     (``sd(diff(y[m//2:])) / sqrt(2) / sqrt(2w + 1)``) and 0.5 days. ``months`` is ``None`` when
     the last value of the moving average is outside the band."""
     y = np.asarray(y, dtype=float)
+    window = fitted_window(y.size, window)
     moving = welch_moving_average(y, window)
     second = moving[y.size // 2:]
     second = second[np.isfinite(second)]
@@ -134,6 +142,7 @@ def warmup_figure(patients: pd.DataFrame, scenario_name: str, horizon_days: floa
     (warm-up included). Returns the figure and the suggestion."""
     y = monthly_waits(patients, horizon_days)
     m = y.size
+    window = fitted_window(m, window)
     moving = welch_moving_average(y, window)
     found = suggest_warmup(y, window)
     n_reps = int(patients["replication"].nunique()) if len(patients) else 0
