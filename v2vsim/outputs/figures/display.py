@@ -146,10 +146,14 @@ def day_axis(ax: Axes, start_date: dt.date | None, *, what: str = "Simulation da
         return
     origin = float(mdates.date2num(dt.datetime.combine(start_date, dt.time())))
 
-    def label(x: float, _pos: int | None = None) -> str:
+    def label(x: float, pos: int | None = None) -> str:
         day = mdates.num2date(x + origin)
         low, high = ax.get_xlim()
-        return f"{day:%Y}" if high - low > 3 * 365 and day.month == 1 else f"{day:%b %Y}"
+        if high - low > 3 * 365:
+            return f"{day:%Y}" if day.month == 1 else f"{day:%b %Y}"
+        # Months over a shorter run: the year only under the first tick and each January, so
+        # that "Apr 2025" labels do not run into each other on a narrow panel.
+        return f"{day:%b}\n{day:%Y}" if pos == 0 or day.month == 1 else f"{day:%b}"
 
     ax.xaxis.set_major_locator(_DateTicks(origin))
     ax.xaxis.set_major_formatter(FuncFormatter(label))

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ...metrics import SiteDays
 from .display import ScenarioDisplay, day_axis, thousands
@@ -298,7 +299,9 @@ def site_timeline_figure(
                     ax.axvline(warmup, color="0.35", linestyle=":", linewidth=1.4)
             ax_use.set_ylim(0, percent_limit(top_use))
             ax_queue.set_ylim(0, max(top_queue, 1.0) * 1.1)
-            thousands(ax_queue.yaxis, 0 if top_queue >= 10 else 1)
+            if top_queue >= 3:  # whole patients: whole-number ticks (not 2.5 written as "2")
+                ax_queue.yaxis.set_major_locator(MaxNLocator(integer=True))
+            thousands(ax_queue.yaxis, 0 if top_queue >= 3 else 1)
         for ax in axes[-1]:
             day_axis(ax, display.start_date)
         handles: list[Any] = [
