@@ -353,3 +353,14 @@ def test_only_the_simpy_engine_runs_a_queue_order_or_re_referral(top: dict[str, 
     for engine in ("vectorised", "compiled"):
         with pytest.raises(EngineError, match=reason):
             run(sc, engine=engine)
+
+
+@pytest.mark.parametrize(("order", "error"), [("referral", 0.0), ("sickest_first", 0.0), ("sickest_first", 0.5)])
+def test_queue_orders_match_simpys_priority_resource(order: str, error: float) -> None:
+    # The same keys given to simpy.PriorityResource (the reference pool) as priorities: the
+    # same patients get the same slots at the same times.
+    sc = random_queue(order, error)
+    light = Replication(sc, 5, 0).run().columns
+    reference = Replication(sc, 5, 0, reference=True).run().columns
+    for name in ("manufacture_start_day", "slot_day", "outcome_day", "queue_wait_days"):
+        np.testing.assert_array_equal(light[name], reference[name], err_msg=name)
