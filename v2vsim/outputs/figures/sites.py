@@ -28,7 +28,8 @@ from .style import (
     side_legend,
 )
 
-__all__ = ["by_site", "month_starts", "month_steps", "monthly_site_use", "site_mean_band", "site_timeline_figure"]
+__all__ = ["by_site", "month_starts", "month_steps", "monthly_site_use", "site_mean_band",
+           "site_timeline_figure"]
 
 # --------------------------------------------------------------------------------------------
 # Site utilisation over time
@@ -199,7 +200,8 @@ def monthly_site_use(rows: pd.DataFrame, edges: np.ndarray, level: float = 0.95,
     days_in = np.bincount(cell, minlength=size)
     waiting = np.bincount(cell, weights=queue, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_rep = np.where(days_in > 0, waiting / days_in, np.nan).reshape(n_months, max(len(reps), 1))
+        per_rep = np.where(days_in > 0, waiting / days_in,
+                           np.nan).reshape(n_months, max(len(reps), 1))
     queue_mean, queue_low, queue_high = _nan_mean_band(per_rep, level)
     order = np.argsort(month, kind="stable")
     bounds = np.searchsorted(month[order], np.arange(n_months + 1))
@@ -289,8 +291,8 @@ def site_timeline_figure(
             if len(frame):
                 month = monthly_site_use(frame, edges, level)
                 draw_band(ax_use, edges, month_steps(100.0 * month["busy_low"]),
-                          month_steps(100.0 * month["busy_mean"]), month_steps(100.0 * month["busy_high"]),
-                          color=colour_use, steps=True)
+                          month_steps(100.0 * month["busy_mean"]),
+                          month_steps(100.0 * month["busy_high"]), color=colour_use, steps=True)
                 ax_queue.fill_between(edges, month_steps(month["queue_median"]),
                                       month_steps(month["queue_p90"]), step="post",
                                       color=colour_queue, alpha=0.2, linewidth=0)
