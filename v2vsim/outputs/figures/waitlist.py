@@ -141,7 +141,7 @@ def waitlist_figure(
 
 def _queue_panel(ax: Any, sites: list[str], rows_of: Any, first_day: float, last_day: float,
                  display: ScenarioDisplay, level: float, n_reps: int) -> None:
-    ax.set_title("Patients waiting for a slot, by month")
+    ax.set_title("Patients waiting for a slot, by month:\nmean across replications")
     ax.set_ylabel("Patients waiting (mean over the month)")
     if not sites:
         _empty_message(ax, "No site data")
@@ -164,16 +164,20 @@ def _queue_panel(ax: Any, sites: list[str], rows_of: Any, first_day: float, last
         handles.append(Line2D([], [], color="0.35", linestyle=":", linewidth=1.4,
                               label=f"End of the warm-up (day {display.warmup_days:,.0f})"))
     if n_reps > 1:
-        handles.append(Patch(color="#999999", alpha=0.35, linewidth=0, label=band_label(level)))
+        handles.append(Patch(color="#999999", alpha=0.35, linewidth=0,
+                             label=f"Band: {level:.0%} CI of the mean"))
     ax.set_ylim(0, max(top, 1.0) * 1.1)
     thousands(ax.yaxis, 0 if top >= 10 else 1)
     ax.set_xlim(max(first_day, float(edges[0])), min(last_day, float(edges[-1])))
     day_axis(ax, display.start_date)
-    ax.legend(handles=handles, title="Mean across replications", loc="upper left")
+    # Below the axes, one row where it fits: a band's spike in a month of few replications
+    # never runs under it.
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.17),
+              ncols=min(len(handles), 3), borderaxespad=0.0)
 
 
 def _after_panel(ax: Any, patients: pd.DataFrame, level: float) -> None:
-    ax.set_title("After listing: got a slot, or died while listed")
+    ax.set_title("After listing: got a slot, or died while listed\n(share of the patients listed)")
     ax.set_xlabel("Months since listing (first request for a slot)")
     ax.set_ylabel("Share of listed patients (%)")
     shares = after_listing(patients) if "listed_day" in patients else pd.DataFrame()
@@ -195,9 +199,11 @@ def _after_panel(ax: Any, patients: pd.DataFrame, level: float) -> None:
         for at in (3.0, 6.0):
             if at in months:
                 k = int(np.flatnonzero(months == at)[0])
+                edge = at == months[-1]  # at the right edge: kept inside the axes
                 ax.annotate(_fmt_percent(mean[k]), (at, mean[k]), textcoords="offset points",
-                            xytext=(0, 8 if column == "slotted" else -16), ha="center",
-                            fontsize=11, color=colour, fontweight="bold")
+                            xytext=(-4 if edge else 0, 8 if column == "slotted" else -16),
+                            ha="right" if edge else "center", fontsize=11, color=colour,
+                            fontweight="bold")
     if n_reps > 1:
         handles.append(Patch(color="#999999", alpha=0.35, linewidth=0, label=band_label(level)))
     handles.append(Line2D([], [], linestyle="none",
