@@ -422,7 +422,7 @@ def test_a_failing_figure_costs_only_that_figure(small: Path, tmp_path: Path, mo
     assert "error: figure cumulative_incidence failed: ValueError: no incidence today" in result.output
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert figures == sorted(f"{stem}.{ext}" for stem in ("vein_to_vein", "attrition_funnel",
-                                                           "site_utilisation", "journey")
+                                                           "site_utilisation", "waitlist", "journey")
                              for ext in ("png", "svg")), figures
     manifest = json.loads((out / "manifest.json").read_text())
     assert [f["figures"] for f in manifest["figure_failures"]] == ["cumulative_incidence"]

@@ -217,13 +217,13 @@ def test_run_report_holds_the_numbers_of_the_run(run_dirs: dict[str, Path], tmp_
     # Figures: one embedded PNG per figure of the run, with a caption, and no file references.
     pngs = sorted(p.name for p in (run_dirs["local"] / "figures").glob("*.png"))
     images = [a for tag, a in parse(page).tags if tag == "img"]
-    assert len(images) == len(pngs) == 5
+    assert len(images) == len(pngs) == 6  # local forms a waitlist: its figure too
     for attrs in images:
         src = attrs["src"] or ""
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
         assert attrs.get("alt")
-    assert page.count("<figcaption>") == 5
+    assert page.count("<figcaption>") == 6
     # Self-contained: no script, no external resource, a CSP forbidding both.
     assert "<script" not in page.lower()
     assert not re.search(r"""(?:src|href)=["']?(?:https?:)?//""", page)
@@ -238,7 +238,7 @@ def test_run_report_holds_the_numbers_of_the_run(run_dirs: dict[str, Path], tmp_
     assert html.escape(" ".join(manifest["command"])) in page
     for package, version in manifest["packages"].items():
         assert f"<td>{package}</td><td class=\"mono\">{version}</td>" in page
-    assert "all 16 files match" in page
+    assert "all 18 files match" in page
     assert f"{N_REPS} per scenario" in page
 
 
@@ -551,8 +551,9 @@ def test_report_in_headless_chromium(browser: DevTools, compare_dir: Path, run_d
     out = write_report([compare_dir], tmp_path / "report.html")
     _load(browser, out)
     images = json.loads(browser.evaluate(IMAGES_JS))
-    # The comparison figure and the local run's five figures, every one decoded and laid out.
-    assert len(images) == 6
+    # The comparison figure and the local run's six figures (a waitlist forms), every one
+    # decoded and laid out.
+    assert len(images) == 7
     for image in images:
         assert image["complete"] and image["w"] > 0 and image["h"] > 0 and image["shown"] > 0, image
     assert browser.evaluate("document.scripts.length") == 0

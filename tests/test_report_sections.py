@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from v2vsim.cli import app
-from v2vsim.outputs.figures import outcomes, sites
+from v2vsim.outputs.figures import outcomes, sites, waitlist
 from v2vsim.outputs.figures import compare as compare_figures
 from v2vsim.outputs.report import load_results, write_report
 from v2vsim.outputs.report.context import COMPARISON_CAPTIONS, FIGURE_CAPTIONS
@@ -159,6 +159,7 @@ def test_report_method_text_follows_each_scenario(dirs: dict[str, Path], tmp_pat
 _FIGURE_CODE = {
     ("run", "cumulative_incidence"): outcomes.cumulative_incidence_figure,
     ("run", "site_utilisation"): sites.site_timeline_figure,
+    ("run", "waitlist"): waitlist.waitlist_figure,
     ("compare", "cumulative_incidence"): compare_figures.compare_cumulative_incidence_figure,
 }
 

@@ -16,6 +16,7 @@ from .sites import site_timeline_figure
 from .display import ScenarioDisplay, scenario_display
 from .style import draw_figures, save_figure
 from .timing import journey_figure, vein_to_vein_figure
+from .waitlist import has_waitlist, waitlist_figure
 
 __all__ = ["run_figures"]
 
@@ -25,6 +26,7 @@ PATIENT_COLUMNS = {
     "attrition_funnel": ("replication", "outcome", "apheresis_day", "manufacture_start_day",
                          "release_day"),
     "cumulative_incidence": ("replication", "outcome", "referral_day", "outcome_day"),
+    "waitlist": ("replication", "outcome", "outcome_day", "listed_day", "slot_day"),
 }
 
 
@@ -41,6 +43,9 @@ def _draw_and_save(stem: str, frame: Any, scenario_name: str, out_dir: Path,
         fig = attrition_funnel_figure(frame, scenario_name, footer=footer)
     elif stem == "cumulative_incidence":
         fig = cumulative_incidence_figure(frame, scenario_name, footer=footer)
+    elif stem == "waitlist":
+        listed, site_days = frame
+        fig = waitlist_figure(listed, site_days, scenario_name, footer=footer, display=display)
     elif stem == "site_utilisation":
         fig = site_timeline_figure(frame, scenario_name, footer=footer, display=display)
     else:
@@ -82,7 +87,9 @@ def run_figures(
     (:func:`.style.scenario_display`); without it, by their keys and in days. With a
     ``budget`` that has rows (``Results.budget``: a scenario with an economics section),
     ``cost_breakdown`` is drawn too: the cost per referred patient by category
-    (:func:`.economics.cost_breakdown_figure`, in the scenario's currency).
+    (:func:`.economics.cost_breakdown_figure`, in the scenario's currency). Where a waitlist
+    forms (:func:`.waitlist.has_waitlist`: a counted patient listed for a slot waited for it or
+    never got one), ``waitlist`` is drawn too (:func:`.waitlist.waitlist_figure`).
     """
     display = scenario_display(scenario)
 
@@ -98,6 +105,8 @@ def run_figures(
         ("attrition_funnel", columns("attrition_funnel")),
         ("cumulative_incidence", columns("cumulative_incidence")),
     ]
+    if has_waitlist(shown):
+        work.append(("waitlist", (columns("waitlist"), site_days)))
     if budget is not None and len(budget):
         referred = patients.groupby("replication").size()  # every patient, as the budget
         work.append(("cost_breakdown", (budget, referred, getattr(scenario, "currency", ""))))
@@ -106,6 +115,6 @@ def run_figures(
                                             for stem, frame in work],
                            out_dir, jobs=jobs, guard=guard)
     order = ["vein_to_vein", "attrition_funnel", "cumulative_incidence", "site_utilisation",
-             "journey", "cost_breakdown"]
+             "waitlist", "journey", "cost_breakdown"]
     return sorted((p for paths in results for p in paths),
                   key=lambda p: (order.index(p.stem), p.suffix))

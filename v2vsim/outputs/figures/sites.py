@@ -29,7 +29,8 @@ from .style import (
     side_legend,
 )
 
-__all__ = ["month_starts", "monthly_site_use", "site_mean_band", "site_timeline_figure"]
+__all__ = ["by_site", "month_starts", "month_steps", "monthly_site_use", "site_mean_band",
+           "site_timeline_figure"]
 
 # --------------------------------------------------------------------------------------------
 # Site utilisation over time
@@ -110,7 +111,7 @@ def site_mean_band(
     return wide.index.to_numpy(dtype=float), low, np.nanmean(values, axis=1), high
 
 
-def _by_site(site_days: pd.DataFrame | SiteDays,
+def by_site(site_days: pd.DataFrame | SiteDays,
              ) -> tuple[list[str], int, Callable[[str], pd.DataFrame], tuple[float, float]]:
     """The sites in order, the number of replications, each site's rows and the first and last
     day (a day past the last row), from the long table or from its arrays."""
@@ -175,8 +176,11 @@ def monthly_site_use(rows: pd.DataFrame, edges: np.ndarray, level: float = 0.95,
     replications with days in the month, with a ``level`` t-interval of that mean (clipped to
     0–1).
     ``queue_median``, ``queue_p90``: the median and 90th percentile of the daily mean
-    waitlist length over all the month's days of all replications. NaN where a month has no
-    data (or, for the share, no capacity).
+    waitlist length over all the month's days of all replications.
+    ``queue_mean``, ``queue_low``, ``queue_high``: each replication's mean number waiting over
+    the month's days, averaged over the replications with days in the month, with a ``level``
+    t-interval of that mean (cut at 0). NaN where a month has no data (or, for the share, no
+    capacity).
     """
     rows = rows.dropna(subset=["in_use", "queue", "slots"])
     n_months = len(edges) - 1
@@ -194,6 +198,12 @@ def monthly_site_use(rows: pd.DataFrame, edges: np.ndarray, level: float = 0.95,
     # A share lies in 0-1; the t-interval of a few replications left at the end can overshoot.
     low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     queue = rows["queue"].to_numpy(dtype=float)
+    days_in = np.bincount(cell, minlength=size)
+    waiting = np.bincount(cell, weights=queue, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_rep = np.where(days_in > 0, waiting / days_in,
+                           np.nan).reshape(n_months, max(len(reps), 1))
+    queue_mean, queue_low, queue_high = _nan_mean_band(per_rep, level)
     order = np.argsort(month, kind="stable")
     bounds = np.searchsorted(month[order], np.arange(n_months + 1))
     median = np.full(n_months, np.nan)
@@ -203,7 +213,8 @@ def monthly_site_use(rows: pd.DataFrame, edges: np.ndarray, level: float = 0.95,
         if values.size:
             median[k], p90[k] = np.percentile(values, [50, 90])
     return {"busy_mean": mean, "busy_low": low, "busy_high": high,
-            "queue_median": median, "queue_p90": p90}
+            "queue_median": median, "queue_p90": p90, "queue_mean": queue_mean,
+            "queue_low": np.maximum(queue_low, 0.0), "queue_high": queue_high}
 
 
 def _slots_text(capacity: pd.Series) -> str:
@@ -215,7 +226,7 @@ def _slots_text(capacity: pd.Series) -> str:
     return f"{low:,.0f}–{high:,.0f} slots"
 
 
-def _steps(values: np.ndarray) -> np.ndarray:
+def month_steps(values: np.ndarray) -> np.ndarray:
     """Monthly values with the last repeated, to draw as post-steps ending at the last edge."""
     return np.append(values, values[-1:]) if len(values) else values
 
@@ -243,7 +254,7 @@ def site_timeline_figure(
     """
     del smooth_days
     display = display or ScenarioDisplay()
-    sites, n_reps, rows_of, (first_day, last_day) = _by_site(site_days)
+    sites, n_reps, rows_of, (first_day, last_day) = by_site(site_days)
     n_rows = max(len(sites), 1)
     with house_style():
         fig, axes = new_figure(
@@ -280,15 +291,15 @@ def site_timeline_figure(
             top_queue = top_use = 0.0
             if len(frame):
                 month = monthly_site_use(frame, edges, level)
-                draw_band(ax_use, edges, _steps(100.0 * month["busy_low"]),
-                          _steps(100.0 * month["busy_mean"]), _steps(100.0 * month["busy_high"]),
-                          color=colour_use, steps=True)
-                ax_queue.fill_between(edges, _steps(month["queue_median"]),
-                                      _steps(month["queue_p90"]), step="post",
+                draw_band(ax_use, edges, month_steps(100.0 * month["busy_low"]),
+                          month_steps(100.0 * month["busy_mean"]),
+                          month_steps(100.0 * month["busy_high"]), color=colour_use, steps=True)
+                ax_queue.fill_between(edges, month_steps(month["queue_median"]),
+                                      month_steps(month["queue_p90"]), step="post",
                                       color=colour_queue, alpha=0.2, linewidth=0)
-                ax_queue.plot(edges, _steps(month["queue_p90"]), color=colour_queue,
+                ax_queue.plot(edges, month_steps(month["queue_p90"]), color=colour_queue,
                               linestyle="--", linewidth=1.4, drawstyle="steps-post")
-                ax_queue.plot(edges, _steps(month["queue_median"]), color=colour_queue,
+                ax_queue.plot(edges, month_steps(month["queue_median"]), color=colour_queue,
                               drawstyle="steps-post")
                 if np.isfinite(month["busy_high"]).any():
                     top_use = 100.0 * float(np.nanmax(month["busy_high"]))

@@ -33,6 +33,17 @@ FIGURE_CAPTIONS: dict[str, tuple[str, str]] = {
         "for a slot, the median and the 90th percentile over the days of the month and all "
         "replications. Panel titles give the slots, the utilisation over the run and the mean "
         "number waiting."),
+    "waitlist": (
+        "Waitlist for site slots",
+        "Drawn where a waitlist forms (a listed patient waited for a slot or never got one). "
+        "Left: patients waiting for a slot at each capacity-limited site by calendar month, the "
+        "mean across replications of each replication's mean over the month's days, with the "
+        "95% t-interval of that mean as a band. Right: of the patients listed (their first "
+        "request for a slot), the cumulative share who got a slot and who died while listed "
+        "(before any slot), by months since listing: mean across replications with the 95% "
+        "t-interval of that mean as a band, the shares at 3 and 6 months on the curves. "
+        "Patients still waiting at the end of the run or who left the list otherwise are "
+        "neither."),
     "journey": (
         "Patient journeys",
         "Step-by-step journeys of the traced patients of the first replication, in days since "

@@ -24,7 +24,7 @@ __all__ = ["CompareDir", "ExperimentDir", "FIGURE_ORDER", "ReportError", "RunDir
 #: Order of the figures in the report; other figures follow alphabetically.
 FIGURE_ORDER = ("outcomes_per_100", "vein_to_vein", "attrition_funnel", "attrition_by_cause",
                 "cumulative_incidence", "cost_per_patient", "cost_breakdown", "budget_impact",
-                "site_utilisation",
+                "site_utilisation", "waitlist",
                 "journey", "validation", "validation_sensitivity")
 
 #: Columns of a budget table (``budget.csv``); a comparison's also has ``scenario`` and ``diff*``.
