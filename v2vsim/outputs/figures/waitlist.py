@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ...metrics import SiteDays
 from .display import ScenarioDisplay, day_axis, thousands
@@ -167,12 +168,14 @@ def _queue_panel(ax: Any, sites: list[str], rows_of: Any, first_day: float, last
         handles.append(Patch(color="#999999", alpha=0.35, linewidth=0,
                              label=f"Band: {level:.0%} CI of the mean"))
     ax.set_ylim(0, max(top, 1.0) * 1.1)
-    thousands(ax.yaxis, 0 if top >= 10 else 1)
+    if top >= 3:  # whole patients: whole-number ticks, no ".0"
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    thousands(ax.yaxis, 0 if top >= 3 else 1)
     ax.set_xlim(max(first_day, float(edges[0])), min(last_day, float(edges[-1])))
     day_axis(ax, display.start_date)
     # Below the axes, one row where it fits: a band's spike in a month of few replications
     # never runs under it.
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.17),
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.24),
               ncols=min(len(handles), 3), borderaxespad=0.0)
 
 
@@ -200,8 +203,10 @@ def _after_panel(ax: Any, patients: pd.DataFrame, level: float) -> None:
             if at in months:
                 k = int(np.flatnonzero(months == at)[0])
                 edge = at == months[-1]  # at the right edge: kept inside the axes
+                # Above the curve for the slots; below it for deaths, unless it runs near 0.
+                below = column != "slotted" and mean[k] > 8.0
                 ax.annotate(_fmt_percent(mean[k]), (at, mean[k]), textcoords="offset points",
-                            xytext=(-4 if edge else 0, 8 if column == "slotted" else -16),
+                            xytext=(-4 if edge else -8, -16 if below else 8),
                             ha="right" if edge else "center", fontsize=11, color=colour,
                             fontweight="bold")
     if n_reps > 1:
