@@ -202,7 +202,7 @@ class RouteWhen(_Model):
                     "booking site exceeds this many days at referral: 0 if a slot can be taken "
                     "now, otherwise (waiting + 1) / (uses per day) plus the rest of a closure, "
                     "uses per day = min(slots / mean hold time, starts_per_month / 30.4375, "
-                    "starts_per_week / 7).")
+                    "starts_per_week / 7, starts_per_day x session days a week / 7).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "RouteWhen":
@@ -369,6 +369,11 @@ class Site(_Model):
     starts_per_week: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] | None = Field(
         default=None,
         description="At most this many uses may start per calendar week (Monday to Sunday).")
+    starts_per_day: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None,
+        description="At most this many uses may start per calendar day (sessions: chairs x "
+                    "sessions a day); with starts_on, only on those weekdays (no slot of the "
+                    "site is taken on another day).")
     closures: list[Closure] | None = Field(
         default=None,
         description="Date ranges (inclusive) in which no use may start: no slot is taken and "
@@ -378,7 +383,8 @@ class Site(_Model):
     def has_calendar(self) -> bool:
         """Whether the site's capacity or starts depend on the date."""
         return (isinstance(self.slots, list) or bool(self.closures)
-                or self.starts_per_month is not None or self.starts_per_week is not None)
+                or self.starts_per_month is not None or self.starts_per_week is not None
+                or self.starts_per_day is not None)
 
     def slot_changes(self, start_date: dt.date) -> list[tuple[float, int]]:
         """``(day, slots)`` in time order; a plain count is ``[(0, slots)]``."""
