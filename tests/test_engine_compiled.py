@@ -51,8 +51,8 @@ def assert_same_run(out: Any, ref: Any) -> None:
 def queueing(draw: st.DrawFn) -> dict[str, Any]:
     """The vectorised engine's random scenarios (bridging with toxicity included), mostly with
     few slots, sometimes a routing rule (the fallback pathway when the booking site is
-    congested) and site calendars: allocations of starts per month or week, closures, slot
-    schedules."""
+    congested) and site calendars: allocations of starts per month, week or day (a daily one
+    on the site's weekdays, its sessions), closures, slot schedules."""
     data = draw(scenarios())
     horizon = data["horizon_days"]
     if "q" in data["pathways"] and draw(st.integers(0, 9)) < 7:
@@ -72,6 +72,11 @@ def queueing(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.integers(0, 9)) < 2:
             site["slots"] = [{"from_day": 0, "slots": draw(st.integers(1, 3))},
                              {"from_day": draw(st.integers(1, horizon)), "slots": draw(st.integers(0, 3))}]
+        if draw(st.integers(0, 9)) < 2:
+            site["starts_per_day"] = draw(st.integers(1, 2))
+            if draw(st.booleans()):
+                site["starts_on"] = draw(st.sampled_from([["mon", "tue", "wed", "thu", "fri"],
+                                                          ["mon", "wed", "fri", "sat"], ["tue", "thu"]]))
     return data
 
 
@@ -97,6 +102,8 @@ def test_compiled_engine_replays_the_simpy_engines_run(data: dict[str, Any], see
     FOUND["bridging"] = FOUND.get("bridging", 0) + bool((~np.isnan(ref.columns["bridging_day"])).any())
     FOUND["toxicity"] = FOUND.get("toxicity", 0) + bool((ref.columns["bridging_toxicity"] == 1.0).any())
     FOUND["calendar"] = FOUND.get("calendar", 0) + bool(ref.site_starts)
+    daily = [s for s, site in sc.sites.items() if site.starts_per_day is not None]
+    FOUND["daily"] = FOUND.get("daily", 0) + any(len(ref.site_starts[s]) for s in daily)
     FOUND["economics"] = FOUND.get("economics", 0) + bool(ref.budget is not None and ref.budget.sum() > 0)
 
 
@@ -105,7 +112,7 @@ def test_the_differential_test_had_patients_queue() -> None:
         pytest.skip("run with the differential test")
     assert FOUND["queued"] >= 100 and FOUND["unresolved"] >= 5 and FOUND["expired"] >= 5, FOUND
     assert FOUND["rerouted"] >= 10 and FOUND["bridging"] >= 30 and FOUND["toxicity"] >= 5, FOUND
-    assert FOUND["calendar"] >= 30 and FOUND["economics"] >= 30, FOUND
+    assert FOUND["calendar"] >= 30 and FOUND["economics"] >= 30 and FOUND["daily"] >= 15, FOUND
 
 
 @pytest.mark.parametrize("name", ["local.yaml", "overseas.yaml", "hybrid.yaml", "slot_shortage.yaml"])

@@ -258,6 +258,8 @@ BROKEN = [
     V("a date in words", L, (("start_date",), "next monday")),
     V("a date as a number", L, (("sites", "hkib", "slots"), [{"from": 42, "slots": 1}])),
     V("starts_per_week 0", L, (("sites", "hkib", "starts_per_week"), 0)),
+    V("starts_per_day 0", L, (("sites", "hkib", "starts_per_day"), 0)),
+    V("starts_per_day true", L, (("sites", "hkib", "starts_per_day"), True)),
     V("shelf_life on a release step", L, (STEPS + (3, "shelf_life"), 3)),
     V("reserve_from without a site", L, (STEPS + (3, "reserve_from"), "apheresis")),
     V("a step that never starts (starts_on: [])", L, (STEPS + (0, "starts_on"), [])),

@@ -4,8 +4,9 @@ The primary's booking site is the site of the first slot its pathway takes. ``wa
 N`` sends a patient to the fallback when more than N patients wait for that site;
 ``expected_wait_more_than_days: D`` when the estimate exceeds D days: 0 if a slot can be taken
 now, otherwise (waiting + 1) / (uses per day) plus the rest of a closure, where uses per day =
-min(slots / mean hold, starts_per_month / 30.4375, starts_per_week / 7) and the mean hold is
-the sum of the mean durations from the booking step through the step on the site.
+min(slots / mean hold, starts_per_month / 30.4375, starts_per_week / 7, starts_per_day x session
+days a week / 7) and the mean hold is the sum of the mean durations from the booking step through
+the step on the site (the daily allocation's case is in ``test_policies_apheresis.py``).
 """
 
 from __future__ import annotations

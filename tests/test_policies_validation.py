@@ -319,7 +319,7 @@ def test_bundled_policy_scenarios_validate_and_round_trip(tmp_path: Path, name: 
 def test_the_json_schema_documents_every_new_key() -> None:
     defs = Scenario.model_json_schema()["$defs"]
     documented = {
-        "Site": ["slots", "starts_per_month", "starts_per_week", "closures"],
+        "Site": ["slots", "starts_per_month", "starts_per_week", "starts_per_day", "closures"],
         "SlotChange": ["from", "from_day", "slots"],
         "Closure": ["from", "to", "from_day", "to_day"],
         "Cohort": ["pathway", "bridging"],

@@ -1,9 +1,10 @@
 """Site calendars: capacity schedules, closures and allocations of starts, as dated changes.
 
-A site with a slot schedule, closures or an allocation (``starts_per_month``/``_week``) is a
-:class:`~.pools.CalendarPool`; :func:`calendar_process` applies its changes at midnight of the
-relevant days, before anything else happens at that instant (urgent events), and then serves
-the waiters the change lets in.
+A site with a slot schedule, closures or an allocation (``starts_per_month``/``_week``/``_day``)
+is a :class:`~.pools.CalendarPool`; :func:`calendar_process` applies its changes at midnight of
+the relevant days, before anything else happens at that instant (urgent events), and then serves
+the waiters the change lets in. A daily allocation is given on the site's ``starts_on`` days
+only (its sessions): on its other days no use starts.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 import simpy
 from simpy.core import URGENT
 
-from ..scenario import Site
+from ..scenario import WEEKDAYS, Site
 from .pools import CalendarPool
 
-__all__ = ["Urgent", "calendar_changes", "calendar_process", "capacity_profile"]
+__all__ = ["Urgent", "calendar_changes", "calendar_process", "capacity_profile", "daily_starts"]
 
 
 class Urgent(simpy.events.Event):
@@ -33,7 +34,23 @@ class Urgent(simpy.events.Event):
 
 
 # Calendar actions, applied at midnight of their day.
-_MONTH, _WEEK, _CAPACITY, _CLOSE, _OPEN = range(5)
+_MONTH, _WEEK, _CAPACITY, _CLOSE, _OPEN, _DAY = range(6)
+
+
+def daily_starts(site: Site, start_weekday: int) -> tuple[float, float]:
+    """A daily allocation: the uses that may start on day 0, and the mean a day over a week
+    (``starts_per_day`` on each of the site's ``starts_on`` days, 0 on its other days; the
+    routing estimate's rate). Both unlimited without ``starts_per_day``."""
+    if site.starts_per_day is None:
+        return math.inf, math.inf
+    week = [_day_allowance(site, w) for w in range(7)]
+    return week[start_weekday % 7], sum(week) / 7.0
+
+
+def _day_allowance(site: Site, weekday: int) -> float:
+    if site.starts_on is not None and WEEKDAYS[weekday] not in site.starts_on:
+        return 0.0
+    return float(site.starts_per_day or 0)
 
 
 def calendar_changes(site: Site, start_date: dt.date, start_weekday: int,
@@ -72,6 +89,16 @@ def calendar_changes(site: Site, start_date: dt.date, start_weekday: int,
         while day < stop:
             by_day.setdefault(day, []).append((_WEEK, 0.0))
             day += 7.0
+    if site.starts_per_day is not None:
+        # Each session day's allocation at its midnight, and 0 at the midnight after it (a day
+        # that follows a day without a session is left at 0).
+        allowance = [_day_allowance(site, w) for w in range(7)]
+        d = 1
+        while d < stop:
+            today, before = allowance[(start_weekday + d) % 7], allowance[(start_weekday + d - 1) % 7]
+            if today > 0 or before > 0:
+                by_day.setdefault(float(d), []).append((_DAY, today))
+            d += 1
     return capacity, closed, reopen, sorted(by_day.items())
 
 
@@ -104,6 +131,8 @@ def calendar_process(env: simpy.Environment, pool: CalendarPool,
                 pool.month_left = pool.per_month
             elif kind == _WEEK:
                 pool.week_left = pool.per_week
+            elif kind == _DAY:
+                pool.day_left = value
             elif kind == _CAPACITY:
                 pool.capacity = int(value)
             elif kind == _CLOSE:

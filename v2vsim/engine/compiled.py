@@ -121,12 +121,12 @@ def _static_tables(rep: Replication) -> tuple[Any, ...]:
 def _sites(rep: Replication) -> tuple[Any, ...]:
     """Each site's state at day 0 and its calendar's changes (flat: by site, in time order)."""
     from .kernel_pools import (_S_CAL, _S_CAP, _S_CH_END, _S_CLOSED, _S_FREE, _S_NEXT,
-                               _S_SLOTS, _SF_MONTH_LEFT, _SF_PER_MONTH, _SF_PER_WEEK, _SF_REOPEN,
-                               _SF_WEEK_LEFT)
+                               _S_SLOTS, _SF_DAY_LEFT, _SF_DAY_RATE, _SF_MONTH_LEFT, _SF_PER_MONTH,
+                               _SF_PER_WEEK, _SF_REOPEN, _SF_WEEK_LEFT)
 
     n_sites = len(rep.pools)
     site_i = np.zeros((n_sites, 11), dtype=np.int64)
-    site_f = np.zeros((n_sites, 7))
+    site_f = np.zeros((n_sites, 9))
     calendars = {id(pool): changes for pool, changes in rep.calendars}
     ch_day: list[float] = []
     ch_first: list[int] = [0]
@@ -140,6 +140,7 @@ def _sites(rep: Replication) -> tuple[Any, ...]:
             site_f[s, _SF_REOPEN] = pool.reopen
             site_f[s, _SF_PER_MONTH], site_f[s, _SF_MONTH_LEFT] = pool.per_month, pool.month_left
             site_f[s, _SF_PER_WEEK], site_f[s, _SF_WEEK_LEFT] = pool.per_week, pool.week_left
+            site_f[s, _SF_DAY_LEFT], site_f[s, _SF_DAY_RATE] = pool.day_left, pool.day_rate
             for day, actions in calendars[id(pool)]:
                 ch_day.append(day)
                 for kind, value in actions:

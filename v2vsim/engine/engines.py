@@ -71,7 +71,8 @@ def scope_problems(scenario: Scenario) -> list[str]:
             problems.append(f"cohort '{cohort.name}' is routed by a rule that reads a queue (pathway.when)")
     for name, site in scenario.sites.items():
         if site.has_calendar:
-            problems.append(f"site '{name}' has a calendar (a slot schedule, closures or an allocation of starts)")
+            problems.append(f"site '{name}' has a calendar (a slot schedule, closures or an "
+                            "allocation of starts per month, week or day)")
     return problems + waitlist_problems(scenario)
 
 

@@ -21,6 +21,9 @@ from .kernel_pools import (
     _C_START, _C_CHARGE, _CAL, _CAL_INIT, _S_CAL, _S_CH_END, _S_HELD, _S_NEXT,
     _calendar_change, _cancel, _expected_wait, _grant_head, _grow, _head, _pop, _release, _request, _schedule,
 )
+# Numba's disk cache of the compiled loop is keyed on this file alone, though the loop inlines
+# the functions of kernel_pools: a change there must come with a change here. Revision of the
+# pools' state this file was compiled against: daily allocations (psf columns _SF_DAY_*).
 
 try:
     from numba import objmode

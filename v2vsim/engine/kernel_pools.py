@@ -88,10 +88,13 @@ _C_EID, _C_HEAP, _C_REQ, _C_LOG, _C_TRACE, _C_REF_K, _C_REF_WAITED, _C_LEFT, _C_
 # Site integers (ps): free slots, waiters, heap size, requests so far, slots, slots held, has a
 # calendar, capacity, closed, next calendar change, end of its changes.
 _S_FREE, _S_QUEUED, _S_HEAP, _S_SEQ, _S_SLOTS, _S_HELD, _S_CAL, _S_CAP, _S_CLOSED, _S_NEXT, _S_CH_END = range(11)
-# Site floats (psf): slot-days held, since when, reopening day, allocations and what is left.
-_SF_BUSY, _SF_SINCE, _SF_REOPEN, _SF_PER_MONTH, _SF_MONTH_LEFT, _SF_PER_WEEK, _SF_WEEK_LEFT = range(7)
+# Site floats (psf): slot-days held, since when, reopening day, allocations and what is left
+# (of the day's: what is left today, and the mean a day for the routing estimate).
+_SF_BUSY, _SF_SINCE, _SF_REOPEN, _SF_PER_MONTH, _SF_MONTH_LEFT, _SF_PER_WEEK, _SF_WEEK_LEFT, \
+    _SF_DAY_LEFT, _SF_DAY_RATE = range(9)
 # Calendar actions: .calendar's codes.
 from .calendar import _CAPACITY as _A_CAPACITY, _CLOSE as _A_CLOSE, _MONTH as _A_MONTH, _WEEK as _A_WEEK  # noqa: E402
+from .calendar import _DAY as _A_DAY  # noqa: E402
 #: Mean days in a calendar month (as .pools.DAYS_PER_MONTH).
 _DAYS_PER_MONTH = 365.25 / 12
 
@@ -115,7 +118,7 @@ def _refresh(ps, psf, s):  # type: ignore[no-untyped-def]
         ps[s, _S_FREE] = 0
         return
     free = ps[s, _S_CAP] - ps[s, _S_HELD]
-    left = min(psf[s, _SF_MONTH_LEFT], psf[s, _SF_WEEK_LEFT])
+    left = min(psf[s, _SF_MONTH_LEFT], psf[s, _SF_WEEK_LEFT], psf[s, _SF_DAY_LEFT])
     if free > left:
         free = int(left)
     ps[s, _S_FREE] = max(free, 0)
@@ -128,6 +131,7 @@ def _take(ps, psf, st, lg, ctr, s, units, now, record):  # type: ignore[no-untyp
     if ps[s, _S_CAL]:
         psf[s, _SF_MONTH_LEFT] -= units
         psf[s, _SF_WEEK_LEFT] -= units
+        psf[s, _SF_DAY_LEFT] -= units
         for _ in range(units):  # a use starts when a slot is taken
             k = ctr[_C_START]
             st[k, 0], st[k, 1] = s, now
@@ -202,7 +206,8 @@ def _expected_wait(ps, psf, pht, phi, rq, s, now, hold):  # type: ignore[no-unty
     if not ps[s, _S_CAL]:
         return (ps[s, _S_QUEUED] + 1) * hold / ps[s, _S_SLOTS]
     rate = ps[s, _S_CAP] / hold if hold > 0 else np.inf
-    rate = min(rate, psf[s, _SF_PER_MONTH] / _DAYS_PER_MONTH, psf[s, _SF_PER_WEEK] / 7.0)
+    rate = min(rate, psf[s, _SF_PER_MONTH] / _DAYS_PER_MONTH, psf[s, _SF_PER_WEEK] / 7.0,
+               psf[s, _SF_DAY_RATE])
     wait = (ps[s, _S_QUEUED] + 1) / rate if rate > 0 else np.inf
     if ps[s, _S_CLOSED]:
         wait += psf[s, _SF_REOPEN] - now
@@ -220,6 +225,8 @@ def _calendar_change(ps, psf, st, pht, phi, rq, ht, hi, lg, ctr, ch_day, ch_firs
             psf[s, _SF_MONTH_LEFT] = psf[s, _SF_PER_MONTH]
         elif kind == _A_WEEK:
             psf[s, _SF_WEEK_LEFT] = psf[s, _SF_PER_WEEK]
+        elif kind == _A_DAY:
+            psf[s, _SF_DAY_LEFT] = value
         elif kind == _A_CAPACITY:
             ps[s, _S_CAP] = int(value)
         elif kind == _A_CLOSE:

@@ -185,17 +185,18 @@ class CalendarPool(SlotPool):
     """A site whose capacity, opening or allowed starts depend on the date.
 
     ``free`` is kept equal to the number of slots a request may take *now*: capacity minus
-    slots held, at most what is left of the month's and the week's allocations, 0 while
-    closed. A use starts when a slot is taken; a reduction of capacity evicts nobody. The
+    slots held, at most what is left of the month's, the week's and the day's allocations, 0
+    while closed. A use starts when a slot is taken; a reduction of capacity evicts nobody. The
     calendar process (:mod:`.calendar`) changes the state at midnight of the relevant days,
     before anything else happens at that instant, and then serves every waiter that fits.
     """
 
     __slots__ = ("held", "capacity", "closed_now", "reopen", "per_month", "per_week",
-                 "month_left", "week_left", "starts")
+                 "month_left", "week_left", "day_left", "day_rate", "starts")
 
     def __init__(self, env: simpy.Environment, capacity: int, log: array | None,
-                 per_month: float, per_week: float) -> None:
+                 per_month: float, per_week: float, day_left: float = math.inf,
+                 day_rate: float = math.inf) -> None:
         super().__init__(env, capacity, log)
         self.held = 0
         self.capacity = capacity
@@ -203,6 +204,8 @@ class CalendarPool(SlotPool):
         self.reopen = 0.0
         self.per_month = self.month_left = per_month
         self.per_week = self.week_left = per_week
+        self.day_left = day_left  # today's allocation left (the calendar sets each day's)
+        self.day_rate = day_rate  # mean daily allocation over a week (routing estimate)
         self.starts: list[float] = []  # when each use started
         self.refresh()
 
@@ -226,7 +229,7 @@ class CalendarPool(SlotPool):
             self.free = 0
             return
         free = self.capacity - self.held
-        left = min(self.month_left, self.week_left)
+        left = min(self.month_left, self.week_left, self.day_left)
         if free > left:
             free = int(left)
         self.free = max(free, 0)
@@ -244,6 +247,7 @@ class CalendarPool(SlotPool):
         self.held += units
         self.month_left -= units
         self.week_left -= units
+        self.day_left -= units
         self.starts.extend([now] * units)
         self.refresh()
         self._record(now)
@@ -254,11 +258,12 @@ class CalendarPool(SlotPool):
 
     def expected_wait(self, now: float, hold_days: float) -> float:
         """0 if a slot can be taken now, else (waiting + 1) / (uses per day), plus the rest of
-        a closure; uses per day = min(capacity / hold, per month / 30.44, per week / 7)."""
+        a closure; uses per day = min(capacity / hold, per month / 30.44, per week / 7, the
+        mean daily allocation)."""
         if self.free > 0 and self._head() is None:
             return 0.0
         rate = self.capacity / hold_days if hold_days > 0 else math.inf
-        rate = min(rate, self.per_month / DAYS_PER_MONTH, self.per_week / 7.0)
+        rate = min(rate, self.per_month / DAYS_PER_MONTH, self.per_week / 7.0, self.day_rate)
         wait = (self.queued + 1) / rate if rate > 0 else math.inf
         if self.closed_now:
             wait += self.reopen - now

@@ -21,7 +21,7 @@ from simpy.core import URGENT
 
 from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
-from .calendar import calendar_changes, calendar_process, capacity_profile
+from .calendar import calendar_changes, calendar_process, capacity_profile, daily_starts
 from .clocks import Bridge, arrival_days, bridged_clock, course_lengths, end_of_bridging
 from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns
 from .health import economics_columns, response_probability, survival
@@ -133,6 +133,7 @@ class Replication(Waitlists, Journey):
                                 math.inf if s.starts_per_month is None else s.starts_per_month,
                                 math.inf if s.starts_per_week is None else s.starts_per_week)
             pool.closed_now, pool.reopen = closed, reopen
+            pool.day_left, pool.day_rate = daily_starts(s, self.start_weekday)
             pool.refresh()
             self.pools.append(pool)
             self.calendars.append((pool, changes))

@@ -32,7 +32,7 @@ class RouteWhen(_Model):
                     "booking site exceeds this many days at referral: 0 if a slot can be taken "
                     "now, otherwise (waiting + 1) / (uses per day) plus the rest of a closure, "
                     "uses per day = min(slots / mean hold time, starts_per_month / 30.4375, "
-                    "starts_per_week / 7).")
+                    "starts_per_week / 7, starts_per_day x session days a week / 7).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "RouteWhen":

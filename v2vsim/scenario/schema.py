@@ -316,6 +316,11 @@ class Site(_Model):
     starts_per_week: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] | None = Field(
         default=None,
         description="At most this many uses may start per calendar week (Monday to Sunday).")
+    starts_per_day: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None,
+        description="At most this many uses may start per calendar day (sessions: chairs x "
+                    "sessions a day); with starts_on, only on those weekdays (no slot of the "
+                    "site is taken on another day).")
     closures: list[Closure] | None = Field(
         default=None,
         description="Date ranges (inclusive) in which no use may start: no slot is taken and "
@@ -329,7 +334,8 @@ class Site(_Model):
     def has_calendar(self) -> bool:
         """Whether the site's capacity or starts depend on the date."""
         return (isinstance(self.slots, list) or bool(self.closures)
-                or self.starts_per_month is not None or self.starts_per_week is not None)
+                or self.starts_per_month is not None or self.starts_per_week is not None
+                or self.starts_per_day is not None)
 
     def slot_changes(self, start_date: dt.date) -> list[tuple[float, int]]:
         """``(day, slots)`` in time order; a plain count is ``[(0, slots)]``."""

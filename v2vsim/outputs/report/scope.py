@@ -69,8 +69,8 @@ def scenario_features(scenario: Mapping[str, Any]) -> dict[str, bool]:
         "death_clock": any(not _never(c.get("time_to_death")) for c in cohorts),
         "ineligible_clock": any(not _never(c.get("time_to_ineligible")) for c in cohorts),
         "shelf_life": any(s.get("shelf_life") is not None for s in _steps(scenario)),
-        "allocation": any(s.get("starts_per_month") is not None or s.get("starts_per_week") is not None
-                          for s in sites.values()),
+        "allocation": any(s.get(k) is not None for s in sites.values()
+                          for k in ("starts_per_month", "starts_per_week", "starts_per_day")),
         "capacity_changes": any(isinstance(s.get("slots"), list) or s.get("closures")
                                 for s in sites.values()),
         "sites": bool(sites),

@@ -60,9 +60,10 @@ VERIFICATION: Final[tuple[Check, ...]] = (
           "A slot booked from apheresis, priorities and death clocks traced event by event; the "
           "engine's rules (slots taken together, a returned slot going to the best waiting "
           "request, expiry, retries, ties with a disease clock); site closures and capacity "
-          "schedules; monthly and weekly allocations; routing with overflow.",
+          "schedules; monthly, weekly and daily allocations (apheresis sessions); routing with "
+          "overflow.",
           ("test_model_trace.py", "test_engine_rules.py", "test_policies_calendar.py",
-           "test_policies_allocation.py", "test_policies_routing.py")),
+           "test_policies_allocation.py", "test_policies_apheresis.py", "test_policies_routing.py")),
     Check("Invariants",
           "Each patient has exactly one outcome; days never go backwards; the outcome agrees with "
           "the days; a site never holds more patients than slots nor leaves a slot idle while "
