@@ -139,19 +139,34 @@ def two_cohorts(order: str | None, **extra: Any) -> v2vsim.Scenario:
 
 
 def test_referral_order_serves_the_earliest_referral_first() -> None:
-    # Patient 0: cohort slow, waited 50 (referred day -50), asks for the lab at 10. Patients 1
-    # and 2: fast, waited 5 and 0, ask at 0; 1 takes the lab 0-20. At 20 the request order gives
-    # it to 2 (asked at 0) before 0 (asked at 10); the referral order to 0 (referred earlier).
-    cohorts = [{"name": "fast", "pathway": "fast"}, {"name": "slow", "share": 0, "pathway": "slow"}]
-    backlog = [{"cohort": "slow", "waited_days": 50}, {"cohort": "fast", "waited_days": 5},
-               {"cohort": "fast", "waited_days": 0}]
-    fifo = run(two_cohorts(None, cohorts=cohorts, backlog=backlog))
-    by_referral = run(two_cohorts("referral", cohorts=cohorts, backlog=backlog))
-    assert cols(fifo, "manufacture_start_day")[0] == [40.0, 0.0, 20.0, 99.0]
-    assert cols(by_referral, "manufacture_start_day")[0] == [20.0, 0.0, 40.0, 99.0]
-    # `order: request` is the default, written out: identical results.
-    same = run(two_cohorts("request", cohorts=cohorts, backlog=backlog))
-    assert same.patients.equals(fifo.patients)
+    # Backlog waited 30, 20, 10 (patients 0, 1, 2), one lab, every batch fails and is made once
+    # more. Patient 0 makes 0-20, fails and asks again at 20. First come first served by the
+    # request: 1 (asked at 0) 20-40, 2 (0) 40-60, 0 (20) 60-80, 1 (40) 80-100, 2 (60) 100-120.
+    # By referral (-30, -20, -10): 0's new request goes first at once (20-40), then 1 (40-60),
+    # 1 again (60-80: referred before 2), 2 (80-100), 2 again (100-120).
+    pathways = base_data()["pathways"]
+    pathways["fast"]["steps"][0].update(failure_probability=1, on_failure={"retry_from": "make", "max_attempts": 2})
+    top = {"pathways": pathways, "arrivals": {"schedule": []},
+           "backlog": [{"waited_days": 10}, {"waited_days": 30}, {"waited_days": 20}]}
+    starts = {}
+    for order in (None, "referral", "request"):
+        res = run(two_cohorts(order, **top))
+        ev = res.events[res.events["step"] == "make"]
+        starts[order] = [ev.loc[ev["patient"] == k, "start_day"].tolist() for k in range(3)]
+        assert (res.patients["outcome"] == "manufacturing_failed").all()
+    assert starts[None] == [[0.0, 60.0], [20.0, 80.0], [40.0, 100.0]]
+    assert starts["referral"] == [[0.0, 20.0], [40.0, 60.0], [80.0, 100.0]]
+    assert starts["request"] == starts[None]  # `order: request` is the default, written out
+
+
+def test_backlog_patients_join_at_the_step_that_takes_their_slot() -> None:
+    # Pathway slow: a 10-day delay, then the lab. A backlog patient is already listed: it asks
+    # for the lab at day 0 (no delay run, listed_day 0); a referral of day 0 runs the delay.
+    cohorts = [{"name": "slow", "pathway": "slow"}]
+    res = run(scenario(cohorts=cohorts, backlog=1, arrivals={"schedule": [0]}))
+    assert cols(res, "listed_day", "manufacture_start_day", "infusion_day") == [
+        [0.0, 10.0], [0.0, 20.0], [20.0, 40.0]]
+    assert res.events.loc[res.events["patient"] == 0, "step"].tolist() == ["make", "infusion"]
 
 
 def test_sickest_first_saves_the_patient_whose_clock_is_shorter() -> None:

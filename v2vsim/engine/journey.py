@@ -78,7 +78,7 @@ class Patient:
     __slots__ = ("index", "cohort", "priority", "steps", "bridge_at", "referral", "deadline",
                  "clock_outcome", "expiry", "cut", "wait", "waiting_since", "cost", "runs",
                  "manufacturing_runs", "held", "toxic", "unfit_from", "unfit_until", "shelf_clock",
-                 "traced", "listed_from", "rerefer_after", "leaving")
+                 "traced", "listed_from", "rerefer_after", "leaving", "start_at")
 
     def __init__(self, index: int, cohort: int, priority: int, steps: list[EngineStep],
                  bridge_at: int, shelf_clock: int, referral: float, traced: bool,
@@ -106,6 +106,7 @@ class Patient:
         self.listed_from = referral  # its referral day for a queue by referral (before day 0: backlog)
         self.rerefer_after = _INF  # days of one wait for a slot before re-referral (inf: none)
         self.leaving = False  # its wait for a slot ended by re-referral
+        self.start_at = 0  # the step it starts at (a backlog patient: the step that takes its slot)
 
     def set_clocks(self, death: float, ineligible: float, died: int, became_ineligible: int) -> None:
         """Deadline from the clocks (days from day 0); the earlier wins, death on a tie."""
@@ -143,7 +144,7 @@ class Journey:
         held = p.held
         n_steps = len(steps)
         now = env.now  # the clock moves only at a yield; refreshed after each
-        j = 0
+        j = p.start_at
         while 0 <= j < n_steps:
             step = steps[j]
             if j == p.bridge_at:

@@ -271,7 +271,7 @@ class Replication(Waitlists, Journey):
         if rerefer is not None:
             p.rerefer_after = rerefer[0]
         if self.prior is not None and i < self.prior.size:
-            p.listed_from = now - self.prior[i]
+            self.join_backlog(p, now)
         self.live[i] = p
         return p
 

@@ -119,6 +119,15 @@ class Waitlists:
 
             self.estimate_noise = ndtri(self.streams("queue:estimate").extend_to(n)[:n])
 
+    def join_backlog(self, p: Patient, now: float) -> None:
+        """Backlog patient p joins at day 0 where it waits: at the first step of its pathway
+        that takes a site's slot (the steps before it are behind it: not run, not charged;
+        bridging due at one of them starts there), referred ``prior`` days before."""
+        p.listed_from = now - self.prior[p.index]  # type: ignore[index]
+        p.start_at = next((k for k, step in enumerate(p.steps) if step.acquire), 0)
+        if 0 <= p.bridge_at < p.start_at:
+            p.bridge_at = p.start_at
+
     def queue_key(self, p: Patient, rule: tuple[str, float], now: float) -> tuple[int, float]:
         """A waiting patient's place in a site's queue by ``rule`` (the site's ``queue.order``
         and ``estimate_error``), after its cohort's priority; the request's order breaks ties.
