@@ -216,3 +216,16 @@ def test_a_signal_that_surfaces_as_systemerror_from_the_compiled_loop_is_raised_
         compiled._run_one(rep, interrupted, static, attempts)
     with pytest.raises(SystemError, match="something else"):
         compiled._run_one(rep, broken, static, attempts)
+
+
+def test_the_compiled_loops_cache_key_covers_the_pools() -> None:
+    # Numba keys the loop's disk cache on kernel.py alone; the loop inlines kernel_pools.py, so
+    # kernel.py records the pools' digest: a change to the pools must change kernel.py too
+    # (else a cached loop would silently run the old pools).
+    import hashlib
+
+    from v2vsim.engine import kernel, kernel_pools
+
+    digest = hashlib.sha256(Path(kernel_pools.__file__).read_bytes()).hexdigest()
+    assert kernel.KERNEL_POOLS_SHA256 == digest, (
+        f"kernel_pools.py changed: set KERNEL_POOLS_SHA256 = {digest!r} in v2vsim/engine/kernel.py")

@@ -21,9 +21,11 @@ from .kernel_pools import (
     _C_START, _C_CHARGE, _CAL, _CAL_INIT, _S_CAL, _S_CH_END, _S_HELD, _S_NEXT,
     _calendar_change, _cancel, _expected_wait, _grant_head, _grow, _head, _pop, _release, _request, _schedule,
 )
-# Numba's disk cache of the compiled loop is keyed on this file alone, though the loop inlines
-# the functions of kernel_pools: a change there must come with a change here. Revision of the
-# pools' state this file was compiled against: daily allocations (psf columns _SF_DAY_*).
+#: Numba's disk cache of the compiled loop is keyed on this file alone, though the loop inlines
+#: the functions of kernel_pools: a change there must come with a change here. This is the
+#: sha256 of kernel_pools.py the cache was built against (tests/test_engine_compiled.py holds
+#: it to the file, so that editing kernel_pools.py alone fails the tests, not a cached run).
+KERNEL_POOLS_SHA256 = "945b5d3a54501b7f5811c39d841e2d281712213895e97aadacd0049089bcdf1e"
 
 try:
     from numba import objmode
