@@ -138,6 +138,7 @@ class Journey:
         apheresis_day = self.rec.apheresis_day
         listed_day = self.rec.listed_day
         slot_day = self.rec.slot_day
+        listed = slotted = False  # its first request for a slot made, and granted
         charges = self.rec.charges
         p = self.admit(i)
         steps = p.steps
@@ -154,15 +155,13 @@ class Journey:
             acquire = step.acquire
             if acquire and (len(acquire) > 1 or acquire[0] not in held):
                 in_time = True
-                asked = False
                 single = len(acquire) == 1  # the usual case: one slot, this step's or booked from here
-                for site, units in ((steps[acquire[0]].site, 1),) if single else self.slots_needed(p, step):
-                    if not asked:
-                        asked = True
-                        if listed_day[i] != listed_day[i]:  # NaN: the first request (joins a list)
-                            listed_day[i] = now
-                    rule = rules[site]
-                    request = pools[site].request(p.priority if rule is None else self.queue_key(p, rule, now),
+                needed = ((steps[acquire[0]].site, 1),) if single else self.slots_needed(p, step)
+                if needed and not listed:  # the first request: the patient joins a list
+                    listed = True
+                    listed_day[i] = now
+                for site, units in needed:
+                    request = pools[site].request(p.priority if rules is None else self.queue_key(p, rules[site], now),
                                                   units, now)
                     if request is not None:
                         in_time = yield from self.wait_for_slot(p, site, units, request, ready)
@@ -180,7 +179,8 @@ class Journey:
                     else:
                         j = self.interrupted(p, step, ready, now)
                     continue
-                if asked and slot_day[i] != slot_day[i]:
+                if needed and not slotted:  # the slots of its first request, all held
+                    slotted = True
                     slot_day[i] = now
             # 2. Wait for a day the step may start (usually: today).
             if p.toxic or not step.any_day:
@@ -230,14 +230,15 @@ class Journey:
             if step.site >= 0 and j in held:
                 del held[j]
                 pools[step.site].release(1, now)
-            status = "done"
+            failed = excepted = False
             if step.failure_probability > 0.0:  # this attempt's failure draw
                 u = step.first_failures[i] if runs == 1 else step.failures(runs)[i]
                 if u < step.failure_probability:
-                    status = "failed" if step.exception_probability == 0.0 else self.exception(p, step, runs)
+                    excepted = step.exception_probability > 0.0 and self.exception(p, step, runs)
+                    failed = not excepted
             if p.traced:
-                self.trace(p, step, runs, ready, begin, now, status)
-            if status == "failed":
+                self.trace(p, step, runs, ready, begin, now, "failed" if failed else "exception" if excepted else "done")
+            if failed:
                 j = self.after_failure(p, step, step.failure_outcome, now)
                 continue
             if step.makes_product:
@@ -353,18 +354,18 @@ class Journey:
 
     # ------------------------------------------------------------------ 4. failures
 
-    def exception(self, p: Patient, step: EngineStep, runs: int) -> str:
+    def exception(self, p: Patient, step: EngineStep, runs: int) -> bool:
         """A release step failed: its product is infused anyway with the step's
-        ``out_of_spec_infusion`` probability (its own draw; status ``"exception"``, the patient
-        goes on as if released and is marked), or the failure stands (``"failed"``)."""
+        ``out_of_spec_infusion`` probability (its own draw; True, status ``"exception"``: the
+        patient goes on as if released and is marked), or the failure stands (False)."""
         i = p.index
         u = step.first_exceptions[i] if runs == 1 else step.exceptions(runs)[i]
         if not u < step.exception_probability:
-            return "failed"
+            return False
         marked = self.rec.out_of_spec_step
         if marked[i] < 0:  # the first release of this product passed under an exception
             marked[i] = step.index
-        return "exception"
+        return True
 
     def after_failure(self, p: Patient, step: EngineStep, outcome: int, now: float) -> int:
         """Back to the step's ``retry_from`` while that step has run fewer than ``max_attempts``

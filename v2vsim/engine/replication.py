@@ -118,8 +118,9 @@ class Replication(Waitlists, Journey):
         self.pools: list[Any] = []
         self.calendars: list[tuple[CalendarPool, list[Any]]] = []
         # A site's queue order other than first come first served (None: by request).
-        self.queue_rules = [None if s.queue is None or s.queue.is_default else (s.queue.order, s.queue.estimate_error)
-                            for s in sc.sites.values()]
+        rules = [None if s.queue is None or s.queue.is_default else (s.queue.order, s.queue.estimate_error)
+                 for s in sc.sites.values()]
+        self.queue_rules = rules if any(rules) else None  # None: every site first come first served
         stop = sc.horizon_days + sc.drain_days
         for s, log in zip(sc.sites.values(), self.site_log):
             if not s.has_calendar:

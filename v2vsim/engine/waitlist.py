@@ -114,7 +114,7 @@ class Waitlists:
             if rerefer is not None:
                 self.re_referred[self.cohort_of == c] = 0.0
         self.estimate_noise = None
-        if any(rule is not None and rule[1] > 0 for rule in self.queue_rules):
+        if any(rule is not None and rule[1] > 0 for rule in self.queue_rules or ()):
             from scipy.special import ndtri
 
             self.estimate_noise = ndtri(self.streams("queue:estimate").extend_to(n)[:n])
@@ -132,6 +132,8 @@ class Waitlists:
         """A waiting patient's place in a site's queue by ``rule`` (the site's ``queue.order``
         and ``estimate_error``), after its cohort's priority; the request's order breaks ties.
         Fixed when the patient joins the queue."""
+        if rule is None:  # this site: first come first served (another site has an order)
+            return p.priority  # type: ignore[return-value]
         order, error = rule
         if order == "referral":
             return p.priority, p.listed_from
