@@ -115,9 +115,11 @@ def test_the_differential_test_had_patients_queue() -> None:
     assert FOUND["calendar"] >= 30 and FOUND["economics"] >= 30 and FOUND["daily"] >= 15, FOUND
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "overseas.yaml", "hybrid.yaml", "slot_shortage.yaml"])
+@pytest.mark.parametrize("name", ["local.yaml", "overseas.yaml", "hybrid.yaml", "slot_shortage.yaml",
+                                  "economics_local.yaml", "../validation/scenarios/juliet.yaml"])
 def test_bundled_scenarios_on_the_plain_python_loop_and_the_compiled_one(name: str) -> None:
-    """The loop as plain Python (what Numba compiles) and compiled give SimPy's results."""
+    """The loop as plain Python (what Numba compiles) and compiled give SimPy's results (the
+    validation scenarios have no site at all)."""
     sc = v2vsim.load_scenario(ROOT / "scenarios" / name)
     reps = [0, 1, 2]
     ref = [run_replication(sc, 7, r, trace_patients=40 if r == 0 else 0) for r in reps]

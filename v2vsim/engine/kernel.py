@@ -237,7 +237,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
             ht, hi = _grow(ht), _grow(hi)
         if ctr[_C_REQ] + headroom > rq.shape[0]:
             rq = _grow(rq)
-        if ps[:, _S_HEAP].max() + headroom > pht.shape[1]:
+        if n_sites and ps[:, _S_HEAP].max() + headroom > pht.shape[1]:
             bigger = 2 * pht.shape[1] + headroom
             new_t = np.zeros((n_sites, bigger))
             new_i = np.zeros((n_sites, bigger, 4), dtype=np.int64)
