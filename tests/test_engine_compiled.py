@@ -12,6 +12,7 @@ Python is tested on a few cases either way.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import v2vsim
-from v2vsim.engine.compiled import compiled_problems, numba_available, run_compiled
+from v2vsim.engine.compiled import _bridging_table, compiled_problems, numba_available, run_compiled
 from v2vsim.engine.engines import EngineError, engine_for
-from v2vsim.engine.replication import run_replication
+from v2vsim.engine.replication import Replication, run_replication
 
 from test_engine_vectorised import assert_identical, load, scenarios
 
@@ -101,6 +102,13 @@ def test_compiled_engine_replays_the_simpy_engines_run(data: dict[str, Any], see
     FOUND["rerouted"] = FOUND.get("rerouted", 0) + bool(np.nansum(ref.columns["rerouted"]) > 0)
     FOUND["bridging"] = FOUND.get("bridging", 0) + bool((~np.isnan(ref.columns["bridging_day"])).any())
     FOUND["toxicity"] = FOUND.get("toxicity", 0) + bool((ref.columns["bridging_toxicity"] == 1.0).any())
+    # Bridging computed in the loop (closed-form clocks) and by the replication's callback (others).
+    bridged = set(np.asarray(ref.columns["cohort"])[~np.isnan(ref.columns["bridging_day"])].tolist())
+    in_loop = _bridging_table(Replication(sc, seed, 0))[:, 0]
+    cohorts = [c.name for c in sc.cohorts]
+    FOUND["bridged_in_loop"] = FOUND.get("bridged_in_loop", 0) + any(in_loop[cohorts.index(c)] for c in bridged)
+    FOUND["bridged_by_callback"] = FOUND.get("bridged_by_callback", 0) + any(
+        not in_loop[cohorts.index(c)] for c in bridged)
     FOUND["calendar"] = FOUND.get("calendar", 0) + bool(ref.site_starts)
     daily = [s for s, site in sc.sites.items() if site.starts_per_day is not None]
     FOUND["daily"] = FOUND.get("daily", 0) + any(len(ref.site_starts[s]) for s in daily)
@@ -112,6 +120,7 @@ def test_the_differential_test_had_patients_queue() -> None:
         pytest.skip("run with the differential test")
     assert FOUND["queued"] >= 100 and FOUND["unresolved"] >= 5 and FOUND["expired"] >= 5, FOUND
     assert FOUND["rerouted"] >= 10 and FOUND["bridging"] >= 30 and FOUND["toxicity"] >= 5, FOUND
+    assert FOUND["bridged_in_loop"] >= 10 and FOUND["bridged_by_callback"] >= 5, FOUND
     assert FOUND["calendar"] >= 30 and FOUND["economics"] >= 30 and FOUND["daily"] >= 15, FOUND
 
 
@@ -231,3 +240,37 @@ def test_the_compiled_loops_cache_key_covers_the_pools() -> None:
     digest = hashlib.sha256(Path(kernel_pools.__file__).read_bytes()).hexdigest()
     assert kernel.KERNEL_POOLS_SHA256 == digest, (
         f"kernel_pools.py changed: set KERNEL_POOLS_SHA256 = {digest!r} in v2vsim/engine/kernel.py")
+
+
+def test_the_loops_bridged_clock_is_the_references_to_the_last_bit() -> None:
+    """Bridging of closed-form clocks in the loop (kernel._bridged_clock, plain and compiled)
+    against .clocks.bridged_clock, on random clocks, uniforms, starts, courses (some until
+    infusion) and hazard ratios (0, 1 and between); and the closed forms against the
+    distributions' own cumulative hazards."""
+    from v2vsim.engine import kernel
+    from v2vsim.engine.clocks import _cumhaz, bridged_clock, hazard_form
+    from v2vsim.engine.compiled import _kernel_function
+    from v2vsim.scenario.distributions import Exponential, Weibull
+
+    _kernel_function(JIT)  # compiles the loop's functions where Numba is installed
+    compiled = kernel._bridged_clock
+    plain = getattr(compiled, "py_func", compiled)
+    rng = np.random.default_rng(11)
+    checked = moved = 0
+    for k in range(3000):
+        dist = (Weibull(dist="weibull", shape=float(rng.uniform(0.3, 4.0)), median=float(rng.uniform(5.0, 800.0)))
+                if k % 3 else Exponential(dist="exponential", mean=float(rng.uniform(5.0, 800.0))))
+        form = hazard_form(dist)
+        u = float(rng.uniform(1e-6, 1 - 1e-6))
+        t0 = float(dist.ppf(np.array([u]))[0])
+        s = float(rng.uniform(0.0, 1.5 * t0))
+        d = math.inf if k % 7 == 0 else float(rng.uniform(0.0, 200.0))
+        ratio = [0.0, 1.0, float(rng.uniform(0.0, 2.0))][k % 3]
+        expect = bridged_clock(dist, u, t0, s, d, ratio)
+        for f in (plain, compiled):
+            assert f(*form, u, t0, s, d, ratio) == expect, (k, dist, u, t0, s, d, ratio)
+        h = _cumhaz(dist, form, s)
+        assert h == pytest.approx(float(dist.cumhaz(np.array([s]))[0]), rel=1e-13, abs=1e-300)
+        checked += 1
+        moved += expect != t0
+    assert checked == 3000 and moved > 1000

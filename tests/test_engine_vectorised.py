@@ -88,6 +88,8 @@ def cohort(draw: st.DrawFn, name: str, path: dict[str, Any], path_name: str) -> 
             out[key] = draw(st.sampled_from([
                 {"dist": "exponential", "mean": draw(st.floats(5.0, 120.0))},
                 {"dist": "weibull", "shape": draw(st.floats(0.5, 2.0)), "median": draw(st.floats(10.0, 200.0))},
+                # No closed-form cumulative hazard: the compiled loop bridges it by a callback.
+                {"dist": "lognormal", "median": draw(st.floats(10.0, 200.0)), "p90": draw(st.floats(250.0, 600.0))},
             ]))
     if draw(st.integers(0, 9)) < 4:
         bridging: dict[str, Any] = {"start_step": draw(st.sampled_from([s["name"] for s in path["steps"]])),

@@ -20,7 +20,51 @@ from ..scenario.distributions import DistributionSpec
 from .collect import DIED as _DIED
 from .rng import Draws, Streams, Uniforms
 
-__all__ = ["Bridge", "arrival_days", "bridged_clock", "course_lengths", "end_of_bridging", "referral_clock"]
+__all__ = ["Bridge", "arrival_days", "bridged_clock", "hazard_form", "course_lengths", "end_of_bridging", "referral_clock"]
+
+
+#: Families whose cumulative hazard has a closed form that :func:`bridged_clock` evaluates in
+#: scalar floating point (C's ``pow``, not NumPy's vectorised one, which may differ in the last
+#: bit), as the compiled loop does: ``(code, scale, shape)`` with ``H(t) = (max(t, 0) /
+#: scale) ** shape`` (shape 1: exponential); code 3, a clock that never rings.
+HAZARD_OTHER, HAZARD_EXPONENTIAL, HAZARD_WEIBULL, HAZARD_NEVER = 0, 1, 2, 3
+
+
+def hazard_form(dist: DistributionSpec) -> tuple[int, float, float]:
+    """The closed form of ``dist``'s cumulative hazard: ``(code, scale, shape)`` (code
+    ``HAZARD_OTHER``: none; the distribution's own ``cumhaz`` is used)."""
+    family = getattr(dist, "dist", None)
+    if family == "exponential":
+        return HAZARD_EXPONENTIAL, float(dist.scale), 1.0  # type: ignore[union-attr]
+    if family == "weibull":
+        return HAZARD_WEIBULL, float(dist.scale), float(dist.shape)  # type: ignore[union-attr]
+    if family == "never":
+        return HAZARD_NEVER, math.inf, 1.0
+    return HAZARD_OTHER, math.nan, math.nan
+
+
+def _cumhaz(dist: DistributionSpec, form: tuple[int, float, float], t: float) -> float:
+    code, scale, shape = form
+    if code == HAZARD_EXPONENTIAL:
+        return max(t, 0.0) / scale
+    if code == HAZARD_WEIBULL:
+        try:
+            return (max(t, 0.0) / scale) ** shape
+        except OverflowError:  # far past the scale with a large shape: S(t) = 0
+            return math.inf
+    return float(dist.cumhaz(t))
+
+
+def _cumhaz_inv(dist: DistributionSpec, form: tuple[int, float, float], e: float) -> float:
+    code, scale, shape = form
+    if code == HAZARD_EXPONENTIAL:
+        return e * scale
+    if code == HAZARD_WEIBULL:
+        try:
+            return scale * e ** (1 / shape)
+        except OverflowError:
+            return math.inf
+    return float(dist.cumhaz_inv(e))
 
 
 def bridged_clock(dist: DistributionSpec, u: float, t0: float, s: float, d: float, ratio: float) -> float:
@@ -29,21 +73,23 @@ def bridged_clock(dist: DistributionSpec, u: float, t0: float, s: float, d: floa
     The clock is the time its cumulative hazard H reaches the budget E = -log(1 - u) (so without
     bridging it is ``t0 = ppf(u)``). By time s the budget H(s) is spent; bridging spends
     ``ratio * (H(t) - H(s))`` more; afterwards the hazard is the plain one again. ``d`` may be
-    infinite (a course until infusion: the ratio applies from s on).
+    infinite (a course until infusion: the ratio applies from s on). The compiled loop's
+    ``_bridged_clock`` is the same computation for the closed forms of :func:`hazard_form`.
     """
     if not t0 > s or t0 == math.inf or ratio == 1.0:
         return t0  # already rung, never rings, or unchanged
+    form = hazard_form(dist)
     budget = -math.log1p(-u)
-    h_start = float(dist.cumhaz(s))
+    h_start = _cumhaz(dist, form, s)
     left = budget - h_start
     if not left > 0:
         return t0
-    h_end = float(dist.cumhaz(s + d))
+    h_end = _cumhaz(dist, form, s + d)
     spent = ratio * (h_end - h_start) if ratio > 0 else 0.0
     if ratio > 0 and spent >= left:
-        t = float(dist.cumhaz_inv(h_start + left / ratio))
+        t = _cumhaz_inv(dist, form, h_start + left / ratio)
         return min(max(t, s), s + d)
-    t = float(dist.cumhaz_inv(h_end + (left - spent)))
+    t = _cumhaz_inv(dist, form, h_end + (left - spent))
     # Past the end of the support (or an overflowing H): the clock rings as bridging stops.
     return max(t, s + d) if math.isfinite(t) else s + d
 

@@ -17,9 +17,11 @@ and the stop): the order of the others is unchanged, since only their relative o
 Every feature of the model is covered: routing rules are decided at referral from the booking
 site's queue, as :meth:`.replication.Replication.route` does; site calendars (slot schedules,
 closures, allocations of starts) are processes whose changes are urgent events, as
-:func:`.calendar.calendar_process`; bridging therapy calls the replication's own
-:meth:`~.replication.Replication.start_bridging` from the loop (its new clocks need the
-distributions' cumulative hazards), so the same code computes them. The loop is imported, and
+:func:`.calendar.calendar_process`. Bridging therapy's new clocks are computed in the loop
+where both of a cohort's clocks have a closed-form cumulative hazard (exponential, Weibull,
+never: :func:`.clocks.hazard_form`), by the same scalar operations as
+:func:`.clocks.bridged_clock`; for other clocks the loop calls the replication's own
+:meth:`~.replication.Replication.start_bridging`, so the same code computes them. The loop is imported, and
 Numba with it, only when the engine runs.
 """
 
@@ -32,6 +34,7 @@ import numpy as np
 
 from ..scenario import Scenario
 from .collect import ReplicationOutput
+from .clocks import HAZARD_OTHER, hazard_form
 from .exception import exception_problems
 from .journey import _STATUS, Patient
 from .replication import Replication, set_up
@@ -114,8 +117,51 @@ def _static_tables(rep: Replication) -> tuple[Any, ...]:
         c_rule[c] = (1, primary[3], fallback[3], rep.pools.index(pool), by_count)
         c_rule_f[c] = (hold, threshold)
         c_bridge[c, primary[3]], c_bridge[c, fallback[3]] = primary[1], fallback[1]
-    return (c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
-            PW, PWF)
+    return (c_prio, c_path, c_rule, c_rule_f, c_bridge, _bridging_table(rep), TI, TF, T_acq, T_days, T_cl_start,
+            T_cl_end, T_cl_n, PW, PWF)
+
+
+def _bridging_table(rep: Replication) -> np.ndarray:
+    """Each cohort's bridging as the loop computes it (kernel ``_B_*`` columns): a cohort whose
+    two clocks have closed-form cumulative hazards is bridged in the loop, the others (flag 0)
+    by the replication's own start_bridging."""
+    from .kernel import _B_COST, _B_D_CODE, _B_I_CODE, _B_NATIVE, _B_RATIO, _B_TOX_P
+
+    table = np.zeros((len(rep.cohort_bridge), 10))
+    for c, b in enumerate(rep.cohort_bridge):
+        if b is None:
+            continue
+        death, inel = hazard_form(b.death), hazard_form(b.ineligible)
+        if HAZARD_OTHER in (death[0], inel[0]):
+            continue
+        table[c, _B_NATIVE], table[c, _B_RATIO], table[c, _B_COST], table[c, _B_TOX_P] = \
+            1.0, b.ratio, b.cost, b.toxicity_probability
+        table[c, _B_D_CODE:_B_D_CODE + 3] = death
+        table[c, _B_I_CODE:_B_I_CODE + 3] = inel
+    return table
+
+
+def _bridging_draws(rep: Replication, table: np.ndarray) -> np.ndarray:
+    """The draws the loop's bridging reads, by patient (kernel ``_BP_*`` columns)."""
+    from .kernel import _B_NATIVE, _BP_DELAY, _BP_DURATION, _BP_TOX_U, _BP_U_DEATH, _BP_U_INEL
+
+    n = rep.n
+    out = np.zeros((n, 5))
+    native = [c for c in range(table.shape[0]) if table[c, _B_NATIVE] > 0]
+    if not native or not n:
+        return out
+    out[:, _BP_U_DEATH] = rep.u_death
+    out[:, _BP_U_INEL] = rep.u_inel
+    out[:, _BP_TOX_U] = 1.0
+    for c in native:
+        b = rep.cohort_bridge[c]
+        assert b is not None
+        mine = rep.cohort_of == c
+        out[mine, _BP_DURATION] = math.inf if b.durations is None else np.frombuffer(b.durations.head(n))[:n][mine]
+        if b.toxicity is not None and b.delays is not None:
+            out[mine, _BP_TOX_U] = np.frombuffer(b.toxicity.head(n))[:n][mine]
+            out[mine, _BP_DELAY] = np.frombuffer(b.delays.head(n))[:n][mine]
+    return out
 
 
 def _sites(rep: Replication) -> tuple[Any, ...]:
@@ -230,7 +276,11 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     stop = sc.horizon_days + sc.drain_days
     record = rep.site_log[0] is not None if rep.site_log else False
     D, F = _draws(rep, attempts)
-    c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF = static
+    c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF = static
+    b_pf = _bridging_draws(rep, c_bf)
+    # Views of the replication's clocks: the loop writes the clocks that bridging changes.
+    death = np.frombuffer(rep.death, dtype=float) if rep.n else np.zeros(0)
+    inel = np.frombuffer(rep.ineligible, dtype=float) if rep.n else np.zeros(0)
     kernel.bridge_callback = _bridge_for(rep)
     # Ctrl-C and SIGTERM are held while the compiled loop runs and hands back its arrays (a
     # signal handled in the middle of that surfaces as a SystemError, "returned a result with
@@ -239,8 +289,7 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     try:
         rec_f, rec_i, busy, log, trace, events, taken, starts, charges = run(
             np.asarray(rep.arrivals, dtype=float), np.asarray(rep.cohort_of, dtype=np.int64),
-            np.asarray(rep.death, dtype=float), np.asarray(rep.ineligible, dtype=float),
-            c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
+            death, inel, c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, b_pf, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
             PW, PWF, D, F, *_sites(rep), rep.start_weekday, stop, rep.rec.trace_patients, record,
             rep.rec.charges is not None)
     except SystemError as exc:
@@ -262,6 +311,10 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     rec.outcome_day[:] = rec_f[:, 4]
     rec.queue_wait[:] = rec_f[:, 5]
     rec.cost[:] = rec_f[:, 6]
+    bridged = ~np.isnan(rec_f[:, 9])  # bridged in the loop (the others by start_bridging itself)
+    if bridged.any():
+        rec.bridging_day[bridged] = rec_f[bridged, 9]
+        rec.bridging_toxicity[bridged] = rec_f[bridged, 10]
     rec.outcome[:] = rec_i[:, 0]
     rec.outcome_step[:] = rec_i[:, 1]
     rec.attempts[:] = rec_i[:, 2]

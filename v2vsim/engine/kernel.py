@@ -42,7 +42,8 @@ except ImportError:  # pragma: no cover - the plain-Python loop without Numba
         def __exit__(self, *exc: object) -> None:
             pass
 
-#: Called for a patient whose bridging starts (set by .compiled for the replication it runs):
+#: Called for a patient whose bridging starts, of a cohort the loop does not bridge itself (its
+#: clocks have no closed-form cumulative hazard; set by .compiled for the replication it runs):
 #: ``(patient, now, referral, deadline, clock, expiry, cost) -> [deadline, clock, cut, cost,
 #: toxic, unfit_from, unfit_until]`` — the replication's own start_bridging.
 bridge_callback = None
@@ -55,6 +56,73 @@ _I_CLOCK, _I_STEP, _I_PC, _I_MRUNS, _I_NEED_N, _I_NEED_POS, _I_HELD_N, _I_PATH, 
 # Step table columns: integers (TI) and floats (TF).
 _T_SITE, _T_ACQ_N, _T_HAS_DAYS, _T_RETRY, _T_MAX, _T_OUTCOME, _T_APH, _T_MAN, _T_REL, _T_FIXED, _T_CLOSED, _T_PATIENT = range(12)
 _TF_FAIL, _TF_COST, _TF_FIXED = range(3)
+
+
+# Bridging computed in the loop (columns of c_bf, by cohort; of b_pf, by patient): a cohort whose
+# clocks have a closed-form cumulative hazard (.clocks.hazard_form) is bridged here, the others
+# by the replication's own start_bridging (bridge_callback).
+_B_NATIVE, _B_RATIO, _B_COST, _B_TOX_P, _B_D_CODE, _B_D_SCALE, _B_D_SHAPE, _B_I_CODE, _B_I_SCALE, _B_I_SHAPE = range(10)
+_BP_U_DEATH, _BP_U_INEL, _BP_DURATION, _BP_TOX_U, _BP_DELAY = range(5)
+
+
+def _cumhaz(code, scale, shape, t):  # type: ignore[no-untyped-def]
+    """.clocks._cumhaz for the closed forms (1 exponential, 2 Weibull)."""
+    x = max(t, 0.0) / scale
+    if code == 1:
+        return x
+    return x ** shape
+
+
+def _cumhaz_inv(code, scale, shape, e):  # type: ignore[no-untyped-def]
+    if code == 1:
+        return e * scale
+    return scale * e ** (1.0 / shape)
+
+
+def _bridged_clock(code, scale, shape, u, t0, s, d, ratio):  # type: ignore[no-untyped-def]
+    """.clocks.bridged_clock, the same operations in the same order."""
+    if not t0 > s or t0 == math.inf or ratio == 1.0:
+        return t0
+    budget = -math.log1p(-u)
+    h_start = _cumhaz(code, scale, shape, s)
+    left = budget - h_start
+    if not left > 0:
+        return t0
+    h_end = _cumhaz(code, scale, shape, s + d)
+    spent = ratio * (h_end - h_start) if ratio > 0 else 0.0
+    if ratio > 0 and spent >= left:
+        t = _cumhaz_inv(code, scale, shape, h_start + left / ratio)
+        return min(max(t, s), s + d)
+    t = _cumhaz_inv(code, scale, shape, h_end + (left - spent))
+    return max(t, s + d) if math.isfinite(t) else s + d
+
+
+def _start_bridging(PF, PI, rec_f, death_delay, inel_delay, c_bf, b_pf, c, i, now):  # type: ignore[no-untyped-def]
+    """Replication.start_bridging for a cohort of closed-form clocks: the new clocks, the
+    course's cost and any toxicity (rec_f columns 9 and 10: the day bridging started, toxic)."""
+    s = now - PF[i, _F_REF]
+    d = b_pf[i, _BP_DURATION]
+    ratio = c_bf[c, _B_RATIO]
+    death = _bridged_clock(int(c_bf[c, _B_D_CODE]), c_bf[c, _B_D_SCALE], c_bf[c, _B_D_SHAPE], b_pf[i, _BP_U_DEATH],
+                           death_delay[i], s, d, ratio)
+    inel = _bridged_clock(int(c_bf[c, _B_I_CODE]), c_bf[c, _B_I_SCALE], c_bf[c, _B_I_SHAPE], b_pf[i, _BP_U_INEL],
+                          inel_delay[i], s, d, ratio)
+    death_delay[i] = death
+    inel_delay[i] = inel
+    rec_f[i, 9] = now
+    PF[i, _F_COST] += c_bf[c, _B_COST]
+    toxic = b_pf[i, _BP_TOX_U] < c_bf[c, _B_TOX_P]
+    rec_f[i, 10] = 1.0 if toxic else 0.0
+    if toxic:
+        PI[i, _I_TOXIC] = 1
+        PF[i, _F_UNFIT_FROM] = now + d
+        PF[i, _F_UNFIT_UNTIL] = PF[i, _F_UNFIT_FROM] + b_pf[i, _BP_DELAY]
+    death_day, inel_day = PF[i, _F_REF] + death, PF[i, _F_REF] + inel
+    if death_day <= inel_day:
+        PF[i, _F_DEADLINE], PI[i, _I_CLOCK] = death_day, DIED
+    else:
+        PF[i, _F_DEADLINE], PI[i, _I_CLOCK] = inel_day, INELIGIBLE
+    PF[i, _F_CUT] = min(PF[i, _F_DEADLINE], PF[i, _F_EXPIRY])
 
 
 def _trace(tr, ctr, limit, i, j, attempt, ready, begin, end, status):  # type: ignore[no-untyped-def]
@@ -181,7 +249,7 @@ def _start_time(T_days, T_cl_start, T_cl_end, T_cl_n, TI, p, j, start_weekday, n
     return t
 
 
-def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, c_bridge, TI, TF, T_acq,
+def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, b_pf, TI, TF, T_acq,
             T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, D, F, site_i, site_f, ch_day, ch_first, act_kind,
             act_value, start_weekday, stop, limit, record, charging):  # type: ignore[no-untyped-def]
     """One replication's run (see the module text). Returns the recorder's arrays, the sites'
@@ -198,7 +266,7 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
     order = np.zeros((n, width), dtype=np.int64)
     need_site = np.zeros((n, width), dtype=np.int64)
     need_units = np.zeros((n, width), dtype=np.int64)
-    rec_f = np.full((n, 9), nan)  # ..., 7 listed day, 8 slot day
+    rec_f = np.full((n, 11), nan)  # ..., 7 listed day, 8 slot day, 9 bridging day, 10 toxic (bridged here)
     rec_f[:, 5] = 0.0
     rec_f[:, 6] = 0.0
     rec_i = np.zeros((n, 3), dtype=np.int64)
@@ -369,13 +437,17 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                     break
                 if j == c_bridge[cohort[i], p] and not PI[i, _I_BRIDGED]:  # bridging starts (first visit)
                     PI[i, _I_BRIDGED] = 1
-                    with objmode(out="float64[:]"):
-                        out = bridge_callback(i, now, PF[i, _F_REF], PF[i, _F_DEADLINE], PI[i, _I_CLOCK],
-                                              PF[i, _F_EXPIRY], PF[i, _F_COST])
-                    PF[i, _F_DEADLINE], PI[i, _I_CLOCK], PF[i, _F_CUT], PF[i, _F_COST] = out[0], int(out[1]), out[2], out[3]
-                    if out[4] > 0:
-                        PI[i, _I_TOXIC] = 1
-                        PF[i, _F_UNFIT_FROM], PF[i, _F_UNFIT_UNTIL] = out[5], out[6]
+                    if c_bf[cohort[i], _B_NATIVE] > 0:
+                        _start_bridging(PF, PI, rec_f, death_delay, inel_delay, c_bf, b_pf, cohort[i], i, now)
+                    else:
+                        with objmode(out="float64[:]"):
+                            out = bridge_callback(i, now, PF[i, _F_REF], PF[i, _F_DEADLINE], PI[i, _I_CLOCK],
+                                                  PF[i, _F_EXPIRY], PF[i, _F_COST])
+                        PF[i, _F_DEADLINE], PI[i, _I_CLOCK], PF[i, _F_CUT] = out[0], int(out[1]), out[2]
+                        PF[i, _F_COST] = out[3]
+                        if out[4] > 0:
+                            PI[i, _I_TOXIC] = 1
+                            PF[i, _F_UNFIT_FROM], PF[i, _F_UNFIT_UNTIL] = out[5], out[6]
                 PF[i, _F_READY] = now
                 n_acq = TI[p, j, _T_ACQ_N]
                 need = n_acq > 1 or (n_acq == 1 and not held[i, T_acq[p, j, 0]])
