@@ -210,10 +210,13 @@ class PsaResult:
 
 
 def _means(table: pd.DataFrame) -> dict[str, float]:
+    """Each numeric column's mean over the replications where it is known (NaN: nowhere)."""
     numeric = table.drop(columns=["replication"], errors="ignore").select_dtypes("number")
+    # Column by column of one array (each column contiguous, as the column itself would be).
+    columns = np.asfortranarray(numeric.to_numpy(dtype=float)).T
     with np.errstate(all="ignore"):
-        return {c: float(np.nanmean(numeric[c].to_numpy(dtype=float))) if numeric[c].notna().any() else math.nan
-                for c in numeric.columns}
+        return {c: float(np.nanmean(values)) if not np.isnan(values).all() else math.nan
+                for c, values in zip(numeric.columns, columns)}
 
 
 def run_psa(

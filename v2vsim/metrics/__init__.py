@@ -137,8 +137,10 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
     k = len(OUTCOME_COLUMNS)
     known = (row >= 0) & (col >= 0)
     counts = np.bincount(row[known] * k + col[known], minlength=len(reps) * k).reshape(len(reps), k)
-    table = pd.DataFrame({"replication": reps})
-    referred = grouped.size().reindex(reps, fill_value=0).to_numpy()
+    # The columns, in order, as arrays (one frame built at the end: a frame's column insertion
+    # costs more than most of these computations).
+    table: dict[str, np.ndarray] = {"replication": reps}
+    referred = np.bincount(row[row >= 0], minlength=len(reps))
     table["referred"] = referred
     for j, name in enumerate(OUTCOME_COLUMNS):
         table[name] = counts[:, j].astype(np.int64)
@@ -180,7 +182,7 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
             table["life_years_per_referred"] = np.where(referred > 0, life / np.maximum(referred, 1), math.nan)
         table["deaths_in_follow_up"] = grouped["death_day"].count().reindex(reps, fill_value=0).to_numpy()
     if "listed_day" in patients and patients["listed_day"].notna().any():
-        _waitlist_metrics(table, patients, reps, referred)
+        _waitlist_metrics(table, patients, reps, referred, row)
     patient_cost = grouped["cost"].sum().reindex(reps, fill_value=0.0).to_numpy()
     economic = "qalys" in patients
     if economic:  # ICU, CRS and follow-up costs count too
@@ -216,8 +218,8 @@ def replication_table(patients: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
         for count in RATE_COUNTS:
             if count in table:
                 table[rate_metric(count)] = np.where(
-                    referred > 0, 100.0 * table[count].to_numpy(dtype=float) / safe, math.nan)
-    return table
+                    referred > 0, 100.0 * np.asarray(table[count], dtype=float) / safe, math.nan)
+    return pd.DataFrame(table)
 
 
 def t_quantile(q: float, df: int) -> float:

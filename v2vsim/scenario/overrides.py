@@ -197,8 +197,9 @@ def _rewrite(problem: Problem, overrides: Sequence[tuple[str, list[Any]]]) -> Pr
 class ScenarioSource:
     """A scenario file from which variants with overrides are built and validated.
 
-    The file is read once; each :meth:`variant` parses it again (a fresh YAML tree, so variants
-    share nothing), applies the overrides and validates the result like the file itself.
+    The file is read and parsed once; each :meth:`variant` takes a deep copy of the parsed tree
+    (line numbers included, so variants share nothing and report problems at the file's
+    lines), applies the overrides and validates the result like the file itself.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -213,12 +214,20 @@ class ScenarioSource:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    def tree(self) -> Any:
+        """A fresh copy of the file's parsed YAML tree (parsed on first use; a copy costs a
+        quarter of parsing again)."""
+        parsed = self.__dict__.get("_parsed")
+        if parsed is None:
+            parsed = self.__dict__["_parsed"] = read_yaml(self.text, self.file)
+        return copy.deepcopy(parsed)
+
     def variant(self, overrides: Sequence[tuple[str, Any]] | Mapping[str, Any]) -> Scenario:
         """The scenario with ``(PATH, value)`` overrides applied (values as plain data)."""
         items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
         if not items:
             return self.base
-        tree = read_yaml(self.text, self.file)
+        tree = self.tree()
         applied: list[tuple[str, list[Any]]] = []
         for dotted, value in items:
             parent, key, index_path = _resolve(tree, dotted, create=True)
@@ -238,7 +247,7 @@ class ScenarioSource:
         self.variant(items)
         if not items:
             return self.text
-        tree = read_yaml(self.text, self.file)
+        tree = self.tree()
         for dotted, value in items:
             parent, key, _ = _resolve(tree, dotted, create=True)
             was = to_plain(parent[key]) if _holds(parent, key) else None
@@ -252,7 +261,7 @@ class ScenarioSource:
 
     def value_at(self, dotted: str) -> Any:
         """The value at ``dotted`` in the file (plain data); ScenarioError if it is not set."""
-        tree = read_yaml(self.text, self.file)
+        tree = self.tree()
         parent, key, _ = _resolve(tree, dotted, create=False)
         try:
             return to_plain(parent[key])

@@ -13,7 +13,7 @@ import numpy as np
 from .errors import Problem, ScenarioError
 from .overrides import ScenarioSource
 from .uncertain import Uncertain
-from .yaml_io import line_of, read_yaml
+from .yaml_io import line_of
 
 __all__ = ["uncertain_problems"]
 
@@ -23,7 +23,7 @@ def uncertain_problems(source: ScenarioSource, fixed: Sequence[tuple[str, Any]] 
     is not a value of the scenario, two items for one path or one name, and a distribution that
     can draw a value the parameter does not allow (each end of its range is tried on a variant
     of the file, with the scenario's own message for the value)."""
-    tree = read_yaml(source.text, source.file)
+    tree = source.tree()
     problems: list[Problem] = []
     seen_paths: dict[str, int] = {}
     seen_names: dict[str, int] = {}
