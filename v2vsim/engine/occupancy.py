@@ -42,8 +42,12 @@ def site_results(names: list[str], slots: list[int], logs: list[bool], n_reps: i
         rr = np.concatenate([x[2] for x in back]) if back else np.zeros(0, dtype=np.int64)
         keep, gone = tt < stop, rt < stop
         tt, tu, tr, rt, rr = tt[keep], tu[keep], tr[keep], rt[gone], rr[gone]
-        # Replication by replication, in time order.
-        t_order, r_order = np.lexsort((tt, tr)), np.lexsort((rt, rr))
+        # Replication by replication, in time order (one replication: a stable sort by time,
+        # the same order, at half the cost).
+        if n_reps == 1:
+            t_order, r_order = np.argsort(tt, kind="stable"), np.argsort(rt, kind="stable")
+        else:
+            t_order, r_order = np.lexsort((tt, tr)), np.lexsort((rt, rr))
         tt, tu, tr, rt, rr = tt[t_order], tu[t_order], tr[t_order], rt[r_order], rr[r_order]
         t_cuts = np.searchsorted(tr, np.arange(n_reps + 1))
         r_cuts = np.searchsorted(rr, np.arange(n_reps + 1))
@@ -70,9 +74,10 @@ def _site_result(found: Any, name: str, slots: int, stop: float, tt: np.ndarray,
             return None
     # In use after each instant's changes (the distinct instants of the takes and releases),
     # and the slot-days, summed in time order.
-    times = np.union1d(tt, rt)
-    level = (np.cumsum(np.bincount(np.searchsorted(times, tt), weights=tu, minlength=times.size))
-             - np.cumsum(np.bincount(np.searchsorted(times, rt), minlength=times.size)))
+    times, at_take, at_release = _union_of_sorted(tt, rt)
+    # Whole slots, counted as integers (the same values a float count gives, exactly).
+    level = (np.cumsum(np.bincount(np.repeat(at_take, tu), minlength=times.size))
+             - np.cumsum(np.bincount(at_release, minlength=times.size)))
     busy, timeline = found
     if times.size:
         terms = np.empty(times.size)
@@ -88,3 +93,19 @@ def _site_result(found: Any, name: str, slots: int, stop: float, tt: np.ndarray,
         log[:, 1] = level
     timeline[name] = log
     return found
+
+
+def _union_of_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.union1d(a, b)`` of two sorted arrays, and each value's position in it (what
+    ``searchsorted`` of the union would give): a stable sort of the two runs merges them in
+    linear time (union1d sorts them afresh), then the repeats go."""
+    both = np.concatenate((a, b))
+    order = np.argsort(both, kind="stable")
+    merged = both[order]
+    keep = np.empty(merged.size, dtype=bool)
+    if merged.size:
+        keep[0] = True
+        np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+    where = np.empty(merged.size, dtype=np.int64)
+    where[order] = np.cumsum(keep) - 1
+    return merged[keep], where[:a.size], where[a.size:]
