@@ -10,21 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
-from .distributions import Distribution, DistributionSpec, no_bool, not_never as _not_never
-from .values import NAME_PATTERN
+from .distributions import Distribution, DistributionSpec, not_never as _not_never
+from .fields import Name, NonNegative, Probability, StrictModel as _Model
 
 __all__ = ["Bridging", "CourseLength", "UNTIL_INFUSION"]
 
-NoBool = BeforeValidator(no_bool)
-Probability = Annotated[float, NoBool, Field(ge=0, le=1, allow_inf_nan=False)]
-NonNegative = Annotated[float, NoBool, Field(ge=0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 #: ``duration: until_infusion``: the course lasts until the patient leaves the pathway.

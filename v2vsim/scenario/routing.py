@@ -6,19 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from .values import NAME_PATTERN, no_bool
+from .fields import Name, NoBool, NonNegative, StrictModel as _Model
 
 __all__ = ["PathwayRule", "PathwaySpec", "RouteWhen"]
 
-NoBool = BeforeValidator(no_bool)
-NonNegative = Annotated[float, NoBool, Field(ge=0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RouteWhen(_Model):

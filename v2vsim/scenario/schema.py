@@ -12,9 +12,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -25,7 +23,8 @@ from pydantic import (
 
 from .bridging import UNTIL_INFUSION, Bridging
 from .distributions import Distribution, Fixed, Never, not_never as _not_never
-from .values import NAME_PATTERN, TEXT_PATTERN, no_bool
+from .fields import Name, NoBool, NonNegative, Positive, Probability, StrictModel as _Model
+from .values import NAME_PATTERN, TEXT_PATTERN
 from .economics import DAYS_PER_YEAR, AfterInfusion, Economics
 from .uncertain import Uncertain
 from .routing import PathwayRule, PathwaySpec, RouteWhen
@@ -87,12 +86,6 @@ OUTCOME_BY_KIND = {
     "infusion": "infusion_failed",
 }
 
-# YAML `true`/`false` are never numbers here (pydantic would read them as 1 and 0).
-NoBool = BeforeValidator(no_bool)
-Probability = Annotated[float, NoBool, Field(ge=0, le=1, allow_inf_nan=False)]
-NonNegative = Annotated[float, NoBool, Field(ge=0, allow_inf_nan=False)]
-Positive = Annotated[float, NoBool, Field(gt=0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 
 
 def _label_field(of: str) -> Any:
@@ -103,10 +96,6 @@ def _label_field(of: str) -> Any:
 
 
 Label = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)] | None
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OnFailure(_Model):

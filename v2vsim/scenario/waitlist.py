@@ -17,23 +17,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from .distributions import Distribution, Fixed, Never
-from .values import NAME_PATTERN, no_bool
+from .fields import Name, NoBool, StrictModel as _Model
 
 __all__ = ["Backlog", "BacklogEntry", "QueueRule", "QUEUE_ORDERS", "ReReferral", "backlog_entries"]
 
-NoBool = BeforeValidator(no_bool)
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 
 #: The orders a site's queue may follow (see :class:`QueueRule`).
 QueueOrder = Literal["request", "referral", "sickest_first", "most_benefit"]
 QUEUE_ORDERS: tuple[str, ...] = QueueOrder.__args__  # type: ignore[attr-defined]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BacklogEntry(_Model):
