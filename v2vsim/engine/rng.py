@@ -181,6 +181,16 @@ class Draws:
         if size_hint:
             self._grow(size_hint)
 
+    @classmethod
+    def given(cls, stream: UniformStream, dist: Any, values: array) -> "Draws":
+        """Draws whose first values are already computed (``values``: what ``_grow`` makes of
+        the stream's buffer as it stands; several replications' are computed together)."""
+        self = cls.__new__(cls)
+        self._stream = stream
+        self._dist = dist
+        self._values = values
+        return self
+
     def _grow(self, size: int) -> None:
         self._values = floats(self._dist.ppf(self._stream.extend_to(size)))
 
