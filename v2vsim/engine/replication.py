@@ -9,6 +9,7 @@ same patient gets the same draws for the same purpose in any scenario (common ra
 
 from __future__ import annotations
 
+import gc
 import math
 from array import array
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from .exception import exception_responses, infused_out_of_specification
 from .journey import EngineStep, Journey, Patient
 from .waitlist import Waitlists
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
-from .rng import Draws, Streams, Uniforms, floats, stream_states
+from .rng import Draws, Streams, Uniforms, floats, replication_states
 
 __all__ = ["Replication", "arrival_days", "run_replication", "set_up", "stream_purposes"]
 
@@ -556,14 +557,25 @@ def stream_purposes(scenario: Scenario) -> list[str]:
 def set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[int, int],
            record_timeline: bool = True, kind: type[Replication] = Replication) -> list[Replication]:
     """Several replications of one scenario set up together: the plan compiled once and the
-    streams' seeds computed together (the same draws as one by one)."""
+    streams' seeds computed together (the same draws as one by one). The cyclic garbage
+    collector is paused meanwhile: the set-up makes many objects that all live on (a
+    collection would only walk them), and no cycles to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _set_up(scenario, seed, replications, trace, record_timeline, kind)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[int, int],
+            record_timeline: bool, kind: type[Replication]) -> list[Replication]:
     compiled = compile_scenario(scenario)
     shared = _Shared(scenario, compiled)
     by_rep: dict[int, dict[str, np.ndarray]] = {}
     if len(replications) >= 4:  # below that, numpy's own seeding is as quick
-        found = stream_states(seed, [(r, p) for r in replications for p in stream_purposes(scenario)])
-        for (r, purpose), words in found.items():
-            by_rep.setdefault(r, {})[purpose] = words
+        by_rep = replication_states(seed, replications, stream_purposes(scenario))
     if len(replications) < 2:
         return [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, states=by_rep.get(r),
                      shared=shared) for r in replications]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["stream_seed", "stream_states", "UniformStream", "Streams", "Draws", "Uniforms", "floats"]
+__all__ = ["replication_states", "stream_seed", "stream_states", "UniformStream", "Streams", "Draws", "Uniforms", "floats"]
 
 _BLOCK = 256
 _TINY = float(np.finfo(float).tiny)
@@ -96,6 +96,31 @@ def stream_states(seed: int, keys: list[tuple[int, str]]) -> dict[tuple[int, str
     for members in groups.values():
         states = _mixed_states(np.array([e for _, e in members], dtype=np.uint32).T)
         out.update((key, states[k]) for k, (key, _) in enumerate(members))
+    return out
+
+
+def replication_states(seed: int, replications: list[int], purposes: list[str]) -> dict[int, dict[str, np.ndarray]]:
+    """:func:`stream_states` of every purpose in every replication, by replication and purpose:
+    the same words, with the entropy of all streams laid out as arrays at once (a replication
+    number below 2**32 is one word, as a purpose's crc32 is)."""
+    head = _words(seed)
+    head += [0] * max(0, 4 - len(head))
+    small = [r for r in dict.fromkeys(replications) if 0 <= r < 2**32]
+    others = [r for r in dict.fromkeys(replications) if not 0 <= r < 2**32]
+    out: dict[int, dict[str, np.ndarray]] = {}
+    if small and purposes:
+        k = len(purposes)
+        entropy = np.empty((len(head) + 2, len(small) * k), dtype=np.uint32)
+        entropy[:len(head)] = np.array(head, dtype=np.uint32)[:, None]
+        entropy[len(head)] = np.repeat(np.array(small, dtype=np.uint32), k)
+        entropy[len(head) + 1] = np.tile(np.array([zlib.crc32(p.encode()) for p in purposes], dtype=np.uint32),
+                                         len(small))
+        states = _mixed_states(entropy)
+        for a, r in enumerate(small):
+            out[r] = dict(zip(purposes, states[a * k:(a + 1) * k]))
+    if others:
+        for (r, purpose), words in stream_states(seed, [(r, p) for r in others for p in purposes]).items():
+            out.setdefault(r, {})[purpose] = words
     return out
 
 
