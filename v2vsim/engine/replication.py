@@ -117,7 +117,7 @@ class _Shared:
     plan, the steps' fixed fields, the cohorts' tables and the sites' calendar changes."""
 
     __slots__ = ("compiled", "steps", "shares", "cohort_priority", "cohort_response", "cohort_icu",
-                 "calendars")
+                 "calendars", "members")
 
     def __init__(self, scenario: Scenario, compiled: dict[str, Any]) -> None:
         self.compiled = compiled
@@ -127,6 +127,9 @@ class _Shared:
         self.cohort_response = [c.after_infusion.response_probability for c in scenario.cohorts]
         self.cohort_icu = [c.after_infusion.icu_probability for c in scenario.cohorts]
         self.calendars: dict[str, Any] = {}  # site -> calendar_changes(...), on first use
+        #: The replications set up together, until their retries' draws are made
+        #: (:meth:`Replication.draw_retries`): (streams, patients, pathways) of each.
+        self.members: list[tuple[Streams, int, dict[str, list[EngineStep]]]] | None = None
 
 
 class _Given:
@@ -154,7 +157,7 @@ class Replication(Waitlists, Journey):
                  "u_response", "u_icu", "cohort_priority", "cohort_response", "cohort_icu",
                  "cohort_bridge", "pathway_list", "pathways", "step_names", "cohort_plan",
                  "cohort_rule", "pathway_taken", "prior", "backlog_cohort", "cohort_rerefer", "re_referred",
-                 "estimate_noise")
+                 "estimate_noise", "shared")
 
     def __init__(self, scenario: Scenario, seed: int, replication: int, trace_patients: int = 0,
                  record_timeline: bool = True, reference: bool = False, compiled: Any = None,
@@ -181,6 +184,7 @@ class Replication(Waitlists, Journey):
         self.live: dict[int, Patient] = {}
         if shared is None:
             shared = _Shared(scenario, compile_scenario(scenario) if compiled is None else compiled)
+        self.shared = shared
         self._build_pools(record_timeline, reference, shared)
         self._draw_patients(shared, given)
         self._build_pathways(shared, given)
@@ -290,6 +294,32 @@ class Replication(Waitlists, Journey):
                     step.first_exceptions = exceptions(1).head(n)
             steps.append(step)
         return steps
+
+    def draw_retries(self, attempts: int) -> None:
+        """Every drawn step's durations of attempts 2 to ``attempts`` (the compiled engine reads
+        them all), made at once for all the replications set up with this one: each
+        distribution applied to all their uniforms side by side (element by element, so the
+        same values as each step's own draws make on first use)."""
+        shared = self.shared
+        members = shared.members or [(self.streams, self.n, self.pathways)]
+        shared.members = None
+        for name, steps in shared.steps.items():
+            for j, (c, _) in enumerate(steps):
+                if c.fixed_duration is not None:
+                    continue
+                for a in range(2, attempts + 1):
+                    todo = [(streams, n, pathways[name][j].durations) for streams, n, pathways in members
+                            if n and len(pathways[name][j].durations._by_attempt) == a - 1]
+                    if not todo:
+                        continue
+                    purpose = f"step:{c.name}:{a}:duration"
+                    found = [streams(purpose) for streams, _, _ in todo]
+                    buffers = [stream.extend_to(n) for stream, (_, n, _) in zip(found, todo)]
+                    values = c.duration.ppf(np.concatenate(buffers))
+                    at = 0
+                    for stream, buffer, (_, _, by_attempt) in zip(found, buffers, todo):
+                        by_attempt._by_attempt.append(Draws.given(stream, c.duration, floats(values[at:at + buffer.size])))
+                        at += buffer.size
 
     def _build_pathways(self, shared: _Shared, given: _Given | None = None) -> None:
         sc = self.scenario
@@ -584,8 +614,10 @@ def _set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[
         streams = Streams(seed, r, by_rep.get(r))
         given.append(_Given(streams, arrival_days(scenario, streams)))
     _draw_together(scenario, shared, given)
-    return [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, shared=shared, given=g)
+    reps = [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, shared=shared, given=g)
             for r, g in zip(replications, given)]
+    shared.members = [(rep.streams, rep.n, rep.pathways) for rep in reps]
+    return reps
 
 
 def _draw_together(scenario: Scenario, shared: _Shared, given: list[_Given]) -> None:
