@@ -117,7 +117,7 @@ class _Shared:
     plan, the steps' fixed fields, the cohorts' tables and the sites' calendar changes."""
 
     __slots__ = ("compiled", "steps", "shares", "cohort_priority", "cohort_response", "cohort_icu",
-                 "calendars", "members")
+                 "calendars", "members", "step_names", "step_costs")
 
     def __init__(self, scenario: Scenario, compiled: dict[str, Any]) -> None:
         self.compiled = compiled
@@ -127,6 +127,8 @@ class _Shared:
         self.cohort_response = [c.after_infusion.response_probability for c in scenario.cohorts]
         self.cohort_icu = [c.after_infusion.icu_probability for c in scenario.cohorts]
         self.calendars: dict[str, Any] = {}  # site -> calendar_changes(...), on first use
+        self.step_names = [[c.name for c, _ in self.steps[name]] for name in scenario.pathways]
+        self.step_costs: np.ndarray | None = None  # Replication._step_costs, on first use
         #: The replications set up together, until their retries' draws are made
         #: (:meth:`Replication.draw_retries`): (streams, patients, pathways) of each.
         self.members: list[tuple[Streams, int, dict[str, list[EngineStep]]]] | None = None
@@ -328,7 +330,7 @@ class Replication(Waitlists, Journey):
         pathway_id = {name: k for k, name in enumerate(self.pathway_list)}
         first = given.first if given is not None else {}
         self.pathways = {name: self._engine_steps(name, shared.steps[name], first) for name in self.pathway_list}
-        self.step_names = [[s.name for s in self.pathways[name]] for name in self.pathway_list]
+        self.step_names = shared.step_names
 
         def plan(cohort: Any, name: str) -> tuple[list[EngineStep], int, int, int]:
             """(steps, bridging step or -1, shelf-clock step or -1, pathway number)."""
@@ -538,13 +540,17 @@ class Replication(Waitlists, Journey):
         return crs
 
     def _step_costs(self) -> np.ndarray:
-        """The cost charged when step ``j`` of pathway ``p`` begins (as the engines charge it)."""
-        width = max(len(self.pathways[name]) for name in self.pathway_list)
-        out = np.zeros((len(self.pathway_list), width))
-        for p, name in enumerate(self.pathway_list):
-            for j, step in enumerate(self.pathways[name]):
-                out[p, j] = step.cost
-        return out
+        """The cost charged when step ``j`` of pathway ``p`` begins (as the engines charge it;
+        the same in every replication of a set-up)."""
+        found = self.shared.step_costs
+        if found is None:
+            width = max(len(self.pathways[name]) for name in self.pathway_list)
+            found = np.zeros((len(self.pathway_list), width))
+            for p, name in enumerate(self.pathway_list):
+                for j, step in enumerate(self.pathways[name]):
+                    found[p, j] = step.cost
+            self.shared.step_costs = found
+        return found
 
     def _policy_columns(self) -> dict[str, np.ndarray]:
         """Patient columns of the optional policies (NaN where a policy does not apply)."""
