@@ -106,10 +106,25 @@ class _Attempts:
         return self._by_attempt[attempt - 1]
 
 
-def _step_template(compiled_step: Any) -> tuple[tuple[str, Any], ...]:
-    """An engine step's fields that are the same in every replication (its draws are not)."""
+def _step_template(compiled_step: Any) -> tuple[Any, ...]:
+    """An engine step's fields that are the same in every replication (its draws are not), in
+    the order of ``EngineStep.__slots__``."""
     template = EngineStep(compiled_step, None, None, None)
-    return tuple((name, getattr(template, name)) for name in EngineStep.__slots__)
+    return tuple(getattr(template, name) for name in EngineStep.__slots__)
+
+
+def _step_copier() -> Any:
+    """A function making an engine step from its template's fields: one assignment per slot,
+    written out (a loop of setattr costs several times more, once per step and replication)."""
+    lines = ["def copy(new, cls, fields):", "    step = new(cls)"]
+    lines += [f"    step.{name} = fields[{k}]" for k, name in enumerate(EngineStep.__slots__)]
+    lines.append("    return step")
+    space: dict[str, Any] = {}
+    exec("\n".join(lines), space)  # noqa: S102 - the code is made from the slots' names alone
+    return space["copy"]
+
+
+_copy_step = _step_copier()
 
 
 class _Shared:
@@ -279,12 +294,10 @@ class Replication(Waitlists, Journey):
                       first: dict[tuple[str, int], Draws]) -> list[EngineStep]:
         streams = self.streams
         n = self.n
-        new = EngineStep.__new__
+        new, copy = EngineStep.__new__, _copy_step
         steps = []
         for j, (c, template) in enumerate(templates):
-            step = new(EngineStep)
-            for name, value in template:
-                setattr(step, name, value)
+            step = copy(new, EngineStep, template)
             step.durations = durations = _Attempts(streams, c.name, "duration", c.duration, n, first.get((pathway, j)))
             step.failures = failures = _Attempts(streams, c.name, "failure", None, n)
             step.exceptions = exceptions = _Attempts(streams, c.name, "exception", None, n)
