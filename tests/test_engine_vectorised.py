@@ -386,3 +386,20 @@ def test_stream_seeds_computed_together_are_numpys_seed_sequence() -> None:
     for rep in together:
         alone = Replication(sc, 3, rep.replication, 40 if rep.replication == 0 else 0)
         assert_identical(rep.run(), alone.run())
+
+
+@pytest.mark.parametrize("name", ["local", "slot_shortage", "economics_local", "hybrid", "waitlist_fifo"])
+def test_replications_set_up_together_are_set_up_alone(name: str) -> None:
+    """Replications set up together (the tables they share made once, each distribution applied
+    to all their uniforms at once, the retries' durations made together) have the draws and the
+    results of each set up alone."""
+    from v2vsim.engine.compiled import _draws
+    from v2vsim.engine.replication import Replication, set_up
+
+    sc = v2vsim.load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+    together = set_up(sc, 5, list(range(5)), {1: 20})
+    for rep in together:
+        alone = Replication(sc, 5, rep.replication, 20 if rep.replication == 1 else 0)
+        for a, b in zip(_draws(rep, 3), _draws(alone, 3)):
+            assert a.tobytes() == b.tobytes()
+        assert_identical(rep.run(), alone.run())

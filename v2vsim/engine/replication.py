@@ -23,7 +23,7 @@ from simpy.core import URGENT
 from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
 from .calendar import calendar_changes, calendar_process, capacity_profile, daily_starts
-from .clocks import Bridge, arrival_days, bridged_clock, course_lengths, end_of_bridging
+from .clocks import Bridge, arrival_days, arrival_days_together, bridged_clock, course_lengths, end_of_bridging
 from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns
 from .health import economics_columns, response_probability, survival
 from .exception import exception_responses, infused_out_of_specification
@@ -628,10 +628,8 @@ def _set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[
     if len(replications) < 2:
         return [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, states=by_rep.get(r),
                      shared=shared) for r in replications]
-    given = []
-    for r in replications:
-        streams = Streams(seed, r, by_rep.get(r))
-        given.append(_Given(streams, arrival_days(scenario, streams)))
+    streams = [Streams(seed, r, by_rep.get(r)) for r in replications]
+    given = [_Given(s, days) for s, days in zip(streams, arrival_days_together(scenario, streams))]
     _draw_together(scenario, shared, given)
     reps = [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, shared=shared, given=g)
             for r, g in zip(replications, given)]
