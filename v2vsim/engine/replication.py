@@ -132,7 +132,7 @@ class _Shared:
     plan, the steps' fixed fields, the cohorts' tables and the sites' calendar changes."""
 
     __slots__ = ("compiled", "steps", "shares", "cohort_priority", "cohort_response", "cohort_icu",
-                 "calendars", "members", "step_names", "step_costs")
+                 "calendars", "members", "step_names", "step_costs", "retries_drawn")
 
     def __init__(self, scenario: Scenario, compiled: dict[str, Any]) -> None:
         self.compiled = compiled
@@ -147,6 +147,7 @@ class _Shared:
         #: The replications set up together, until their retries' draws are made
         #: (:meth:`Replication.draw_retries`): (streams, patients, pathways) of each.
         self.members: list[tuple[Streams, int, dict[str, list[EngineStep]]]] | None = None
+        self.retries_drawn = 1  # the attempts whose durations all the members have
 
 
 class _Given:
@@ -311,15 +312,33 @@ class Replication(Waitlists, Journey):
         return steps
 
     def draw_retries(self, attempts: int) -> None:
-        """Every drawn step's durations of attempts 2 to ``attempts`` (the compiled engine reads
-        them all), made at once for all the replications set up with this one: each
+        """Every drawn step's durations and failures' uniforms of attempts 2 to ``attempts`` (the
+        compiled engine reads them all), made at once for all the replications set up with this one: each
         distribution applied to all their uniforms side by side (element by element, so the
         same values as each step's own draws make on first use)."""
         shared = self.shared
-        members = shared.members or [(self.streams, self.n, self.pathways)]
-        shared.members = None
-        for name, steps in shared.steps.items():
+        if attempts <= shared.retries_drawn:
+            return
+        if shared.members:
+            members, shared.members = shared.members, None
+            shared.retries_drawn = attempts
+        else:
+            members = [(self.streams, self.n, self.pathways)]
+        enabled = gc.isenabled()
+        gc.disable()  # many objects that live on, no cycles (as in set_up)
+        try:
+            self._draw_retries(members, attempts)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _draw_retries(self, members: list[tuple[Streams, int, dict[str, list[EngineStep]]]], attempts: int) -> None:
+        for name, steps in self.shared.steps.items():
             for j, (c, _) in enumerate(steps):
+                if c.failure_probability > 0.0:  # the failures' uniforms too, while the collector waits
+                    for _, n, pathways in members:
+                        if n:
+                            pathways[name][j].failures(attempts).head(n)
                 if c.fixed_duration is not None:
                     continue
                 for a in range(2, attempts + 1):
