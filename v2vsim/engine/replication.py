@@ -30,7 +30,7 @@ from .exception import exception_responses, infused_out_of_specification
 from .journey import EngineStep, Journey, Patient
 from .waitlist import Waitlists
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
-from .rng import Draws, Streams, Uniforms, floats, replication_states
+from .rng import Draws, Streams, UniformStream, Uniforms, floats, replication_states
 
 __all__ = ["Replication", "arrival_days", "run_replication", "set_up", "stream_purposes"]
 
@@ -662,6 +662,19 @@ def _draw_together(scenario: Scenario, shared: _Shared, given: list[_Given]) -> 
     every replication's uniforms side by side: element by element, so the same values as one
     replication at a time."""
     sizes = [int(g.arrivals.size) for g in given]
+    purposes = ["cohort", "clock:death", "clock:ineligible", "after:response", "after:icu"]
+    for steps in shared.steps.values():
+        for c, _ in steps:
+            if c.fixed_duration is None:
+                purposes.append(f"step:{c.name}:1:duration")
+            if c.failure_probability > 0.0:
+                purposes.append(f"step:{c.name}:1:failure")
+    purposes = list(dict.fromkeys(purposes))
+    by_size: dict[int, list[Any]] = {}
+    for g, n in zip(given, sizes):  # every one of these streams is read up to n at set-up
+        by_size.setdefault(-(-max(n, 1) // 256), []).extend(g.streams(p) for p in purposes)
+    for blocks, streams in by_size.items():
+        UniformStream.fill_together(streams, blocks * 256)
     if not scenario.backlog:
         n_cohorts = len(scenario.cohorts)
         u_death = [g.streams("clock:death").extend_to(n)[:n] for g, n in zip(given, sizes)]

@@ -160,6 +160,21 @@ class UniformStream:
             self.values = np.concatenate((self.values, fresh)) if have else fresh
         return self.values
 
+    @staticmethod
+    def fill_together(streams: list["UniformStream"], size: int) -> None:
+        """``extend_to(size)`` of streams that have no values yet, their blocks generated into
+        the rows of one array and floored at once (the same values as one by one)."""
+        fresh = [s for s in streams if not s.values.size]
+        if not fresh or size <= 0:
+            return
+        target = -(-max(size, _BLOCK) // _BLOCK) * _BLOCK
+        block = np.empty((len(fresh), target))
+        for s, row in zip(fresh, block):
+            s._gen.random(out=row)
+        np.maximum(block, _TINY, out=block)
+        for s, row in zip(fresh, block):
+            s.values = row
+
     def __getitem__(self, index: int) -> float:
         values = self.values
         if index >= values.size:
