@@ -371,17 +371,37 @@ def test_stream_seeds_computed_together_are_numpys_seed_sequence() -> None:
     many streams) are numpy's own, word for word, and give the same uniforms; so are the
     replications set up together."""
     from v2vsim.engine.replication import Replication, set_up
-    from v2vsim.engine.rng import UniformStream, stream_seed, stream_states
+    from v2vsim.engine.rng import UniformStream, replication_states, stream_seed, stream_states
 
-    keys = [(r, p) for r in (0, 1, 7, 2**32 + 1, 2**45) for p in ("arrivals", "cohort", "step:make:2:failure", "")]
+    replications, purposes = [0, 1, 7, 2**32 - 1, 2**32 + 1, 2**45], ["arrivals", "cohort", "step:make:2:failure", ""]
+    keys = [(r, p) for r in replications for p in purposes]
     for seed in (0, 1, 20251201, 2**32, 2**64 + 7, 2**130 + 3):
         found = stream_states(seed, keys)
+        by_replication = replication_states(seed, replications, purposes)
         for key in keys:
             assert np.array_equal(found[key], stream_seed(seed, *key).generate_state(4, np.uint64)), (seed, key)
+            assert np.array_equal(by_replication[key[0]][key[1]], found[key]), (seed, key)
             assert np.array_equal(UniformStream(seed, *key, state=found[key]).extend_to(300),
                                   UniformStream(seed, *key).extend_to(300))
     sc = v2vsim.load_scenario(ROOT / "scenarios" / "overseas.yaml")
     together = set_up(sc, 3, list(range(6)), {0: 40})
     for rep in together:
         alone = Replication(sc, 3, rep.replication, 40 if rep.replication == 0 else 0)
+        assert_identical(rep.run(), alone.run())
+
+
+@pytest.mark.parametrize("name", ["local", "slot_shortage", "economics_local", "hybrid", "waitlist_fifo"])
+def test_replications_set_up_together_are_set_up_alone(name: str) -> None:
+    """Replications set up together (the tables they share made once, each distribution applied
+    to all their uniforms at once, the retries' durations made together) have the draws and the
+    results of each set up alone."""
+    from v2vsim.engine.compiled import _draws
+    from v2vsim.engine.replication import Replication, set_up
+
+    sc = v2vsim.load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+    together = set_up(sc, 5, list(range(5)), {1: 20})
+    for rep in together:
+        alone = Replication(sc, 5, rep.replication, 20 if rep.replication == 1 else 0)
+        for a, b in zip(_draws(rep, 3), _draws(alone, 3)):
+            assert a.tobytes() == b.tobytes()
         assert_identical(rep.run(), alone.run())

@@ -20,7 +20,8 @@ from ..scenario.distributions import DistributionSpec
 from .collect import DIED as _DIED
 from .rng import Draws, Streams, Uniforms
 
-__all__ = ["Bridge", "arrival_days", "bridged_clock", "hazard_form", "course_lengths", "end_of_bridging", "referral_clock"]
+__all__ = ["Bridge", "arrival_days", "arrival_days_together", "bridged_clock", "hazard_form", "course_lengths",
+           "end_of_bridging", "referral_clock"]
 
 
 #: Families whose cumulative hazard has a closed form that :func:`bridged_clock` evaluates in
@@ -174,13 +175,11 @@ def referral_clock(arrivals: np.ndarray) -> np.ndarray:
     return clock
 
 
-def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
-    """Referral days in ``[0, horizon)`` for one replication."""
+def _arrival_gaps(scenario: Scenario) -> tuple[Any, float]:
+    """The gaps between referrals as a function of their uniforms, and the expected number of
+    referrals in the horizon (a Poisson rate or an interarrival distribution)."""
     horizon = scenario.horizon_days
     arr = scenario.arrivals
-    if arr.schedule is not None:
-        days = np.sort(np.asarray(arr.schedule, dtype=float))
-        return days[days < horizon]
     if arr.rate_per_year is not None:
         mean = 365.0 / arr.rate_per_year
 
@@ -188,16 +187,51 @@ def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
             with np.errstate(over="ignore", invalid="ignore"):  # a gap past the float range is inf
                 return np.nan_to_num(-mean * np.log1p(-u), nan=0.0, posinf=math.inf)  # inf * 0: 0
 
-        expected = horizon / mean
-    else:
-        dist = arr.interarrival
-        assert dist is not None
-        gaps = dist.ppf
-        expected = horizon / max(dist.mean(), 1e-12)
+        return gaps, horizon / mean
+    dist = arr.interarrival
+    assert dist is not None
+    return dist.ppf, horizon / max(dist.mean(), 1e-12)
+
+
+def _first_size(expected: float) -> int:
+    return int(expected + 6 * math.sqrt(expected) + 16)
+
+
+def arrival_days(scenario: Scenario, streams: Streams) -> np.ndarray:
+    """Referral days in ``[0, horizon)`` for one replication."""
+    horizon = scenario.horizon_days
+    arr = scenario.arrivals
+    if arr.schedule is not None:
+        days = np.sort(np.asarray(arr.schedule, dtype=float))
+        return days[days < horizon]
+    gaps, expected = _arrival_gaps(scenario)
     stream = streams("arrivals")
-    size = int(expected + 6 * math.sqrt(expected) + 16)
+    size = _first_size(expected)
     while True:
         days = np.cumsum(gaps(stream.extend_to(size)[:size]))
         if days[-1] >= horizon or not np.isfinite(days[-1]):
             return days[days < horizon]
         size *= 2
+
+
+def arrival_days_together(scenario: Scenario, streams: list[Streams]) -> list[np.ndarray]:
+    """:func:`arrival_days` of several replications: their first uniforms side by side, the
+    gaps and their running sums computed for all at once (element by element, and each row's
+    sum in order: the same days); a replication whose first draws fall short goes on alone."""
+    arr = scenario.arrivals
+    if arr.schedule is not None or len(streams) < 2:
+        return [arrival_days(scenario, s) for s in streams]
+    horizon = scenario.horizon_days
+    gaps, expected = _arrival_gaps(scenario)
+    size = _first_size(expected)
+    u = np.empty((len(streams), size))
+    for row, s in zip(u, streams):
+        row[:] = s("arrivals").extend_to(size)[:size]
+    days = np.cumsum(gaps(u), axis=1)
+    out = []
+    for row, s in zip(days, streams):
+        if row[-1] >= horizon or not np.isfinite(row[-1]):
+            out.append(row[row < horizon])
+        else:
+            out.append(arrival_days(scenario, s))
+    return out

@@ -42,10 +42,13 @@ class Coded:
         return np.array(self.labels, dtype=object)[self.codes]
 
 
+_CODE_KINDS = tuple((kind, int(np.iinfo(kind).max)) for kind in (np.int8, np.int16, np.int32))
+
+
 def small_codes(codes: np.ndarray, n_labels: int) -> np.ndarray:
     """``codes`` in the smallest integer type that holds ``n_labels`` labels."""
-    for kind in (np.int8, np.int16, np.int32):
-        if n_labels <= np.iinfo(kind).max:
+    for kind, most in _CODE_KINDS:
+        if n_labels <= most:
             return np.asarray(codes).astype(kind, copy=False)
     return np.asarray(codes, dtype=np.int64)
 
@@ -152,17 +155,31 @@ class Recorder:
         self.attempts[i] = runs
 
 
-def _step_codes(pathway_taken: np.ndarray, outcome_step: np.ndarray,
-                step_names: list[list[str]]) -> Coded:
-    """The name of each patient's outcome step ("" for none) as codes into the distinct names."""
+#: The last step-name table (:func:`_step_codes`), by the identity of the names' list: the
+#: replications of one set-up share that list.
+_STEP_TABLE: list[Any] = [(None, None, None)]
+
+
+def _step_table(step_names: list[list[str]]) -> tuple[np.ndarray, tuple[str, ...]]:
+    names, table, labels_found = _STEP_TABLE[0]
+    if names is step_names:
+        return table, labels_found
     labels: dict[str, int] = {"": 0}
     table = np.zeros((max(len(step_names), 1), 1 + max((len(s) for s in step_names), default=0)),
                      dtype=np.int64)
     for p, names in enumerate(step_names):
         for s, name in enumerate(names):
             table[p, s + 1] = labels.setdefault(name, len(labels))
+    _STEP_TABLE[0] = (step_names, table, tuple(labels))
+    return table, tuple(labels)
+
+
+def _step_codes(pathway_taken: np.ndarray, outcome_step: np.ndarray,
+                step_names: list[list[str]]) -> Coded:
+    """The name of each patient's outcome step ("" for none) as codes into the distinct names."""
+    table, labels = _step_table(step_names)
     codes = table[pathway_taken, outcome_step.astype(np.int64) + 1]
-    return Coded(small_codes(codes, len(labels)), tuple(labels))
+    return Coded(small_codes(codes, len(labels)), labels)
 
 
 def patient_columns(rec: Recorder, scenario: Scenario, arrivals: np.ndarray, cohort_of: np.ndarray,

@@ -206,15 +206,17 @@ def _draws(rep: Replication, attempts: int) -> tuple[np.ndarray, np.ndarray]:
     D = np.zeros((len(paths), width, attempts, n))
     F = np.ones((len(paths), width, attempts, n))
     if n:
+        rep.draw_retries(attempts)  # the retries' durations of all replications set up together
         for p, steps in enumerate(paths):
             for j, step in enumerate(steps):
-                for a in range(1, attempts + 1):
-                    if step.fixed_duration is None:
-                        values = step.first_durations if a == 1 else step.durations(a).head(n)
-                        D[p, j, a - 1] = np.asarray(values, dtype=float)[:n]
-                    if step.failure_probability > 0.0:
-                        values = step.first_failures if a == 1 else step.failures(a).head(n)
-                        F[p, j, a - 1] = np.asarray(values, dtype=float)[:n]
+                if step.fixed_duration is None:
+                    D[p, j, 0] = np.frombuffer(step.first_durations, dtype=float, count=n)
+                    for a in range(2, attempts + 1):
+                        D[p, j, a - 1] = np.frombuffer(step.durations(a).head(n), dtype=float, count=n)
+                if step.failure_probability > 0.0:
+                    F[p, j, 0] = np.frombuffer(step.first_failures, dtype=float, count=n)
+                    for a in range(2, attempts + 1):
+                        F[p, j, a - 1] = np.frombuffer(step.failures(a).head(n), dtype=float, count=n)
     return D, F
 
 

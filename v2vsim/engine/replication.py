@@ -9,6 +9,7 @@ same patient gets the same draws for the same purpose in any scenario (common ra
 
 from __future__ import annotations
 
+import gc
 import math
 from array import array
 from collections.abc import Iterator
@@ -22,14 +23,14 @@ from simpy.core import URGENT
 from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
 from .calendar import calendar_changes, calendar_process, capacity_profile, daily_starts
-from .clocks import Bridge, arrival_days, bridged_clock, course_lengths, end_of_bridging
+from .clocks import Bridge, arrival_days, arrival_days_together, bridged_clock, course_lengths, end_of_bridging
 from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns
 from .health import economics_columns, response_probability, survival
 from .exception import exception_responses, infused_out_of_specification
 from .journey import EngineStep, Journey, Patient
 from .waitlist import Waitlists
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
-from .rng import Draws, Streams, Uniforms, floats, stream_states
+from .rng import Draws, Streams, UniformStream, Uniforms, floats, replication_states
 
 __all__ = ["Replication", "arrival_days", "run_replication", "set_up", "stream_purposes"]
 
@@ -64,7 +65,9 @@ def run_until(env: simpy.Environment, stop: float) -> None:
 
 
 class _PerAttempt:
-    """Draws of one step by attempt number: one named stream per attempt, made on first use."""
+    """Draws of one step by attempt number: one named stream per attempt, made on first use.
+    (Not used by the set-up any more, which makes :class:`_Attempts`; kept with its layout,
+    since a compiled loop cached on disk may hold pickled objects of it.)"""
 
     __slots__ = ("_make", "_by_attempt")
 
@@ -78,6 +81,92 @@ class _PerAttempt:
         return self._by_attempt[attempt - 1]
 
 
+class _Attempts:
+    """Draws of one step by attempt number: one named stream per attempt, made on first use
+    (``what``: "duration", drawn from ``dist``, or "failure" / "exception", plain uniforms)."""
+
+    __slots__ = ("_streams", "_name", "_what", "_dist", "_n", "_by_attempt")
+
+    def __init__(self, streams: Streams, name: str, what: str, dist: Any, n: int, first: Any = None) -> None:
+        self._streams = streams
+        self._name = name
+        self._what = what
+        self._dist = dist
+        self._n = n
+        self._by_attempt: list[Any] = [] if first is None else [first]
+
+    def _draws(self, attempt: int) -> Any:
+        stream = self._streams(f"step:{self._name}:{attempt}:{self._what}")
+        size = self._n if attempt == 1 else 0
+        return Draws(stream, self._dist, size) if self._what == "duration" else Uniforms(stream, size)
+
+    def __call__(self, attempt: int) -> Any:
+        while len(self._by_attempt) < attempt:
+            self._by_attempt.append(self._draws(len(self._by_attempt) + 1))
+        return self._by_attempt[attempt - 1]
+
+
+def _step_template(compiled_step: Any) -> tuple[Any, ...]:
+    """An engine step's fields that are the same in every replication (its draws are not), in
+    the order of ``EngineStep.__slots__``."""
+    template = EngineStep(compiled_step, None, None, None)
+    return tuple(getattr(template, name) for name in EngineStep.__slots__)
+
+
+def _step_copier() -> Any:
+    """A function making an engine step from its template's fields: one assignment per slot,
+    written out (a loop of setattr costs several times more, once per step and replication)."""
+    lines = ["def copy(new, cls, fields):", "    step = new(cls)"]
+    lines += [f"    step.{name} = fields[{k}]" for k, name in enumerate(EngineStep.__slots__)]
+    lines.append("    return step")
+    space: dict[str, Any] = {}
+    exec("\n".join(lines), space)  # noqa: S102 - the code is made from the slots' names alone
+    return space["copy"]
+
+
+_copy_step = _step_copier()
+
+
+class _Shared:
+    """What every replication of one scenario shares, computed once per set-up: the compiled
+    plan, the steps' fixed fields, the cohorts' tables and the sites' calendar changes."""
+
+    __slots__ = ("compiled", "steps", "shares", "cohort_priority", "cohort_response", "cohort_icu",
+                 "calendars", "members", "step_names", "step_costs", "retries_drawn")
+
+    def __init__(self, scenario: Scenario, compiled: dict[str, Any]) -> None:
+        self.compiled = compiled
+        self.steps = {name: [(c, _step_template(c)) for c in compiled[name].steps] for name in scenario.pathways}
+        self.shares = np.cumsum(scenario.cohort_shares())
+        self.cohort_priority = [c.priority for c in scenario.cohorts]
+        self.cohort_response = [c.after_infusion.response_probability for c in scenario.cohorts]
+        self.cohort_icu = [c.after_infusion.icu_probability for c in scenario.cohorts]
+        self.calendars: dict[str, Any] = {}  # site -> calendar_changes(...), on first use
+        self.step_names = [[c.name for c, _ in self.steps[name]] for name in scenario.pathways]
+        self.step_costs: np.ndarray | None = None  # Replication._step_costs, on first use
+        #: The replications set up together, until their retries' draws are made
+        #: (:meth:`Replication.draw_retries`): (streams, patients, pathways) of each.
+        self.members: list[tuple[Streams, int, dict[str, list[EngineStep]]]] | None = None
+        self.retries_drawn = 1  # the attempts whose durations all the members have
+
+
+class _Given:
+    """One replication's streams and draws computed beforehand, together with the other
+    replications of its set-up (:func:`set_up`): the same values as its own set-up makes."""
+
+    __slots__ = ("streams", "arrivals", "cohort_of", "u_death", "u_inel", "death", "inel", "first")
+
+    def __init__(self, streams: Streams, arrivals: np.ndarray) -> None:
+        self.streams = streams
+        self.arrivals = arrivals
+        self.cohort_of: np.ndarray | None = None
+        self.u_death: np.ndarray | None = None
+        self.u_inel: np.ndarray | None = None
+        self.death: np.ndarray | None = None
+        self.inel: np.ndarray | None = None
+        self.first: dict[tuple[str, int], Draws] = {}  # (pathway, step) -> first attempt's durations
+
+
 class Replication(Waitlists, Journey):
     """State of one replication (the journey's methods read it)."""
 
@@ -86,31 +175,41 @@ class Replication(Waitlists, Journey):
                  "u_response", "u_icu", "cohort_priority", "cohort_response", "cohort_icu",
                  "cohort_bridge", "pathway_list", "pathways", "step_names", "cohort_plan",
                  "cohort_rule", "pathway_taken", "prior", "backlog_cohort", "cohort_rerefer", "re_referred",
-                 "estimate_noise")
+                 "estimate_noise", "shared")
 
     def __init__(self, scenario: Scenario, seed: int, replication: int, trace_patients: int = 0,
                  record_timeline: bool = True, reference: bool = False, compiled: Any = None,
-                 states: dict[str, np.ndarray] | None = None) -> None:
-        """``compiled`` (:func:`compile_scenario` of the scenario) and ``states`` (the streams'
-        seed words, :func:`.rng.stream_states`) may be given when several replications of one
-        scenario are set up together; they change nothing but the time it takes."""
+                 states: dict[str, np.ndarray] | None = None, shared: _Shared | None = None,
+                 given: _Given | None = None) -> None:
+        """``compiled`` (:func:`compile_scenario` of the scenario), ``states`` (the streams'
+        seed words, :func:`.rng.stream_states`), ``shared`` (what every replication of the
+        scenario shares) and ``given`` (this replication's draws, computed with the others')
+        may be given when several replications of one scenario are set up together; they
+        change nothing but the time it takes."""
         self.scenario = scenario
         self.replication = replication
-        self.streams = streams = Streams(seed, replication, states)
+        if given is not None:
+            self.streams = streams = given.streams
+            self.arrivals = given.arrivals
+        else:
+            self.streams = streams = Streams(seed, replication, states)
+            self.arrivals = arrival_days(scenario, streams)
         self.env = simpy.Environment()
-        self.arrivals = arrival_days(scenario, streams)
         self.prior = self._backlog()  # days already waited by the backlog's patients (first)
         n = self.n = int(self.arrivals.size)
         self.start_weekday = scenario.start_date.weekday()
         self.rec = Recorder(n, trace_patients, charges=scenario.economics is not None)
         self.live: dict[int, Patient] = {}
-        self._build_pools(record_timeline, reference)
-        self._draw_patients()
-        self._build_pathways(compile_scenario(scenario) if compiled is None else compiled)
+        if shared is None:
+            shared = _Shared(scenario, compile_scenario(scenario) if compiled is None else compiled)
+        self.shared = shared
+        self._build_pools(record_timeline, reference, shared)
+        self._draw_patients(shared, given)
+        self._build_pathways(shared, given)
 
     # ------------------------------------------------------------------ set-up
 
-    def _build_pools(self, record_timeline: bool, reference: bool) -> None:
+    def _build_pools(self, record_timeline: bool, reference: bool, shared: _Shared) -> None:
         sc = self.scenario
         env = self.env
         self.site_names = list(sc.sites)
@@ -122,14 +221,17 @@ class Replication(Waitlists, Journey):
                  for s in sc.sites.values()]
         self.queue_rules = rules if any(rules) else None  # None: every site first come first served
         stop = sc.horizon_days + sc.drain_days
-        for s, log in zip(sc.sites.values(), self.site_log):
+        for (name, s), log in zip(sc.sites.items(), self.site_log):
             if not s.has_calendar:
                 kind = PriorityResourcePool if reference else SlotPool
                 self.pools.append(kind(env, s.slots, log))  # type: ignore[arg-type]
                 continue
             if reference:
                 raise ValueError("the reference pool has no calendar")
-            capacity, closed, reopen, changes = calendar_changes(s, sc.start_date, self.start_weekday, stop)
+            found = shared.calendars.get(name)
+            if found is None:
+                found = shared.calendars[name] = calendar_changes(s, sc.start_date, self.start_weekday, stop)
+            capacity, closed, reopen, changes = found
             pool = CalendarPool(env, capacity, log,
                                 math.inf if s.starts_per_month is None else s.starts_per_month,
                                 math.inf if s.starts_per_week is None else s.starts_per_week)
@@ -139,36 +241,40 @@ class Replication(Waitlists, Journey):
             self.pools.append(pool)
             self.calendars.append((pool, changes))
 
-    def _draw_patients(self) -> None:
+    def _draw_patients(self, shared: _Shared, given: _Given | None = None) -> None:
         """Cohorts, disease clocks and after-infusion draws, vectorised, by patient index."""
         sc = self.scenario
         streams = self.streams
         n = self.n
-        shares = np.cumsum(sc.cohort_shares())
-        u_cohort = streams("cohort").extend_to(n)[:n]
-        self.cohort_of = np.minimum(np.searchsorted(shares, u_cohort, side="right"), len(sc.cohorts) - 1)
-        if self.backlog_cohort is not None:
-            given = self.backlog_cohort >= 0
-            self.cohort_of[:given.size][given] = self.backlog_cohort[given]
+        if given is not None and given.cohort_of is not None:
+            self.cohort_of = given.cohort_of
+            self.u_death, self.u_inel = given.u_death, given.u_inel  # type: ignore[assignment]
+            death, inel = given.death, given.inel
+        else:
+            u_cohort = streams("cohort").extend_to(n)[:n]
+            self.cohort_of = np.minimum(np.searchsorted(shared.shares, u_cohort, side="right"), len(sc.cohorts) - 1)
+            if self.backlog_cohort is not None:
+                given_cohort = self.backlog_cohort >= 0
+                self.cohort_of[:given_cohort.size][given_cohort] = self.backlog_cohort[given_cohort]
+            self.u_death = streams("clock:death").extend_to(n)[:n]
+            self.u_inel = streams("clock:ineligible").extend_to(n)[:n]
+            death = np.full(n, math.inf)
+            inel = np.full(n, math.inf)
+            for c, cohort in enumerate(sc.cohorts):
+                mask = self.cohort_of == c
+                if mask.any():
+                    death[mask] = cohort.time_to_death.ppf(self.u_death[mask])
+                    inel[mask] = cohort.time_to_ineligible.ppf(self.u_inel[mask])
+            if self.prior is not None:
+                self._condition_backlog(death, inel)
         self.cohort_list: list[int] = self.cohort_of.tolist()
-        self.u_death = streams("clock:death").extend_to(n)[:n]
-        self.u_inel = streams("clock:ineligible").extend_to(n)[:n]
-        death = np.full(n, math.inf)
-        inel = np.full(n, math.inf)
-        for c, cohort in enumerate(sc.cohorts):
-            mask = self.cohort_of == c
-            if mask.any():
-                death[mask] = cohort.time_to_death.ppf(self.u_death[mask])
-                inel[mask] = cohort.time_to_ineligible.ppf(self.u_inel[mask])
-        if self.prior is not None:
-            self._condition_backlog(death, inel)
         self.death = floats(death)  # days from referral; bridging may change a patient's values
         self.ineligible = floats(inel)
         self.u_response = floats(streams("after:response").extend_to(n)[:n])
         self.u_icu = floats(streams("after:icu").extend_to(n)[:n])
-        self.cohort_priority = [c.priority for c in sc.cohorts]
-        self.cohort_response = [c.after_infusion.response_probability for c in sc.cohorts]
-        self.cohort_icu = [c.after_infusion.icu_probability for c in sc.cohorts]
+        self.cohort_priority = shared.cohort_priority
+        self.cohort_response = shared.cohort_response
+        self.cohort_icu = shared.cohort_icu
         self.cohort_bridge: list[Bridge | None] = []
         for cohort in sc.cohorts:
             b = cohort.bridging
@@ -185,36 +291,78 @@ class Replication(Waitlists, Journey):
                 cost_per_day=b.cost_per_day,
             ))
 
-    def _engine_steps(self, compiled: list[Any]) -> list[EngineStep]:
+    def _engine_steps(self, pathway: str, templates: list[tuple[Any, Any]],
+                      first: dict[tuple[str, int], Draws]) -> list[EngineStep]:
         streams = self.streams
         n = self.n
+        new, copy = EngineStep.__new__, _copy_step
         steps = []
-        for c in compiled:
-            def durations(a: int, c: Any = c) -> Draws:
-                return Draws(streams(f"step:{c.name}:{a}:duration"), c.duration, n if a == 1 else 0)
-
-            def failures(a: int, c: Any = c) -> Uniforms:
-                return Uniforms(streams(f"step:{c.name}:{a}:failure"), n if a == 1 else 0)
-
-            def exceptions(a: int, c: Any = c) -> Uniforms:
-                return Uniforms(streams(f"step:{c.name}:{a}:exception"), n if a == 1 else 0)
-
-            step = EngineStep(c, _PerAttempt(durations), _PerAttempt(failures), _PerAttempt(exceptions))
+        for j, (c, template) in enumerate(templates):
+            step = copy(new, EngineStep, template)
+            step.durations = durations = _Attempts(streams, c.name, "duration", c.duration, n, first.get((pathway, j)))
+            step.failures = failures = _Attempts(streams, c.name, "failure", None, n)
+            step.exceptions = exceptions = _Attempts(streams, c.name, "exception", None, n)
             if step.fixed_duration is None:
-                step.first_durations = step.durations(1).head(n)
+                step.first_durations = durations(1).head(n)
             if step.failure_probability > 0.0:
-                step.first_failures = step.failures(1).head(n)
+                step.first_failures = failures(1).head(n)
                 if step.exception_probability > 0.0:
-                    step.first_exceptions = step.exceptions(1).head(n)
+                    step.first_exceptions = exceptions(1).head(n)
             steps.append(step)
         return steps
 
-    def _build_pathways(self, compiled: dict[str, Any]) -> None:
+    def draw_retries(self, attempts: int) -> None:
+        """Every drawn step's durations and failures' uniforms of attempts 2 to ``attempts`` (the
+        compiled engine reads them all), made at once for all the replications set up with this one: each
+        distribution applied to all their uniforms side by side (element by element, so the
+        same values as each step's own draws make on first use)."""
+        shared = self.shared
+        if attempts <= shared.retries_drawn:
+            return
+        if shared.members:
+            members, shared.members = shared.members, None
+            shared.retries_drawn = attempts
+        else:
+            members = [(self.streams, self.n, self.pathways)]
+        enabled = gc.isenabled()
+        gc.disable()  # many objects that live on, no cycles (as in set_up)
+        try:
+            self._draw_retries(members, attempts)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _draw_retries(self, members: list[tuple[Streams, int, dict[str, list[EngineStep]]]], attempts: int) -> None:
+        for name, steps in self.shared.steps.items():
+            for j, (c, _) in enumerate(steps):
+                if c.failure_probability > 0.0:  # the failures' uniforms too, while the collector waits
+                    for _, n, pathways in members:
+                        if n:
+                            pathways[name][j].failures(attempts).head(n)
+                if c.fixed_duration is not None:
+                    continue
+                for a in range(2, attempts + 1):
+                    todo = [(streams, n, pathways[name][j].durations) for streams, n, pathways in members
+                            if n and len(pathways[name][j].durations._by_attempt) == a - 1]
+                    if not todo:
+                        continue
+                    purpose = f"step:{c.name}:{a}:duration"
+                    found = [streams(purpose) for streams, _, _ in todo]
+                    buffers = [stream.extend_to(n) for stream, (_, n, _) in zip(found, todo)]
+                    values = c.duration.ppf(np.concatenate(buffers))
+                    at = 0
+                    for stream, buffer, (_, _, by_attempt) in zip(found, buffers, todo):
+                        by_attempt._by_attempt.append(Draws.given(stream, c.duration, floats(values[at:at + buffer.size])))
+                        at += buffer.size
+
+    def _build_pathways(self, shared: _Shared, given: _Given | None = None) -> None:
         sc = self.scenario
+        compiled = shared.compiled
         self.pathway_list = list(sc.pathways)
         pathway_id = {name: k for k, name in enumerate(self.pathway_list)}
-        self.pathways = {name: self._engine_steps(compiled[name].steps) for name in self.pathway_list}
-        self.step_names = [[s.name for s in self.pathways[name]] for name in self.pathway_list]
+        first = given.first if given is not None else {}
+        self.pathways = {name: self._engine_steps(name, shared.steps[name], first) for name in self.pathway_list}
+        self.step_names = shared.step_names
 
         def plan(cohort: Any, name: str) -> tuple[list[EngineStep], int, int, int]:
             """(steps, bridging step or -1, shelf-clock step or -1, pathway number)."""
@@ -424,13 +572,17 @@ class Replication(Waitlists, Journey):
         return crs
 
     def _step_costs(self) -> np.ndarray:
-        """The cost charged when step ``j`` of pathway ``p`` begins (as the engines charge it)."""
-        width = max(len(self.pathways[name]) for name in self.pathway_list)
-        out = np.zeros((len(self.pathway_list), width))
-        for p, name in enumerate(self.pathway_list):
-            for j, step in enumerate(self.pathways[name]):
-                out[p, j] = step.cost
-        return out
+        """The cost charged when step ``j`` of pathway ``p`` begins (as the engines charge it;
+        the same in every replication of a set-up)."""
+        found = self.shared.step_costs
+        if found is None:
+            width = max(len(self.pathways[name]) for name in self.pathway_list)
+            found = np.zeros((len(self.pathway_list), width))
+            for p, name in enumerate(self.pathway_list):
+                for j, step in enumerate(self.pathways[name]):
+                    found[p, j] = step.cost
+            self.shared.step_costs = found
+        return found
 
     def _policy_columns(self) -> dict[str, np.ndarray]:
         """Patient columns of the optional policies (NaN where a policy does not apply)."""
@@ -473,15 +625,89 @@ def stream_purposes(scenario: Scenario) -> list[str]:
 def set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[int, int],
            record_timeline: bool = True, kind: type[Replication] = Replication) -> list[Replication]:
     """Several replications of one scenario set up together: the plan compiled once and the
-    streams' seeds computed together (the same draws as one by one)."""
+    streams' seeds computed together (the same draws as one by one). The cyclic garbage
+    collector is paused meanwhile: the set-up makes many objects that all live on (a
+    collection would only walk them), and no cycles to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _set_up(scenario, seed, replications, trace, record_timeline, kind)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[int, int],
+            record_timeline: bool, kind: type[Replication]) -> list[Replication]:
     compiled = compile_scenario(scenario)
+    shared = _Shared(scenario, compiled)
     by_rep: dict[int, dict[str, np.ndarray]] = {}
     if len(replications) >= 4:  # below that, numpy's own seeding is as quick
-        found = stream_states(seed, [(r, p) for r in replications for p in stream_purposes(scenario)])
-        for (r, purpose), words in found.items():
-            by_rep.setdefault(r, {})[purpose] = words
-    return [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, states=by_rep.get(r))
-            for r in replications]
+        by_rep = replication_states(seed, replications, stream_purposes(scenario))
+    if len(replications) < 2:
+        return [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, states=by_rep.get(r),
+                     shared=shared) for r in replications]
+    streams = [Streams(seed, r, by_rep.get(r)) for r in replications]
+    given = [_Given(s, days) for s, days in zip(streams, arrival_days_together(scenario, streams))]
+    _draw_together(scenario, shared, given)
+    reps = [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, shared=shared, given=g)
+            for r, g in zip(replications, given)]
+    shared.members = [(rep.streams, rep.n, rep.pathways) for rep in reps]
+    return reps
+
+
+def _draw_together(scenario: Scenario, shared: _Shared, given: list[_Given]) -> None:
+    """The draws of several replications' patients that pass through a distribution (the
+    cohorts, the disease clocks, the steps' first durations), each distribution applied once to
+    every replication's uniforms side by side: element by element, so the same values as one
+    replication at a time."""
+    sizes = [int(g.arrivals.size) for g in given]
+    purposes = ["cohort", "clock:death", "clock:ineligible", "after:response", "after:icu"]
+    for steps in shared.steps.values():
+        for c, _ in steps:
+            if c.fixed_duration is None:
+                purposes.append(f"step:{c.name}:1:duration")
+            if c.failure_probability > 0.0:
+                purposes.append(f"step:{c.name}:1:failure")
+    purposes = list(dict.fromkeys(purposes))
+    by_size: dict[int, list[Any]] = {}
+    for g, n in zip(given, sizes):  # every one of these streams is read up to n at set-up
+        by_size.setdefault(-(-max(n, 1) // 256), []).extend(g.streams(p) for p in purposes)
+    for blocks, streams in by_size.items():
+        UniformStream.fill_together(streams, blocks * 256)
+    if not scenario.backlog:
+        n_cohorts = len(scenario.cohorts)
+        u_death = [g.streams("clock:death").extend_to(n)[:n] for g, n in zip(given, sizes)]
+        u_inel = [g.streams("clock:ineligible").extend_to(n)[:n] for g, n in zip(given, sizes)]
+        u_cohort = np.concatenate([g.streams("cohort").extend_to(n)[:n] for g, n in zip(given, sizes)])
+        cohort_of = np.minimum(np.searchsorted(shared.shares, u_cohort, side="right"), n_cohorts - 1)
+        all_death, all_inel = np.concatenate(u_death), np.concatenate(u_inel)
+        death = np.full(all_death.size, math.inf)
+        inel = np.full(all_inel.size, math.inf)
+        for c, cohort in enumerate(scenario.cohorts):
+            mask = cohort_of == c
+            if mask.any():
+                death[mask] = cohort.time_to_death.ppf(all_death[mask])
+                inel[mask] = cohort.time_to_ineligible.ppf(all_inel[mask])
+        at = 0
+        for g, n, ud, ui in zip(given, sizes, u_death, u_inel):
+            g.cohort_of, g.u_death, g.u_inel = cohort_of[at:at + n], ud, ui
+            g.death, g.inel = death[at:at + n], inel[at:at + n]
+            at += n
+    for name, steps in shared.steps.items():
+        for j, (c, _) in enumerate(steps):
+            if c.fixed_duration is not None:
+                continue
+            purpose = f"step:{c.name}:1:duration"
+            members = [(g, g.streams(purpose)) for g, n in zip(given, sizes) if n]
+            if not members:
+                continue
+            buffers = [stream.extend_to(g.arrivals.size) for g, stream in members]
+            values = c.duration.ppf(np.concatenate(buffers))
+            at = 0
+            for (g, stream), buffer in zip(members, buffers):
+                g.first[name, j] = Draws.given(stream, c.duration, floats(values[at:at + buffer.size]))
+                at += buffer.size
 
 
 def run_replication(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["stream_seed", "stream_states", "UniformStream", "Streams", "Draws", "Uniforms", "floats"]
+__all__ = ["replication_states", "stream_seed", "stream_states", "UniformStream", "Streams", "Draws", "Uniforms", "floats"]
 
 _BLOCK = 256
 _TINY = float(np.finfo(float).tiny)
@@ -99,6 +99,31 @@ def stream_states(seed: int, keys: list[tuple[int, str]]) -> dict[tuple[int, str
     return out
 
 
+def replication_states(seed: int, replications: list[int], purposes: list[str]) -> dict[int, dict[str, np.ndarray]]:
+    """:func:`stream_states` of every purpose in every replication, by replication and purpose:
+    the same words, with the entropy of all streams laid out as arrays at once (a replication
+    number below 2**32 is one word, as a purpose's crc32 is)."""
+    head = _words(seed)
+    head += [0] * max(0, 4 - len(head))
+    small = [r for r in dict.fromkeys(replications) if 0 <= r < 2**32]
+    others = [r for r in dict.fromkeys(replications) if not 0 <= r < 2**32]
+    out: dict[int, dict[str, np.ndarray]] = {}
+    if small and purposes:
+        k = len(purposes)
+        entropy = np.empty((len(head) + 2, len(small) * k), dtype=np.uint32)
+        entropy[:len(head)] = np.array(head, dtype=np.uint32)[:, None]
+        entropy[len(head)] = np.repeat(np.array(small, dtype=np.uint32), k)
+        entropy[len(head) + 1] = np.tile(np.array([zlib.crc32(p.encode()) for p in purposes], dtype=np.uint32),
+                                         len(small))
+        states = _mixed_states(entropy)
+        for a, r in enumerate(small):
+            out[r] = dict(zip(purposes, states[a * k:(a + 1) * k]))
+    if others:
+        for (r, purpose), words in stream_states(seed, [(r, p) for r in others for p in purposes]).items():
+            out.setdefault(r, {})[purpose] = words
+    return out
+
+
 class _GivenState(np.random.bit_generator.ISeedSequence):
     """A seed sequence whose state words are already known (from :func:`stream_states`)."""
 
@@ -134,6 +159,21 @@ class UniformStream:
             np.maximum(fresh, _TINY, out=fresh)
             self.values = np.concatenate((self.values, fresh)) if have else fresh
         return self.values
+
+    @staticmethod
+    def fill_together(streams: list["UniformStream"], size: int) -> None:
+        """``extend_to(size)`` of streams that have no values yet, their blocks generated into
+        the rows of one array and floored at once (the same values as one by one)."""
+        fresh = [s for s in streams if not s.values.size]
+        if not fresh or size <= 0:
+            return
+        target = -(-max(size, _BLOCK) // _BLOCK) * _BLOCK
+        block = np.empty((len(fresh), target))
+        for s, row in zip(fresh, block):
+            s._gen.random(out=row)
+        np.maximum(block, _TINY, out=block)
+        for s, row in zip(fresh, block):
+            s.values = row
 
     def __getitem__(self, index: int) -> float:
         values = self.values
@@ -180,6 +220,16 @@ class Draws:
         self._values = array("d")
         if size_hint:
             self._grow(size_hint)
+
+    @classmethod
+    def given(cls, stream: UniformStream, dist: Any, values: array) -> "Draws":
+        """Draws whose first values are already computed (``values``: what ``_grow`` makes of
+        the stream's buffer as it stands; several replications' are computed together)."""
+        self = cls.__new__(cls)
+        self._stream = stream
+        self._dist = dist
+        self._values = values
+        return self
 
     def _grow(self, size: int) -> None:
         self._values = floats(self._dist.ppf(self._stream.extend_to(size)))
