@@ -274,3 +274,39 @@ def test_the_loops_bridged_clock_is_the_references_to_the_last_bit() -> None:
         checked += 1
         moved += expect != t0
     assert checked == 3000 and moved > 1000
+
+
+def test_the_compiled_loops_disk_cache_holds_no_replication() -> None:
+    """Numba's disk cache of the loop keeps what its object-mode block (bridging by callback)
+    refers to: that must be the kernel module's own function, by name, never a replication's
+    closure, which would be pickled whole and fail to load once the replication's classes
+    change (a stale cache then breaks the engine instead of compiling again)."""
+    if not JIT:
+        pytest.skip("Numba is not installed")
+    import pickle
+
+    from v2vsim.engine import kernel
+    from v2vsim.engine.compiled import _kernel_function
+
+    data = {"name": "callback", "horizon_days": 60, "drain_days": 30, "start_date": "2025-01-01",
+            "arrivals": {"schedule": [0.0, 1.0, 2.0]},
+            "cohorts": [{"name": "a", "share": 1.0, "pathway": "p",
+                         "time_to_death": {"dist": "lognormal", "median": 40.0, "p90": 300.0},
+                         "bridging": {"start_step": "s0", "duration": 5.0, "hazard_ratio": 0.5}}],
+            "pathways": {"p": {"steps": [{"name": "s0", "kind": "apheresis", "duration": 2.0, "site": "x"},
+                                         {"name": "s1", "kind": "infusion", "duration": 1.0}]}},
+            "sites": {"x": {"slots": 1}}}
+    sc = load(data)
+    assert sc is not None and _bridging_table(Replication(sc, 1, 0))[0, 0] == 0  # bridged by the callback
+    [out] = run_compiled(sc, 1, [0])
+    assert_same_run(out, run_replication(sc, 1, 0))
+    assert len(pickle.dumps(kernel.bridge_callback)) < 200  # kept by name
+    run = _kernel_function(True)
+    cache = Path(run._cache._cache_path)
+    index = run._cache._cache_file._index_name  # this source's entries: <name>.nbi, <name>.<k>.nbc
+    files = sorted(cache.glob(index[:-len(".nbi")] + ".*nbc"))
+    assert files, (cache, index)
+    for f in files:
+        raw = f.read_bytes()
+        for name in (b"_PerAttempt", b"_Attempts", b"EngineStep", b"Recorder", b"UniformStream"):
+            assert name not in raw, (f.name, name)

@@ -283,7 +283,7 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     # Views of the replication's clocks: the loop writes the clocks that bridging changes.
     death = np.frombuffer(rep.death, dtype=float) if rep.n else np.zeros(0)
     inel = np.frombuffer(rep.ineligible, dtype=float) if rep.n else np.zeros(0)
-    kernel.bridge_callback = _bridge_for(rep)
+    kernel.CURRENT_BRIDGE[0] = _bridge_for(rep)
     # Ctrl-C and SIGTERM are held while the compiled loop runs and hands back its arrays (a
     # signal handled in the middle of that surfaces as a SystemError, "returned a result with
     # an exception set"); they are delivered as the loop returns, as on the SimPy engine.
@@ -300,7 +300,7 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
             raise signal_exc from None
         raise
     finally:
-        kernel.bridge_callback = None
+        kernel.CURRENT_BRIDGE[0] = None
         _release_signals(held)
     rep.pathway_taken[:] = taken
     rec = rep.rec

@@ -42,11 +42,19 @@ except ImportError:  # pragma: no cover - the plain-Python loop without Numba
         def __exit__(self, *exc: object) -> None:
             pass
 
-#: Called for a patient whose bridging starts, of a cohort the loop does not bridge itself (its
-#: clocks have no closed-form cumulative hazard; set by .compiled for the replication it runs):
-#: ``(patient, now, referral, deadline, clock, expiry, cost) -> [deadline, clock, cut, cost,
-#: toxic, unfit_from, unfit_until]`` — the replication's own start_bridging.
-bridge_callback = None
+#: The bridging of the replication the loop runs (set by .compiled): ``(patient, now, referral,
+#: deadline, clock, expiry, cost) -> [deadline, clock, cut, cost, toxic, unfit_from,
+#: unfit_until]``, the replication's own start_bridging, for a cohort the loop does not bridge
+#: itself (its clocks have no closed-form cumulative hazard).
+CURRENT_BRIDGE: list = [None]
+
+
+def bridge_callback(*args):  # type: ignore[no-untyped-def]
+    """What the loop calls to bridge a patient: :data:`CURRENT_BRIDGE`'s function. The loop
+    names this module-level function, never the replication's own: Numba's disk cache of the
+    loop keeps what its object-mode block refers to, and a function is kept by its name, where
+    a replication's closure would be kept whole (and fail to load once its classes change)."""
+    return CURRENT_BRIDGE[0](*args)
 
 # Patient floats (columns of PF) and integers (columns of PI).
 _F_DEADLINE, _F_EXPIRY, _F_CUT, _F_WAIT, _F_SINCE, _F_COST, _F_READY, _F_BEGIN, _F_REF, _F_UNFIT_FROM, _F_UNFIT_UNTIL = range(11)
