@@ -308,5 +308,5 @@ def test_the_compiled_loops_disk_cache_holds_no_replication() -> None:
     assert files, (cache, index)
     for f in files:
         raw = f.read_bytes()
-        for name in (b"_PerAttempt", b"_Attempts", b"EngineStep", b"Recorder", b"UniformStream"):
+        for name in (b"_Attempts", b"EngineStep", b"Recorder", b"UniformStream", b"_Shared"):
             assert name not in raw, (f.name, name)

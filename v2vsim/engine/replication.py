@@ -64,23 +64,6 @@ def run_until(env: simpy.Environment, stop: float) -> None:
             raise exc
 
 
-class _PerAttempt:
-    """Draws of one step by attempt number: one named stream per attempt, made on first use.
-    (Not used by the set-up any more, which makes :class:`_Attempts`; kept with its layout,
-    since a compiled loop cached on disk may hold pickled objects of it.)"""
-
-    __slots__ = ("_make", "_by_attempt")
-
-    def __init__(self, make: Any) -> None:
-        self._make = make
-        self._by_attempt: list[Any] = []
-
-    def __call__(self, attempt: int) -> Any:
-        while len(self._by_attempt) < attempt:
-            self._by_attempt.append(self._make(len(self._by_attempt) + 1))
-        return self._by_attempt[attempt - 1]
-
-
 class _Attempts:
     """Draws of one step by attempt number: one named stream per attempt, made on first use
     (``what``: "duration", drawn from ``dist``, or "failure" / "exception", plain uniforms)."""
