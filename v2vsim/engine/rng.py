@@ -204,8 +204,10 @@ class Streams:
 
 def floats(values: Any) -> array:
     """A compact array of Python-indexable floats (8 bytes each, unlike a list's 32)."""
-    out = array("d")
-    out.frombytes(np.ascontiguousarray(values, dtype=float).tobytes())
+    values = np.asarray(values, dtype=float).reshape(-1)
+    out = array("d", [0.0]) * values.size
+    if values.size:  # one copy, straight into the array's buffer (not through a bytes object)
+        np.frombuffer(out, dtype=float)[:] = values
     return out
 
 
