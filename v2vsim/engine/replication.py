@@ -2,9 +2,11 @@
 
 :class:`Replication` sets up what the journey (:mod:`.journey`) reads — the compiled
 pathways with this replication's draws, one pool per site (:mod:`.pools`), the disease clocks —
-runs the environment to the end of the drain and hands the recorder's facts to
-:mod:`.collect`. Randomness is read from named streams by patient index (:mod:`.rng`), so the
-same patient gets the same draws for the same purpose in any scenario (common random numbers).
+runs the environment to the end of the drain and builds its results (:mod:`.results`, from the
+recorder's facts, :mod:`.collect`). Randomness is read from named streams by patient index
+(:mod:`.rng`), so the same patient gets the same draws for the same purpose in any scenario
+(common random numbers). :func:`set_up` makes several replications of a scenario at once,
+sharing what is the same in each and drawing through each distribution once (:mod:`.setup`).
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ from simpy.core import URGENT
 
 from ..scenario import PathwayRule, Scenario
 from ..scenario.compile import compile_scenario
-from .calendar import calendar_changes, calendar_process, capacity_profile, daily_starts
-from .clocks import Bridge, arrival_days, arrival_days_together, bridged_clock, course_lengths, end_of_bridging
-from .collect import DIED, INELIGIBLE, INFUSED, UNRESOLVED, Recorder, ReplicationOutput, patient_columns
-from .health import economics_columns, response_probability, survival
-from .exception import exception_responses, infused_out_of_specification
+from .calendar import calendar_changes, calendar_process, daily_starts
+from .clocks import Bridge, arrival_days, arrival_days_together, bridged_clock
+from .collect import DIED, INELIGIBLE, UNRESOLVED, Recorder, ReplicationOutput
 from .journey import EngineStep, Journey, Patient
 from .waitlist import Waitlists
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
-from .rng import Draws, Streams, UniformStream, Uniforms, floats, replication_states
+from .rng import Draws, Streams, Uniforms, floats, replication_states
+from .results import Results
+from .setup import Attempts, Given, Shared, copy_step, draw_together, stream_purposes
 
 __all__ = ["Replication", "arrival_days", "run_replication", "set_up", "stream_purposes"]
 
@@ -64,93 +66,7 @@ def run_until(env: simpy.Environment, stop: float) -> None:
             raise exc
 
 
-class _Attempts:
-    """Draws of one step by attempt number: one named stream per attempt, made on first use
-    (``what``: "duration", drawn from ``dist``, or "failure" / "exception", plain uniforms)."""
-
-    __slots__ = ("_streams", "_name", "_what", "_dist", "_n", "_by_attempt")
-
-    def __init__(self, streams: Streams, name: str, what: str, dist: Any, n: int, first: Any = None) -> None:
-        self._streams = streams
-        self._name = name
-        self._what = what
-        self._dist = dist
-        self._n = n
-        self._by_attempt: list[Any] = [] if first is None else [first]
-
-    def _draws(self, attempt: int) -> Any:
-        stream = self._streams(f"step:{self._name}:{attempt}:{self._what}")
-        size = self._n if attempt == 1 else 0
-        return Draws(stream, self._dist, size) if self._what == "duration" else Uniforms(stream, size)
-
-    def __call__(self, attempt: int) -> Any:
-        while len(self._by_attempt) < attempt:
-            self._by_attempt.append(self._draws(len(self._by_attempt) + 1))
-        return self._by_attempt[attempt - 1]
-
-
-def _step_template(compiled_step: Any) -> tuple[Any, ...]:
-    """An engine step's fields that are the same in every replication (its draws are not), in
-    the order of ``EngineStep.__slots__``."""
-    template = EngineStep(compiled_step, None, None, None)
-    return tuple(getattr(template, name) for name in EngineStep.__slots__)
-
-
-def _step_copier() -> Any:
-    """A function making an engine step from its template's fields: one assignment per slot,
-    written out (a loop of setattr costs several times more, once per step and replication)."""
-    lines = ["def copy(new, cls, fields):", "    step = new(cls)"]
-    lines += [f"    step.{name} = fields[{k}]" for k, name in enumerate(EngineStep.__slots__)]
-    lines.append("    return step")
-    space: dict[str, Any] = {}
-    exec("\n".join(lines), space)  # noqa: S102 - the code is made from the slots' names alone
-    return space["copy"]
-
-
-_copy_step = _step_copier()
-
-
-class _Shared:
-    """What every replication of one scenario shares, computed once per set-up: the compiled
-    plan, the steps' fixed fields, the cohorts' tables and the sites' calendar changes."""
-
-    __slots__ = ("compiled", "steps", "shares", "cohort_priority", "cohort_response", "cohort_icu",
-                 "calendars", "members", "step_names", "step_costs", "retries_drawn")
-
-    def __init__(self, scenario: Scenario, compiled: dict[str, Any]) -> None:
-        self.compiled = compiled
-        self.steps = {name: [(c, _step_template(c)) for c in compiled[name].steps] for name in scenario.pathways}
-        self.shares = np.cumsum(scenario.cohort_shares())
-        self.cohort_priority = [c.priority for c in scenario.cohorts]
-        self.cohort_response = [c.after_infusion.response_probability for c in scenario.cohorts]
-        self.cohort_icu = [c.after_infusion.icu_probability for c in scenario.cohorts]
-        self.calendars: dict[str, Any] = {}  # site -> calendar_changes(...), on first use
-        self.step_names = [[c.name for c, _ in self.steps[name]] for name in scenario.pathways]
-        self.step_costs: np.ndarray | None = None  # Replication._step_costs, on first use
-        #: The replications set up together, until their retries' draws are made
-        #: (:meth:`Replication.draw_retries`): (streams, patients, pathways) of each.
-        self.members: list[tuple[Streams, int, dict[str, list[EngineStep]]]] | None = None
-        self.retries_drawn = 1  # the attempts whose durations all the members have
-
-
-class _Given:
-    """One replication's streams and draws computed beforehand, together with the other
-    replications of its set-up (:func:`set_up`): the same values as its own set-up makes."""
-
-    __slots__ = ("streams", "arrivals", "cohort_of", "u_death", "u_inel", "death", "inel", "first")
-
-    def __init__(self, streams: Streams, arrivals: np.ndarray) -> None:
-        self.streams = streams
-        self.arrivals = arrivals
-        self.cohort_of: np.ndarray | None = None
-        self.u_death: np.ndarray | None = None
-        self.u_inel: np.ndarray | None = None
-        self.death: np.ndarray | None = None
-        self.inel: np.ndarray | None = None
-        self.first: dict[tuple[str, int], Draws] = {}  # (pathway, step) -> first attempt's durations
-
-
-class Replication(Waitlists, Journey):
+class Replication(Results, Waitlists, Journey):
     """State of one replication (the journey's methods read it)."""
 
     __slots__ = ("scenario", "replication", "streams", "arrivals", "n", "site_names", "site_log",
@@ -162,8 +78,8 @@ class Replication(Waitlists, Journey):
 
     def __init__(self, scenario: Scenario, seed: int, replication: int, trace_patients: int = 0,
                  record_timeline: bool = True, reference: bool = False, compiled: Any = None,
-                 states: dict[str, np.ndarray] | None = None, shared: _Shared | None = None,
-                 given: _Given | None = None) -> None:
+                 states: dict[str, np.ndarray] | None = None, shared: Shared | None = None,
+                 given: Given | None = None) -> None:
         """``compiled`` (:func:`compile_scenario` of the scenario), ``states`` (the streams'
         seed words, :func:`.rng.stream_states`), ``shared`` (what every replication of the
         scenario shares) and ``given`` (this replication's draws, computed with the others')
@@ -184,7 +100,7 @@ class Replication(Waitlists, Journey):
         self.rec = Recorder(n, trace_patients, charges=scenario.economics is not None)
         self.live: dict[int, Patient] = {}
         if shared is None:
-            shared = _Shared(scenario, compile_scenario(scenario) if compiled is None else compiled)
+            shared = Shared(scenario, compile_scenario(scenario) if compiled is None else compiled)
         self.shared = shared
         self._build_pools(record_timeline, reference, shared)
         self._draw_patients(shared, given)
@@ -192,7 +108,7 @@ class Replication(Waitlists, Journey):
 
     # ------------------------------------------------------------------ set-up
 
-    def _build_pools(self, record_timeline: bool, reference: bool, shared: _Shared) -> None:
+    def _build_pools(self, record_timeline: bool, reference: bool, shared: Shared) -> None:
         sc = self.scenario
         env = self.env
         self.site_names = list(sc.sites)
@@ -224,7 +140,7 @@ class Replication(Waitlists, Journey):
             self.pools.append(pool)
             self.calendars.append((pool, changes))
 
-    def _draw_patients(self, shared: _Shared, given: _Given | None = None) -> None:
+    def _draw_patients(self, shared: Shared, given: Given | None = None) -> None:
         """Cohorts, disease clocks and after-infusion draws, vectorised, by patient index."""
         sc = self.scenario
         streams = self.streams
@@ -278,13 +194,13 @@ class Replication(Waitlists, Journey):
                       first: dict[tuple[str, int], Draws]) -> list[EngineStep]:
         streams = self.streams
         n = self.n
-        new, copy = EngineStep.__new__, _copy_step
+        new, copy = EngineStep.__new__, copy_step
         steps = []
         for j, (c, template) in enumerate(templates):
             step = copy(new, EngineStep, template)
-            step.durations = durations = _Attempts(streams, c.name, "duration", c.duration, n, first.get((pathway, j)))
-            step.failures = failures = _Attempts(streams, c.name, "failure", None, n)
-            step.exceptions = exceptions = _Attempts(streams, c.name, "exception", None, n)
+            step.durations = durations = Attempts(streams, c.name, "duration", c.duration, n, first.get((pathway, j)))
+            step.failures = failures = Attempts(streams, c.name, "failure", None, n)
+            step.exceptions = exceptions = Attempts(streams, c.name, "exception", None, n)
             if step.fixed_duration is None:
                 step.first_durations = durations(1).head(n)
             if step.failure_probability > 0.0:
@@ -338,7 +254,7 @@ class Replication(Waitlists, Journey):
                         by_attempt._by_attempt.append(Draws.given(stream, c.duration, floats(values[at:at + buffer.size])))
                         at += buffer.size
 
-    def _build_pathways(self, shared: _Shared, given: _Given | None = None) -> None:
+    def _build_pathways(self, shared: Shared, given: Given | None = None) -> None:
         sc = self.scenario
         compiled = shared.compiled
         self.pathway_list = list(sc.pathways)
@@ -474,136 +390,6 @@ class Replication(Waitlists, Journey):
         starts = {self.site_names[self.pools.index(pool)]: np.asarray(pool.starts) for pool, _ in self.calendars}
         return self.output(busy, timeline, next(env._eid), starts)  # simpy numbers every scheduled event
 
-    def output(self, busy: dict[str, float], timeline: dict[str, np.ndarray], events_processed: int,
-               starts: dict[str, np.ndarray], engine: str = "simpy") -> ReplicationOutput:
-        """The replication's result from the recorder and what the sites report (any engine)."""
-        sc = self.scenario
-        rec = self.rec
-        stop = sc.horizon_days + sc.drain_days
-        if (rec.outcome == UNRESOLVED).any():
-            end_day = stop
-        else:
-            end_day = max(sc.horizon_days, float(np.nanmax(rec.outcome_day)) if self.n else 0.0)
-        self._after_infusion()
-        bridged_days = None
-        if any(b is not None and (b.durations is None or b.cost_per_day) for b in self.cohort_bridge):
-            bridged_days = end_of_bridging(self, stop)
-        columns = patient_columns(rec, sc, self.arrivals, self.cohort_of, self.pathway_taken, self.step_names)
-        policy = self._policy_columns()
-        alive_days = policy.pop("_alive_days", None)
-        columns.update(policy)
-        fixed = sum(s.fixed_cost_per_year for s in sc.sites.values()) * sc.horizon_days / 365.0
-        budget, fixed_discounted = None, math.nan
-        if sc.economics is not None:
-            crs = self._crs()
-            columns["crs"] = crs
-            eco, budget, fixed_discounted = economics_columns(
-                rec, sc, self.streams, self.arrivals, self.cohort_of, self.pathway_taken, self.pathway_list,
-                self._step_costs(), alive_days, crs, rec.bridging_day, course_lengths(self),
-                bridged_days)
-            columns.update(eco)
-        site_slots: dict[str, float] = {name: s.slots for name, s in sc.sites.items()}  # type: ignore[misc]
-        daily_slots: dict[str, np.ndarray] = {}
-        for name, s in sc.sites.items():
-            if isinstance(s.slots, list):
-                site_slots[name], daily_slots[name] = capacity_profile(s, sc.start_date, end_day)
-        return ReplicationOutput(
-            replication=self.replication,
-            columns=columns,
-            end_day=end_day,
-            site_busy_slot_days=busy,
-            site_slots=site_slots,
-            site_timeline=timeline,
-            events=rec.events,
-            fixed_cost=fixed,
-            events_processed=events_processed,
-            site_daily_slots=daily_slots,
-            site_starts=starts,
-            engine=engine,
-            budget=budget,
-            fixed_cost_discounted=fixed_discounted,
-        )
-
-    def _after_infusion(self) -> None:
-        """Response and ICU admission of every infused patient (drawn by patient index); the
-        chance of a response may depend on the wait (``wait_effect``)."""
-        rec = self.rec
-        infused = rec.outcome == INFUSED
-        if infused.any():
-            response = np.asarray(self.cohort_response)[self.cohort_of]  # a new array (indexed)
-            exception = exception_responses(self, response)  # out_of_spec_infusion's replace the cohort's
-            for c, cohort in enumerate(self.scenario.cohorts):
-                effect = cohort.after_infusion.wait_effect
-                if effect.response_odds_ratio != 1.0:
-                    m = infused & (self.cohort_of == c)
-                    for p in [cohort.after_infusion.response_probability] if exception is None else np.unique(response[m]):
-                        k = m if exception is None else m & (response == p)
-                        response[k] = response_probability(float(p), rec.infusion_day[k] - self.arrivals[k], effect)
-            icu = np.asarray(self.cohort_icu)[self.cohort_of]
-            rec.responded[infused] = (np.asarray(self.u_response) < response)[infused]
-            rec.icu[infused] = (np.asarray(self.u_icu) < icu)[infused]
-
-    def _crs(self) -> np.ndarray:
-        """Cytokine release syndrome after each infusion (its own draw; NaN if not infused)."""
-        rec = self.rec
-        crs = np.full(self.n, math.nan)
-        infused = rec.outcome == INFUSED
-        if infused.any():
-            p = np.asarray([c.after_infusion.crs_probability for c in self.scenario.cohorts])[self.cohort_of]
-            u = self.streams("after:crs").extend_to(self.n)[:self.n]
-            crs[infused] = (u < p)[infused]
-        return crs
-
-    def _step_costs(self) -> np.ndarray:
-        """The cost charged when step ``j`` of pathway ``p`` begins (as the engines charge it;
-        the same in every replication of a set-up)."""
-        found = self.shared.step_costs
-        if found is None:
-            width = max(len(self.pathways[name]) for name in self.pathway_list)
-            found = np.zeros((len(self.pathway_list), width))
-            for p, name in enumerate(self.pathway_list):
-                for j, step in enumerate(self.pathways[name]):
-                    found[p, j] = step.cost
-            self.shared.step_costs = found
-        return found
-
-    def _policy_columns(self) -> dict[str, np.ndarray]:
-        """Patient columns of the optional policies (NaN where a policy does not apply)."""
-        n = self.n
-        rerouted = np.full(n, math.nan)
-        for c, rule in enumerate(self.cohort_rule):
-            if rule is not None:
-                mask = self.cohort_of == c
-                rerouted[mask] = (self.pathway_taken[mask] != rule[0][3]).astype(float)
-        columns = {"rerouted": rerouted, "bridging_day": self.rec.bridging_day,
-                   "bridging_toxicity": self.rec.bridging_toxicity, "re_referred": self.re_referred,
-                   "backlog_waited_days": self._backlog_waited(),
-                   "infused_out_of_specification": infused_out_of_specification(self)}
-        columns.update(survival(self.rec, self.scenario, self.streams, self.arrivals,
-                                self.cohort_of, self.death))
-        return columns
-
-
-def stream_purposes(scenario: Scenario) -> list[str]:
-    """The streams a replication of ``scenario`` reads (a retry's streams for the second
-    attempt; later ones are made when first needed)."""
-    purposes = ["arrivals", "cohort", "clock:death", "clock:ineligible", "after:response", "after:icu",
-                "after:survival"]
-    if scenario.economics is not None:
-        purposes += ["after:crs", "after:cure", "after:background", "cohort:age", "cohort:sex"]
-    if any(c.bridging is not None for c in scenario.cohorts):
-        purposes += ["bridging:duration", "bridging:toxicity", "bridging:toxicity_delay"]
-    for pathway in scenario.pathways.values():
-        for step in pathway.steps:
-            for attempt in (1, 2):
-                if step.duration.dist != "fixed":
-                    purposes.append(f"step:{step.name}:{attempt}:duration")
-                if step.failure_probability > 0:
-                    purposes.append(f"step:{step.name}:{attempt}:failure")
-                    if step.out_of_spec_infusion is not None and step.out_of_spec_infusion.probability > 0:
-                        purposes.append(f"step:{step.name}:{attempt}:exception")
-    return list(dict.fromkeys(purposes))
-
 
 def set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[int, int],
            record_timeline: bool = True, kind: type[Replication] = Replication) -> list[Replication]:
@@ -623,7 +409,7 @@ def set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[i
 def _set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[int, int],
             record_timeline: bool, kind: type[Replication]) -> list[Replication]:
     compiled = compile_scenario(scenario)
-    shared = _Shared(scenario, compiled)
+    shared = Shared(scenario, compiled)
     by_rep: dict[int, dict[str, np.ndarray]] = {}
     if len(replications) >= 4:  # below that, numpy's own seeding is as quick
         by_rep = replication_states(seed, replications, stream_purposes(scenario))
@@ -631,66 +417,12 @@ def _set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[
         return [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, states=by_rep.get(r),
                      shared=shared) for r in replications]
     streams = [Streams(seed, r, by_rep.get(r)) for r in replications]
-    given = [_Given(s, days) for s, days in zip(streams, arrival_days_together(scenario, streams))]
-    _draw_together(scenario, shared, given)
+    given = [Given(s, days) for s, days in zip(streams, arrival_days_together(scenario, streams))]
+    draw_together(scenario, shared, given)
     reps = [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, shared=shared, given=g)
             for r, g in zip(replications, given)]
     shared.members = [(rep.streams, rep.n, rep.pathways) for rep in reps]
     return reps
-
-
-def _draw_together(scenario: Scenario, shared: _Shared, given: list[_Given]) -> None:
-    """The draws of several replications' patients that pass through a distribution (the
-    cohorts, the disease clocks, the steps' first durations), each distribution applied once to
-    every replication's uniforms side by side: element by element, so the same values as one
-    replication at a time."""
-    sizes = [int(g.arrivals.size) for g in given]
-    purposes = ["cohort", "clock:death", "clock:ineligible", "after:response", "after:icu"]
-    for steps in shared.steps.values():
-        for c, _ in steps:
-            if c.fixed_duration is None:
-                purposes.append(f"step:{c.name}:1:duration")
-            if c.failure_probability > 0.0:
-                purposes.append(f"step:{c.name}:1:failure")
-    purposes = list(dict.fromkeys(purposes))
-    by_size: dict[int, list[Any]] = {}
-    for g, n in zip(given, sizes):  # every one of these streams is read up to n at set-up
-        by_size.setdefault(-(-max(n, 1) // 256), []).extend(g.streams(p) for p in purposes)
-    for blocks, streams in by_size.items():
-        UniformStream.fill_together(streams, blocks * 256)
-    if not scenario.backlog:
-        n_cohorts = len(scenario.cohorts)
-        u_death = [g.streams("clock:death").extend_to(n)[:n] for g, n in zip(given, sizes)]
-        u_inel = [g.streams("clock:ineligible").extend_to(n)[:n] for g, n in zip(given, sizes)]
-        u_cohort = np.concatenate([g.streams("cohort").extend_to(n)[:n] for g, n in zip(given, sizes)])
-        cohort_of = np.minimum(np.searchsorted(shared.shares, u_cohort, side="right"), n_cohorts - 1)
-        all_death, all_inel = np.concatenate(u_death), np.concatenate(u_inel)
-        death = np.full(all_death.size, math.inf)
-        inel = np.full(all_inel.size, math.inf)
-        for c, cohort in enumerate(scenario.cohorts):
-            mask = cohort_of == c
-            if mask.any():
-                death[mask] = cohort.time_to_death.ppf(all_death[mask])
-                inel[mask] = cohort.time_to_ineligible.ppf(all_inel[mask])
-        at = 0
-        for g, n, ud, ui in zip(given, sizes, u_death, u_inel):
-            g.cohort_of, g.u_death, g.u_inel = cohort_of[at:at + n], ud, ui
-            g.death, g.inel = death[at:at + n], inel[at:at + n]
-            at += n
-    for name, steps in shared.steps.items():
-        for j, (c, _) in enumerate(steps):
-            if c.fixed_duration is not None:
-                continue
-            purpose = f"step:{c.name}:1:duration"
-            members = [(g, g.streams(purpose)) for g, n in zip(given, sizes) if n]
-            if not members:
-                continue
-            buffers = [stream.extend_to(g.arrivals.size) for g, stream in members]
-            values = c.duration.ppf(np.concatenate(buffers))
-            at = 0
-            for (g, stream), buffer in zip(members, buffers):
-                g.first[name, j] = Draws.given(stream, c.duration, floats(values[at:at + buffer.size]))
-                at += buffer.size
 
 
 def run_replication(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,
