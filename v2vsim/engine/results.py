@@ -44,8 +44,7 @@ class Results:
     u_icu: Any
     death: Any
     re_referred: np.ndarray
-
-    def _backlog_waited(self) -> np.ndarray: ...  # pragma: no cover - the waitlist mixin's
+    _backlog_waited: Any  # the waitlist mixin's method (days each backlog patient had waited)
 
     def output(self, busy: dict[str, float], timeline: dict[str, np.ndarray], events_processed: int,
                starts: dict[str, np.ndarray], engine: str = "simpy") -> ReplicationOutput:
