@@ -18,11 +18,6 @@ likely duration and the adults' median untreated survival drawn per set), run as
 sweep`` runs points, on two workers, with ``engine="auto"``; the SimPy engine's time for the
 same workload is measured on a sample of the sets.
 
-Each child sets glibc malloc's thresholds for large arrays as the command line and its workers
-do (``v2vsim._memory.keep_freed_memory``; every engine alike): without them a fresh process
-pays page faults for each large temporary array, which on the stress scenario cost the
-vectorised engine more than its arithmetic.
-
 Targets (issue #10): vectorised >= 30x SimPy on the stress scenario; peak memory of the 1M
 run <= 1 GB.
 """
@@ -67,11 +62,7 @@ def digest(outputs: list) -> str:
 
 
 def child(engine: str, path: str, replications: int, seed: int) -> None:
-    """One timed run of ``engine`` in this (fresh) process, with malloc set as the command line
-    and its workers set it (v2vsim._memory); prints JSON."""
-    from v2vsim._memory import keep_freed_memory
-
-    keep_freed_memory()
+    """One timed run of ``engine`` in this (fresh) process; prints JSON."""
     sc = load_scenario(path)
     if engine == "compiled":
         run_replications(sc, seed, [0], engine="compiled")  # load (or compile) the loop first

@@ -2,8 +2,7 @@
 
     cli -> experiments -> engine -> scenario        outputs -> (metrics, scenario)
     cli -> app -> scenario (the web app runs the command line in processes of its own)
-    (every layer may use _workers, the worker processes, which imports only _memory, malloc's
-    settings; neither imports anything else of v2vsim)
+    (every layer may use _workers, the worker processes, which imports nothing of v2vsim)
 
 Read from the source: every import counts, at module level, inside a function or under
 ``TYPE_CHECKING``, so a lazy import cannot hide a wrong arrow.
@@ -21,12 +20,11 @@ ALLOWED = {
     "scenario": set(),
     "metrics": {"scenario"},
     "_version": set(),
-    "_memory": set(),  # malloc's settings for large arrays (the command line and the workers)
-    "_workers": {"_memory"},  # worker processes, below every layer (the figures use them too)
+    "_workers": set(),  # worker processes, below every layer (the figures use them too)
     "engine": {"scenario", "metrics", "_version", "_workers"},
     "experiments": {"engine", "scenario", "metrics", "_version", "_workers"},
     "outputs": {"scenario", "metrics", "_version", "_workers"},
-    "cli": {"experiments", "engine", "scenario", "metrics", "outputs", "app", "_version", "_workers", "_memory"},
+    "cli": {"experiments", "engine", "scenario", "metrics", "outputs", "app", "_version", "_workers"},
     # The web app runs the command line in processes of its own and reads what it writes.
     "app": {"scenario", "_version"},
     "__init__": {"experiments", "engine", "scenario", "_version"},

@@ -98,9 +98,6 @@ def _start_worker(parent: int, initializer: Callable[..., Any] | None, initargs:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):  # blocked by the parent around the fork
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    from ._memory import keep_freed_memory
-
-    keep_freed_memory()  # as the command line does (a forked worker has it already)
     if initializer is not None:
         initializer(*initargs)
 

@@ -33,9 +33,6 @@ def main() -> None:
     from .stopping import exit_status, handle_stop_signals, worker_died
 
     handle_stop_signals()  # Ctrl-C exits 130, SIGTERM 143 (see v2vsim.cli.stopping)
-    from .._memory import keep_freed_memory
-
-    keep_freed_memory()  # large arrays from malloc's heap (see v2vsim._memory)
     try:
         app(prog_name="v2vsim")
     except SystemExit as exc:
