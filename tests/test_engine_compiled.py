@@ -308,5 +308,5 @@ def test_the_compiled_loops_disk_cache_holds_no_replication() -> None:
     assert files, (cache, index)
     for f in files:
         raw = f.read_bytes()
-        for name in (b"_Attempts", b"EngineStep", b"Recorder", b"UniformStream", b"_Shared"):
+        for name in (b"Attempts", b"EngineStep", b"Recorder", b"UniformStream", b"Shared", b"Given"):
             assert name not in raw, (f.name, name)
