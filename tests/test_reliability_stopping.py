@@ -14,6 +14,7 @@ import importlib.util
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -88,17 +89,33 @@ def test_workers_die_with_a_parent_killed_by_sigkill(folder: Path) -> None:
             proc.communicate()
 
 
-def test_a_worker_that_dies_by_itself_ends_the_command_in_one_line(folder: Path) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Leave nothing of a command that failed its test running into the next tests."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.5])
+def test_a_worker_that_dies_by_itself_ends_the_command_in_one_line(delay: float, folder: Path) -> None:
+    # The worker may die between results or while sending one (a few tenths of a second in).
     args, _ = stop.COMMANDS["run"]
-    out = folder / "worker-died"
+    out = folder / f"worker-died-{delay}"
     proc = stop.v2vsim([*args, "-o", str(out)], cwd=folder)
-    deadline = time.monotonic() + 60
-    while len(stop.group_members(proc.pid)) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.02)
-    time.sleep(0.5)
-    os.kill(next(p for p in stop.group_members(proc.pid) if p != proc.pid), signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while len(stop.group_members(proc.pid)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        time.sleep(delay)
+        os.kill(next(p for p in stop.group_members(proc.pid) if p != proc.pid), signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        _kill_group(proc)
     lines = stderr.decode().strip().splitlines()
     assert proc.returncode == 1, stderr.decode()[-3000:]
     assert lines == ["error: a worker process ended unexpectedly (killed by a signal, or out of memory); "
@@ -144,3 +161,43 @@ def test_a_signal_while_the_command_starts_exits_at_once(signum: int, tmp_path: 
         assert proc.returncode == 128 + signum, (delay, proc.returncode, text[-2000:])
         assert "Traceback" not in text and "interrupted" in text, (delay, text[-2000:])
         assert not out.exists(), delay
+
+
+# A task that dies half-way through sending its result: it takes the result pipe's lock, writes a
+# message's length and part of its bytes, and kills itself (what a SIGKILL or the OOM killer
+# does to a worker whose result is on its way). Python's own pool then waits for ever.
+_DIES_SENDING = """
+import gc, os, signal, struct, sys, time
+from multiprocessing.queues import SimpleQueue
+from v2vsim._workers import WorkerDied, WorkerPool
+
+def task(i):
+    if i == 0:
+        queue = next(o for o in gc.get_objects() if isinstance(o, SimpleQueue) and hasattr(o, "_writer"))
+        queue._wlock.acquire()
+        os.write(queue._writer.fileno(), struct.pack("!i", 1000) + bytes(10))
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    return i
+
+start = time.monotonic()
+try:
+    with WorkerPool(max_workers=2) as pool:
+        futures = [pool.submit(task, i) for i in (1, 0, 2, 3)]
+        [f.result() for f in futures]
+except WorkerDied as exc:
+    print(f"died {time.monotonic() - start:.2f}", exc)
+"""
+
+
+def test_a_worker_killed_while_sending_a_result_breaks_the_pool() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _DIES_SENDING], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        _kill_group(proc)
+    text = out.decode()
+    assert proc.returncode == 0 and text.startswith("died "), (text, err.decode()[-3000:])
+    assert "a worker process ended unexpectedly" in text
+    assert float(text.split()[1]) < 10, text

@@ -19,6 +19,10 @@ What it adds to :class:`concurrent.futures.ProcessPoolExecutor`:
   :class:`~concurrent.futures.process.BrokenProcessPool` with a message that says so; the same
   break while the parent is stopping on a signal (:func:`note_stop`) is that stop, a
   :class:`KeyboardInterrupt`.
+* Also when the worker died while sending a result: Python's pool then waits forever for the
+  rest of the message, and the other workers for the lock the dead one held. A watcher thread
+  sees the death; when the pool has not broken :data:`BREAK_AFTER_SECONDS` later, it kills the
+  other workers and closes this process's end of the result pipe, which ends the wait.
 
 The pool must be used in the thread that made it (the parent-death signal follows the thread
 that started the workers).
@@ -30,6 +34,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -37,11 +42,14 @@ from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any
 
-__all__ = ["KILL_AFTER_SECONDS", "WorkerDied", "WorkerPool", "note_stop", "note_stop_seen", "stop_seen",
+__all__ = ["BREAK_AFTER_SECONDS", "KILL_AFTER_SECONDS", "WorkerDied", "WorkerPool", "note_stop", "note_stop_seen", "stop_seen",
            "stopping_signal"]
 
 #: Seconds between SIGTERM and SIGKILL to a worker that is still there.
 KILL_AFTER_SECONDS = 0.5
+
+#: Seconds the pool has, after a worker died by itself, to notice before the watcher breaks it.
+BREAK_AFTER_SECONDS = 1.0
 
 _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -137,6 +145,47 @@ class WorkerPool(ProcessPoolExecutor):
             context = _QuietStart(context)
         super().__init__(max_workers=max_workers, mp_context=context, initializer=_start_worker,
                          initargs=(os.getpid(), initializer, tuple(initargs)))
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        if self._watcher is None:  # the workers have started (all at once, on the first task)
+            processes = list((getattr(self, "_processes", None) or {}).values())
+            self._watcher = threading.Thread(target=self._watch, args=(processes,), daemon=True,
+                                             name="v2vsim-worker-watcher")
+            self._watcher.start()
+        return future
+
+    def _watch(self, processes: list[Any]) -> None:
+        """Break the pool when a worker dies by itself and the pool does not notice (see the
+        module's docstring)."""
+        from multiprocessing.connection import wait
+
+        alive = {process.sentinel: process for process in processes}
+        while alive and not self._stopping.is_set():
+            for sentinel in wait(list(alive), timeout=0.25):
+                process = alive.pop(sentinel)
+                # The sentinel closes a moment before the process can be reaped, and the pool's
+                # manager may reap it first: its exit code shows up within this second.
+                deadline = time.monotonic() + 1.0
+                while process.exitcode is None and time.monotonic() < deadline:
+                    process.join(0.05)
+                if process.exitcode not in (0, None) and not self._stopping.is_set():
+                    if not self._stopping.wait(BREAK_AFTER_SECONDS) and not getattr(self, "_broken", False):
+                        self._break()
+                    return
+
+    def _break(self) -> None:
+        for process in list((getattr(self, "_processes", None) or {}).values()):
+            try:
+                process.kill()
+            except (OSError, ValueError, AttributeError):
+                pass
+        try:
+            self._result_queue._writer.close()  # type: ignore[attr-defined]
+        except (OSError, AttributeError):
+            pass
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
@@ -159,6 +208,7 @@ class WorkerPool(ProcessPoolExecutor):
 
     def stop(self) -> None:
         """Kill the workers (SIGTERM, then SIGKILL) and let the pool go without waiting."""
+        self._stopping.set()
         # The pool's manager fails a broken pool's waiting tasks, and in Python 3.11 it fails
         # itself on a task already cancelled (InvalidStateError, printed): such a task gets a
         # stand-in future that nobody waits for.
