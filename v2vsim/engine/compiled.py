@@ -38,6 +38,7 @@ from .clocks import HAZARD_OTHER, hazard_form
 from .exception import exception_problems
 from .journey import _STATUS, Patient
 from .replication import Replication, set_up
+from .results import outputs_together
 from .waitlist import waitlist_problems
 
 __all__ = ["compiled_problems", "numba_available", "run_compiled"]
@@ -270,7 +271,9 @@ def _kernel_function(compiled: bool) -> Any:
     return _COMPILED["kernel"]
 
 
-def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int) -> ReplicationOutput:
+def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int) -> tuple[Any, ...]:
+    """Run one replication's loop into its recorder; what its sites report (for
+    :func:`.results.outputs_together`)."""
     from . import kernel
     from .kernel_pools import _DONE, _FAILED
 
@@ -337,8 +340,7 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     started = starts[:, 0].astype(np.int64) if len(starts) else np.zeros(0, dtype=np.int64)
     by_site = {names[rep.pools.index(pool)]: np.ascontiguousarray(starts[started == rep.pools.index(pool), 1])
                for pool, _ in rep.calendars}
-    return rep.output({name: float(busy[s]) for s, name in enumerate(names)}, timeline, int(events), by_site,
-                      engine="compiled")
+    return {name: float(busy[s]) for s, name in enumerate(names)}, timeline, int(events), by_site
 
 
 def _hold_signals() -> Any:
@@ -379,4 +381,5 @@ def run_compiled(scenario: Scenario, seed: int, replications: list[int], *, trac
     if not reps:
         return []
     static, attempts = _static_tables(reps[0]), _attempts_bound(reps[0])
-    return [_run_one(rep, run, static, attempts) for rep in reps]
+    sites = [_run_one(rep, run, static, attempts) for rep in reps]
+    return outputs_together(reps, sites, "compiled")

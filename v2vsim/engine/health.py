@@ -175,23 +175,35 @@ def calendar_years(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     return years, np.asarray(edges)
 
 
-def _by_year(edges: np.ndarray, day: np.ndarray, amount: np.ndarray) -> np.ndarray:
-    """Sum of ``amount`` charged at ``day`` in each calendar year of the horizon."""
+def _by_year(edges: np.ndarray, day: np.ndarray, amount: np.ndarray, rep: np.ndarray | None = None,
+             n_reps: int = 1) -> np.ndarray:
+    """Sum of ``amount`` charged at ``day`` in each calendar year of the horizon, for each
+    replication (``rep``: each charge's replication, None: all of the one replication): a
+    ``(n_reps, years)`` array. Each sum adds its charges in their order, as one replication's
+    sum alone would."""
     n_years = edges.size - 1
     inside = (day >= 0) & (day < edges[-1]) & (amount != 0)
     y = np.searchsorted(edges, day[inside], side="right") - 1
-    return np.bincount(y, weights=amount[inside], minlength=n_years)[:n_years]
+    if rep is not None:
+        y = rep[inside] * n_years + y
+    return np.bincount(y, weights=amount[inside], minlength=n_reps * n_years).reshape(n_reps, n_years)
 
 
-def _flow_by_year(edges: np.ndarray, a: np.ndarray, b: np.ndarray, per_year: float) -> np.ndarray:
-    """A cost flowing at ``per_year`` over ``[a, b)`` (days), split by calendar year."""
-    out = np.zeros(edges.size - 1)
+def _flow_by_year(edges: np.ndarray, a: np.ndarray, b: np.ndarray, per_year: float,
+                  rep: np.ndarray | None = None, n_reps: int = 1) -> np.ndarray:
+    """A cost flowing at ``per_year`` over ``[a, b)`` (days), split by calendar year, for each
+    replication (``rep``, in order: see :func:`_by_year`)."""
+    out = np.zeros((n_reps, edges.size - 1))
     if per_year == 0.0 or not a.size:
         return out
-    for y in range(out.size):
+    # Each replication's days are summed as a slice of their own (the same pairwise sum).
+    bounds = [0, a.size] if rep is None else np.searchsorted(rep, np.arange(n_reps + 1)).tolist()
+    for y in range(out.shape[1]):
         lo, hi = edges[y], edges[y + 1]
         days = np.clip(np.minimum(b, hi) - np.maximum(a, lo), 0.0, None)
-        out[y] = per_year * float(days.sum()) / DAYS_PER_YEAR
+        for r in range(n_reps):
+            if bounds[r + 1] > bounds[r]:
+                out[r, y] = per_year * float(days[bounds[r]:bounds[r + 1]].sum()) / DAYS_PER_YEAR
     return out
 
 
@@ -290,18 +302,23 @@ def economics_columns(rec: Recorder, scenario: Scenario, streams: Streams, arriv
                       cohort_of: np.ndarray, pathway_taken: np.ndarray, pathway_list: list[str],
                       step_cost: np.ndarray, alive_days: np.ndarray, crs: np.ndarray,
                       bridging_days: np.ndarray, bridging_len: np.ndarray,
-                      bridged_days: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+                      bridged_days: np.ndarray | None = None, rep: np.ndarray | None = None,
+                      n_reps: int = 1) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
     """Each patient's costs, life-years and QALYs (discounted and not), the replication's
     costs by calendar year and category, and its fixed costs discounted (see the module).
     ``bridged_days``: the days each patient was on bridging, charged at the course's
-    ``cost_per_day`` (:func:`.clocks.end_of_bridging`; None: no such cost)."""
+    ``cost_per_day`` (:func:`.clocks.end_of_bridging`; None: no such cost).
+
+    Several replications at once: their patients one after another (``rec.charges`` naming
+    them by their place in all), ``rep`` each patient's replication (0, 1, ...); the costs by
+    year are then a ``(n_reps, categories, years)`` array, each replication's as it alone gives."""
     eco = scenario.economics
     assert eco is not None
     n = rec.n
     disc = eco.discount
     rc, ro, method = disc.costs, disc.outcomes, disc.method
     years, edges = _once(scenario, "years", lambda: calendar_years(scenario))
-    budget = np.zeros((len(COST_CATEGORIES), years.size))
+    budget = np.zeros((n_reps, len(COST_CATEGORIES), years.size))
     util, dis, costs = eco.utilities, eco.disutilities, eco.costs
     y = DAYS_PER_YEAR
     infused = rec.outcome == INFUSED
@@ -341,10 +358,11 @@ def economics_columns(rec: Recorder, scenario: Scenario, streams: Streams, arriv
     category = _once(scenario, "categories", lambda: step_categories(scenario, pathway_list))[path, step]
     weight = discount_factor((day - arrivals[who]) / y, rc, method)
     pathway_disc = np.bincount(who, weights=amount * weight, minlength=n)
+    charge_rep = None if rep is None else rep[who]
     for k in range(len(COST_CATEGORIES)):
         mine = category == k
         if mine.any():
-            budget[k] += _by_year(edges, day[mine], amount[mine])
+            budget[:, k] += _by_year(edges, day[mine], amount[mine], _part(charge_rep, mine), n_reps)
     # Bridging (charged when it starts), ICU and CRS (on the infusion day), follow-up.
     hosp, bridge_k, follow_k = (_CATEGORY[k] for k in ("hospital", "bridging", "follow_up"))
     bridge_cost = np.zeros(n)
@@ -365,19 +383,25 @@ def economics_columns(rec: Recorder, scenario: Scenario, streams: Streams, arriv
         if per_day and bridged_days is not None and m.any():
             a, b = b_start[m], b_start[m] + bridged_days[m]
             disc_bridge[m] += per_day * y * discounted_years(a / y, b / y, rc, method)
-            budget[bridge_k] += _flow_by_year(edges, arrivals[m] + a, arrivals[m] + b, per_day * y)
+            budget[:, bridge_k] += _flow_by_year(edges, arrivals[m] + a, arrivals[m] + b, per_day * y,
+                                                 _part(rep, m), n_reps)
     columns["cost_after_pathway"] = cost_after
     columns["cost_discounted"] = pathway_disc + disc_bridge + disc_after
-    budget[bridge_k] += _by_year(edges, np.nan_to_num(bridging_days, nan=-1.0), bridge_cost)
-    budget[hosp] += _by_year(edges, np.where(infused, rec.infusion_day, -1.0), one_off)
+    budget[:, bridge_k] += _by_year(edges, np.nan_to_num(bridging_days, nan=-1.0), bridge_cost, rep, n_reps)
+    budget[:, hosp] += _by_year(edges, np.where(infused, rec.infusion_day, -1.0), one_off, rep, n_reps)
     for per_year, mask in ((costs.follow_up_per_year, infused), (costs.progressed_per_year, ~infused & ~unresolved)):
         if per_year and mask.any():
             a = arrivals[mask] + post_from[mask]
-            budget[follow_k] += _flow_by_year(edges, a, arrivals[mask] + end[mask], per_year)
+            budget[:, follow_k] += _flow_by_year(edges, a, arrivals[mask] + end[mask], per_year,
+                                                 _part(rep, mask), n_reps)
     fixed_per_year = sum(s.fixed_cost_per_year for s in scenario.sites.values())
     fixed_disc = 0.0
     if fixed_per_year:
         # Fixed costs accrue evenly over the horizon (per 365 days, as the undiscounted total).
         fixed_disc = fixed_per_year * y / 365.0 * float(discounted_years(0.0, scenario.horizon_days / y, rc, method))
-        budget[_CATEGORY["fixed"]] += np.diff(edges) * fixed_per_year / 365.0
-    return columns, budget, fixed_disc
+        budget[:, _CATEGORY["fixed"]] += np.diff(edges) * fixed_per_year / 365.0
+    return columns, (budget if rep is not None else budget[0]), fixed_disc
+
+
+def _part(rep: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    return None if rep is None else rep[mask]

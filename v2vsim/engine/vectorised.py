@@ -35,6 +35,7 @@ from .journey import _STATUS, Patient
 from .clocks import referral_clock
 from .occupancy import site_results
 from .replication import Replication, set_up
+from .results import outputs_together
 
 __all__ = ["run_batch", "run_vectorised", "Batch"]
 
@@ -166,10 +167,9 @@ class Batch:
         sites_of = self._sites(stop)
         self._hand_charges()
         self._forget()  # the journeys' state is not needed to build the results
-        outputs: list[ReplicationOutput | None] = []
+        done: list[Replication] = []
         for r, (rep, sites) in enumerate(zip(self.reps, sites_of)):
             if sites is None:
-                outputs.append(None)
                 continue
             part = slice(int(self.offsets[r]), int(self.offsets[r + 1]))
             for name in _RECORDED:
@@ -177,8 +177,10 @@ class Batch:
                 if mine is not getattr(rec, name):
                     mine[:] = getattr(rec, name)[part]
             rep.rec.events.extend(self.trace_rows[r])
-            outputs.append(rep.output(*sites, 0, {}, engine="vectorised"))
-        return outputs
+            done.append(rep)
+        results = iter(outputs_together(done, [(*sites, 0, {}) for sites in sites_of if sites is not None],
+                                        "vectorised"))
+        return [None if sites is None else next(results) for sites in sites_of]
 
     def _hand_charges(self) -> None:
         """Each replication's charges into its recorder, as (patient, step, day) triples."""
