@@ -186,6 +186,38 @@ def test_sweep_points_sharing_workers(scenario: v2vsim.Scenario, reference: dict
         assert_frame_equal(found[p.index], reference[p.replications].replications, check_exact=True)
 
 
+class _Recording:
+    """An executor that records the replication ranges submitted to it."""
+
+    def __init__(self, executor: ProcessPoolExecutor) -> None:
+        self.executor = executor
+        self.ranges: list[tuple[int, int, int]] = []
+
+    def submit(self, fn, scenario, seed, start, stop, *args):  # type: ignore[no-untyped-def]
+        self.ranges.append((id(scenario), start, stop))
+        return self.executor.submit(fn, scenario, seed, start, stop, *args)
+
+
+def test_many_points_run_whole_in_a_task_and_give_the_same_tables(
+        scenario: v2vsim.Scenario, reference: dict[int, Results], pool: ProcessPoolExecutor) -> None:
+    # Twelve points on three workers: each point is one task (up to the referrals a task
+    # holds) instead of tasks of a few replications; every table as the reference's.
+    engines = ["simpy", "vectorised"] + (["compiled"] if numba_available() else [])
+    plan = [(COUNTS[k % 3], engines[k % len(engines)]) for k in range(4 * 3)]
+    points = [ex.Point(i, {}, scenario, SEED, n, engine) for i, (n, engine) in enumerate(plan)]
+    found: dict[int, Results] = {}
+    recording = _Recording(pool)
+    ex.run_points(points, lambda p, res: found.__setitem__(p.index, res), executor=recording,  # type: ignore[arg-type]
+                  workers=3)
+    for p in points:  # (a sweep's points keep no trace or site days)
+        for name in ("replications", "budget"):
+            assert_frame_equal(getattr(found[p.index], name), getattr(reference[p.replications], name),
+                               check_exact=True, obj=name)
+    sizes = sorted({b - a for _, a, b in recording.ranges})
+    assert len(recording.ranges) < sum(-(-n // 10) for n, _ in plan), sizes  # fewer tasks than in 10s
+    assert max(sizes) > 10, sizes
+
+
 def test_tasks_coding_strings_differently_merge_to_the_same_table(scenario: v2vsim.Scenario,
                                                                   reference: dict[int, Results]) -> None:
     # A task whose string columns carry their labels in another order (as another engine or

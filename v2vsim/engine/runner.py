@@ -297,13 +297,13 @@ def run_ranges(
 TASK_REFERRALS = 20_000
 
 
-def single_task(scenario: Scenario, engine: str) -> int:
-    """Replications per task on a single worker: up to 10, so that replications are set up
-    together (the plan compiled once, the streams' seeds computed together: about 20% of a
-    small replication's time), but no more than :data:`TASK_REFERRALS` referrals in a task
+def single_task(scenario: Scenario, engine: str, most: int = 10) -> int:
+    """Replications per task on a single worker: up to ``most`` (10), so that replications are
+    set up together (the plan compiled once, the streams' seeds computed together: about 20%
+    of a small replication's time), but no more than :data:`TASK_REFERRALS` referrals in a task
     (the progress bar moves after each task); the vectorised engine takes up to 100,000."""
     cap = 100_000 if engine_for(scenario, engine) == "vectorised" else TASK_REFERRALS
-    return max(1, min(10, int(cap // max(1.0, scenario.expected_referrals()))))
+    return max(1, min(most, int(cap // max(1.0, scenario.expected_referrals()))))
 
 
 def default_jobs() -> int:
