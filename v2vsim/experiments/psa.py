@@ -295,13 +295,13 @@ def run_psa(
             store.save(point.index, pd.DataFrame([row]), {"point": point.index, **point.values,
                                                            "seed": point.seed, "engine": point.engine},
                        identities[point.index], point.engine)
-        else:
-            collected[point.index] = row
+        collected[point.index] = row
 
     run_points(points, done, executor=executor, workers=workers, progress=progress)
-    if store is not None:
+    if store is not None:  # the points a resumed run found finished (a saved float reads back exactly)
         for index, _, _ in plan:
-            collected[index] = store.load(index)[0].iloc[0].to_dict()
+            if index not in collected:
+                collected[index] = store.load(index)[0].iloc[0].to_dict()
     rows = []
     for k in range(n_sets):
         for s, source in enumerate(sources):
