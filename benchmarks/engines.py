@@ -9,7 +9,9 @@ shared machine hits all alike and no run inherits another's memory; the ratio to
 taken round by round and the median printed. The results are compared by a digest of every
 patient column's bytes, the slot-days and the trace: they must be identical (the same floats). A scenario outside the
 vectorised engine's scope, or a replication whose slots could bind, runs on SimPy: the table
-says how many replications each engine actually ran.
+says how many replications each engine actually ran. Every process sets itself up for large
+arrays as the command line does (:mod:`v2vsim._memory`: NumPy's huge pages off, glibc's
+thresholds raised).
 
 Then peak memory of ``v2vsim run benchmarks/stress_1m.yaml`` (figures included) in a child
 process, and the wall time of a PSA-sized workload: 1,000 parameter sets x 50 replications of
@@ -160,6 +162,10 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, metavar=("ENGINE", "SCENARIO", "REPLICATIONS", "SEED"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # This process and each child are set up for large arrays as the command line sets itself up.
+    from v2vsim._memory import settle_for_large_arrays
+
+    settle_for_large_arrays()
     if args.child:
         engine, path, reps, seed = args.child
         child(engine, path, int(reps), int(seed))

@@ -30,9 +30,11 @@ def main() -> None:
     """Entry point of the ``v2vsim`` console script."""
     import gc
 
+    from .._memory import settle_for_large_arrays
     from .stopping import exit_status, handle_stop_signals, worker_died
 
     handle_stop_signals()  # Ctrl-C exits 130, SIGTERM 143 (see v2vsim.cli.stopping)
+    settle_for_large_arrays()  # before NumPy is imported (see v2vsim._memory)
     try:
         app(prog_name="v2vsim")
     except SystemExit as exc:
