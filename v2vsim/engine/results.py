@@ -143,12 +143,14 @@ def outputs_together(reps: list[Results], sites: list[tuple[Any, ...]], engine: 
     parts = [rep._columns() for rep in reps]
     health: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray], Any, float]] = []
     group: list[int] = []
+    patients = 0
     for r, rep in enumerate(reps + [None]):  # type: ignore[list-item]
-        if group and (rep is None or not _joins(reps[group[0]], rep, sum(reps[k].n for k in group))):
+        if group and (rep is None or not _joins(reps[group[0]], rep, patients)):
             health += _health([reps[k] for k in group], [parts[k] for k in group])
-            group = []
+            group, patients = [], 0
         if rep is not None:
             group.append(r)
+            patients += rep.n
     out = []
     for rep, (end_day, columns, _, crs), (lives, eco, budget, fixed_discounted), (busy, timeline, events, starts) \
             in zip(reps, parts, health, sites):
@@ -184,8 +186,7 @@ def outputs_together(reps: list[Results], sites: list[tuple[Any, ...]], engine: 
 def _joins(first: Results, rep: Results, patients: int) -> bool:
     """Whether ``rep``'s survival and economics can be computed with ``first``'s group."""
     return (rep.scenario is first.scenario and rep.shared is first.shared
-            and rep.pathway_list == first.pathway_list and patients + rep.n <= JOIN_PATIENTS
-            and first.n + rep.n < JOIN_PATIENTS)
+            and rep.pathway_list == first.pathway_list and patients + rep.n <= JOIN_PATIENTS)
 
 
 def _health(reps: list[Results], parts: list[tuple[Any, ...]]
