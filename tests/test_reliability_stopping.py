@@ -63,6 +63,20 @@ def test_a_second_signal_while_stopping_changes_nothing(folder: Path) -> None:
     assert "Traceback" not in t.stderr, t.stderr[-3000:]
 
 
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Leave nothing of a command that failed its test running into the next tests."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.communicate(timeout=10)  # its pipes closed
+    except ValueError:  # read to the end already
+        pass
+
+
 def test_workers_die_with_a_parent_killed_by_sigkill(folder: Path) -> None:
     args, _ = stop.COMMANDS["run"]
     proc = stop.v2vsim([*args, "-n", "2000", "-o", str(folder / "killed")], cwd=folder)
@@ -80,24 +94,7 @@ def test_workers_die_with_a_parent_killed_by_sigkill(folder: Path) -> None:
             time.sleep(0.05)
         assert not stop.group_members(proc.pid), f"workers {workers} outlived their parent by 3 s"
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Leave nothing of a command that failed its test running into the next tests."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
+        _kill_group(proc)
 
 
 @pytest.mark.parametrize("delay", [0.2, 0.5])
