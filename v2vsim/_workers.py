@@ -150,20 +150,33 @@ class WorkerPool(ProcessPoolExecutor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future = super().submit(fn, *args, **kwargs)
-        if self._watcher is None:  # the workers have started (all at once, on the first task)
-            processes = list((getattr(self, "_processes", None) or {}).values())
-            self._watcher = threading.Thread(target=self._watch, args=(processes,), daemon=True,
-                                             name="v2vsim-worker-watcher")
+        if self._watcher is None:  # the first workers have started
+            self._watcher = threading.Thread(target=self._watch, daemon=True, name="v2vsim-worker-watcher")
             self._watcher.start()
         return future
 
-    def _watch(self, processes: list[Any]) -> None:
+    def _workers(self) -> list[Any]:
+        """The pool's worker processes now (forked all at once on the first task; other start
+        methods add them as tasks come)."""
+        for _ in range(3):
+            try:
+                return list((getattr(self, "_processes", None) or {}).values())
+            except RuntimeError:  # the pool's manager changed them meanwhile
+                continue
+        return []
+
+    def _watch(self) -> None:
         """Break the pool when a worker dies by itself and the pool does not notice (see the
         module's docstring)."""
         from multiprocessing.connection import wait
 
-        alive = {process.sentinel: process for process in processes}
+        alive = {process.sentinel: process for process in self._workers()}
+        seen = {process.pid for process in alive.values()}
         while alive and not self._stopping.is_set():
+            for process in self._workers():
+                if process.pid not in seen:
+                    seen.add(process.pid)
+                    alive[process.sentinel] = process
             for sentinel in wait(list(alive), timeout=0.25):
                 process = alive.pop(sentinel)
                 # The sentinel closes a moment before the process can be reaped, and the pool's
@@ -177,7 +190,7 @@ class WorkerPool(ProcessPoolExecutor):
                     return
 
     def _break(self) -> None:
-        for process in list((getattr(self, "_processes", None) or {}).values()):
+        for process in self._workers():
             try:
                 process.kill()
             except (OSError, ValueError, AttributeError):
