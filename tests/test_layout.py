@@ -2,7 +2,8 @@
 
     cli -> experiments -> engine -> scenario        outputs -> (metrics, scenario)
     cli -> app -> scenario (the web app runs the command line in processes of its own)
-    (every layer may use _workers, the worker processes, which imports nothing of v2vsim)
+    (every layer may use _workers, the worker processes, which imports nothing of v2vsim;
+    the command line sets its process up with _memory, which imports nothing either)
 
 Read from the source: every import counts, at module level, inside a function or under
 ``TYPE_CHECKING``, so a lazy import cannot hide a wrong arrow.
@@ -21,10 +22,11 @@ ALLOWED = {
     "metrics": {"scenario"},
     "_version": set(),
     "_workers": set(),  # worker processes, below every layer (the figures use them too)
+    "_memory": set(),  # the process's memory settings for large arrays (the command line's)
     "engine": {"scenario", "metrics", "_version", "_workers"},
     "experiments": {"engine", "scenario", "metrics", "_version", "_workers"},
     "outputs": {"scenario", "metrics", "_version", "_workers"},
-    "cli": {"experiments", "engine", "scenario", "metrics", "outputs", "app", "_version", "_workers"},
+    "cli": {"experiments", "engine", "scenario", "metrics", "outputs", "app", "_version", "_workers", "_memory"},
     # The web app runs the command line in processes of its own and reads what it writes.
     "app": {"scenario", "_version"},
     "__init__": {"experiments", "engine", "scenario", "_version"},
