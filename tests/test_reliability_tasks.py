@@ -186,6 +186,19 @@ def test_sweep_points_sharing_workers(scenario: v2vsim.Scenario, reference: dict
         assert_frame_equal(found[p.index], reference[p.replications].replications, check_exact=True)
 
 
+@pytest.mark.parametrize("engine", ENGINES[1:])
+def test_replications_joined_in_groups_give_each_its_own_results(
+        engine: str, scenario: v2vsim.Scenario, reference: dict[int, Results], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Survival and economics of a task's replications are computed for their patients joined,
+    # in groups of up to JOIN_PATIENTS: groups of one to three replications here (about 20
+    # patients each), and every table still the reference's.
+    from v2vsim.engine import results as engine_results
+
+    monkeypatch.setattr(engine_results, "JOIN_PATIENTS", 60)
+    got = assemble(scenario, SEED, run_ranges(scenario, SEED, [(0, 37)], engine=engine))
+    assert_same(got, reference[37])
+
+
 class _Recording:
     """An executor that records the replication ranges submitted to it."""
 

@@ -246,11 +246,13 @@ class _JoinedStream:
     def __init__(self, reps: list[Results], sizes: list[int]) -> None:
         self._reps, self._sizes = reps, sizes
 
-    def __call__(self, purpose: str) -> "_JoinedStream":
-        return _JoinedDraws([rep.streams(purpose) for rep in self._reps], self._sizes)  # type: ignore[return-value]
+    def __call__(self, purpose: str) -> _JoinedDraws:
+        return _JoinedDraws([rep.streams(purpose) for rep in self._reps], self._sizes)
 
 
 class _JoinedDraws:
+    """One purpose's streams of several replications, each read up to its own patients."""
+
     def __init__(self, streams: list[Any], sizes: list[int]) -> None:
         self._streams, self._sizes = streams, sizes
 
