@@ -33,8 +33,10 @@ def main() -> None:
     from .._memory import settle_for_large_arrays
     from .stopping import exit_status, handle_stop_signals, worker_died
 
+    # Before NumPy is imported (see v2vsim._memory), and before the stop handlers: a signal
+    # meanwhile is the start-up's (nothing has started), not a KeyboardInterrupt out of here.
+    settle_for_large_arrays()
     handle_stop_signals()  # Ctrl-C exits 130, SIGTERM 143 (see v2vsim.cli.stopping)
-    settle_for_large_arrays()  # before NumPy is imported (see v2vsim._memory)
     try:
         app(prog_name="v2vsim")
     except SystemExit as exc:
