@@ -38,6 +38,7 @@ from .clocks import HAZARD_OTHER, hazard_form
 from .exception import exception_problems
 from .journey import _STATUS, Patient
 from .replication import Replication, set_up
+from .setup import gc_paused
 from .results import outputs_together
 from .waitlist import waitlist_problems
 
@@ -71,7 +72,8 @@ def _attempts_bound(rep: Replication) -> int:
 
 def _static_tables(rep: Replication) -> tuple[Any, ...]:
     """The kernel's inputs that are the same in every replication of a scenario: the cohorts'
-    priorities, pathways, routing rules and bridging steps, and the pathways' step tables."""
+    priorities, pathways, routing rules and bridging steps, the pathways' step tables and the
+    sites' calendar changes."""
     paths = [rep.pathways[name] for name in rep.pathway_list]
     n_paths, width = len(paths), max(len(steps) for steps in paths)
     closures = max([len(step.closed[0]) for steps in paths for step in steps if step.closed is not None] or [0])
@@ -119,7 +121,7 @@ def _static_tables(rep: Replication) -> tuple[Any, ...]:
         c_rule_f[c] = (hold, threshold)
         c_bridge[c, primary[3]], c_bridge[c, fallback[3]] = primary[1], fallback[1]
     return (c_prio, c_path, c_rule, c_rule_f, c_bridge, _bridging_table(rep), TI, TF, T_acq, T_days, T_cl_start,
-            T_cl_end, T_cl_n, PW, PWF)
+            T_cl_end, T_cl_n, PW, PWF, _calendar_changes(rep))
 
 
 def _bridging_table(rep: Replication) -> np.ndarray:
@@ -165,8 +167,9 @@ def _bridging_draws(rep: Replication, table: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sites(rep: Replication) -> tuple[Any, ...]:
-    """Each site's state at day 0 and its calendar's changes (flat: by site, in time order)."""
+def _sites(rep: Replication) -> tuple[np.ndarray, np.ndarray]:
+    """Each site's state at day 0 (integers, floats); where its calendar's changes are in
+    :func:`_calendar_changes`' arrays."""
     from .kernel_pools import (_S_CAL, _S_CAP, _S_CH_END, _S_CLOSED, _S_FREE, _S_NEXT,
                                _S_SLOTS, _SF_DAY_LEFT, _SF_DAY_RATE, _SF_MONTH_LEFT, _SF_PER_MONTH,
                                _SF_PER_WEEK, _SF_REOPEN, _SF_WEEK_LEFT)
@@ -174,28 +177,39 @@ def _sites(rep: Replication) -> tuple[Any, ...]:
     n_sites = len(rep.pools)
     site_i = np.zeros((n_sites, 11), dtype=np.int64)
     site_f = np.zeros((n_sites, 9))
-    calendars = {id(pool): changes for pool, changes in rep.calendars}
-    ch_day: list[float] = []
-    ch_first: list[int] = [0]
-    act_kind: list[int] = []
-    act_value: list[float] = []
+    calendars = {id(pool): len(changes) for pool, changes in rep.calendars}
+    at = 0
     for s, pool in enumerate(rep.pools):
         site_i[s, _S_FREE], site_i[s, _S_SLOTS] = pool.free, pool.slots
-        site_i[s, _S_NEXT] = len(ch_day)
+        site_i[s, _S_NEXT] = at
         if id(pool) in calendars:
             site_i[s, _S_CAL], site_i[s, _S_CAP], site_i[s, _S_CLOSED] = 1, pool.capacity, pool.closed_now
             site_f[s, _SF_REOPEN] = pool.reopen
             site_f[s, _SF_PER_MONTH], site_f[s, _SF_MONTH_LEFT] = pool.per_month, pool.month_left
             site_f[s, _SF_PER_WEEK], site_f[s, _SF_WEEK_LEFT] = pool.per_week, pool.week_left
             site_f[s, _SF_DAY_LEFT], site_f[s, _SF_DAY_RATE] = pool.day_left, pool.day_rate
-            for day, actions in calendars[id(pool)]:
-                ch_day.append(day)
-                for kind, value in actions:
-                    act_kind.append(kind)
-                    act_value.append(value)
-                ch_first.append(len(act_kind))
-        site_i[s, _S_CH_END] = len(ch_day)
-    return (site_i, site_f, np.asarray(ch_day + [0.0]), np.asarray(ch_first, dtype=np.int64),
+            at += calendars[id(pool)]
+        site_i[s, _S_CH_END] = at
+    return site_i, site_f
+
+
+def _calendar_changes(rep: Replication) -> tuple[np.ndarray, ...]:
+    """The sites' calendar changes, flat (by site in order, then in time order): each change's
+    day, where its actions start, and the actions' kinds and values. The same in every
+    replication of a scenario (the calendars are computed once, :class:`.setup.Shared`)."""
+    calendars = {id(pool): changes for pool, changes in rep.calendars}
+    ch_day: list[float] = []
+    ch_first: list[int] = [0]
+    act_kind: list[int] = []
+    act_value: list[float] = []
+    for pool in rep.pools:
+        for day, actions in calendars.get(id(pool), ()):
+            ch_day.append(day)
+            for kind, value in actions:
+                act_kind.append(kind)
+                act_value.append(value)
+            ch_first.append(len(act_kind))
+    return (np.asarray(ch_day + [0.0]), np.asarray(ch_first, dtype=np.int64),
             np.asarray(act_kind + [0], dtype=np.int64), np.asarray(act_value + [0.0]))
 
 
@@ -241,6 +255,9 @@ def _bridge_for(rep: Replication) -> Any:
 
 
 _COMPILED: dict[str, Any] = {}
+#: The loop's functions that make arrays (or return them from Python): compiled with Numba's
+#: reference counting; the others without.
+_ALLOCATING = ("_kernel", "_events", "_grow")
 
 
 def _kernel_function(compiled: bool) -> Any:
@@ -255,6 +272,10 @@ def _kernel_function(compiled: bool) -> Any:
         import numba
 
         jit = numba.njit(cache=True)
+        # The functions the loop calls allocate no arrays: compiled without Numba's reference
+        # counting (_nrt=False), they do not count a reference to every array they are passed
+        # at each call (atomic operations that took a third of the loop's time).
+        plain = numba.njit(cache=True, _nrt=False)
         # Every function of the loop's two modules, compiled, under its name in both modules
         # (the loop calls them by those names).
         done: dict[str, Any] = {}
@@ -262,7 +283,7 @@ def _kernel_function(compiled: bool) -> Any:
             for name, value in list(vars(module).items()):
                 if name.startswith("_") and callable(value) and getattr(value, "__module__", "") == module.__name__ \
                         and not isinstance(value, type):
-                    done[name] = jit(value)
+                    done[name] = jit(value) if name in _ALLOCATING else plain(value)
         for module in (kernel_pools, kernel):
             for name in done:
                 if name in vars(module):
@@ -281,7 +302,8 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     stop = sc.horizon_days + sc.drain_days
     record = rep.site_log[0] is not None if rep.site_log else False
     D, F = _draws(rep, attempts)
-    c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF = static
+    c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, \
+        changes = static
     b_pf = _bridging_draws(rep, c_bf)
     # Views of the replication's clocks: the loop writes the clocks that bridging changes.
     death = np.frombuffer(rep.death, dtype=float) if rep.n else np.zeros(0)
@@ -295,7 +317,7 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
         rec_f, rec_i, busy, log, trace, events, taken, starts, charges = run(
             np.asarray(rep.arrivals, dtype=float), np.asarray(rep.cohort_of, dtype=np.int64),
             death, inel, c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, b_pf, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n,
-            PW, PWF, D, F, *_sites(rep), rep.start_weekday, stop, rep.rec.trace_patients, record,
+            PW, PWF, D, F, *_sites(rep), *changes, rep.start_weekday, stop, rep.rec.trace_patients, record,
             rep.rec.charges is not None)
     except SystemError as exc:
         signal_exc = _signal_in(exc)
@@ -381,5 +403,6 @@ def run_compiled(scenario: Scenario, seed: int, replications: list[int], *, trac
     if not reps:
         return []
     static, attempts = _static_tables(reps[0]), _attempts_bound(reps[0])
-    sites = [_run_one(rep, run, static, attempts) for rep in reps]
-    return outputs_together(reps, sites, "compiled")
+    with gc_paused():  # arrays, and no reference cycles
+        sites = [_run_one(rep, run, static, attempts) for rep in reps]
+        return outputs_together(reps, sites, "compiled")

@@ -257,75 +257,38 @@ def _start_time(T_days, T_cl_start, T_cl_end, T_cl_n, TI, p, j, start_weekday, n
     return t
 
 
-def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, b_pf, TI, TF, T_acq,
-            T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, D, F, site_i, site_f, ch_day, ch_first, act_kind,
-            act_value, start_weekday, stop, limit, record, charging):  # type: ignore[no-untyped-def]
-    """One replication's run (see the module text). Returns the recorder's arrays, the sites'
-    slot-days and logs, the trace and the number of events SimPy would have scheduled."""
+
+def _longest_queue(ps):  # type: ignore[no-untyped-def]
+    longest = 0
+    for s in range(ps.shape[0]):
+        if ps[s, _S_HEAP] > longest:
+            longest = ps[s, _S_HEAP]
+    return longest
+
+
+def _events(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, b_pf, TI, TF, T_acq,
+            T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, D, F, ch_day, ch_first, act_kind, act_value, start_weekday,
+            stop, limit, record, charging, PF, PI, runs, held, order, need_site, need_units, rec_f, rec_i, ht, hi, ps,
+            psf, st, pht, phi, rq, lg, tr, cg, ctr, taken, headroom):  # type: ignore[no-untyped-def]
+    """The events from the queue's head until the stop (0), or until the arrays may not have
+    room for what the next event adds (1: the caller makes more and calls again). No array is
+    reassigned here: a reassigned array costs Numba a reference count per use in the loop."""
     n = arrivals.shape[0]
-    n_sites = site_i.shape[0]
-    width = TI.shape[1]
+    n_sites = ps.shape[0]
     inf = math.inf
     nan = math.nan
-    PF = np.zeros((n, 11))
-    PI = np.zeros((n, 10), dtype=np.int64)
-    runs = np.zeros((n, width), dtype=np.int64)
-    held = np.zeros((n, width), dtype=np.bool_)
-    order = np.zeros((n, width), dtype=np.int64)
-    need_site = np.zeros((n, width), dtype=np.int64)
-    need_units = np.zeros((n, width), dtype=np.int64)
-    rec_f = np.full((n, 11), nan)  # ..., 7 listed day, 8 slot day, 9 bridging day, 10 toxic (bridged here)
-    rec_f[:, 5] = 0.0
-    rec_f[:, 6] = 0.0
-    rec_i = np.zeros((n, 3), dtype=np.int64)
-    rec_i[:, 0] = _UNRESOLVED
-    rec_i[:, 1] = -1
-    cap = 64 + 4 * n
-    ht = np.zeros(cap)
-    hi = np.zeros((cap, 4), dtype=np.int64)
-    ps = site_i.copy()
-    psf = site_f.copy()
-    st = np.zeros((16 + 4 * n, 2))
-    pcap = 16 + n
-    pht = np.zeros((n_sites, pcap))
-    phi = np.zeros((n_sites, pcap, 4), dtype=np.int64)
-    rq = np.zeros((16 + n, 4), dtype=np.int64)
-    lg = np.zeros((64 + 4 * n if record else 1, 4))
-    tr = np.zeros((16 + 8 * min(n, limit) * width, 7))
-    ctr = np.zeros(10, dtype=np.int64)
-    cg = np.zeros((16 + (2 * n * width if charging else 0), 3))
-    taken = np.zeros(n, dtype=np.int64)
-    headroom = 8 * width * (n_sites + 2) + 16
-    # The sites' calendar processes, then the referral process, start at day 0 (urgent events,
-    # as SimPy's Initialize).
-    for s in range(n_sites):
-        if ps[s, _S_CAL]:
-            _schedule(ht, hi, ctr, 0.0, 0.0, _URGENT, _CAL_INIT, s)
-    _schedule(ht, hi, ctr, 0.0, 0.0, _URGENT, _REF, 0)
     while ctr[_C_HEAP] > 0:
+        # Room for what one event can add.
+        if (ctr[_C_HEAP] + headroom > ht.shape[0] or ctr[_C_REQ] + headroom > rq.shape[0]
+                or (n_sites and _longest_queue(ps) + headroom > pht.shape[1])
+                or (record and ctr[_C_LOG] + 4 * headroom > lg.shape[0]) or ctr[_C_TRACE] + headroom > tr.shape[0]
+                or ctr[_C_START] + headroom > st.shape[0] or (charging and ctr[_C_CHARGE] + headroom > cg.shape[0])):
+            return 1
         now = ht[0]
         if now >= stop:  # the stop is an urgent event at `stop`, scheduled before all but the first
             break
         kind, a = hi[0, 2], hi[0, 3]
         ctr[_C_HEAP] = _pop(ht, hi, ctr[_C_HEAP])
-        # Room for what one event can add.
-        if ctr[_C_HEAP] + headroom > ht.shape[0]:
-            ht, hi = _grow(ht), _grow(hi)
-        if ctr[_C_REQ] + headroom > rq.shape[0]:
-            rq = _grow(rq)
-        if n_sites and ps[:, _S_HEAP].max() + headroom > pht.shape[1]:
-            bigger = 2 * pht.shape[1] + headroom
-            new_t = np.zeros((n_sites, bigger))
-            new_i = np.zeros((n_sites, bigger, 4), dtype=np.int64)
-            new_t[:, :pht.shape[1]] = pht
-            new_i[:, :pht.shape[1]] = phi
-            pht, phi = new_t, new_i
-        if record and ctr[_C_LOG] + 4 * headroom > lg.shape[0]:
-            lg = _grow(lg)
-        if ctr[_C_TRACE] + headroom > tr.shape[0]:
-            tr = _grow(tr)
-        if ctr[_C_START] + headroom > st.shape[0]:
-            st = _grow(st)
         if kind == _CAL_INIT:
             if ps[a, _S_NEXT] < ps[a, _S_CH_END]:
                 _schedule(ht, hi, ctr, now, ch_day[ps[a, _S_NEXT]] - now, _URGENT, _CAL, a)
@@ -533,8 +496,6 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                 PF[i, _F_COST] += TF[p, j, _TF_COST]
                 if charging and TF[p, j, _TF_COST] != 0.0:
                     k = ctr[_C_CHARGE]
-                    if k == cg.shape[0]:
-                        cg = _grow(cg)
                     cg[k, 0], cg[k, 1], cg[k, 2] = i, j, begin
                     ctr[_C_CHARGE] = k + 1
                 if TI[p, j, _T_APH]:
@@ -587,6 +548,79 @@ def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c
                 PF[i, _F_CUT] = min(PF[i, _F_DEADLINE], PF[i, _F_EXPIRY])
             PI[i, _I_STEP] = j + 1
             state = _ST_TOP
+    return 0
+
+
+def _kernel(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, b_pf, TI, TF, T_acq,
+            T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, D, F, site_i, site_f, ch_day, ch_first, act_kind,
+            act_value, start_weekday, stop, limit, record, charging):  # type: ignore[no-untyped-def]
+    """One replication's run (see the module text). Returns the recorder's arrays, the sites'
+    slot-days and logs, the trace and the number of events SimPy would have scheduled."""
+    n = arrivals.shape[0]
+    n_sites = site_i.shape[0]
+    width = TI.shape[1]
+    nan = math.nan
+    PF = np.zeros((n, 11))
+    PI = np.zeros((n, 10), dtype=np.int64)
+    runs = np.zeros((n, width), dtype=np.int64)
+    held = np.zeros((n, width), dtype=np.bool_)
+    order = np.zeros((n, width), dtype=np.int64)
+    need_site = np.zeros((n, width), dtype=np.int64)
+    need_units = np.zeros((n, width), dtype=np.int64)
+    rec_f = np.full((n, 11), nan)  # ..., 7 listed day, 8 slot day, 9 bridging day, 10 toxic (bridged here)
+    rec_f[:, 5] = 0.0
+    rec_f[:, 6] = 0.0
+    rec_i = np.zeros((n, 3), dtype=np.int64)
+    rec_i[:, 0] = _UNRESOLVED
+    rec_i[:, 1] = -1
+    cap = 64 + 4 * n
+    ht = np.zeros(cap)
+    hi = np.zeros((cap, 4), dtype=np.int64)
+    ps = site_i.copy()
+    psf = site_f.copy()
+    st = np.zeros((16 + 4 * n, 2))
+    pcap = 16 + n
+    pht = np.zeros((n_sites, pcap))
+    phi = np.zeros((n_sites, pcap, 4), dtype=np.int64)
+    rq = np.zeros((16 + n, 4), dtype=np.int64)
+    lg = np.zeros((64 + 4 * n if record else 1, 4))
+    tr = np.zeros((16 + 8 * min(n, limit) * width, 7))
+    ctr = np.zeros(10, dtype=np.int64)
+    cg = np.zeros((16 + (2 * n * width if charging else 0), 3))
+    taken = np.zeros(n, dtype=np.int64)
+    headroom = 8 * width * (n_sites + 2) + 16
+    # The sites' calendar processes, then the referral process, start at day 0 (urgent events,
+    # as SimPy's Initialize).
+    for s in range(n_sites):
+        if ps[s, _S_CAL]:
+            _schedule(ht, hi, ctr, 0.0, 0.0, _URGENT, _CAL_INIT, s)
+    _schedule(ht, hi, ctr, 0.0, 0.0, _URGENT, _REF, 0)
+    while True:  # the events, until the stop; in turns when the arrays need more room
+        if _events(arrivals, cohort, death_delay, inel_delay, c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf,
+                b_pf, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, D, F, ch_day, ch_first,
+                act_kind, act_value, start_weekday, stop, limit, record, charging, PF, PI, runs, held, order,
+                need_site, need_units, rec_f, rec_i, ht, hi, ps, psf, st, pht, phi, rq, lg, tr, cg, ctr, taken,
+                headroom) == 0:
+            break
+        if ctr[_C_HEAP] + headroom > ht.shape[0]:
+            ht, hi = _grow(ht), _grow(hi)
+        if ctr[_C_REQ] + headroom > rq.shape[0]:
+            rq = _grow(rq)
+        if n_sites and _longest_queue(ps) + headroom > pht.shape[1]:
+            bigger = 2 * pht.shape[1] + headroom
+            new_t = np.zeros((n_sites, bigger))
+            new_i = np.zeros((n_sites, bigger, 4), dtype=np.int64)
+            new_t[:, :pht.shape[1]] = pht
+            new_i[:, :pht.shape[1]] = phi
+            pht, phi = new_t, new_i
+        if record and ctr[_C_LOG] + 4 * headroom > lg.shape[0]:
+            lg = _grow(lg)
+        if ctr[_C_TRACE] + headroom > tr.shape[0]:
+            tr = _grow(tr)
+        if ctr[_C_START] + headroom > st.shape[0]:
+            st = _grow(st)
+        if charging and ctr[_C_CHARGE] + headroom > cg.shape[0]:
+            cg = _grow(cg)
     # The stop: patients still in the pathway keep their wait so far (up to the stop).
     for i in range(n):
         if rec_i[i, 0] == _UNRESOLVED:

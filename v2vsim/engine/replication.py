@@ -11,7 +11,6 @@ sharing what is the same in each and drawing through each distribution once (:mo
 
 from __future__ import annotations
 
-import gc
 import math
 from array import array
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from .waitlist import Waitlists
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
 from .rng import Draws, Streams, Uniforms, floats, replication_states
 from .results import Results
-from .setup import Attempts, Given, Shared, copy_step, draw_together, stream_purposes
+from .setup import Attempts, Given, Shared, copy_step, draw_together, gc_paused, stream_purposes
 
 __all__ = ["Replication", "arrival_days", "run_replication", "set_up", "stream_purposes"]
 
@@ -223,13 +222,8 @@ class Replication(Results, Waitlists, Journey):
             shared.retries_drawn = attempts
         else:
             members = [(self.streams, self.n, self.pathways)]
-        enabled = gc.isenabled()
-        gc.disable()  # many objects that live on, no cycles (as in set_up)
-        try:
+        with gc_paused():  # many objects that live on, no cycles (as in set_up)
             self._draw_retries(members, attempts)
-        finally:
-            if enabled:
-                gc.enable()
 
     def _draw_retries(self, members: list[tuple[Streams, int, dict[str, list[EngineStep]]]], attempts: int) -> None:
         for name, steps in self.shared.steps.items():
@@ -397,13 +391,8 @@ def set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[i
     streams' seeds computed together (the same draws as one by one). The cyclic garbage
     collector is paused meanwhile: the set-up makes many objects that all live on (a
     collection would only walk them), and no cycles to collect."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _set_up(scenario, seed, replications, trace, record_timeline, kind)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[int, int],

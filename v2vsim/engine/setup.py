@@ -12,7 +12,10 @@ replication's :class:`Given`). A step's later attempts are drawn on first use
 
 from __future__ import annotations
 
+import gc
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,22 @@ from ..scenario import Scenario
 from .journey import EngineStep
 from .rng import Draws, Streams, UniformStream, Uniforms, floats
 
-__all__ = ["Attempts", "Given", "Shared", "copy_step", "draw_together", "step_template", "stream_purposes"]
+__all__ = ["Attempts", "Given", "Shared", "copy_step", "draw_together", "gc_paused", "step_template", "stream_purposes"]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (and resumed, if it ran before). For work that makes
+    many objects that live on, or only arrays, and no reference cycles: a collection would
+    only walk every object of the process (the imported libraries' hundred thousand among
+    them) and free nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Attempts:

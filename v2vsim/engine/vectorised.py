@@ -35,6 +35,7 @@ from .journey import _STATUS, Patient
 from .clocks import referral_clock
 from .occupancy import site_results
 from .replication import Replication, set_up
+from .setup import gc_paused
 from .results import outputs_together
 
 __all__ = ["run_batch", "run_vectorised", "Batch"]
@@ -507,7 +508,10 @@ def run_batch(scenario: Scenario, seed: int, replications: list[int], *, trace: 
     each whose slots could bind (the SimPy engine must run it). ``trace``: patients traced by
     replication number. The scenario must be in scope (:func:`scope_problems`)."""
     reps = set_up(scenario, seed, list(replications), trace or {}, record_timeline)
-    return Batch(reps).run() if reps else []
+    if not reps:
+        return []
+    with gc_paused():  # arrays, and no reference cycles
+        return Batch(reps).run()
 
 
 def run_vectorised(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,
