@@ -310,3 +310,43 @@ def test_the_compiled_loops_disk_cache_holds_no_replication() -> None:
         raw = f.read_bytes()
         for name in (b"Attempts", b"EngineStep", b"Recorder", b"UniformStream", b"Shared", b"Given"):
             assert name not in raw, (f.name, name)
+
+
+def test_the_compiled_pcg64_gives_numpys_doubles_and_its_streams_continue_as_numpys() -> None:
+    """The streams' first blocks made by the compiled PCG64 (rng._pcg64_fill) are the doubles of
+    numpy's Generator(PCG64(seed)).random(), bit for bit, for seed words at the edges of their
+    range too; a stream filled so and then extended continues numpy's sequence (its generator
+    steps over the values made without it); the plain-Python form is the same function."""
+    from v2vsim.engine import compiled, rng
+
+    class Words(np.random.bit_generator.ISeedSequence):
+        def __init__(self, words: np.ndarray) -> None:
+            self.words = words
+
+        def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
+            return self.words.copy()
+
+    words = [np.random.SeedSequence(seed, spawn_key=(r, 99)).generate_state(4, np.uint64)
+             for seed in (0, 1, 2**40) for r in range(5)]
+    words += [np.array(w, dtype=np.uint64) for w in ([2**64 - 1] * 4, [0] * 4, [2**63, 1, 2**64 - 1, 0])]
+    words_array = np.array(words, dtype=np.uint64)
+    expected = np.array([np.random.Generator(np.random.PCG64(Words(w))).random(300) for w in words])
+    with np.errstate(over="ignore"):
+        plain = np.empty((len(words), 3))
+        rng._pcg64_fill(words_array, plain)
+    assert np.array_equal(plain, expected[:, :3])
+    if not JIT:
+        pytest.skip("Numba is not installed")
+    compiled._kernel_function(True)  # compiles the loop and the fill, and puts the fill to use
+    fill = rng._COMPILED_FILL[0]
+    assert fill is not None
+    out = np.empty((len(words), 300))
+    fill(words_array, out)
+    assert np.array_equal(out, expected)
+    for n in (1, 256, 257, 1000):
+        streams = [rng.UniformStream(5, r, "step:make:2:duration") for r in range(3)]
+        rng.UniformStream.fill_sized(streams, [n, 2 * n, 3 * n])
+        for r, (stream, size) in enumerate(zip(streams, (n, 2 * n, 3 * n))):
+            alone = rng.UniformStream(5, r, "step:make:2:duration")
+            assert stream.values.size == alone.extend_to(size).size
+            assert np.array_equal(stream.extend_to(5 * size), alone.extend_to(5 * size)), (n, r)

@@ -262,7 +262,7 @@ _ALLOCATING = ("_kernel", "_events", "_grow")
 
 def _kernel_function(compiled: bool) -> Any:
     """The loop, compiled with Numba (once per process; cached on disk) or as plain Python."""
-    from . import kernel, kernel_pools
+    from . import kernel, kernel_pools, rng
 
     if "plain" not in _COMPILED:
         _COMPILED["plain"] = kernel._kernel
@@ -289,6 +289,8 @@ def _kernel_function(compiled: bool) -> Any:
                 if name in vars(module):
                     setattr(module, name, done[name])
         _COMPILED["kernel"] = done["_kernel"]
+        # The streams' first blocks made by the compiled PCG64 (the same doubles as numpy's).
+        rng.use_compiled_fill(jit(rng._pcg64_fill))
     return _COMPILED["kernel"]
 
 

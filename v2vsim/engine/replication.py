@@ -29,7 +29,7 @@ from .collect import DIED, INELIGIBLE, UNRESOLVED, Recorder, ReplicationOutput
 from .journey import EngineStep, Journey, Patient
 from .waitlist import Waitlists
 from .pools import CalendarPool, PriorityResourcePool, SlotPool
-from .rng import Draws, Streams, Uniforms, floats, replication_states
+from .rng import Draws, Streams, UniformStream, Uniforms, floats, replication_states
 from .results import Results
 from .setup import Attempts, Given, Shared, copy_step, draw_together, gc_paused, stream_purposes
 
@@ -229,6 +229,10 @@ class Replication(Results, Waitlists, Journey):
         for name, steps in self.shared.steps.items():
             for j, (c, _) in enumerate(steps):
                 if c.failure_probability > 0.0:  # the failures' uniforms too, while the collector waits
+                    live = [(streams, n) for streams, n, _ in members if n]
+                    for a in range(2, attempts + 1):
+                        UniformStream.fill_sized([streams(f"step:{c.name}:{a}:failure") for streams, _ in live],
+                                                 [n for _, n in live])
                     for _, n, pathways in members:
                         if n:
                             pathways[name][j].failures(attempts).head(n)
@@ -241,6 +245,7 @@ class Replication(Results, Waitlists, Journey):
                         continue
                     purpose = f"step:{c.name}:{a}:duration"
                     found = [streams(purpose) for streams, _, _ in todo]
+                    UniformStream.fill_sized(found, [n for _, n, _ in todo])
                     buffers = [stream.extend_to(n) for stream, (_, n, _) in zip(found, todo)]
                     values = c.duration.ppf(np.concatenate(buffers))
                     at = 0

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["replication_states", "stream_seed", "stream_states", "UniformStream", "Streams", "Draws", "Uniforms", "floats"]
+__all__ = ["replication_states", "stream_seed", "stream_states", "UniformStream", "Streams", "Draws", "Uniforms", "floats",
+           "use_compiled_fill"]
 
 _BLOCK = 256
 _TINY = float(np.finfo(float).tiny)
@@ -139,12 +140,27 @@ class _GivenState(np.random.bit_generator.ISeedSequence):
 class UniformStream:
     """Uniforms in (0, 1) addressed by patient index, generated lazily in blocks."""
 
-    __slots__ = ("_gen", "values")
+    __slots__ = ("_seed", "_replication", "_purpose", "_state", "_gen", "values")
 
     def __init__(self, seed: int, replication: int, purpose: str, state: np.ndarray | None = None) -> None:
-        source = _GivenState(state) if state is not None else stream_seed(seed, replication, purpose)
-        self._gen = np.random.Generator(np.random.PCG64(source))
+        self._seed, self._replication, self._purpose, self._state = seed, replication, purpose, state
+        self._gen: np.random.Generator | None = None  # made on first use (see _generator)
         self.values: np.ndarray = np.empty(0)
+
+    def _seed_words(self) -> np.ndarray:
+        """PCG64's four seed words of this stream."""
+        if self._state is None:
+            self._state = stream_seed(self._seed, self._replication, self._purpose).generate_state(4, np.uint64)
+        return self._state
+
+    def _generator(self) -> np.random.Generator:
+        """The stream's generator, positioned after the values it has (values filled without
+        it, by :func:`fill_together`'s compiled generator, are stepped over)."""
+        if self._gen is None:
+            self._gen = np.random.Generator(np.random.PCG64(_GivenState(self._seed_words())))
+            if self.values.size:
+                self._gen.bit_generator.advance(self.values.size)  # one 64-bit output per double
+        return self._gen
 
     def extend_to(self, size: int) -> np.ndarray:
         """Make sure at least ``size`` values exist and return the buffer."""
@@ -153,7 +169,7 @@ class UniformStream:
             # Grow geometrically so a million patients cost a few dozen generator calls.
             target = max(size, 2 * have, _BLOCK)
             target = -(-target // _BLOCK) * _BLOCK
-            fresh = self._gen.random(target - have)
+            fresh = self._generator().random(target - have)
             # random() is in [0, 1); an exact 0 would map to the lower support bound, which
             # is legitimate, but -log(0) style transforms need u > 0.
             np.maximum(fresh, _TINY, out=fresh)
@@ -163,23 +179,92 @@ class UniformStream:
     @staticmethod
     def fill_together(streams: list["UniformStream"], size: int) -> None:
         """``extend_to(size)`` of streams that have no values yet, their blocks generated into
-        the rows of one array and floored at once (the same values as one by one)."""
+        the rows of one array and floored at once (the same values as one by one): by the
+        compiled generator where the compiled engine has loaded it (:func:`use_compiled_fill`),
+        else by each stream's own numpy generator."""
         fresh = [s for s in streams if not s.values.size]
         if not fresh or size <= 0:
             return
         target = -(-max(size, _BLOCK) // _BLOCK) * _BLOCK
         block = np.empty((len(fresh), target))
-        for s, row in zip(fresh, block):
-            s._gen.random(out=row)
+        fill = _COMPILED_FILL[0]
+        if fill is not None:
+            fill(np.array([s._seed_words() for s in fresh], dtype=np.uint64), block)
+        else:
+            for s, row in zip(fresh, block):
+                s._generator().random(out=row)
         np.maximum(block, _TINY, out=block)
         for s, row in zip(fresh, block):
             s.values = row
+
+    @staticmethod
+    def fill_sized(streams: list["UniformStream"], sizes: list[int]) -> None:
+        """:meth:`fill_together` of streams that each need their own size (grouped by the
+        blocks a size takes, each group's rows generated at once)."""
+        by_blocks: dict[int, list[UniformStream]] = {}
+        for stream, size in zip(streams, sizes):
+            by_blocks.setdefault(-(-max(size, 1) // _BLOCK), []).append(stream)
+        for blocks, group in by_blocks.items():
+            UniformStream.fill_together(group, blocks * _BLOCK)
 
     def __getitem__(self, index: int) -> float:
         values = self.values
         if index >= values.size:
             values = self.extend_to(index + 1)
         return float(values[index])
+
+
+# --------------------------------------------------------------------------- PCG64, compiled
+# numpy's PCG64 (XSL-RR 128/64) and Generator.random() step by step on 64-bit words, so that
+# many streams' first blocks are made in one compiled call: the same doubles, bit for bit (a
+# test holds it to numpy's own). Plain Python here; the compiled engine compiles it with Numba.
+_M_HIGH, _M_LOW = 2549297995355413924, 4865540595714422341  # PCG's default 128-bit multiplier
+
+#: The compiled :func:`_pcg64_fill`, once the compiled engine has made it (None: numpy's).
+_COMPILED_FILL: list[Any] = [None]
+
+
+def use_compiled_fill(fill: Any) -> None:
+    """Make :meth:`UniformStream.fill_together` use ``fill`` (:func:`_pcg64_fill` compiled)."""
+    _COMPILED_FILL[0] = fill
+
+
+def _pcg64_fill(words, out):  # type: ignore[no-untyped-def]
+    """Fill each row of ``out`` with the doubles ``Generator(PCG64(seed)).random()`` gives for
+    the seed words of the same row of ``words`` (n x 4, uint64: state high, low, sequence high,
+    low; as PCG64 takes ``SeedSequence.generate_state(4, uint64)``). One function (Numba
+    compiles it alone), the 128-bit arithmetic on (high, low) 64-bit words."""
+    m32, s32 = np.uint64(0xFFFFFFFF), np.uint64(32)
+    m_hi, m_lo = np.uint64(_M_HIGH), np.uint64(_M_LOW)
+    zero, one, s63, s58, s64 = np.uint64(0), np.uint64(1), np.uint64(63), np.uint64(58), np.uint64(64)
+    s11 = np.uint64(11)
+    scale = 1.0 / 9007199254740992.0
+
+    def step(hi, lo, inc_hi, inc_lo):  # type: ignore[no-untyped-def]
+        # state * multiplier + increment (mod 2**128); the product's high word from 32-bit halves
+        a_lo, a_hi, b_lo, b_hi = lo & m32, lo >> s32, m_lo & m32, m_lo >> s32
+        p0, p1, p2, p3 = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi
+        mid = (p0 >> s32) + (p1 & m32) + (p2 & m32)
+        high = p3 + (p1 >> s32) + (p2 >> s32) + (mid >> s32)
+        new_hi = high + lo * m_hi + hi * m_lo
+        new_lo = lo * m_lo
+        out_lo = new_lo + inc_lo
+        return new_hi + inc_hi + (one if out_lo < new_lo else zero), out_lo
+
+    for k in range(words.shape[0]):
+        # pcg_setseq_128_srandom_r: inc = seq << 1 | 1; state = 0; step; state += initstate; step
+        inc_hi = (words[k, 2] << one) | (words[k, 3] >> s63)
+        inc_lo = (words[k, 3] << one) | one
+        hi, lo = step(zero, zero, inc_hi, inc_lo)
+        lo2 = lo + words[k, 1]
+        hi = hi + words[k, 0] + (one if lo2 < lo else zero)
+        hi, lo = step(hi, lo2, inc_hi, inc_lo)
+        for j in range(out.shape[1]):  # pcg64_next64 (step, then XSL-RR), as next_double
+            hi, lo = step(hi, lo, inc_hi, inc_lo)
+            x = hi ^ lo
+            r = hi >> s58
+            value = (x >> r) | (x << ((s64 - r) & s63))
+            out[k, j] = float(value >> s11) * scale
 
 
 class Streams:

@@ -163,11 +163,8 @@ def draw_together(scenario: Scenario, shared: Shared, given: list[Given]) -> Non
             if c.failure_probability > 0.0:
                 purposes.append(f"step:{c.name}:1:failure")
     purposes = list(dict.fromkeys(purposes))
-    by_size: dict[int, list[Any]] = {}
-    for g, n in zip(given, sizes):  # every one of these streams is read up to n at set-up
-        by_size.setdefault(-(-max(n, 1) // 256), []).extend(g.streams(p) for p in purposes)
-    for blocks, streams in by_size.items():
-        UniformStream.fill_together(streams, blocks * 256)
+    # every one of these streams is read up to n at set-up
+    UniformStream.fill_sized([g.streams(p) for g in given for p in purposes], [n for n in sizes for _ in purposes])
     if not scenario.backlog:
         n_cohorts = len(scenario.cohorts)
         u_death = [g.streams("clock:death").extend_to(n)[:n] for g, n in zip(given, sizes)]
