@@ -393,15 +393,20 @@ def test_stream_seeds_computed_together_are_numpys_seed_sequence() -> None:
 @pytest.mark.parametrize("name", ["local", "slot_shortage", "economics_local", "hybrid", "waitlist_fifo"])
 def test_replications_set_up_together_are_set_up_alone(name: str) -> None:
     """Replications set up together (the tables they share made once, each distribution applied
-    to all their uniforms at once, the retries' durations made together) have the draws and the
-    results of each set up alone."""
-    from v2vsim.engine.compiled import _draws
+    to all their uniforms at once, the retries' durations made together, as the compiled engine
+    makes them too) have the draws and the results of each set up alone."""
+    from v2vsim.engine.compiled import _bridging_draws, _bridging_draws_together, _bridging_table, _draws, _draws_together
     from v2vsim.engine.replication import Replication, set_up
 
     sc = v2vsim.load_scenario(ROOT / "scenarios" / f"{name}.yaml")
     together = set_up(sc, 5, list(range(5)), {1: 20})
-    for rep in together:
+    compiled_reps = set_up(sc, 5, list(range(5)), {1: 20})  # their draws made as the compiled engine makes them
+    table = _bridging_table(compiled_reps[0])
+    at_once = _draws_together(compiled_reps, 3)
+    bridging = _bridging_draws_together(compiled_reps, table)
+    for rep, made, bridged in zip(together, at_once, bridging):
         alone = Replication(sc, 5, rep.replication, 20 if rep.replication == 1 else 0)
-        for a, b in zip(_draws(rep, 3), _draws(alone, 3)):
-            assert a.tobytes() == b.tobytes()
+        for a, b, c in zip(_draws(rep, 3), _draws(alone, 3), made):
+            assert a.tobytes() == b.tobytes() == c.tobytes()
+        assert _bridging_draws(alone, table).tobytes() == bridged.tobytes()
         assert_identical(rep.run(), alone.run())

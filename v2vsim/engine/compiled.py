@@ -38,6 +38,7 @@ from .clocks import HAZARD_OTHER, hazard_form
 from .exception import exception_problems
 from .journey import _STATUS, Patient
 from .replication import Replication, set_up
+from .rng import UniformStream
 from .setup import gc_paused
 from .results import outputs_together
 from .waitlist import waitlist_problems
@@ -167,6 +168,48 @@ def _bridging_draws(rep: Replication, table: np.ndarray) -> np.ndarray:
     return out
 
 
+def _bridging_draws_together(reps: list[Replication], table: np.ndarray) -> list[np.ndarray]:
+    """:func:`_bridging_draws` of replications set up together, made at once: each bridging
+    stream of every replication generated together and each cohort's distribution applied to
+    all of them side by side (element by element: the same values)."""
+    from .kernel import _B_NATIVE, _BP_DELAY, _BP_DURATION, _BP_TOX_U, _BP_U_DEATH, _BP_U_INEL
+
+    sizes = [rep.n for rep in reps]
+    out = [np.zeros((n, 5)) for n in sizes]
+    native = [c for c in range(table.shape[0]) if table[c, _B_NATIVE] > 0]
+    if not native or not sum(sizes):
+        return out
+    made: dict[str, np.ndarray] = {}
+
+    def uniforms(purpose: str) -> np.ndarray:  # every replication's, one after another
+        if purpose not in made:
+            streams = [rep.streams(purpose) for rep in reps]
+            UniformStream.fill_sized(streams, sizes)
+            made[purpose] = np.concatenate([stream.extend_to(n)[:n] for stream, n in zip(streams, sizes)])
+        return made[purpose]
+
+    cohort_of = np.concatenate([rep.cohort_of for rep in reps])
+    columns = np.zeros((cohort_of.size, 5))
+    columns[:, _BP_U_DEATH] = np.concatenate([rep.u_death for rep in reps])
+    columns[:, _BP_U_INEL] = np.concatenate([rep.u_inel for rep in reps])
+    columns[:, _BP_TOX_U] = 1.0
+    for c in native:
+        course = reps[0].scenario.cohorts[c].bridging
+        b = reps[0].cohort_bridge[c]
+        assert course is not None and b is not None
+        mine = cohort_of == c
+        columns[mine, _BP_DURATION] = (math.inf if b.durations is None
+                                       else course.duration.ppf(uniforms("bridging:duration"))[mine])
+        if b.toxicity is not None and b.delays is not None:
+            columns[mine, _BP_TOX_U] = uniforms("bridging:toxicity")[mine]
+            columns[mine, _BP_DELAY] = course.toxicity_delay.ppf(uniforms("bridging:toxicity_delay"))[mine]
+    at = 0
+    for rows, n in zip(out, sizes):
+        rows[:] = columns[at:at + n]
+        at += n
+    return out
+
+
 def _sites(rep: Replication) -> tuple[np.ndarray, np.ndarray]:
     """Each site's state at day 0 (integers, floats); where its calendar's changes are in
     :func:`_calendar_changes`' arrays."""
@@ -235,6 +278,50 @@ def _draws(rep: Replication, attempts: int) -> tuple[np.ndarray, np.ndarray]:
     return D, F
 
 
+def _draws_together(reps: list[Replication], attempts: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_draws` of replications of one scenario set up together, made at once: each later
+    attempt's stream of every replication generated together and its distribution applied to
+    all of them side by side (element by element: the same values as :func:`_draws`, which
+    reads them through the replication's own steps)."""
+    rep0 = reps[0]
+    names = rep0.pathway_list
+    width = max(len(rep0.pathways[name]) for name in names)
+    sizes = [rep.n for rep in reps]
+    out = [(np.zeros((len(names), width, attempts, n)), np.ones((len(names), width, attempts, n))) for n in sizes]
+    later: dict[str, list[np.ndarray]] = {}  # a later attempt's uniforms, by purpose: one stream per step name
+
+    def uniforms(purpose: str) -> list[np.ndarray]:
+        if purpose not in later:
+            streams = [rep.streams(purpose) for rep in reps]
+            UniformStream.fill_sized(streams, sizes)
+            later[purpose] = [stream.extend_to(n)[:n] for stream, n in zip(streams, sizes)]
+        return later[purpose]
+
+    for p, name in enumerate(names):
+        for j, (step, _) in enumerate(rep0.shared.steps[name]):  # the compiled steps
+            drawn, failing = step.fixed_duration is None, step.failure_probability > 0.0
+            for (D, F), rep, n in zip(out, reps, sizes):
+                if not n:
+                    continue
+                mine = rep.pathways[name][j]
+                if drawn:
+                    D[p, j, 0] = np.frombuffer(mine.first_durations, dtype=float, count=n)
+                if failing:
+                    F[p, j, 0] = np.frombuffer(mine.first_failures, dtype=float, count=n)
+            for a in range(2, attempts + 1):
+                if drawn:
+                    parts = uniforms(f"step:{step.name}:{a}:duration")
+                    values = step.duration.ppf(np.concatenate(parts)) if parts else np.zeros(0)
+                    at = 0
+                    for (D, _), n in zip(out, sizes):
+                        D[p, j, a - 1] = values[at:at + n]
+                        at += n
+                if failing:
+                    for (_, F), u in zip(out, uniforms(f"step:{step.name}:{a}:failure")):
+                        F[p, j, a - 1] = u
+    return out
+
+
 def _bridge_for(rep: Replication) -> Any:
     """The loop's bridging callback for one replication: its own start_bridging, on a patient
     rebuilt from the loop's state, and the new state back."""
@@ -294,8 +381,10 @@ def _kernel_function(compiled: bool) -> Any:
     return _COMPILED["kernel"]
 
 
-def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int) -> tuple[Any, ...]:
-    """Run one replication's loop into its recorder; what its sites report (for
+def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int,
+             draws: tuple[np.ndarray, np.ndarray] | None = None, bridging: np.ndarray | None = None) -> tuple[Any, ...]:
+    """Run one replication's loop into its recorder (``draws``, ``bridging``: its
+    :func:`_draws` and :func:`_bridging_draws`, if made already); what its sites report (for
     :func:`.results.outputs_together`)."""
     from . import kernel
     from .kernel_pools import _DONE, _FAILED
@@ -303,10 +392,10 @@ def _run_one(rep: Replication, run: Any, static: tuple[Any, ...], attempts: int)
     sc = rep.scenario
     stop = sc.horizon_days + sc.drain_days
     record = rep.site_log[0] is not None if rep.site_log else False
-    D, F = _draws(rep, attempts)
+    D, F = _draws(rep, attempts) if draws is None else draws
     c_prio, c_path, c_rule, c_rule_f, c_bridge, c_bf, TI, TF, T_acq, T_days, T_cl_start, T_cl_end, T_cl_n, PW, PWF, \
         changes = static
-    b_pf = _bridging_draws(rep, c_bf)
+    b_pf = _bridging_draws(rep, c_bf) if bridging is None else bridging
     # Views of the replication's clocks: the loop writes the clocks that bridging changes.
     death = np.frombuffer(rep.death, dtype=float) if rep.n else np.zeros(0)
     inel = np.frombuffer(rep.ineligible, dtype=float) if rep.n else np.zeros(0)
@@ -406,5 +495,7 @@ def run_compiled(scenario: Scenario, seed: int, replications: list[int], *, trac
         return []
     static, attempts = _static_tables(reps[0]), _attempts_bound(reps[0])
     with gc_paused():  # arrays, and no reference cycles
-        sites = [_run_one(rep, run, static, attempts) for rep in reps]
+        draws = _draws_together(reps, attempts)
+        bridging = _bridging_draws_together(reps, static[5])
+        sites = [_run_one(rep, run, static, attempts, d, b) for rep, d, b in zip(reps, draws, bridging)]
         return outputs_together(reps, sites, "compiled")
