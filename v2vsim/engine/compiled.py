@@ -342,9 +342,6 @@ def _bridge_for(rep: Replication) -> Any:
 
 
 _COMPILED: dict[str, Any] = {}
-#: The loop's functions that make arrays (or return them from Python): compiled with Numba's
-#: reference counting; the others without.
-_ALLOCATING = ("_kernel", "_events", "_grow")
 
 
 def _kernel_function(compiled: bool) -> Any:
@@ -359,10 +356,7 @@ def _kernel_function(compiled: bool) -> Any:
         import numba
 
         jit = numba.njit(cache=True)
-        # The functions the loop calls allocate no arrays: compiled without Numba's reference
-        # counting (_nrt=False), they do not count a reference to every array they are passed
-        # at each call (atomic operations that took a third of the loop's time).
-        plain = numba.njit(cache=True, _nrt=False)
+        plain = numba.njit(cache=True, **kernel.HELPER_OPTIONS)
         # Every function of the loop's two modules, compiled, under its name in both modules
         # (the loop calls them by those names).
         done: dict[str, Any] = {}
@@ -370,7 +364,7 @@ def _kernel_function(compiled: bool) -> Any:
             for name, value in list(vars(module).items()):
                 if name.startswith("_") and callable(value) and getattr(value, "__module__", "") == module.__name__ \
                         and not isinstance(value, type):
-                    done[name] = jit(value) if name in _ALLOCATING else plain(value)
+                    done[name] = jit(value) if name in kernel.ALLOCATING else plain(value)
         for module in (kernel_pools, kernel):
             for name in done:
                 if name in vars(module):

@@ -27,6 +27,15 @@ from .kernel_pools import (
 #: it to the file, so that editing kernel_pools.py alone fails the tests, not a cached run).
 KERNEL_POOLS_SHA256 = "945b5d3a54501b7f5811c39d841e2d281712213895e97aadacd0049089bcdf1e"
 
+#: How Numba compiles the functions the loop calls (all but :data:`ALLOCATING`, which make
+#: arrays or take them back from Python): without reference counting (``_nrt``: otherwise
+#: each call counts a reference to every array it is passed, atomic operations that took a
+#: third of the loop's time) and inlined into their callers (``forceinline``: no call passes
+#: a dozen arrays' descriptors; the loop a third faster again). Kept here, in the file the
+#: disk cache is keyed on, so that changing them rebuilds the cache.
+HELPER_OPTIONS = {"_nrt": False, "forceinline": True}
+ALLOCATING = ("_kernel", "_events", "_grow")
+
 try:
     from numba import objmode
 except ImportError:  # pragma: no cover - the plain-Python loop without Numba
