@@ -47,8 +47,11 @@ def test_plan_ranges_cover_every_replication_once(start: int, stop: int, workers
     ranges = plan_ranges(start, stop, workers)
     assert [r for a, b in ranges for r in range(a, b)] == list(range(start, stop))
     assert all(b - a <= 10 for a, b in ranges)
+    sizes = [b - a for a, b in ranges]
     if workers == 1:
-        assert all(b - a == 1 for a, b in ranges)
+        assert all(size == 1 for size in sizes)
+    else:  # shrinking to a single replication at the end, never growing
+        assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
 
 
 @pytest.mark.parametrize("jobs", [2, 3])

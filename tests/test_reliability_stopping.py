@@ -198,3 +198,18 @@ def test_a_worker_killed_while_sending_a_result_breaks_the_pool() -> None:
     assert proc.returncode == 0 and text.startswith("died "), (text, err.decode()[-3000:])
     assert "a worker process ended unexpectedly" in text
     assert float(text.split()[1]) < 10, text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pipe sizes are set on Linux")
+def test_the_result_pipe_holds_a_reply_of_several_hundred_kilobytes() -> None:
+    """The pool's result pipe is widened to RESULT_PIPE_BYTES (or what the system allows), so a
+    worker's reply of a few hundred kilobytes is written at once and the worker goes on."""
+    import fcntl
+
+    from v2vsim._workers import RESULT_PIPE_BYTES, WorkerPool
+
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    with WorkerPool(max_workers=1) as pool:
+        assert pool.submit(len, b"x" * 700_000).result() == 700_000
+        size = fcntl.fcntl(pool._result_queue._reader.fileno(), getattr(fcntl, "F_GETPIPE_SZ", 1032))
+    assert size >= min(RESULT_PIPE_BYTES, limit)

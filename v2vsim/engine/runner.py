@@ -252,13 +252,22 @@ def _run_range(scenario: Scenario, seed: int, start: int, stop: int, detail: boo
 def plan_ranges(start: int, stop: int, workers: int, single: int = 1) -> list[tuple[int, int]]:
     """Replications ``start..stop-1`` split into tasks for ``workers`` workers.
 
-    About eight tasks per worker, so that the workers finish together (the last task is the
-    idle time of the others), of at most 10 replications (progress, memory); ``single``
-    replications per task for a single worker (1: progress after each; the vectorised engine
-    computes a task's replications together, so it asks for more).
+    About eight tasks per worker, of at most 10 replications (progress, memory), shrinking
+    towards the end (each about a third of what is left per worker), so that the workers
+    finish together: the last tasks, the others' idle time, are of one or two replications.
+    ``single`` replications per task for a single worker (1: progress after each; the
+    vectorised engine computes a task's replications together, so it asks for more).
     """
-    size = single if workers <= 1 else max(1, min(10, math.ceil((stop - start) / (8 * workers))))
-    return [(a, min(a + size, stop)) for a in range(start, stop, size)]
+    if workers <= 1:
+        return [(a, min(a + single, stop)) for a in range(start, stop, single)]
+    size = max(1, min(10, math.ceil((stop - start) / (8 * workers))))
+    ranges = []
+    a = start
+    while a < stop:
+        k = max(1, min(size, math.ceil((stop - a) / (3 * workers))))
+        ranges.append((a, min(a + k, stop)))
+        a += k
+    return ranges
 
 
 def run_ranges(
