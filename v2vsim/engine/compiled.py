@@ -39,7 +39,6 @@ from .exception import exception_problems
 from .journey import _STATUS, Patient
 from .replication import Replication, set_up
 from .rng import UniformStream
-from .setup import gc_paused
 from .results import outputs_together
 from .waitlist import waitlist_problems
 
@@ -489,8 +488,7 @@ def run_compiled(scenario: Scenario, seed: int, replications: list[int], *, trac
     if not reps:
         return []
     static, attempts = _static_tables(reps[0]), _attempts_bound(reps[0])
-    with gc_paused():  # arrays, and no reference cycles
-        draws = _draws_together(reps, attempts)
-        bridging = _bridging_draws_together(reps, static[5])
-        sites = [_run_one(rep, run, static, attempts, d, b) for rep, d, b in zip(reps, draws, bridging)]
-        return outputs_together(reps, sites, "compiled")
+    draws = _draws_together(reps, attempts)
+    bridging = _bridging_draws_together(reps, static[5])
+    sites = [_run_one(rep, run, static, attempts, d, b) for rep, d, b in zip(reps, draws, bridging)]
+    return outputs_together(reps, sites, "compiled")

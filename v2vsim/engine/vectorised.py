@@ -35,7 +35,6 @@ from .journey import _STATUS, Patient
 from .clocks import referral_clock
 from .occupancy import site_results
 from .replication import Replication, set_up
-from .setup import gc_paused
 from .results import outputs_together
 
 __all__ = ["run_batch", "run_vectorised", "Batch"]
@@ -508,10 +507,7 @@ def run_batch(scenario: Scenario, seed: int, replications: list[int], *, trace: 
     each whose slots could bind (the SimPy engine must run it). ``trace``: patients traced by
     replication number. The scenario must be in scope (:func:`scope_problems`)."""
     reps = set_up(scenario, seed, list(replications), trace or {}, record_timeline)
-    if not reps:
-        return []
-    with gc_paused():  # arrays, and no reference cycles
-        return Batch(reps).run()
+    return Batch(reps).run() if reps else []
 
 
 def run_vectorised(scenario: Scenario, seed: int, replication: int, *, trace_patients: int = 0,
