@@ -370,7 +370,6 @@ def _kernel_function(compiled: bool) -> Any:
                     setattr(module, name, done[name])
         _COMPILED["kernel"] = done["_kernel"]
         # The streams' first blocks made by the compiled PCG64 (the same doubles as numpy's).
-        rng._pcg64_step = numba.njit(cache=True, inline="always")(rng._pcg64_step)  # the fill calls it by name
         rng.use_compiled_fill(jit(rng._pcg64_fill))
     return _COMPILED["kernel"]
 

@@ -232,44 +232,39 @@ def use_compiled_fill(fill: Any) -> None:
 def _pcg64_fill(words, out):  # type: ignore[no-untyped-def]
     """Fill each row of ``out`` with the doubles ``Generator(PCG64(seed)).random()`` gives for
     the seed words of the same row of ``words`` (n x 4, uint64: state high, low, sequence high,
-    low; as PCG64 takes ``SeedSequence.generate_state(4, uint64)``). One function, no closure
-    (Numba compiles it alone and loads it from its disk cache in milliseconds); the 128-bit
-    arithmetic on (high, low) 64-bit words."""
-    zero, one, s63, s58, s64, s11 = np.uint64(0), np.uint64(1), np.uint64(63), np.uint64(58), np.uint64(64), np.uint64(11)
+    low; as PCG64 takes ``SeedSequence.generate_state(4, uint64)``). One function (Numba
+    compiles it alone), the 128-bit arithmetic on (high, low) 64-bit words."""
+    m32, s32 = np.uint64(0xFFFFFFFF), np.uint64(32)
+    m_hi, m_lo = np.uint64(_M_HIGH), np.uint64(_M_LOW)
+    zero, one, s63, s58, s64 = np.uint64(0), np.uint64(1), np.uint64(63), np.uint64(58), np.uint64(64)
+    s11 = np.uint64(11)
     scale = 1.0 / 9007199254740992.0
+
+    def step(hi, lo, inc_hi, inc_lo):  # type: ignore[no-untyped-def]
+        # state * multiplier + increment (mod 2**128); the product's high word from 32-bit halves
+        a_lo, a_hi, b_lo, b_hi = lo & m32, lo >> s32, m_lo & m32, m_lo >> s32
+        p0, p1, p2, p3 = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi
+        mid = (p0 >> s32) + (p1 & m32) + (p2 & m32)
+        high = p3 + (p1 >> s32) + (p2 >> s32) + (mid >> s32)
+        new_hi = high + lo * m_hi + hi * m_lo
+        new_lo = lo * m_lo
+        out_lo = new_lo + inc_lo
+        return new_hi + inc_hi + (one if out_lo < new_lo else zero), out_lo
+
     for k in range(words.shape[0]):
         # pcg_setseq_128_srandom_r: inc = seq << 1 | 1; state = 0; step; state += initstate; step
         inc_hi = (words[k, 2] << one) | (words[k, 3] >> s63)
         inc_lo = (words[k, 3] << one) | one
-        hi, lo = zero, zero
-        for j in range(-2, out.shape[1]):
-            # one step: state * multiplier + increment (mod 2**128)
-            hi, lo = _pcg64_step(hi, lo, inc_hi, inc_lo)
-            if j == -2:  # seeding: the initial state added after the first step
-                lo2 = lo + words[k, 1]
-                hi = hi + words[k, 0] + (one if lo2 < lo else zero)
-                lo = lo2
-                continue
-            if j == -1:
-                continue
-            # pcg64_next64's output (XSL-RR), as next_double
+        hi, lo = step(zero, zero, inc_hi, inc_lo)
+        lo2 = lo + words[k, 1]
+        hi = hi + words[k, 0] + (one if lo2 < lo else zero)
+        hi, lo = step(hi, lo2, inc_hi, inc_lo)
+        for j in range(out.shape[1]):  # pcg64_next64 (step, then XSL-RR), as next_double
+            hi, lo = step(hi, lo, inc_hi, inc_lo)
             x = hi ^ lo
             r = hi >> s58
             value = (x >> r) | (x << ((s64 - r) & s63))
             out[k, j] = float(value >> s11) * scale
-
-
-def _pcg64_step(hi, lo, inc_hi, inc_lo):  # type: ignore[no-untyped-def]
-    """PCG's LCG step on (high, low) words; the product's high word from 32-bit halves."""
-    m32, s32 = np.uint64(0xFFFFFFFF), np.uint64(32)
-    m_hi, m_lo = np.uint64(_M_HIGH), np.uint64(_M_LOW)
-    a_lo, a_hi, b_lo, b_hi = lo & m32, lo >> s32, m_lo & m32, m_lo >> s32
-    p0, p1, p2, p3 = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi
-    mid = (p0 >> s32) + (p1 & m32) + (p2 & m32)
-    high = p3 + (p1 >> s32) + (p2 >> s32) + (mid >> s32)
-    new_lo = lo * m_lo
-    out_lo = new_lo + inc_lo
-    return high + lo * m_hi + hi * m_lo + inc_hi + (np.uint64(1) if out_lo < new_lo else np.uint64(0)), out_lo
 
 
 class Streams:
