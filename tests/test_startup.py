@@ -110,3 +110,18 @@ def test_precision_half_widths_take_scipys_t_quantiles_to_the_last_bit() -> None
 
     df = np.arange(1, 5001)
     assert np.array_equal(stdtrit(df, 0.975), stats.t.ppf(0.975, df))
+
+
+def test_the_stop_handlers_state_is_loaded_before_they_are_installed() -> None:
+    """The stop handler reads its state from v2vsim._workers: the module is imported before the
+    handlers are installed, so that a signal while a command imports it (starting its first
+    pool) stops the command instead of failing with an ImportError of a half-made module."""
+    code = (
+        "import sys\n"
+        "from v2vsim.cli.stopping import handle_stop_signals\n"
+        "assert 'v2vsim._workers' not in sys.modules\n"
+        "handle_stop_signals()\n"
+        "print('v2vsim._workers' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr

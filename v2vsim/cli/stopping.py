@@ -73,6 +73,11 @@ def handle_stop_signals() -> None:
     the main thread; not by the app itself, so that a test runner keeps its own Ctrl-C)."""
     import signal
 
+    # The handler's state lives in v2vsim._workers: loaded now, so that a signal that comes
+    # while a command is importing it (as it starts its first worker pool) does not find the
+    # module half made (an ImportError instead of the stop).
+    from .. import _workers  # noqa: F401
+
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGTERM, _on_stop_signal)
 
