@@ -167,6 +167,15 @@ def _bridging_draws(rep: Replication, table: np.ndarray) -> np.ndarray:
     return out
 
 
+def _first_uniforms(reps: list[Replication], purpose: str) -> list[np.ndarray]:
+    """Each replication's uniforms of the stream ``purpose`` for its patients, the streams of
+    all of them generated together (:meth:`.rng.UniformStream.fill_sized`)."""
+    sizes = [rep.n for rep in reps]
+    streams = [rep.streams(purpose) for rep in reps]
+    UniformStream.fill_sized(streams, sizes)
+    return [stream.extend_to(n)[:n] for stream, n in zip(streams, sizes)]
+
+
 def _bridging_draws_together(reps: list[Replication], table: np.ndarray) -> list[np.ndarray]:
     """:func:`_bridging_draws` of replications set up together, made at once: each bridging
     stream of every replication generated together and each cohort's distribution applied to
@@ -182,9 +191,7 @@ def _bridging_draws_together(reps: list[Replication], table: np.ndarray) -> list
 
     def uniforms(purpose: str) -> np.ndarray:  # every replication's, one after another
         if purpose not in made:
-            streams = [rep.streams(purpose) for rep in reps]
-            UniformStream.fill_sized(streams, sizes)
-            made[purpose] = np.concatenate([stream.extend_to(n)[:n] for stream, n in zip(streams, sizes)])
+            made[purpose] = np.concatenate(_first_uniforms(reps, purpose))
         return made[purpose]
 
     cohort_of = np.concatenate([rep.cohort_of for rep in reps])
@@ -291,9 +298,7 @@ def _draws_together(reps: list[Replication], attempts: int) -> list[tuple[np.nda
 
     def uniforms(purpose: str) -> list[np.ndarray]:
         if purpose not in later:
-            streams = [rep.streams(purpose) for rep in reps]
-            UniformStream.fill_sized(streams, sizes)
-            later[purpose] = [stream.extend_to(n)[:n] for stream, n in zip(streams, sizes)]
+            later[purpose] = _first_uniforms(reps, purpose)
         return later[purpose]
 
     for p, name in enumerate(names):
@@ -310,7 +315,7 @@ def _draws_together(reps: list[Replication], attempts: int) -> list[tuple[np.nda
             for a in range(2, attempts + 1):
                 if drawn:
                     parts = uniforms(f"step:{step.name}:{a}:duration")
-                    values = step.duration.ppf(np.concatenate(parts)) if parts else np.zeros(0)
+                    values = step.duration.ppf(np.concatenate(parts))
                     at = 0
                     for (D, _), n in zip(out, sizes):
                         D[p, j, a - 1] = values[at:at + n]
