@@ -210,20 +210,12 @@ class Replication(Results, Waitlists, Journey):
         return steps
 
     def draw_retries(self, attempts: int) -> None:
-        """Every drawn step's durations and failures' uniforms of attempts 2 to ``attempts`` (the
-        compiled engine reads them all), made at once for all the replications set up with this one: each
-        distribution applied to all their uniforms side by side (element by element, so the
-        same values as each step's own draws make on first use)."""
-        shared = self.shared
-        if attempts <= shared.retries_drawn:
-            return
-        if shared.members:
-            members, shared.members = shared.members, None
-            shared.retries_drawn = attempts
-        else:
-            members = [(self.streams, self.n, self.pathways)]
+        """This replication's drawn steps' durations and failures' uniforms of attempts 2 to
+        ``attempts``, as each step's own draws make them on first use (the compiled engine's
+        reference, :func:`.compiled._draws`; the engine itself makes a task's replications'
+        together, :func:`.compiled._draws_together`)."""
         with gc_paused():  # many objects that live on, no cycles (as in set_up)
-            self._draw_retries(members, attempts)
+            self._draw_retries([(self.streams, self.n, self.pathways)], attempts)
 
     def _draw_retries(self, members: list[tuple[Streams, int, dict[str, list[EngineStep]]]], attempts: int) -> None:
         for name, steps in self.shared.steps.items():
@@ -415,7 +407,6 @@ def _set_up(scenario: Scenario, seed: int, replications: list[int], trace: dict[
     draw_together(scenario, shared, given)
     reps = [kind(scenario, seed, r, trace.get(r, 0), record_timeline, compiled=compiled, shared=shared, given=g)
             for r, g in zip(replications, given)]
-    shared.members = [(rep.streams, rep.n, rep.pathways) for rep in reps]
     return reps
 
 

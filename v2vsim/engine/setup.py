@@ -93,7 +93,7 @@ class Shared:
     plan, the steps' fixed fields, the cohorts' tables and the sites' calendar changes."""
 
     __slots__ = ("compiled", "steps", "shares", "cohort_priority", "cohort_response", "cohort_icu",
-                 "calendars", "members", "step_names", "step_costs", "retries_drawn")
+                 "calendars", "step_names", "step_costs")
 
     def __init__(self, scenario: Scenario, compiled: dict[str, Any]) -> None:
         self.compiled = compiled
@@ -105,10 +105,6 @@ class Shared:
         self.calendars: dict[str, Any] = {}  # site -> calendar_changes(...), on first use
         self.step_names = [[c.name for c, _ in self.steps[name]] for name in scenario.pathways]
         self.step_costs: np.ndarray | None = None  # Replication._step_costs, on first use
-        #: The replications set up together, until their retries' draws are made
-        #: (:meth:`Replication.draw_retries`): (streams, patients, pathways) of each.
-        self.members: list[tuple[Streams, int, dict[str, list[EngineStep]]]] | None = None
-        self.retries_drawn = 1  # the attempts whose durations all the members have
 
 
 class Given:
